@@ -1,0 +1,58 @@
+# The two commands of the README, and their helpers. Everything installs itself.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+RUN_STAMP := $(VENV)/.run-installed
+DEV_STAMP := $(VENV)/.dev-installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run demo test lint unit bench install install-dev browser clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+install: $(RUN_STAMP)
+install-dev: $(DEV_STAMP)
+
+## make run: the whole product with demo traffic on embedded defaults (Ctrl-C stops it all)
+run: $(RUN_STAMP)
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py demo_setup
+	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+
+## make test: lint, types, import contracts, migrations check and the whole pytest suite
+test: $(DEV_STAMP) browser lint unit
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy tracing observatory
+	$(VENV)/bin/lint-imports
+	$(PY) manage.py makemigrations --check --dry-run
+
+unit: $(DEV_STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## Debian's chromium for the browser tests (Playwright's own download does not work here)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## make bench: the benchmarks under bench/ (PostgreSQL and Redis on 127.0.0.1)
+bench: $(DEV_STAMP)
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf .data $(VENV)

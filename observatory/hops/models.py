@@ -1,0 +1,86 @@
+"""The hop store: raw, immutable, idempotent (DESIGN "Data flow").
+
+Every span, status event and Shopify delivery becomes one Hop; its business keys are
+separate HopKey rows, searchable by value alone and by kind and value. A re-delivery of
+the same hop stores nothing new; it is recorded as a DuplicateDelivery of the first.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Hop(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    #: Delivery identity: ``otlp:<trace>:<span>``, ``event:<source>:<id>``,
+    #: ``shopify:<shop>:<event id>``. Unique: the idempotency key.
+    uid = models.CharField(max_length=600, unique=True)
+    via = models.CharField(max_length=16, help_text="otlp, event or shopify")
+    source = models.CharField(max_length=255, blank=True)
+    system = models.CharField(max_length=64)
+    operation = models.CharField(max_length=255)
+    start_time = models.DateTimeField(help_text="business time of the hop")
+    end_time = models.DateTimeField()
+    duration_ms = models.FloatField(default=0)
+    outcome = models.CharField(max_length=8, default="ok")
+    status_message = models.TextField(blank=True)
+    trace_id = models.CharField(max_length=32, blank=True)
+    span_id = models.CharField(max_length=16, blank=True)
+    parent_span_id = models.CharField(max_length=16, blank=True)
+    retry_attempt = models.IntegerField(default=0)
+    replay = models.BooleanField(default=False)
+    platform_status = models.CharField(max_length=128, blank=True)
+    stage = models.CharField(max_length=32, blank=True)
+    channel = models.CharField(max_length=32, blank=True)
+    store_id = models.CharField(max_length=64, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    received_at = models.DateTimeField()
+    attributes = models.JSONField(default=dict, blank=True)
+    #: links, span events, resource attributes: for display, never queried.
+    extra = models.JSONField(default=dict, blank=True)
+    #: Set by the stitcher once the hop is attached to its transactions.
+    stitched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["trace_id"], name="hop_trace", condition=~Q(trace_id="")),
+            models.Index(fields=["system", "start_time"], name="hop_system_time"),
+            models.Index(
+                fields=["id"], name="hop_unstitched", condition=Q(stitched_at__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.system} {self.operation} @ {self.start_time:%Y-%m-%d %H:%M:%S}"
+
+
+class HopKey(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="keys")
+    kind = models.CharField(max_length=64)
+    value = models.CharField(max_length=256)
+    #: True when the value came from an array (one batch hop naming many orders).
+    fanout = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["kind", "value"], name="hopkey_kind_value"),
+            # varchar_pattern_ops on PostgreSQL serves both = and prefix LIKE on value alone
+            models.Index(fields=["value"], name="hopkey_value", opclasses=["varchar_pattern_ops"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value}"
+
+
+class DuplicateDelivery(models.Model):
+    """A re-delivery of a hop already stored (the same span, event or webhook again)."""
+
+    id = models.BigAutoField(primary_key=True)
+    hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="duplicates")
+    received_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"duplicate of hop {self.hop_id} at {self.received_at:%Y-%m-%d %H:%M:%S}"

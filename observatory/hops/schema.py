@@ -1,0 +1,40 @@
+"""API shapes for hops."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ninja import Schema
+
+
+class KeyOut(Schema):
+    kind: str
+    value: str
+    fanout: bool = False
+
+
+class SpanOut(Schema):
+    hop_id: int
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    system: str
+    operation: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    outcome: str
+    status_message: str
+    retry_attempt: int
+    replay: bool
+    stage: str
+    platform_status: str
+    keys: list[KeyOut]
+    attributes: dict[str, Any]
+    links: list[dict[str, Any]]
+
+
+class TraceOut(Schema):
+    trace_id: str
+    spans: list[SpanOut]

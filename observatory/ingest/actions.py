@@ -1,0 +1,72 @@
+"""The write edge's one verb: take decoded hops from an authenticated source."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from observatory.access.models import IngestToken
+from observatory.hops.actions import do_store_hops
+from observatory.lib import live
+from observatory.lib.clock import now
+from tracing.records import DecodeResult, HopRecord, Rejection
+
+
+class OutOfScope(Exception):
+    """Every hop of the request belongs to a system the token may not send for (403)."""
+
+
+@dataclass
+class Ingested:
+    #: (request position, record) of each hop stored now
+    stored: list[tuple[int, HopRecord]] = field(default_factory=list)
+    #: (request position, record) of each hop that was already stored
+    duplicates: list[tuple[int, HopRecord]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
+    """Store the good hops of one request; the bad ones were rejected by the decoder.
+
+    Hops of a system outside the token's scope are rejected one by one; if that leaves
+    nothing at all, the request as a whole is out of scope (``OutOfScope``, a 403).
+    Returns once the stored hops are committed.
+    """
+    out = Ingested(rejected=list(decoded.rejected))
+    refused = {r.index for r in decoded.rejected}
+    positions = (i for i in range(len(decoded.records) + len(refused)) if i not in refused)
+    placed = list(zip(positions, decoded.records, strict=False))
+    if token.system:
+        inside = [(i, r) for i, r in placed if r.system == token.system]
+        for i, r in placed:
+            if r.system != token.system:
+                out.rejected.append(
+                    Rejection(
+                        index=i,
+                        ident=r.uid,
+                        reason=f"system '{r.system}' is outside the scope of token "
+                        f"'{token.name}' (system '{token.system}')",
+                    )
+                )
+        if placed and not inside:
+            raise OutOfScope(out.rejected[-1].reason)
+        placed = inside
+    out.rejected.sort(key=lambda r: r.index)
+    if not placed:
+        return out
+    received = now()
+    with transaction.atomic():
+        result = do_store_hops([r for _, r in placed], received_at=received)
+        if result.stored:
+            systems = Counter(r.system for _, r in placed if r.uid in result.stored)
+            live.publish_on_commit("hops.stored", {"systems": dict(systems)})
+    seen: set[str] = set()
+    for i, r in placed:
+        if r.uid in result.stored and r.uid not in seen:
+            out.stored.append((i, r))
+        else:
+            out.duplicates.append((i, r))
+        seen.add(r.uid)
+    return out

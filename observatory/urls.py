@@ -1,0 +1,21 @@
+"""URL map: ingest endpoints (CONTRACT 2), the JSON API (3), probes, pages."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from observatory import health
+from observatory.api import api
+from observatory.ingest import views as ingest
+
+urlpatterns = [
+    path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
+    path("api/v1/events", ingest.events, name="events"),
+    path("webhooks/shopify", ingest.shopify_webhook, name="shopify-webhook"),
+    path("api/v1/", api.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
