@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "observatory.access",
     "observatory.hops",
     "observatory.ingest",
+    "observatory.transactions",
+    "observatory.triage",
 ]
 
 MIDDLEWARE = [
