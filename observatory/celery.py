@@ -4,6 +4,8 @@ import os
 
 from celery import Celery
 
+import observatory.lib.fsbroker  # noqa: F401  (registers the obsfs:// embedded broker)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observatory.settings")
 
 app = Celery("observatory")

@@ -1,0 +1,49 @@
+"""kombu's filesystem transport, with atomic message writes (the embedded broker).
+
+The stock transport creates a message file and then writes into it, so a worker that
+lists the folder in between moves and reads a half-written file and dies on a
+JSONDecodeError (celery/kombu#1551). Here every message is written under a temporary
+name that no queue matches and renamed into place, which is atomic on POSIX; a reader
+sees a whole message or none. Exchange tables, created by truncating a file, are re-read
+when caught empty.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from time import monotonic
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.json import dumps
+
+
+class Channel(filesystem.Channel):
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = os.path.join(self.data_folder_out, f".{name}.partial")
+        try:
+            with open(partial, "wb") as f:
+                f.write(dumps(payload).encode())
+            os.replace(partial, final)
+        except OSError as exc:
+            raise filesystem.ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def get_table(self, exchange: str) -> Any:
+        for attempt in range(5):
+            try:
+                return super().get_table(exchange)
+            except ValueError:  # caught the table file between truncate and write
+                time.sleep(0.01 * (attempt + 1))
+        return super().get_table(exchange)
+
+
+class Transport(filesystem.Transport):
+    Channel = Channel
+
+
+#: ``obsfs://`` is the embedded default broker URL (settings.CELERY_BROKER_URL).
+TRANSPORT_ALIASES.setdefault("obsfs", "observatory.lib.fsbroker:Transport")
