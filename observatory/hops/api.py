@@ -1,22 +1,17 @@
-"""Read API on hops: one trace's spans (CONTRACT 3)."""
+"""How a hop is shown in the API: one span, with its keys.
+
+The trace endpoint (``GET /api/v1/traces/{trace_id}``) lives in ``triage.api`` so that it
+can say which transactions a trace's spans belong to; it reuses ``span_out``.
+"""
 
 from __future__ import annotations
 
-import re
-
-from django.http import HttpRequest
-from ninja import Router
-from ninja.errors import HttpError
-
 from observatory.hops.models import Hop
-from observatory.hops.queries import trace_spans
-from observatory.hops.schema import KeyOut, SpanOut, TraceOut
-
-router = Router(tags=["traces"])
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+from observatory.hops.schema import KeyOut, SpanOut
 
 
 def span_out(hop: Hop) -> SpanOut:
+    """A hop as a span (its keys must be prefetched: ``queries.hops_with_keys``)."""
     return SpanOut(
         hop_id=hop.id,
         trace_id=hop.trace_id,
@@ -37,14 +32,3 @@ def span_out(hop: Hop) -> SpanOut:
         attributes=hop.attributes,
         links=hop.extra.get("links", []),
     )
-
-
-@router.get("/traces/{trace_id}", response=TraceOut, summary="The spans of one trace")
-def get_trace(request: HttpRequest, trace_id: str) -> TraceOut:
-    trace_id = trace_id.strip().lower()
-    if not _TRACE_ID.match(trace_id):
-        raise HttpError(400, "trace_id must be 32 hexadecimal characters")
-    spans = trace_spans(trace_id)
-    if not spans:
-        raise HttpError(404, f"no spans stored for trace {trace_id}")
-    return TraceOut(trace_id=trace_id, spans=[span_out(h) for h in spans])

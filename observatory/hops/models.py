@@ -14,8 +14,9 @@ from django.db.models import Q
 class Hop(models.Model):
     id = models.BigAutoField(primary_key=True)
     #: Delivery identity: ``otlp:<trace>:<span>``, ``event:<source>:<id>``,
-    #: ``shopify:<shop>:<event id>``. Unique: the idempotency key.
-    uid = models.CharField(max_length=600, unique=True)
+    #: ``shopify:<shop>:<event id>``. Unique (a constraint, not ``unique=True``, which on
+    #: PostgreSQL adds a second, LIKE-only index every insert and update would maintain).
+    uid = models.CharField(max_length=600)
     via = models.CharField(max_length=16, help_text="otlp, event or shopify")
     source = models.CharField(max_length=255, blank=True)
     system = models.CharField(max_length=64)
@@ -44,6 +45,7 @@ class Hop(models.Model):
     stitched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["uid"], name="hop_uid_unique")]
         indexes = [
             models.Index(fields=["trace_id"], name="hop_trace", condition=~Q(trace_id="")),
             models.Index(fields=["system", "start_time"], name="hop_system_time"),

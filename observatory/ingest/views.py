@@ -57,6 +57,7 @@ def _authenticate(plain: str | None) -> IngestToken | Denied:
     try:
         return ingest_token(plain)
     except _UNAVAILABLE:
+        log.warning("ingest authentication: database unavailable", exc_info=True)
         return Denied(503, "the database is unavailable, retry later")
 
 

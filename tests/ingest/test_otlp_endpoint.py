@@ -315,7 +315,13 @@ def test_database_down_is_503_with_retry_after(ingest_token: str) -> None:
     body = orjson.dumps(otlp_json([json_span("00f067aa0ba902b7", "#1")]))
     client = Client(HTTP_AUTHORIZATION=f"Bearer {ingest_token}")
     saved = dict(connection.settings_dict)
-    connection.close()
+
+    def reset() -> None:
+        connection.close()
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()  # the next connection comes from a pool built anew
+
+    reset()
     if connection.vendor == "postgresql":
         connection.settings_dict["PORT"] = "1"  # nothing listens there
     else:
@@ -323,7 +329,7 @@ def test_database_down_is_503_with_retry_after(ingest_token: str) -> None:
     try:
         response = client.post("/v1/traces", body, content_type="application/json")
     finally:
-        connection.close()
+        reset()
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
     assert response.status_code == 503

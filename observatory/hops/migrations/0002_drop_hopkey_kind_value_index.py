@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hops', '0001_initial'),
+        ("hops", "0001_initial"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='hopkey',
-            name='hopkey_kind_value',
+            model_name="hopkey",
+            name="hopkey_kind_value",
         ),
     ]
