@@ -145,8 +145,14 @@ class TransactionHop(models.Model):
     """Membership of a hop in a transaction (a fan-out hop is in several)."""
 
     id = models.BigAutoField(primary_key=True)
-    transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="links")
-    hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="transaction_links")
+    # no single-column indexes of their own: txhop_unique leads with transaction, and
+    # txhop_hop serves hop (each would be one more index write per stitched hop)
+    transaction = models.ForeignKey(
+        Transaction, on_delete=models.CASCADE, related_name="links", db_index=False
+    )
+    hop = models.ForeignKey(
+        Hop, on_delete=models.CASCADE, related_name="transaction_links", db_index=False
+    )
 
     class Meta:
         constraints = [
@@ -154,12 +160,18 @@ class TransactionHop(models.Model):
         ]
         indexes = [models.Index(fields=["hop"], name="txhop_hop")]
 
+    def __str__(self) -> str:
+        return f"hop {self.hop_id} in transaction {self.transaction_id}"
+
 
 class StageReached(models.Model):
     """One stage-reached event of a transaction's timeline (append-only)."""
 
     id = models.BigAutoField(primary_key=True)
-    transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="stages")
+    # stage_once_per_hop and stage_tx_time both lead with transaction: no index of its own
+    transaction = models.ForeignKey(
+        Transaction, on_delete=models.CASCADE, related_name="stages", db_index=False
+    )
     stage = models.CharField(max_length=32)
     at = models.DateTimeField(help_text="business time the stage was reached")
     system = models.CharField(max_length=64)
@@ -189,6 +201,9 @@ class Merge(models.Model):
     keys = models.JSONField(default=list, help_text="the loser's keys, as [kind, value]")
     at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"transaction {self.loser_id} merged into {self.winner_id}"
+
 
 class Conflict(models.Model):
     """A link refused because it would give a transaction two values of a
@@ -215,6 +230,9 @@ class Conflict(models.Model):
                 fields=["hop", "kind", "value", "existing_value"], name="conflict_once"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.existing_value} vs {self.value} (hop {self.hop_id})"
 
 
 class StatusMap(models.Model):
@@ -255,6 +273,9 @@ class UnknownStatus(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["system", "status"], name="unknownstatus_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.system}: {self.status} ({self.count}x)"
 
 
 class SlaPolicy(models.Model):

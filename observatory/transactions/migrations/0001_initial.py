@@ -5,208 +5,389 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('hops', '0001_initial'),
+        ("hops", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SlaPolicy',
+            name="SlaPolicy",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=100)),
-                ('transaction_kind', models.CharField(choices=[('order', 'order'), ('return', 'return'), ('inventory_update', 'inventory update')], default='order', max_length=20)),
-                ('channel', models.CharField(blank=True, help_text='blank: every channel', max_length=32)),
-                ('from_stage', models.CharField(max_length=32)),
-                ('to_stage', models.CharField(max_length=32)),
-                ('deadline_s', models.PositiveIntegerField()),
-                ('batch_allowance_s', models.PositiveIntegerField(default=0)),
-                ('active', models.BooleanField(default=True)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "transaction_kind",
+                    models.CharField(
+                        choices=[
+                            ("order", "order"),
+                            ("return", "return"),
+                            ("inventory_update", "inventory update"),
+                        ],
+                        default="order",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "channel",
+                    models.CharField(blank=True, help_text="blank: every channel", max_length=32),
+                ),
+                ("from_stage", models.CharField(max_length=32)),
+                ("to_stage", models.CharField(max_length=32)),
+                ("deadline_s", models.PositiveIntegerField()),
+                ("batch_allowance_s", models.PositiveIntegerField(default=0)),
+                ("active", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['transaction_kind', 'from_stage', 'channel'],
+                "ordering": ["transaction_kind", "from_stage", "channel"],
             },
         ),
         migrations.CreateModel(
-            name='StatusMap',
+            name="StatusMap",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('system', models.CharField(help_text="the hop's system, or * for any system (vendor vocabularies)", max_length=64)),
-                ('vendor', models.CharField(blank=True, help_text='e.g. netsuite, easypost', max_length=64)),
-                ('status', models.CharField(help_text='platform status, Shopify topic or event type (any case)', max_length=128)),
-                ('stage', models.CharField(blank=True, help_text='blank: known, no stage', max_length=32)),
-                ('transaction_kind', models.CharField(blank=True, choices=[('order', 'order'), ('return', 'return'), ('inventory_update', 'inventory update')], max_length=20)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "system",
+                    models.CharField(
+                        help_text="the hop's system, or * for any system (vendor vocabularies)",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "vendor",
+                    models.CharField(
+                        blank=True, help_text="e.g. netsuite, easypost", max_length=64
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        help_text="platform status, Shopify topic or event type (any case)",
+                        max_length=128,
+                    ),
+                ),
+                (
+                    "stage",
+                    models.CharField(blank=True, help_text="blank: known, no stage", max_length=32),
+                ),
+                (
+                    "transaction_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("order", "order"),
+                            ("return", "return"),
+                            ("inventory_update", "inventory update"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['system', 'status'],
-                'constraints': [models.UniqueConstraint(fields=('system', 'status'), name='statusmap_unique')],
+                "ordering": ["system", "status"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("system", "status"), name="statusmap_unique")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Transaction',
+            name="Transaction",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('kind', models.CharField(choices=[('order', 'order'), ('return', 'return'), ('inventory_update', 'inventory update')], default='order', max_length=20)),
-                ('channel', models.CharField(blank=True, max_length=32)),
-                ('store_id', models.CharField(blank=True, max_length=64)),
-                ('current_stage', models.CharField(blank=True, max_length=32)),
-                ('amount', models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True)),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('first_hop_at', models.DateTimeField(blank=True, null=True)),
-                ('last_hop_at', models.DateTimeField(blank=True, null=True)),
-                ('hop_count', models.IntegerField(default=0)),
-                ('failed_hop_count', models.IntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('captured_at', models.DateTimeField(blank=True, null=True)),
-                ('validated_at', models.DateTimeField(blank=True, null=True)),
-                ('payment_authorized_at', models.DateTimeField(blank=True, null=True)),
-                ('reserved_at', models.DateTimeField(blank=True, null=True)),
-                ('posted_at', models.DateTimeField(blank=True, null=True)),
-                ('released_at', models.DateTimeField(blank=True, null=True)),
-                ('picked_at', models.DateTimeField(blank=True, null=True)),
-                ('shipped_at', models.DateTimeField(blank=True, null=True)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('invoiced_at', models.DateTimeField(blank=True, null=True)),
-                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
-                ('return_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('return_received_at', models.DateTimeField(blank=True, null=True)),
-                ('refunded_at', models.DateTimeField(blank=True, null=True)),
-                ('refund_settled_at', models.DateTimeField(blank=True, null=True)),
-                ('inventory_adjusted_at', models.DateTimeField(blank=True, null=True)),
-                ('inventory_published_at', models.DateTimeField(blank=True, null=True)),
-                ('fulfillment_synced_at', models.DateTimeField(blank=True, null=True)),
-                ('merged_into', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='transactions.transaction')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("order", "order"),
+                            ("return", "return"),
+                            ("inventory_update", "inventory update"),
+                        ],
+                        default="order",
+                        max_length=20,
+                    ),
+                ),
+                ("channel", models.CharField(blank=True, max_length=32)),
+                ("store_id", models.CharField(blank=True, max_length=64)),
+                ("current_stage", models.CharField(blank=True, max_length=32)),
+                (
+                    "amount",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True),
+                ),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("first_hop_at", models.DateTimeField(blank=True, null=True)),
+                ("last_hop_at", models.DateTimeField(blank=True, null=True)),
+                ("hop_count", models.IntegerField(default=0)),
+                ("failed_hop_count", models.IntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("captured_at", models.DateTimeField(blank=True, null=True)),
+                ("validated_at", models.DateTimeField(blank=True, null=True)),
+                ("payment_authorized_at", models.DateTimeField(blank=True, null=True)),
+                ("reserved_at", models.DateTimeField(blank=True, null=True)),
+                ("posted_at", models.DateTimeField(blank=True, null=True)),
+                ("released_at", models.DateTimeField(blank=True, null=True)),
+                ("picked_at", models.DateTimeField(blank=True, null=True)),
+                ("shipped_at", models.DateTimeField(blank=True, null=True)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("invoiced_at", models.DateTimeField(blank=True, null=True)),
+                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
+                ("return_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("return_received_at", models.DateTimeField(blank=True, null=True)),
+                ("refunded_at", models.DateTimeField(blank=True, null=True)),
+                ("refund_settled_at", models.DateTimeField(blank=True, null=True)),
+                ("inventory_adjusted_at", models.DateTimeField(blank=True, null=True)),
+                ("inventory_published_at", models.DateTimeField(blank=True, null=True)),
+                ("fulfillment_synced_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "merged_into",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="transactions.transaction",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='StageReached',
+            name="StageReached",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('stage', models.CharField(max_length=32)),
-                ('at', models.DateTimeField(help_text='business time the stage was reached')),
-                ('system', models.CharField(max_length=64)),
-                ('platform_status', models.CharField(blank=True, max_length=128)),
-                ('hop', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='hops.hop')),
-                ('transaction', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stages', to='transactions.transaction')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("stage", models.CharField(max_length=32)),
+                ("at", models.DateTimeField(help_text="business time the stage was reached")),
+                ("system", models.CharField(max_length=64)),
+                ("platform_status", models.CharField(blank=True, max_length=128)),
+                (
+                    "hop",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="hops.hop"
+                    ),
+                ),
+                (
+                    "transaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="stages",
+                        to="transactions.transaction",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'id'],
+                "ordering": ["at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Merge',
+            name="Merge",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('loser_id', models.BigIntegerField()),
-                ('keys', models.JSONField(default=list, help_text="the loser's keys, as [kind, value]")),
-                ('at', models.DateTimeField(auto_now_add=True)),
-                ('hop', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='hops.hop')),
-                ('winner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='merges', to='transactions.transaction')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("loser_id", models.BigIntegerField()),
+                (
+                    "keys",
+                    models.JSONField(default=list, help_text="the loser's keys, as [kind, value]"),
+                ),
+                ("at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "hop",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="hops.hop",
+                    ),
+                ),
+                (
+                    "winner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="merges",
+                        to="transactions.transaction",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Conflict',
+            name="Conflict",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('kind', models.CharField(max_length=64)),
-                ('value', models.CharField(help_text='the value the hop carried', max_length=256)),
-                ('existing_value', models.CharField(help_text='the value already held', max_length=256)),
-                ('at', models.DateTimeField(auto_now_add=True)),
-                ('triaged_at', models.DateTimeField(blank=True, null=True)),
-                ('hop', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='hops.hop')),
-                ('other_transaction', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='transactions.transaction')),
-                ('transaction', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='conflicts', to='transactions.transaction')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("kind", models.CharField(max_length=64)),
+                ("value", models.CharField(help_text="the value the hop carried", max_length=256)),
+                (
+                    "existing_value",
+                    models.CharField(help_text="the value already held", max_length=256),
+                ),
+                ("at", models.DateTimeField(auto_now_add=True)),
+                ("triaged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "hop",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="hops.hop"
+                    ),
+                ),
+                (
+                    "other_transaction",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="transactions.transaction",
+                    ),
+                ),
+                (
+                    "transaction",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="conflicts",
+                        to="transactions.transaction",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TransactionHop',
+            name="TransactionHop",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('hop', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transaction_links', to='hops.hop')),
-                ('transaction', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='links', to='transactions.transaction')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "hop",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="transaction_links",
+                        to="hops.hop",
+                    ),
+                ),
+                (
+                    "transaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="links",
+                        to="transactions.transaction",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TransactionKey',
+            name="TransactionKey",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('kind', models.CharField(max_length=64)),
-                ('value', models.CharField(max_length=256)),
-                ('transaction', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='keys', to='transactions.transaction')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("kind", models.CharField(max_length=64)),
+                ("value", models.CharField(max_length=256)),
+                (
+                    "transaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="keys",
+                        to="transactions.transaction",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='UnknownStatus',
+            name="UnknownStatus",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('system', models.CharField(max_length=64)),
-                ('status', models.CharField(max_length=128)),
-                ('count', models.BigIntegerField(default=0)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("system", models.CharField(max_length=64)),
+                ("status", models.CharField(max_length=128)),
+                ("count", models.BigIntegerField(default=0)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('system', 'status'), name='unknownstatus_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("system", "status"), name="unknownstatus_unique"
+                    )
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='transaction',
-            index=models.Index(fields=['-created_at', '-id'], name='tx_newest'),
+            model_name="transaction",
+            index=models.Index(fields=["-created_at", "-id"], name="tx_newest"),
         ),
         migrations.AddIndex(
-            model_name='transaction',
-            index=models.Index(fields=['captured_at'], name='tx_captured'),
+            model_name="transaction",
+            index=models.Index(fields=["captured_at"], name="tx_captured"),
         ),
         migrations.AddIndex(
-            model_name='transaction',
-            index=models.Index(fields=['updated_at'], name='tx_updated'),
+            model_name="transaction",
+            index=models.Index(fields=["updated_at"], name="tx_updated"),
         ),
         migrations.AddIndex(
-            model_name='transaction',
-            index=models.Index(condition=models.Q(('cancelled_at__isnull', True), ('posted_at__isnull', True), ('captured_at__isnull', False)), fields=['captured_at'], name='tx_unposted'),
+            model_name="transaction",
+            index=models.Index(
+                condition=models.Q(
+                    ("cancelled_at__isnull", True),
+                    ("posted_at__isnull", True),
+                    ("captured_at__isnull", False),
+                ),
+                fields=["captured_at"],
+                name="tx_unposted",
+            ),
         ),
         migrations.AddIndex(
-            model_name='transaction',
-            index=models.Index(condition=models.Q(('fulfillment_synced_at__isnull', True), ('shipped_at__isnull', False)), fields=['shipped_at'], name='tx_unsynced'),
+            model_name="transaction",
+            index=models.Index(
+                condition=models.Q(
+                    ("fulfillment_synced_at__isnull", True), ("shipped_at__isnull", False)
+                ),
+                fields=["shipped_at"],
+                name="tx_unsynced",
+            ),
         ),
         migrations.AddIndex(
-            model_name='transaction',
-            index=models.Index(condition=models.Q(('inventory_adjusted_at__isnull', False), ('inventory_published_at__isnull', True)), fields=['inventory_adjusted_at'], name='tx_unpublished'),
+            model_name="transaction",
+            index=models.Index(
+                condition=models.Q(
+                    ("inventory_adjusted_at__isnull", False),
+                    ("inventory_published_at__isnull", True),
+                ),
+                fields=["inventory_adjusted_at"],
+                name="tx_unpublished",
+            ),
         ),
         migrations.AddIndex(
-            model_name='transaction',
-            index=models.Index(condition=models.Q(('refund_settled_at__isnull', True), ('refunded_at__isnull', False)), fields=['refunded_at'], name='tx_unsettled'),
+            model_name="transaction",
+            index=models.Index(
+                condition=models.Q(
+                    ("refund_settled_at__isnull", True), ("refunded_at__isnull", False)
+                ),
+                fields=["refunded_at"],
+                name="tx_unsettled",
+            ),
         ),
         migrations.AddIndex(
-            model_name='stagereached',
-            index=models.Index(fields=['transaction', 'at'], name='stage_tx_time'),
+            model_name="stagereached",
+            index=models.Index(fields=["transaction", "at"], name="stage_tx_time"),
         ),
         migrations.AddConstraint(
-            model_name='stagereached',
-            constraint=models.UniqueConstraint(fields=('transaction', 'hop', 'stage'), name='stage_once_per_hop'),
+            model_name="stagereached",
+            constraint=models.UniqueConstraint(
+                fields=("transaction", "hop", "stage"), name="stage_once_per_hop"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='conflict',
-            constraint=models.UniqueConstraint(fields=('hop', 'kind', 'value', 'existing_value'), name='conflict_once'),
+            model_name="conflict",
+            constraint=models.UniqueConstraint(
+                fields=("hop", "kind", "value", "existing_value"), name="conflict_once"
+            ),
         ),
         migrations.AddIndex(
-            model_name='transactionhop',
-            index=models.Index(fields=['hop'], name='txhop_hop'),
+            model_name="transactionhop",
+            index=models.Index(fields=["hop"], name="txhop_hop"),
         ),
         migrations.AddConstraint(
-            model_name='transactionhop',
-            constraint=models.UniqueConstraint(fields=('transaction', 'hop'), name='txhop_unique'),
+            model_name="transactionhop",
+            constraint=models.UniqueConstraint(fields=("transaction", "hop"), name="txhop_unique"),
         ),
         migrations.AddIndex(
-            model_name='transactionkey',
-            index=models.Index(fields=['value'], name='txkey_value', opclasses=['varchar_pattern_ops']),
+            model_name="transactionkey",
+            index=models.Index(
+                fields=["value"], name="txkey_value", opclasses=["varchar_pattern_ops"]
+            ),
         ),
         migrations.AddConstraint(
-            model_name='transactionkey',
-            constraint=models.UniqueConstraint(fields=('kind', 'value'), name='txkey_unique'),
+            model_name="transactionkey",
+            constraint=models.UniqueConstraint(fields=("kind", "value"), name="txkey_unique"),
         ),
     ]
