@@ -1,0 +1,321 @@
+"""Read API of triage (CONTRACT 3): orders by any key with their timeline, SLA status and
+exceptions; the order list; one trace and its transactions; the exception queue with
+acknowledge and resolve. The order read model composes transactions and triage, so it
+lives here, in the layer above both.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import Prefetch, prefetch_related_objects
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema, Status
+from ninja.errors import HttpError
+
+from observatory.access.auth import require_write
+from observatory.hops.api import span_out
+from observatory.hops.queries import trace_spans
+from observatory.lib.clock import now
+from observatory.transactions.models import KINDS, STAGE_COLUMNS, Transaction, TransactionKey
+from observatory.transactions.queries import lookup
+from observatory.triage import queries, sla
+from observatory.triage.actions import (
+    InvalidTransition,
+    IssueNotFound,
+    do_acknowledge,
+    do_resolve,
+)
+from observatory.triage.queries import BadRequest, OrderView
+from observatory.triage.schema import (
+    AmbiguousOut,
+    CandidateOut,
+    DuplicateDeliveryOut,
+    ErrorOut,
+    ExceptionOut,
+    ExceptionPageOut,
+    OrderFilters,
+    OrderOut,
+    OrderPageOut,
+    OrderSummaryOut,
+    ResolveIn,
+    SlaOut,
+    StageOut,
+    TraceOut,
+    TraceTransactionOut,
+    TxKeyOut,
+    aging_out,
+    exception_out,
+)
+
+router = Router(tags=["exceptions"])
+
+
+class ExceptionFilters(Schema):
+    state: str = Field(
+        "",
+        description="open, acknowledged, resolved, unresolved (the default: open and "
+        "acknowledged) or all; several joined with commas",
+    )
+    owner: str = ""
+    kind: str = Field("", description="stuck, failed_hop, duplicate or conflict (or several)")
+    system: str = ""
+    transaction: int | None = Field(None, description="only this transaction's exceptions")
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+def actor(request: HttpRequest) -> str:
+    """Who is acting: the signed-in user, or the API token (its user, if it has one)."""
+    token: Any = getattr(request, "api_token", None)
+    if token is not None:
+        return token.user.get_username() if token.user_id else f"token:{token.name}"
+    user: Any = getattr(request, "user", None)
+    return user.get_username() if user is not None else "unknown"
+
+
+@router.get("/exceptions", response=ExceptionPageOut, summary="The exception queue, oldest first")
+def list_exceptions(request: HttpRequest, filters: Query[ExceptionFilters]) -> ExceptionPageOut:
+    states = queries.parse_states(filters.state)
+    kinds = queries.parse_kinds(filters.kind)
+    page = queries.exception_queue(
+        states=states,
+        kinds=kinds,
+        owner=filters.owner,
+        system=filters.system,
+        transaction_id=filters.transaction,
+        limit=filters.limit,
+        cursor=filters.cursor,
+    )
+    at = now()
+    aging = queries.age_buckets(
+        queries.issues(
+            kinds=kinds,
+            owner=filters.owner,
+            system=filters.system,
+            transaction_id=filters.transaction,
+        ),
+        at,
+    )
+    return ExceptionPageOut(
+        items=[exception_out(i, at) for i in page.items],
+        next_cursor=page.next_cursor,
+        aging=aging_out(aging),
+    )
+
+
+def _act(issue_id: int, verb: Any, **kwargs: Any) -> ExceptionOut:
+    try:
+        issue = verb(issue_id, **kwargs)
+    except IssueNotFound:
+        raise HttpError(404, f"no exception {issue_id}") from None
+    except InvalidTransition as exc:
+        raise HttpError(409, str(exc)) from None
+    return exception_out(issue, now(), label="")
+
+
+@router.post(
+    "/exceptions/{issue_id}/ack",
+    response=ExceptionOut,
+    summary="Acknowledge an exception (write scope or an admin session)",
+)
+def acknowledge(request: HttpRequest, issue_id: int) -> ExceptionOut:
+    require_write(request)
+    return _act(issue_id, do_acknowledge, who=actor(request))
+
+
+@router.post(
+    "/exceptions/{issue_id}/resolve",
+    response=ExceptionOut,
+    summary="Resolve an exception (write scope or an admin session)",
+)
+def resolve(request: HttpRequest, issue_id: int, body: ResolveIn | None = None) -> ExceptionOut:
+    require_write(request)
+    note = body.note if body is not None else ""
+    return _act(issue_id, do_resolve, who=actor(request), note=note)
+
+
+orders_router = Router(tags=["orders"])
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_TX_KINDS = {k for k, _ in KINDS}
+KEYS_IN_ORDER = TransactionKey.objects.order_by("kind", "value")
+
+
+def _keys(tx: Transaction) -> list[TxKeyOut]:
+    return [TxKeyOut(kind=k.kind, value=k.value) for k in tx.keys.all()]
+
+
+def sla_out(s: sla.SlaStatus, at: datetime) -> SlaOut:
+    return SlaOut(
+        policy=s.policy.name,
+        policy_id=s.policy.id,
+        from_stage=s.policy.from_stage,
+        to_stage=s.policy.to_stage,
+        status=s.status,
+        from_at=s.from_at,
+        deadline_s=s.policy.deadline_s,
+        deadline_at=s.deadline_at,
+        overdue_after=s.overdue_after,
+        reached_at=s.reached_at,
+        reached_stage=s.reached_stage,
+        late_by_s=round(s.late_by_s(at), 3),
+    )
+
+
+def order_out(view: OrderView) -> OrderOut:
+    tx, at = view.tx, view.now
+    label = queries.pick_label((k.kind, k.value) for k in view.keys)
+    return OrderOut(
+        id=tx.id,
+        kind=tx.kind,
+        channel=tx.channel,
+        store_id=tx.store_id,
+        current_stage=tx.current_stage,
+        amount=tx.amount,
+        currency=tx.currency,
+        created_at=tx.created_at,
+        updated_at=tx.updated_at,
+        first_hop_at=tx.first_hop_at,
+        last_hop_at=tx.last_hop_at,
+        keys=[TxKeyOut(kind=k.kind, value=k.value) for k in view.keys],
+        stages=[
+            StageOut(
+                stage=s.row.stage,
+                at=s.row.at,
+                system=s.row.system,
+                platform_status=s.row.platform_status,
+                hop_id=s.row.hop_id,
+                batch=s.batch,
+                first=s.first,
+                sla=sla_out(s.sla, at) if s.sla else None,
+            )
+            for s in view.stages
+        ],
+        sla=[sla_out(s, at) for s in view.slas],
+        hops=[span_out(h) for h in view.hops],
+        exceptions=[exception_out(i, at, label=label) for i in view.issues],
+        duplicate_deliveries=[
+            DuplicateDeliveryOut(hop_id=d.hop_id, received_at=d.received_at)
+            for d in view.duplicates
+        ],
+    )
+
+
+@orders_router.get(
+    "/orders/{path:key}",
+    response={200: OrderOut, 404: ErrorOut, 409: AmbiguousOut},
+    summary="The transaction any key identifies",
+    description="A bare value (`#1001`, `1001`, `SO-48213`, a tracking number) is looked "
+    "up in every key kind, with and without a leading `#`; `kind=value` is exact. "
+    "404 when no key matches; 409 with the candidates when a bare value matches several.",
+)
+def get_order(request: HttpRequest, key: str) -> Status[Any]:
+    found = lookup(key)
+    if found.transaction is not None:
+        return Status(200, order_out(queries.order_view(found.transaction, now())))
+    if not found.candidates:
+        return Status(404, ErrorOut(detail=f"no transaction has the key {key!r}"))
+    candidates = found.candidates
+    prefetch_related_objects(candidates, Prefetch("keys", queryset=KEYS_IN_ORDER))
+    return Status(
+        409,
+        AmbiguousOut(
+            detail=f"{key!r} matches {len(candidates)} transactions: ask again with kind=value",
+            candidates=[
+                CandidateOut(
+                    id=tx.id,
+                    kind=tx.kind,
+                    channel=tx.channel,
+                    current_stage=tx.current_stage,
+                    created_at=tx.created_at,
+                    keys=_keys(tx),
+                )
+                for tx in candidates
+            ],
+        ),
+    )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@orders_router.get("/orders", response=OrderPageOut, summary="Transactions, newest first")
+def list_orders(request: HttpRequest, filters: Query[OrderFilters]) -> OrderPageOut:
+    if filters.stage and filters.stage not in STAGE_COLUMNS:
+        raise BadRequest("stage", f"'{filters.stage}' is not one of {', '.join(STAGE_COLUMNS)}")
+    if filters.kind and filters.kind not in _TX_KINDS:
+        raise BadRequest("kind", f"'{filters.kind}' is not one of {', '.join(sorted(_TX_KINDS))}")
+    since, until = _aware(filters.since), _aware(filters.until)
+    if since and until and since >= until:
+        raise BadRequest("until", "must be after since")
+    page = queries.orders(
+        stage=filters.stage,
+        system=filters.system,
+        stuck=filters.stuck,
+        channel=filters.channel,
+        kind=filters.kind,
+        since=since,
+        until=until,
+        limit=filters.limit,
+        cursor=filters.cursor,
+    )
+    return OrderPageOut(
+        items=[
+            OrderSummaryOut(
+                id=tx.id,
+                kind=tx.kind,
+                channel=tx.channel,
+                store_id=tx.store_id,
+                current_stage=tx.current_stage,
+                keys=_keys(tx),
+                amount=tx.amount,
+                currency=tx.currency,
+                created_at=tx.created_at,
+                first_hop_at=tx.first_hop_at,
+                last_hop_at=tx.last_hop_at,
+                hop_count=tx.hop_count,
+                failed_hop_count=tx.failed_hop_count,
+                open_exceptions=tx.open_exceptions,
+                stuck=tx.stuck,
+            )
+            for tx in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+@orders_router.get(
+    "/traces/{trace_id}",
+    response=TraceOut,
+    tags=["traces"],
+    summary="The spans of one trace, and the transactions they belong to",
+)
+def get_trace(request: HttpRequest, trace_id: str) -> TraceOut:
+    trace_id = trace_id.strip().lower()
+    if not _TRACE_ID.match(trace_id):
+        raise HttpError(400, "trace_id must be 32 hexadecimal characters")
+    spans = trace_spans(trace_id)
+    if not spans:
+        raise HttpError(404, f"no spans stored for trace {trace_id}")
+    txs, held = queries.trace_transactions([h.id for h in spans])
+    span_of = {h.id: h.span_id for h in spans}
+    return TraceOut(
+        trace_id=trace_id,
+        spans=[span_out(h) for h in spans],
+        transactions=[
+            TraceTransactionOut(
+                id=tx.id,
+                kind=tx.kind,
+                channel=tx.channel,
+                current_stage=tx.current_stage,
+                keys=_keys(tx),
+                span_ids=sorted(span_of[h] for h in held[tx.id]),
+            )
+            for tx in txs
+        ],
+    )

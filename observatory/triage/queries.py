@@ -1,0 +1,468 @@
+"""Reads for triage: the exception queue with ages, owner routing, and the order read
+model (one transaction with its timeline, SLA statuses, hops and exceptions) that the
+orders API and the order page share.
+
+Every function here runs a fixed number of queries whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from observatory.hops.models import DuplicateDelivery, Hop, HopKey
+from observatory.hops.queries import hops_with_keys
+from observatory.transactions.models import (
+    SlaPolicy,
+    StageReached,
+    Transaction,
+    TransactionHop,
+    TransactionKey,
+)
+from observatory.triage import sla
+from observatory.triage.models import (
+    ACKNOWLEDGED,
+    OPEN,
+    RESOLVED,
+    STUCK,
+    UNRESOLVED,
+    Issue,
+    OwnerRoute,
+)
+from tracing import conventions as c
+
+_CHUNK = 500
+
+#: Key kinds that name a transaction to a person, most telling first.
+LABEL_KINDS = (
+    c.ORDER_NUMBER,
+    c.POS_RECEIPT,
+    c.MARKETPLACE_ORDER_ID,
+    c.SHOPIFY_ORDER_ID,
+    c.RETURN_ID,
+    c.INVENTORY_UPDATE_ID,
+    c.ERP_SALES_ORDER,
+    c.CORRELATION_ID,
+)
+
+#: Kinds that mark a hop as part of a batch (a nightly file, an ERP batch posting).
+BATCH_KINDS = frozenset({c.BATCH_ID, c.FILE})
+
+
+class BadRequest(ValueError):
+    """A request parameter that cannot be used; ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+# --- owners ---------------------------------------------------------------------------------
+
+
+def owner_router() -> Callable[[str], str]:
+    """system -> owning team, from the OwnerRoute table (one query), then its ``*`` row,
+    then settings.TRIAGE_DEFAULT_OWNER."""
+    routes = dict(OwnerRoute.objects.values_list("system", "team"))
+    fallback = routes.get("*") or settings.TRIAGE_DEFAULT_OWNER
+
+    def route(system: str) -> str:
+        return routes.get(system) or fallback
+
+    return route
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+
+def pick_label(keys: Iterable[tuple[str, str]]) -> str:
+    """The key a person would call a transaction by, as ``kind=value``."""
+    held: dict[str, str] = {}
+    for kind, value in keys:
+        held.setdefault(kind, value)
+    for kind in LABEL_KINDS:
+        if kind in held:
+            return f"{kind}={held[kind]}"
+    if held:
+        kind = sorted(held)[0]
+        return f"{kind}={held[kind]}"
+    return ""
+
+
+def transaction_labels(ids: Iterable[int]) -> dict[int, str]:
+    """tx id -> its label (``order_number=#1001``; ``transaction 7`` without keys)."""
+    ids = sorted(set(ids))
+    keys: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for i in range(0, len(ids), _CHUNK):
+        rows = TransactionKey.objects.filter(
+            transaction_id__in=ids[i : i + _CHUNK], kind__in=LABEL_KINDS
+        ).values_list("transaction_id", "kind", "value")
+        for tx_id, kind, value in rows:
+            keys[tx_id].append((kind, value))
+    return {i: pick_label(keys[i]) or f"transaction {i}" for i in ids}
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+def policies() -> list[sla.Policy]:
+    """The active SLA policies, as plain values for ``sla``."""
+    return [
+        sla.Policy(
+            id=p.id,
+            name=p.name,
+            transaction_kind=p.transaction_kind,
+            channel=p.channel,
+            from_stage=p.from_stage,
+            to_stage=p.to_stage,
+            deadline_s=p.deadline_s,
+            batch_allowance_s=p.batch_allowance_s,
+        )
+        for p in SlaPolicy.objects.filter(active=True).order_by("id")
+    ]
+
+
+# --- paging ---------------------------------------------------------------------------------
+
+
+def encode_cursor(at: datetime, pk: int) -> str:
+    raw = orjson.dumps([at.isoformat(), pk])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (time, id) a cursor stands for; BadRequest('cursor') if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at_s, pk = orjson.loads(raw)
+        at = datetime.fromisoformat(at_s)
+        if at.tzinfo is None or not isinstance(pk, int):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise BadRequest("cursor", "not a cursor this API handed out") from None
+    return at, pk
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+# --- the exception queue --------------------------------------------------------------------
+
+STATE_GROUPS = {
+    "unresolved": UNRESOLVED,
+    "open": (OPEN,),
+    "acknowledged": (ACKNOWLEDGED,),
+    "resolved": (RESOLVED,),
+    "all": (OPEN, ACKNOWLEDGED, RESOLVED),
+}
+KIND_NAMES = {k for k, _ in Issue._meta.get_field("kind").choices or []}
+
+
+def parse_states(state: str | None) -> tuple[str, ...]:
+    """``open``, ``acknowledged``, ``resolved``, ``unresolved`` (open + acknowledged, the
+    default) or ``all``; several may be joined with commas."""
+    if not state:
+        return UNRESOLVED
+    out: list[str] = []
+    for part in state.split(","):
+        group = STATE_GROUPS.get(part.strip().lower())
+        if group is None:
+            raise BadRequest("state", f"'{part}' is not one of {', '.join(sorted(STATE_GROUPS))}")
+        out.extend(s for s in group if s not in out)
+    return tuple(out)
+
+
+def parse_kinds(kind: str | None) -> tuple[str, ...]:
+    if not kind:
+        return ()
+    kinds = tuple(k.strip().lower() for k in kind.split(","))
+    for k in kinds:
+        if k not in KIND_NAMES:
+            raise BadRequest("kind", f"'{k}' is not one of {', '.join(sorted(KIND_NAMES))}")
+    return kinds
+
+
+def issues(
+    *,
+    states: Sequence[str] = UNRESOLVED,
+    kinds: Sequence[str] = (),
+    owner: str = "",
+    system: str = "",
+    transaction_id: int | None = None,
+) -> QuerySet[Issue]:
+    """The exception queue, filtered (no ordering applied)."""
+    qs = Issue.objects.filter(state__in=list(states))
+    if kinds:
+        qs = qs.filter(kind__in=list(kinds))
+    if owner:
+        qs = qs.filter(owner=owner)
+    if system:
+        qs = qs.filter(system=system)
+    if transaction_id is not None:
+        qs = qs.filter(transaction_id=transaction_id)
+    return qs
+
+
+def exception_queue(
+    *,
+    states: Sequence[str] = UNRESOLVED,
+    kinds: Sequence[str] = (),
+    owner: str = "",
+    system: str = "",
+    transaction_id: int | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """One page of the exception queue, oldest first (keyset on opened_at, id), each
+    issue with ``transaction_label`` set. Two queries."""
+    qs = issues(
+        states=states, kinds=kinds, owner=owner, system=system, transaction_id=transaction_id
+    )
+    if cursor:
+        at, pk = decode_cursor(cursor)
+        qs = qs.filter(Q(opened_at__gt=at) | Q(opened_at=at, id__gt=pk))
+    rows = list(qs.order_by("opened_at", "id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    labels = transaction_labels(r.transaction_id for r in rows if r.transaction_id)
+    for r in rows:
+        r.transaction_label = labels.get(r.transaction_id, "") if r.transaction_id else ""
+    nxt = encode_cursor(rows[-1].opened_at, rows[-1].id) if more and rows else None
+    return Page(items=rows, next_cursor=nxt)
+
+
+def issue_age_s(issue: Issue, now: datetime) -> float:
+    """Seconds the issue has been (or was, once resolved) waiting; never negative."""
+    end = issue.resolved_at or now
+    return max(0.0, (end - issue.opened_at).total_seconds())
+
+
+@dataclass
+class AgeBuckets:
+    """Unresolved exceptions by age (the fields of CONTRACT 5 ``exception_aging``)."""
+
+    open: int = 0
+    under_1h: int = 0
+    h1_to_4: int = 0
+    h4_to_24: int = 0
+    over_24h: int = 0
+    oldest_s: float = 0.0
+
+
+def age_buckets(qs: QuerySet[Issue] | None, now: datetime) -> AgeBuckets:
+    """Count the unresolved issues of ``qs`` (default: all) by age. One query."""
+    qs = (qs if qs is not None else Issue.objects.all()).filter(state__in=list(UNRESOLVED))
+    h = timedelta(hours=1)
+    agg = qs.aggregate(
+        open=Count("id"),
+        under_1h=Count("id", filter=Q(opened_at__gt=now - h)),
+        h1_to_4=Count("id", filter=Q(opened_at__lte=now - h, opened_at__gt=now - 4 * h)),
+        h4_to_24=Count("id", filter=Q(opened_at__lte=now - 4 * h, opened_at__gt=now - 24 * h)),
+        over_24h=Count("id", filter=Q(opened_at__lte=now - 24 * h)),
+        oldest=Min("opened_at"),
+    )
+    oldest = agg.pop("oldest")
+    return AgeBuckets(**agg, oldest_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
+
+
+def queue_choices() -> dict[str, list[str]]:
+    """The owners and systems that unresolved issues have, for filter drop-downs."""
+    rows = Issue.objects.filter(state__in=list(UNRESOLVED)).values_list("owner", "system")
+    owners, systems = set(), set()
+    for owner, system in rows.distinct():
+        owners.add(owner)
+        systems.add(system)
+    return {"owners": sorted(owners - {""}), "systems": sorted(systems - {""})}
+
+
+# --- the order list -------------------------------------------------------------------------
+
+
+def _stuck_subquery() -> Exists:
+    return Exists(
+        Issue.objects.filter(transaction_id=OuterRef("pk"), kind=STUCK, state__in=list(UNRESOLVED))
+    )
+
+
+def orders(
+    *,
+    stage: str = "",
+    system: str = "",
+    stuck: bool | None = None,
+    channel: str = "",
+    kind: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """Transactions, newest first (keyset on created_at, id), each with its keys, the
+    number of unresolved exceptions and whether it is stuck. Three queries.
+
+    ``stage`` is the current stage; ``system`` keeps transactions with a hop of that
+    system; ``since``/``until`` bound when Observatory first saw the transaction."""
+    qs = Transaction.objects.filter(merged_into__isnull=True)
+    if stage:
+        qs = qs.filter(current_stage=stage)
+    if channel:
+        qs = qs.filter(channel=channel)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if system:
+        qs = qs.filter(
+            Exists(TransactionHop.objects.filter(transaction_id=OuterRef("pk"), hop__system=system))
+        )
+    if stuck is not None:
+        qs = qs.filter(_stuck_subquery()) if stuck else qs.exclude(_stuck_subquery())
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    if cursor:
+        at, pk = decode_cursor(cursor)
+        qs = qs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=pk))
+    # correlated subqueries, not a join and GROUP BY: computed for the page's rows only
+    open_count = (
+        Issue.objects.filter(transaction_id=OuterRef("pk"), state__in=list(UNRESOLVED))
+        .order_by()
+        .values("transaction_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    qs = qs.annotate(
+        open_exceptions=Coalesce(Subquery(open_count), 0),
+        stuck=_stuck_subquery(),
+    ).prefetch_related(Prefetch("keys", queryset=TransactionKey.objects.order_by("kind", "value")))
+    rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return Page(items=rows, next_cursor=nxt)
+
+
+# --- one order ------------------------------------------------------------------------------
+
+
+@dataclass
+class StageView:
+    """One stage-reached event of the timeline, with its SLA judgement (if a policy
+    ends at this stage)."""
+
+    row: StageReached
+    batch: bool
+    sla: sla.SlaStatus | None
+    first: bool  # the first time this stage was reached (later ones are repeats)
+
+
+@dataclass
+class OrderView:
+    """Everything the order API and the order page show for one transaction."""
+
+    tx: Transaction
+    keys: list[TransactionKey]
+    stages: list[StageView]
+    slas: list[sla.SlaStatus]
+    hops: list[Hop]
+    issues: list[Issue]
+    duplicates: list[DuplicateDelivery]
+    now: datetime
+    stage_systems: dict[str, str] = field(default_factory=dict)
+
+
+def order_view(tx: Transaction, now: datetime) -> OrderView:
+    """The read model of one transaction (found with ``transactions.queries.lookup`` or
+    ``get_transaction``). Eight queries whatever its size (seven with ``keys``
+    prefetched)."""
+    # the lookup prefetched them (ordered); otherwise this is one query
+    keys = sorted(tx.keys.all(), key=lambda k: (k.kind, k.value))
+    stage_rows = list(StageReached.objects.filter(transaction=tx).order_by("at", "id"))
+    hop_ids = TransactionHop.objects.filter(transaction=tx).values("hop_id")
+    hops = list(hops_with_keys().filter(id__in=hop_ids).order_by("start_time", "id"))
+    batch_hops = {
+        h.id for h in hops if any(k.kind in BATCH_KINDS or k.fanout for k in h.keys.all())
+    }
+    reached: dict[str, sla.Reached] = {}
+    for s in stage_rows:
+        held = reached.get(s.stage)
+        if held is None or s.at < held.at:
+            reached[s.stage] = sla.Reached(at=s.at, batch=s.hop_id in batch_hops, system=s.system)
+    slas = sla.evaluate(policies(), tx.kind, tx.channel, reached, now)
+    per_stage = sla.by_stage(slas)
+    seen: set[str] = set()
+    stages = []
+    for s in stage_rows:
+        first = s.stage not in seen
+        seen.add(s.stage)
+        stages.append(
+            StageView(
+                row=s,
+                batch=s.hop_id in batch_hops,
+                sla=per_stage.get(s.stage) if first else None,
+                first=first,
+            )
+        )
+    # with those closed on transactions merged into this one (open ones follow the merge)
+    tx_issues = list(
+        Issue.objects.filter(Q(transaction=tx) | Q(transaction__merged_into=tx)).order_by(
+            "opened_at", "id"
+        )
+    )
+    duplicates = list(
+        DuplicateDelivery.objects.filter(hop_id__in=[h.id for h in hops]).order_by(
+            "received_at", "id"
+        )
+    )
+    return OrderView(
+        tx=tx,
+        keys=keys,
+        stages=stages,
+        slas=slas,
+        hops=hops,
+        issues=tx_issues,
+        duplicates=duplicates,
+        now=now,
+    )
+
+
+def trace_transactions(hop_ids: Sequence[int]) -> tuple[list[Transaction], dict[int, list[int]]]:
+    """The live transactions a set of hops belongs to, with their keys, and which hops
+    each holds (tx id -> hop ids). Two queries."""
+    links = list(
+        TransactionHop.objects.filter(hop_id__in=list(hop_ids)).values_list(
+            "transaction_id", "hop_id"
+        )
+    )
+    held: dict[int, list[int]] = defaultdict(list)
+    for tx_id, hop_id in links:
+        held[tx_id].append(hop_id)
+    txs = list(
+        Transaction.objects.filter(id__in=list(held), merged_into__isnull=True)
+        .prefetch_related(Prefetch("keys", queryset=TransactionKey.objects.order_by("kind")))
+        .order_by("id")
+    )
+    return txs, held
+
+
+def hop_keys_of(hop_ids: Sequence[int], kinds: Iterable[str]) -> dict[int, list[tuple[str, str]]]:
+    """hop id -> its (kind, value) keys of the given kinds. One query per 500 hops."""
+    out: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    ids = list(hop_ids)
+    kinds = list(kinds)
+    for i in range(0, len(ids), _CHUNK):
+        rows = HopKey.objects.filter(hop_id__in=ids[i : i + _CHUNK], kind__in=kinds)
+        for hop_id, kind, value in rows.values_list("hop_id", "kind", "value"):
+            out[hop_id].append((kind, value))
+    return out

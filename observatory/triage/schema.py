@@ -1,0 +1,235 @@
+"""API shapes for the exception queue (and the exceptions shown inside an order)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ninja import Field, Schema
+
+from observatory.hops.schema import SpanOut
+from observatory.triage import sla
+from observatory.triage.models import Issue
+from observatory.triage.queries import AgeBuckets, issue_age_s
+
+
+class ExceptionOut(Schema):
+    id: int
+    kind: str
+    state: str
+    owner: str
+    system: str
+    operation: str
+    stage: str
+    summary: str
+    detail: dict[str, Any]
+    transaction_id: int | None
+    transaction_label: str
+    hop_id: int | None
+    event_at: datetime | None
+    opened_at: datetime
+    #: seconds open (until resolved, for resolved ones)
+    age_s: float
+    #: under_1h | h1_to_4 | h4_to_24 | over_24h
+    age_bucket: str
+    acknowledged_at: datetime | None
+    acknowledged_by: str
+    resolved_at: datetime | None
+    resolved_by: str
+    resolution: str
+
+
+class AgingOut(Schema):
+    open: int
+    under_1h: int
+    h1_to_4: int
+    h4_to_24: int
+    over_24h: int
+    oldest_s: float
+
+
+class ExceptionPageOut(Schema):
+    items: list[ExceptionOut]
+    next_cursor: str | None
+    #: the unresolved exceptions matching the same owner/kind/system filters, by age
+    aging: AgingOut
+
+
+class ResolveIn(Schema):
+    note: str = ""
+
+
+def exception_out(issue: Issue, now: datetime, label: str | None = None) -> ExceptionOut:
+    age = issue_age_s(issue, now)
+    return ExceptionOut(
+        id=issue.id,
+        kind=issue.kind,
+        state=issue.state,
+        owner=issue.owner,
+        system=issue.system,
+        operation=issue.operation,
+        stage=issue.stage,
+        summary=issue.summary,
+        detail=issue.detail,
+        transaction_id=issue.transaction_id,
+        transaction_label=label if label is not None else getattr(issue, "transaction_label", ""),
+        hop_id=issue.hop_id,
+        event_at=issue.event_at,
+        opened_at=issue.opened_at,
+        age_s=round(age, 3),
+        age_bucket=sla.age_bucket(age),
+        acknowledged_at=issue.acknowledged_at,
+        acknowledged_by=issue.acknowledged_by,
+        resolved_at=issue.resolved_at,
+        resolved_by=issue.resolved_by,
+        resolution=issue.resolution,
+    )
+
+
+def aging_out(b: AgeBuckets) -> AgingOut:
+    return AgingOut(
+        open=b.open,
+        under_1h=b.under_1h,
+        h1_to_4=b.h1_to_4,
+        h4_to_24=b.h4_to_24,
+        over_24h=b.over_24h,
+        oldest_s=round(b.oldest_s, 3),
+    )
+
+
+class TxKeyOut(Schema):
+    kind: str
+    value: str
+
+
+class SlaOut(Schema):
+    """One SLA policy judged for this transaction, on business time."""
+
+    policy: str
+    policy_id: int
+    from_stage: str
+    to_stage: str
+    #: on_time | late | pending | overdue | cancelled
+    status: str
+    from_at: datetime
+    deadline_s: int
+    deadline_at: datetime
+    #: deadline plus the batch allowance: not reached after this, it is overdue
+    overdue_after: datetime
+    reached_at: datetime | None
+    #: the stage that satisfied it: to_stage, or a later stage when the flow skipped it
+    reached_stage: str
+    #: seconds past the deadline (negative: to spare)
+    late_by_s: float
+
+
+class StageOut(Schema):
+    stage: str
+    at: datetime
+    system: str
+    platform_status: str
+    hop_id: int
+    #: reached by a batch hop (a file or a batch posting)
+    batch: bool
+    #: false for a stage reached again after the first time
+    first: bool
+    sla: SlaOut | None
+
+
+class DuplicateDeliveryOut(Schema):
+    hop_id: int
+    received_at: datetime
+
+
+class OrderSummaryOut(Schema):
+    id: int
+    kind: str
+    channel: str
+    store_id: str
+    current_stage: str
+    keys: list[TxKeyOut]
+    amount: Decimal | None
+    currency: str
+    created_at: datetime
+    first_hop_at: datetime | None
+    last_hop_at: datetime | None
+    hop_count: int
+    failed_hop_count: int
+    open_exceptions: int
+    stuck: bool
+
+
+class OrderOut(Schema):
+    id: int
+    kind: str
+    channel: str
+    store_id: str
+    current_stage: str
+    amount: Decimal | None
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+    first_hop_at: datetime | None
+    last_hop_at: datetime | None
+    keys: list[TxKeyOut]
+    #: every stage-reached event in time order, each with its SLA judgement
+    stages: list[StageOut]
+    #: every applicable SLA policy judged
+    sla: list[SlaOut]
+    #: every hop in time order
+    hops: list[SpanOut]
+    exceptions: list[ExceptionOut]
+    duplicate_deliveries: list[DuplicateDeliveryOut]
+
+
+class OrderPageOut(Schema):
+    items: list[OrderSummaryOut]
+    #: pass as ``cursor`` for the next (older) page; null on the last page
+    next_cursor: str | None
+
+
+class CandidateOut(Schema):
+    id: int
+    kind: str
+    channel: str
+    current_stage: str
+    created_at: datetime
+    keys: list[TxKeyOut]
+
+
+class AmbiguousOut(Schema):
+    detail: str
+    candidates: list[CandidateOut]
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+class OrderFilters(Schema):
+    stage: str = Field("", description="current stage, e.g. posted")
+    system: str = Field("", description="only transactions with a hop of this system")
+    stuck: bool | None = Field(None, description="true: with an unresolved stuck exception")
+    channel: str = ""
+    kind: str = Field("", description="order, return or inventory_update")
+    since: datetime | None = Field(None, description="first seen at or after (RFC 3339)")
+    until: datetime | None = Field(None, description="first seen before (RFC 3339)")
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = Field(None, description="next_cursor of the previous page")
+
+
+class TraceTransactionOut(Schema):
+    id: int
+    kind: str
+    channel: str
+    current_stage: str
+    keys: list[TxKeyOut]
+    #: the spans of this trace that belong to it
+    span_ids: list[str]
+
+
+class TraceOut(Schema):
+    trace_id: str
+    spans: list[SpanOut]
+    transactions: list[TraceTransactionOut]
