@@ -1,0 +1,557 @@
+"""KPI answers from rollups against the same figures computed straight from the hops (issue 5,
+"Measure").
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
+        .venv/bin/python bench/kpis.py [--orders 1000000] [--days 90] [--requests 30]
+
+Creates (or recreates) the scratch database ``observatory_bench_kpis`` on the server of
+``DATABASE_URL`` (``--db`` to change it), migrates it and COPYs ``--orders`` orders spread
+over the last ``--days`` days, already stitched: their hops (about six an order: the
+channel's capture, validation, the ERP posting with its retries, pick, ship, Shopify's
+fulfillment), the transactions with their stage times, the memberships, a percent of
+repeated deliveries, exceptions for failed postings and orders never posted, and one
+inventory update for every ten orders. Then:
+
+1. times the first full rollup fill (``do_fill_rollups(full=True)``);
+2. times ``GET /api/v1/kpis`` over 30 and 90 days (with and without a channel filter) and
+   ``GET /executive/``, each ``--requests`` times through Django's request handling (the
+   server time: middleware, auth, view, template), and prints p50 / p95;
+3. computes the same figures (acceptance-to-posting p50/p95/p99, hop health per system
+   and operation, exception rate, duplicate rate) with direct SQL over the hops, times it,
+   and checks the two agree (quantiles within 1 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHUNK = 20_000  # orders generated and COPYed at a time
+STORES = [f"ST-{i:02d}" for i in range(1, 41)]
+#: share of orders per hour of the day (UTC), a retail curve
+HOURLY = [1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 8, 8, 8, 8, 9, 10, 9, 7, 4, 2]
+
+
+def scratch_url(base: str, name: str) -> str:
+    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+
+
+def create_database(base: str, name: str) -> None:
+    import psycopg
+
+    admin = scratch_url(base, "postgres").replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def lognormal(rnd: random.Random, median_s: float, sigma: float = 0.8) -> float:
+    return median_s * math.exp(rnd.gauss(0.0, sigma))
+
+
+# --- the data ---------------------------------------------------------------------------------
+
+HOP_COLS = (
+    "id", "uid", "via", "source", "system", "operation", "start_time", "end_time",
+    "duration_ms", "outcome", "status_message", "trace_id", "span_id", "parent_span_id",
+    "retry_attempt", "replay", "platform_status", "stage", "channel", "store_id", "currency",
+    "received_at", "attributes", "extra", "stitched_at",
+)  # fmt: skip
+STAGES = (
+    "captured", "validated", "payment_authorized", "reserved", "posted", "released", "picked",
+    "shipped", "delivered", "invoiced", "cancelled", "return_requested", "return_received",
+    "refunded", "refund_settled", "inventory_adjusted", "inventory_published",
+    "fulfillment_synced",
+)  # fmt: skip
+TX_COLS = (
+    "id", "kind", "channel", "store_id", "current_stage", "currency", "first_hop_at",
+    "last_hop_at", "hop_count", "failed_hop_count", "created_at", "updated_at",
+    *(f"{s}_at" for s in STAGES),
+)  # fmt: skip
+ISSUE_COLS = (
+    "kind", "state", "transaction_id", "hop_id", "system", "operation", "stage", "owner",
+    "summary", "detail", "dedupe_key", "event_at", "opened_at", "acknowledged_by",
+    "resolved_at", "resolved_by", "resolution",
+)  # fmt: skip
+
+
+class Gen:
+    """Rows for one chunk of orders at a time (ids carried over between chunks)."""
+
+    def __init__(self, seed: int, now: datetime, days: int, orders: int) -> None:
+        self.rnd = random.Random(seed)
+        self.now = now
+        self.start = now - timedelta(days=days)
+        self.days = days
+        self.hop_id = 0
+        self.tx_id = 0
+        self.order_no = 0
+        # capture times in time order, as a live system receives them: hops then sit in the
+        # table roughly in business-time order, as ingest writes them
+        self.captures = sorted(self._when() for _ in range(orders))
+        self.next_capture = 0
+
+    def _when(self) -> datetime:
+        """A capture time in the window, on the hourly curve."""
+        rnd = self.rnd
+        while True:
+            at = self.start + timedelta(seconds=rnd.random() * self.days * 86400)
+            if rnd.random() * 10 < HOURLY[at.hour]:
+                return at
+
+    def when(self) -> datetime:
+        at = self.captures[self.next_capture % len(self.captures)]
+        self.next_capture += 1
+        return at
+
+    def chunk(self, n: int, inventory_every: int = 10) -> dict[str, list[tuple[Any, ...]]]:
+        out: dict[str, list[tuple[Any, ...]]] = {
+            "hops": [], "tx": [], "links": [], "dups": [], "issues": []
+        }  # fmt: skip
+        for _ in range(n):
+            self.order_no += 1
+            self.order(out)
+            if self.order_no % inventory_every == 0:
+                self.inventory(out)
+        out["hops"].sort(key=lambda row: row[6])  # stored in business-time order
+        return out
+
+    def hop(
+        self,
+        out: dict[str, list[tuple[Any, ...]]],
+        tx: int,
+        at: datetime,
+        system: str,
+        op: str,
+        stage: str,
+        dur_ms: float,
+        *,
+        channel: str = "",
+        store: str = "",
+        outcome: str = "ok",
+        message: str = "",
+        retry: int = 0,
+    ) -> int | None:
+        if at > self.now:
+            return None
+        self.hop_id += 1
+        got = at + timedelta(milliseconds=dur_ms + 400)
+        out["hops"].append(
+            (self.hop_id, f"event:bench:{self.hop_id}", "event", "urn:bench", system, op, at,
+             at + timedelta(milliseconds=dur_ms), dur_ms, outcome, message, "", "", "", retry,
+             False, "", stage, channel, store, "", got, "{}", "{}", got + timedelta(seconds=2))
+        )  # fmt: skip
+        out["links"].append((tx, self.hop_id))
+        return self.hop_id
+
+    def order(self, out: dict[str, list[tuple[Any, ...]]]) -> None:
+        rnd = self.rnd
+        self.tx_id += 1
+        tx = self.tx_id
+        u = rnd.random()
+        channel = "web" if u < 0.55 else "pos" if u < 0.88 else "marketplace"
+        store = rnd.choice(STORES) if channel == "pos" else ""
+        t = self.when()
+        stages: dict[str, datetime] = {}
+        times: list[datetime] = []
+        failed = 0
+
+        def add(at: datetime, system: str, op: str, stage: str, dur: float, **kw: Any) -> bool:
+            hid = self.hop(out, tx, at, system, op, stage, dur, **kw)
+            if hid is None:
+                return False
+            times.append(at)
+            if stage and kw.get("outcome", "ok") == "ok":
+                stages.setdefault(stage, at)
+                if system == "shopify" and stage == "shipped":
+                    stages.setdefault("fulfillment_synced", at)
+            if rnd.random() < 0.01:  # a repeated delivery of the same message
+                out["dups"].append((hid, at + timedelta(seconds=rnd.uniform(1, 600))))
+            return True
+
+        first = {"web": ("shopify", "orders/create"), "pos": ("pos", "sale"),
+                 "marketplace": ("marketplace", "order.notification")}[channel]  # fmt: skip
+        add(t, *first, "captured", lognormal(rnd, 120, 0.5), channel=channel, store=store)
+        if channel == "pos":
+            batch = (
+                t
+                + timedelta(minutes=15 - t.minute % 15)
+                + timedelta(seconds=lognormal(rnd, 90, 0.6))
+            )
+            add(batch, "erp", "netsuite.cashSale.batchCreate", "posted", lognormal(rnd, 1200, 0.5))
+        else:
+            v = t + timedelta(seconds=lognormal(rnd, 4, 0.7))
+            add(v, "middleware", "validate order", "validated", lognormal(rnd, 150, 0.6))
+            if rnd.random() < 0.02:  # lost: never posted (a backlog and a stuck exception)
+                self._finish(out, tx, channel, store, stages, times, failed, stuck=True)
+                return
+            p = v + timedelta(seconds=lognormal(rnd, 18, 0.9))
+            if rnd.random() < 0.015:  # the first posting fails, the retry posts it
+                add(p, "erp", "netsuite.salesOrder.create", "", 30000, outcome="error",
+                    message="NetSuite request timed out after 30 s")  # fmt: skip
+                failed += 1
+                p += timedelta(seconds=lognormal(rnd, 60, 0.5))
+                add(p, "erp", "netsuite.salesOrder.create", "posted", lognormal(rnd, 900, 0.5),
+                    retry=1)  # fmt: skip
+            else:
+                add(p, "erp", "netsuite.salesOrder.create", "posted", lognormal(rnd, 900, 0.5))
+            k = p + timedelta(seconds=lognormal(rnd, 2 * 3600, 0.7))
+            add(k, "wms", "pick_pack", "picked", lognormal(rnd, 2000, 0.6))
+            s = k + timedelta(seconds=lognormal(rnd, 3 * 3600, 0.6))
+            add(s, "wms", "ship", "shipped", lognormal(rnd, 800, 0.6))
+            if channel == "web" and rnd.random() < 0.97:
+                f = s + timedelta(seconds=lognormal(rnd, 90, 1.0))
+                add(f, "shopify", "fulfillments/create", "shipped", lognormal(rnd, 140, 0.5))
+            elif channel == "marketplace":
+                f = s + timedelta(seconds=lognormal(rnd, 300, 0.8))
+                add(f, "marketplace", "shipment.confirm", "", lognormal(rnd, 300, 0.5))
+        self._finish(out, tx, channel, store, stages, times, failed, stuck=False)
+
+    def _finish(
+        self,
+        out: dict[str, list[tuple[Any, ...]]],
+        tx: int,
+        channel: str,
+        store: str,
+        stages: dict[str, datetime],
+        times: list[datetime],
+        failed: int,
+        *,
+        stuck: bool,
+        kind: str = "order",
+    ) -> None:
+        if not times:
+            return
+        current = max(stages, key=lambda s: STAGES.index(s)) if stages else ""
+        last = max(times)
+        updated = last + timedelta(seconds=3)
+        out["tx"].append(
+            (tx, kind, channel, store, current, "", min(times), last, len(times), failed,
+             min(times), updated, *(stages.get(s) for s in STAGES))
+        )  # fmt: skip
+        captured = stages.get("captured")
+        if failed:
+            opened = last
+            out["issues"].append(
+                ("failed_hop", "resolved", tx, None, "erp", "netsuite.salesOrder.create", "",
+                 "finance-systems", "posting failed", "{}", f"failed_hop:{tx}:erp", opened,
+                 opened, "", opened + timedelta(minutes=self.rnd.uniform(1, 30)), "system",
+                 "a later attempt succeeded")
+            )  # fmt: skip
+        if stuck and captured is not None and captured < self.now - timedelta(minutes=2):
+            opened = captured + timedelta(seconds=65)
+            resolved = self.rnd.random() < 0.6
+            out["issues"].append(
+                ("stuck", "resolved" if resolved else "open", tx, None, "erp", "", "posted",
+                 "finance-systems", "not posted within 1 min", "{}", f"stuck:{tx}:posted",
+                 opened, opened, "",
+                 opened + timedelta(hours=self.rnd.uniform(0.2, 20)) if resolved else None,
+                 "olivia" if resolved else "", "resolved by hand" if resolved else "")
+            )  # fmt: skip
+
+    def inventory(self, out: dict[str, list[tuple[Any, ...]]]) -> None:
+        rnd = self.rnd
+        self.tx_id += 1
+        tx = self.tx_id
+        t = self.captures[max(0, self.next_capture - 1)] + timedelta(seconds=rnd.uniform(0, 60))
+        stages: dict[str, datetime] = {}
+        times: list[datetime] = []
+        if self.hop(out, tx, t, "erp", "inventory.adjusted", "inventory_adjusted", 300.0):
+            stages["inventory_adjusted"] = t
+            times.append(t)
+        lag = lognormal(rnd, 40, 0.9) if rnd.random() > 0.03 else rnd.uniform(300, 3600)
+        p = t + timedelta(seconds=lag)
+        if self.hop(out, tx, p, "shopify", "inventory_levels/update", "inventory_published", 90.0):
+            stages["inventory_published"] = p
+            times.append(p)
+        self._finish(out, tx, "", "", stages, times, 0, stuck=False, kind="inventory_update")
+
+
+def load(gen: Gen, orders: int) -> dict[str, int]:
+    from django.db import connection
+
+    from observatory.hops.models import DuplicateDelivery, Hop
+    from observatory.transactions.models import Transaction, TransactionHop
+    from observatory.triage.models import Issue
+
+    tables = {
+        "hops": (Hop._meta.db_table, HOP_COLS),
+        "tx": (Transaction._meta.db_table, TX_COLS),
+        "links": (TransactionHop._meta.db_table, ("transaction_id", "hop_id")),
+        "dups": (DuplicateDelivery._meta.db_table, ("hop_id", "received_at")),
+        "issues": (Issue._meta.db_table, ISSUE_COLS),
+    }
+    counts = dict.fromkeys(tables, 0)
+    done = 0
+    with connection.cursor() as wrapper:
+        cur = wrapper.cursor
+        while done < orders:
+            n = min(CHUNK, orders - done)
+            rows = gen.chunk(n)
+            for name in ("tx", "hops", "links", "dups", "issues"):
+                table, cols = tables[name]
+                with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                    for row in rows[name]:
+                        copy.write_row(row)
+                counts[name] += len(rows[name])
+            done += n
+            print(f"\r  {done:,} orders loaded", end="", flush=True)
+        print()
+        for table, _ in tables.values():
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
+            )
+    with connection.cursor() as cur:
+        for table, _ in tables.values():
+            cur.execute(f"VACUUM ANALYZE {table}")
+    return counts
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def timed(fn: Any, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def pcts(ms: list[float]) -> str:
+    ordered = sorted(ms)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return f"p50 {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms   (n={len(ms)})"
+
+
+DIRECT = {
+    # quantiles by the sketches' rank rule: the value at floor(q * (n - 1)) of the sorted ones
+    "acceptance_to_posting": """
+        SELECT count(*),
+               (array_agg(lag ORDER BY lag))[floor(0.5 * (count(*) - 1))::int + 1],
+               (array_agg(lag ORDER BY lag))[floor(0.95 * (count(*) - 1))::int + 1],
+               (array_agg(lag ORDER BY lag))[floor(0.99 * (count(*) - 1))::int + 1]
+        FROM (
+            SELECT CASE WHEN MIN(h.start_time) FILTER (WHERE h.stage = 'posted') IS NOT NULL
+                   THEN GREATEST(0, EXTRACT(EPOCH FROM
+                       MIN(h.start_time) FILTER (WHERE h.stage = 'posted' AND h.outcome = 'ok')
+                     - MIN(h.start_time) FILTER (WHERE h.stage = 'captured'))) END AS lag
+            FROM hops_hop h
+            JOIN transactions_transactionhop th ON th.hop_id = h.id
+            JOIN transactions_transaction t ON t.id = th.transaction_id AND t.kind = 'order'
+            WHERE h.start_time >= %(since)s AND h.start_time < %(until)s + interval '2 days'
+            GROUP BY th.transaction_id
+            HAVING MIN(h.start_time) FILTER (WHERE h.stage = 'captured') >= %(since)s
+               AND MIN(h.start_time) FILTER (WHERE h.stage = 'captured') < %(until)s
+        ) x WHERE lag IS NOT NULL""",
+    "hop_health": """
+        SELECT system, operation, count(*),
+               avg((outcome = 'error')::int),
+               (array_agg(duration_ms ORDER BY duration_ms))[floor(0.5 * (count(*) - 1))::int + 1],
+               (array_agg(duration_ms ORDER BY duration_ms))[floor(0.95 * (count(*) - 1))::int + 1]
+        FROM hops_hop
+        WHERE start_time >= %(since)s AND start_time < %(until)s
+        GROUP BY system, operation ORDER BY system, operation""",
+    "exception_rate": """
+        SELECT count(*), count(*) FILTER (WHERE failed OR issued)
+        FROM (
+            SELECT th.transaction_id,
+                   bool_or(h.outcome = 'error') AS failed,
+                   EXISTS (SELECT 1 FROM triage_issue i
+                           WHERE i.transaction_id = th.transaction_id) AS issued
+            FROM hops_hop h
+            JOIN transactions_transactionhop th ON th.hop_id = h.id
+            JOIN transactions_transaction t ON t.id = th.transaction_id AND t.kind = 'order'
+            WHERE h.start_time >= %(since)s AND h.start_time < %(until)s + interval '2 days'
+            GROUP BY th.transaction_id
+            HAVING MIN(h.start_time) FILTER (WHERE h.stage = 'captured') >= %(since)s
+               AND MIN(h.start_time) FILTER (WHERE h.stage = 'captured') < %(until)s
+        ) x""",
+    "duplicate_rate": """
+        SELECT count(*) + (SELECT count(*) FROM hops_duplicatedelivery d
+                           JOIN hops_hop h2 ON h2.id = d.hop_id
+                           WHERE h2.start_time >= %(since)s AND h2.start_time < %(until)s),
+               (SELECT count(*) FROM hops_duplicatedelivery d
+                JOIN hops_hop h2 ON h2.id = d.hop_id
+                WHERE h2.start_time >= %(since)s AND h2.start_time < %(until)s)
+        FROM hops_hop WHERE start_time >= %(since)s AND start_time < %(until)s""",
+}
+
+
+def direct(since: datetime, until: datetime) -> tuple[float, dict[str, Any]]:
+    from django.db import connection
+
+    out: dict[str, Any] = {}
+    t = time.perf_counter()
+    with connection.cursor() as cur:
+        cur.execute("SET work_mem = '64MB'")
+        for name, sql in DIRECT.items():
+            cur.execute(sql, {"since": since, "until": until})
+            out[name] = cur.fetchall()
+        cur.execute("RESET work_mem")
+    return (time.perf_counter() - t) * 1000, out
+
+
+def close(a: float | None, b: float | None, rel: float = 0.01) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= rel * abs(b) + 1e-9
+
+
+def compare(k: dict[str, Any], d: dict[str, Any]) -> list[str]:
+    """Where the rollup figures and the direct SQL ones differ (counts exactly, quantiles
+    within the contract's 1 %: the sketches answer within 0.5 %)."""
+    bad = []
+    n, p50, p95, p99 = d["acceptance_to_posting"][0]
+    a = k["acceptance_to_posting"]
+    if a["count"] != n:
+        bad.append(f"a2p count {a['count']} != {n}")
+    for q, v in (("p50_s", p50), ("p95_s", p95), ("p99_s", p99)):
+        if not close(a[q], float(v)):
+            bad.append(f"a2p {q} {a[q]:.3f} != {float(v):.3f}")
+    rows = {(r["system"], r["operation"]): r for r in k["hop_health"]["rows"]}
+    for system, op, count, err, p50, p95 in d["hop_health"]:
+        r = rows.get((system, op))
+        if r is None or r["count"] != count:
+            bad.append(f"hop_health {system}/{op} count {r and r['count']} != {count}")
+            continue
+        if not close(r["error_rate"], float(err), 1e-9):
+            bad.append(f"hop_health {system}/{op} error rate")
+        if not close(r["p95_ms"], float(p95)) or not close(r["p50_ms"], float(p50)):
+            bad.append(
+                f"hop_health {system}/{op} p50/p95 {r['p50_ms']}/{r['p95_ms']} != {p50}/{p95}"
+            )
+    orders, with_exc = d["exception_rate"][0]
+    e = k["exception_rate"]
+    if (e["orders"], e["with_exception"]) != (orders, with_exc):
+        bad.append(f"exception_rate {e['orders']}/{e['with_exception']} != {orders}/{with_exc}")
+    deliveries, dups = d["duplicate_rate"][0]
+    u = k["duplicate_rate"]
+    if (u["deliveries"], u["duplicates"]) != (deliveries, dups):
+        bad.append(f"duplicate_rate {u['deliveries']}/{u['duplicates']} != {deliveries}/{dups}")
+    return bad
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--db", default="observatory_bench_kpis")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--reuse", action="store_true", help="keep the loaded database")
+    parser.add_argument("--refill", action="store_true", help="with --reuse: fill from scratch")
+    args = parser.parse_args()
+
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
+    if not args.reuse:
+        create_database(base, args.db)
+    os.environ["DATABASE_URL"] = scratch_url(base, args.db)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observatory.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from observatory.access.actions import do_create_api_token
+    from observatory.kpis.actions import do_fill_rollups
+    from observatory.kpis.models import HopRollup, OrderRollup
+    from observatory.lib.clock import now
+
+    at = now()
+    # Shopify shows shipments of Shopify's own orders: the seeded "fulfillment seen by
+    # Shopify" deadline applies to every channel, which would hold every marketplace order
+    # in the backlog for ever. Here it applies to web orders, as meant.
+    from observatory.transactions.models import SlaPolicy
+
+    call_command("migrate", verbosity=0)
+    SlaPolicy.objects.filter(to_stage="fulfillment_synced", channel="").update(channel="web")
+    if not args.reuse:
+        t = time.perf_counter()
+        counts = load(Gen(args.seed, at, args.days, args.orders), args.orders)
+        print(
+            f"loaded {counts['tx']:,} transactions, {counts['hops']:,} hops, "
+            f"{counts['links']:,} memberships, {counts['dups']:,} repeats, "
+            f"{counts['issues']:,} exceptions by COPY in {time.perf_counter() - t:.0f} s"
+        )
+        t = time.perf_counter()
+        result = do_fill_rollups(full=True)
+        print(
+            f"first full fill: {result.recomputed['orders']:,} + {result.recomputed['hops']:,} "
+            f"hour buckets in {time.perf_counter() - t:.0f} s -> "
+            f"{OrderRollup.objects.count():,} order rows, {HopRollup.objects.count():,} hop rows"
+        )
+    if args.reuse and args.refill:
+        t = time.perf_counter()
+        result = do_fill_rollups(full=True)
+        print(f"full refill: {time.perf_counter() - t:.0f} s")
+    t = time.perf_counter()
+    result = do_fill_rollups()
+    print(f"an incremental fill with nothing new: {(time.perf_counter() - t) * 1000:.0f} ms")
+
+    _, token = do_create_api_token(f"bench-{time.time()}", "read")
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    user, _ = get_user_model().objects.get_or_create(username="bench-exec")
+    web = Client()
+    web.force_login(user)
+
+    def iso(d: datetime) -> str:
+        return d.isoformat().replace("+00:00", "Z")
+
+    print(f"\nserver time, {args.requests} requests each (after one warm-up):")
+    answers = {}
+    for days in (30, 90):
+        for channel in ("", "web"):
+            params = {"since": iso(at - timedelta(days=days)), "until": iso(at)}
+            if channel:
+                params["channel"] = channel
+            first = api.get("/api/v1/kpis", params)
+            assert first.status_code == 200, first.content
+            answers[(days, channel)] = first.json()["kpis"]
+            ms = timed(lambda p=params: api.get("/api/v1/kpis", p), args.requests)
+            label = f"GET /api/v1/kpis {days:>2} days{' channel=web' if channel else ''}"
+            print(f"  {label:<42} {pcts(ms)}")
+    for window in (30, 90):
+        url = f"/executive/?window={window}"
+        assert web.get(url).status_code == 200
+        ms = timed(lambda u=url: web.get(u), max(5, args.requests // 3))
+        print(f"  {'GET ' + url:<42} {pcts(ms)}")
+
+    print("\nthe same figures by direct SQL over the hops (work_mem 64MB):")
+    for days in (30, 90):
+        since = at - timedelta(days=days)
+        ms, figures = direct(since, at)
+        ms2, _ = direct(since, at)
+        problems = compare(answers[(days, "")], figures)
+        verdict = "agree" if not problems else "DISAGREE: " + "; ".join(problems[:5])
+        print(f"  {days:>2} days: {ms:8.0f} ms, again {ms2:8.0f} ms   rollups and SQL {verdict}")
+    a = answers[(90, "")]["acceptance_to_posting"]
+    print(
+        f"\n90 days: {a['count']:,} orders posted, p50 {a['p50_s']:.1f} s, p95 {a['p95_s']:.1f} s, "
+        f"p99 {a['p99_s']:.1f} s, {a['within_sla']:.1%} within their deadline"
+    )
+
+
+if __name__ == "__main__":
+    main()

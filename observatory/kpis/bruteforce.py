@@ -1,0 +1,328 @@
+"""The brute-force twin of every KPI: the same figures recounted straight from the stored
+hops, transactions and exceptions, in plain Python, with exact quantiles.
+
+Slow on purpose and shares nothing with the rollup path but the definitions (the quantile
+rule of ``compute.exact_quantile``, the SLA rules of ``triage.sla``): tests compare the
+two on realistic traffic, counts exactly, quantiles within the sketches' relative error.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+
+from observatory.hops.models import DuplicateDelivery, Hop
+from observatory.kpis import compute, registry
+from observatory.kpis.queries import ALERT_FIRED, ALERT_MODEL, ALERT_RESOLVED, LIVE_SLACK
+from observatory.lib.clock import now as clock_now
+from observatory.transactions.models import STAGE_COLUMNS, Transaction, TransactionHop
+from observatory.triage import queries as triage_queries
+from observatory.triage import sla
+from observatory.triage.models import DUPLICATE, RESOLVED, UNRESOLVED, Issue
+from tracing.conventions import ERROR
+
+
+def _lag(end: datetime | None, start: datetime | None) -> float | None:
+    if end is None or start is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def _anchor(tx: Transaction) -> datetime | None:
+    return {
+        "order": tx.captured_at,
+        "inventory_update": tx.inventory_adjusted_at,
+        "return": tx.return_requested_at,
+    }.get(tx.kind)
+
+
+def _winner_of() -> Callable[[int | None], int | None]:
+    parent = dict(Transaction.objects.values_list("id", "merged_into_id"))
+
+    def final(tx_id: int | None) -> int | None:
+        seen = 0
+        while tx_id is not None and parent.get(tx_id) is not None and seen < 64:
+            tx_id = parent[tx_id]
+            seen += 1
+        return tx_id
+
+    return final
+
+
+def _deadline(policies: list[sla.Policy], kind: str, channel: str, a: str, b: str) -> float | None:
+    for p in sla.applicable(policies, kind, channel):
+        if (p.from_stage, p.to_stage) == (a, b):
+            return float(p.deadline_s)
+    return None
+
+
+def _quantiles(values: list[float], qs: tuple[float, ...]) -> list[float | None]:
+    return [compute.exact_quantile(values, q) for q in qs]
+
+
+def kpi_values(
+    since: datetime,
+    until: datetime,
+    channel: str | None = None,
+    system: str | None = None,
+    store: str | None = None,
+    *,
+    at: datetime | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every KPI of CONTRACT 5, recounted (same signature and answer as the rollup one)."""
+    at = at or clock_now()
+    live_state = until >= at - LIVE_SLACK
+    channel, store, system = channel or None, store or None, system or None
+    policies = triage_queries.policies()
+    winner = _winner_of()
+
+    txs = [t for t in Transaction.objects.all() if t.merged_into_id is None]
+    tx_by_id = {t.id: t for t in txs}
+    failed_tx: set[int] = set()
+    first_tx: dict[int, int] = {}
+    for tx_id, hop_id, outcome in TransactionHop.objects.values_list(
+        "transaction_id", "hop_id", "hop__outcome"
+    ):
+        if tx_id not in tx_by_id:
+            continue
+        if outcome == ERROR:
+            failed_tx.add(tx_id)
+        if hop_id not in first_tx or tx_id < first_tx[hop_id]:
+            first_tx[hop_id] = tx_id
+    issues = list(Issue.objects.all())
+    with_issue = {winner(i.transaction_id) for i in issues if i.transaction_id}
+    twice = {
+        winner(i.transaction_id)
+        for i in issues
+        if i.transaction_id and i.kind == DUPLICATE and i.detail.get("duplicate") == "posted_twice"
+    }
+
+    def in_scope(tx: Transaction) -> bool:
+        return (channel is None or tx.channel == channel) and (
+            store is None or tx.store_id == store
+        )
+
+    # --- per transaction -----------------------------------------------------------------
+    a2p: list[float] = []
+    a2p_within = 0
+    ful: list[float] = []
+    inv: list[float] = []
+    orders = with_exception = posted_twice = 0
+    for tx in txs:
+        anchor = _anchor(tx)
+        if anchor is None or not (since <= anchor < until) or not in_scope(tx):
+            continue
+        if tx.kind == "order":
+            orders += 1
+            if tx.id in failed_tx or tx.id in with_issue:
+                with_exception += 1
+            if tx.id in twice:
+                posted_twice += 1
+            lag = _lag(tx.posted_at, tx.captured_at)
+            if lag is not None:
+                a2p.append(lag)
+                limit = _deadline(policies, "order", tx.channel, "captured", "posted")
+                if limit is None or lag <= limit:
+                    a2p_within += 1
+            lag = _lag(tx.fulfillment_synced_at, tx.shipped_at)
+            if lag is not None:
+                ful.append(lag)
+        elif tx.kind == "inventory_update":
+            lag = _lag(tx.inventory_published_at, tx.inventory_adjusted_at)
+            if lag is not None:
+                inv.append(lag)
+
+    # --- per hop ---------------------------------------------------------------------------
+    dups: dict[int, int] = defaultdict(int)
+    for hop_id in DuplicateDelivery.objects.values_list("hop_id", flat=True):
+        dups[hop_id] += 1
+    per_op: dict[tuple[str, str], list[Hop]] = defaultdict(list)
+    for hop in Hop.objects.filter(stitched_at__isnull=False):
+        if not (since <= hop.start_time < until):
+            continue
+        owner = tx_by_id.get(first_tx.get(hop.id, -1))
+        hop_channel = hop.channel or (owner.channel if owner else "")
+        hop_store = hop.store_id or (owner.store_id if owner else "")
+        if channel is not None and hop_channel != channel:
+            continue
+        if store is not None and hop_store != store:
+            continue
+        if system and hop.system != system:
+            continue
+        per_op[(hop.system, hop.operation[: compute.OPERATION_MAX])].append(hop)
+    rows = []
+    deliveries = duplicates = retries = replays = 0
+    for (sys_, op), hops in sorted(per_op.items()):
+        durations = [max(0.0, float(h.duration_ms or 0.0)) for h in hops]
+        p50, p95 = _quantiles(durations, (0.5, 0.95))
+        errors = sum(1 for h in hops if h.outcome == ERROR)
+        rows.append(
+            {
+                "system": sys_,
+                "operation": op,
+                "count": len(hops),
+                "error_rate": errors / len(hops),
+                "p50_ms": p50,
+                "p95_ms": p95,
+            }
+        )
+        d = sum(dups[h.id] for h in hops)
+        deliveries += len(hops) + d
+        duplicates += d
+        retries += sum(1 for h in hops if h.retry_attempt > 0)
+        replays += sum(1 for h in hops if h.replay)
+
+    # --- backlog -----------------------------------------------------------------------------
+    overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
+    by_stage: dict[str, set[int]] = defaultdict(set)
+    for tx in txs:
+        anchor = _anchor(tx)
+        if anchor is None or not (since <= anchor < until) or not in_scope(tx):
+            continue
+        stages = {}
+        for stage in STAGE_COLUMNS:
+            t = getattr(tx, f"{stage}_at")
+            if t is not None and (live_state or t <= until):
+                stages[stage] = sla.Reached(at=t)
+        for status in sla.overdue(policies, tx.kind, tx.channel, stages, until):
+            if system and sla.stage_system(status.stage, overrides) != system:
+                continue
+            by_stage[status.stage].add(tx.id)
+    stuck = set().union(*by_stage.values()) if by_stage else set()
+
+    # --- exceptions ----------------------------------------------------------------------------
+    every_tx = {
+        pk: (ch, st) for pk, ch, st in Transaction.objects.values_list("id", "channel", "store_id")
+    }
+
+    def issue_scope(i: Issue) -> bool:
+        if system and i.system != system:
+            return False
+        if channel is None and store is None:
+            return True
+        held = every_tx.get(i.transaction_id) if i.transaction_id else None
+        if held is None:
+            return False
+        return (channel is None or held[0] == channel) and (store is None or held[1] == store)
+
+    aging = {"open": 0, "under_1h": 0, "h1_to_4": 0, "h4_to_24": 0, "over_24h": 0}
+    oldest: datetime | None = None
+    resolved: list[float] = []
+    for i in issues:
+        if not issue_scope(i):
+            continue
+        if live_state:
+            is_open = i.state in UNRESOLVED and i.opened_at <= until
+        else:
+            is_open = i.opened_at <= until and (i.resolved_at is None or i.resolved_at > until)
+        if is_open:
+            aging["open"] += 1
+            aging[sla.age_bucket((until - i.opened_at).total_seconds())] += 1
+            oldest = i.opened_at if oldest is None or i.opened_at < oldest else oldest
+        if since <= i.opened_at < until and i.state == RESOLVED and i.resolved_at is not None:
+            resolved.append((i.resolved_at - i.opened_at).total_seconds())
+    aging_out: dict[str, Any] = dict(aging)
+    aging_out["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
+
+    alert_times: list[float] = []
+    try:
+        model = apps.get_model(*ALERT_MODEL)
+    except LookupError:
+        model = None
+    if model is not None:
+        for a in model.objects.all():
+            fired, done = getattr(a, ALERT_FIRED, None), getattr(a, ALERT_RESOLVED, None)
+            labels = getattr(a, "labels", {}) or {}
+            wanted = {"channel": channel, "store": store, "system": system}
+            if any(v and labels.get(k) != v for k, v in wanted.items()):
+                continue
+            if fired is not None and done is not None and since <= fired < until:
+                alert_times.append((done - fired).total_seconds())
+
+    a50, a95, a99 = _quantiles(a2p, (0.5, 0.95, 0.99))
+    f50, f95 = _quantiles(ful, (0.5, 0.95))
+    i50, i95 = _quantiles(inv, (0.5, 0.95))
+    out: dict[str, dict[str, Any]] = {
+        "acceptance_to_posting": {
+            "count": len(a2p),
+            "p50_s": a50,
+            "p95_s": a95,
+            "p99_s": a99,
+            "within_sla": (a2p_within / len(a2p)) if a2p else None,
+        },
+        "inventory_sync_lag": {
+            "count": len(inv),
+            "p50_s": i50,
+            "p95_s": i95,
+            "max_s": max(inv) if inv else None,
+        },
+        "fulfillment_propagation": {"count": len(ful), "p50_s": f50, "p95_s": f95},
+        "exception_rate": {
+            "orders": orders,
+            "with_exception": with_exception,
+            "rate": (with_exception / orders) if orders else None,
+        },
+        "duplicate_rate": {
+            "deliveries": deliveries,
+            "duplicates": duplicates,
+            "rate": (duplicates / deliveries) if deliveries else None,
+            "posted_twice": posted_twice,
+        },
+        "reconciliation_backlog": {
+            "total": len(stuck),
+            "by_stage": {s: len(v) for s, v in sorted(by_stage.items()) if v},
+        },
+        "exception_aging": aging_out,
+        "retries": {"retries": retries, "replays": replays},
+        "hop_health": {"rows": rows},
+        "resolution_time": {
+            "alerts_mean_s": (sum(alert_times) / len(alert_times)) if alert_times else None,
+            "exceptions_mean_s": (sum(resolved) / len(resolved)) if resolved else None,
+        },
+    }
+    assert set(out) == set(registry.KPIS)
+    return out
+
+
+def compare(
+    rollup: dict[str, dict[str, Any]],
+    twin: dict[str, dict[str, Any]],
+    *,
+    rel: float = 0.01,
+) -> list[str]:
+    """Every disagreement between two answers: quantile fields (``p*``) within ``rel``
+    relative, other numbers to float precision (means to the microsecond databases keep),
+    structures exactly. Empty: they agree."""
+    problems: list[str] = []
+
+    def same(path: str, a: Any, b: Any) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            if set(a) != set(b):
+                problems.append(f"{path}: keys {sorted(a)} != {sorted(b)}")
+            for k in set(a) & set(b):
+                same(f"{path}.{k}", a[k], b[k])
+            return
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                problems.append(f"{path}: {len(a)} rows != {len(b)}")
+            for n, (x, y) in enumerate(zip(a, b, strict=False)):
+                same(f"{path}[{n}]", x, y)
+            return
+        if a is None or b is None or isinstance(a, str) or isinstance(b, str):
+            if a != b:
+                problems.append(f"{path}: {a!r} != {b!r}")
+            return
+        leaf = path.rsplit(".", 1)[-1]
+        tolerance = rel if leaf.startswith("p") and leaf[1:3].isdigit() else 1e-9
+        # databases average durations in whole microseconds
+        slack = 1e-6 if leaf.endswith("mean_s") else 1e-9
+        if abs(float(a) - float(b)) > tolerance * abs(float(b)) + slack:
+            problems.append(f"{path}: {a!r} != {b!r}")
+
+    same("kpis", rollup, twin)
+    return problems

@@ -1,0 +1,935 @@
+"""Reads for KPIs: ``kpi_values`` (CONTRACT 5, the API and the alert rules), chart series,
+and the source readers the fill shares.
+
+A window ``[since, until)`` is cut (``compute.plan_window``) into whole days, hours and
+minutes answered by rollup rows, and sub-bucket edges answered straight from the source
+rows, so any window gives the same figures as a recount (``bruteforce.py``) without a scan
+of 90 days of hops. The snapshot KPIs (backlog, exception aging, resolution times) are
+small indexed queries.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import connection
+from django.db.models import (
+    Avg,
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    Sum,
+    Value,
+    When,
+)
+
+from observatory.hops.models import DuplicateDelivery, Hop
+from observatory.kpis import compute, registry
+from observatory.kpis.compute import ALL, HopFact, OrderFact, Sketch
+from observatory.kpis.models import HopRollup, OpenStage, OrderRollup
+from observatory.lib.clock import now as clock_now
+from observatory.transactions.models import (
+    STAGE_COLUMNS,
+    Transaction,
+    TransactionHop,
+    stage_field,
+)
+from observatory.triage import queries as triage_queries
+from observatory.triage import sla
+from observatory.triage.models import DUPLICATE, RESOLVED, UNRESOLVED, Issue
+from tracing.conventions import ERROR
+
+Range = tuple[datetime, datetime]
+
+ORDER = compute.ORDER_KIND
+INVENTORY = compute.INVENTORY_KIND
+#: Snapshot questions asked at or after this long before "now" read the live state
+#: (partial indexes on open stages); earlier ones rebuild the state as it was then.
+LIVE_SLACK = timedelta(seconds=5)
+
+
+def minute_retention_days() -> int:
+    return int(getattr(settings, "KPIS_MINUTE_RETENTION_DAYS", 3))
+
+
+def minutes_from(at: datetime | None = None) -> datetime:
+    """The first hour with minute rollups (older partial hours are read raw)."""
+    return compute.minutes_cutoff(at or clock_now(), minute_retention_days())
+
+
+# --- SLA deadlines ------------------------------------------------------------------------------
+
+
+class Deadlines:
+    """The deadline (seconds) between two stages for a transaction kind and channel, from
+    the active SLA policies (a channel's own policy over the every-channel one)."""
+
+    def __init__(self, policies: Sequence[sla.Policy] | None = None) -> None:
+        self.policies = list(triage_queries.policies() if policies is None else policies)
+        self._cache: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+
+    def get(self, kind: str, channel: str, from_stage: str, to_stage: str) -> float | None:
+        table = self._cache.get((kind, channel))
+        if table is None:
+            table = {
+                (p.from_stage, p.to_stage): float(p.deadline_s)
+                for p in sla.applicable(self.policies, kind, channel)
+            }
+            self._cache[(kind, channel)] = table
+        return table.get((from_stage, to_stage))
+
+
+# --- source readers (shared with the fill) ---------------------------------------------------
+
+
+def ranges_q(column: str, ranges: Sequence[Range]) -> Q:
+    """``column`` inside any of the half-open ``ranges``."""
+    q = Q()
+    for a, b in ranges:
+        q |= Q(**{f"{column}__gte": a, f"{column}__lt": b})
+    return q
+
+
+def _lag(end: datetime | None, start: datetime | None) -> float | None:
+    if end is None or start is None:
+        return None
+    return compute.clamp((end - start).total_seconds())
+
+
+def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> list[OrderFact]:
+    """The live orders captured, and inventory updates adjusted, inside ``ranges``.
+
+    One query: exceptions on the order, or on a transaction merged into it, and ERP
+    double postings (triage's ``duplicate`` exceptions with ``posted_twice``) are EXISTS
+    subqueries.
+    """
+    if not ranges:
+        return []
+    deadlines = deadlines or Deadlines()
+    on_tx = Issue.objects.filter(transaction_id=OuterRef("pk"))
+    on_loser = Issue.objects.filter(transaction__merged_into_id=OuterRef("pk"))
+    twice = Q(kind=DUPLICATE, detail__duplicate="posted_twice")
+    qs = (
+        Transaction.objects.filter(merged_into__isnull=True)
+        .filter(
+            (Q(kind=ORDER) & ranges_q("captured_at", ranges))
+            | (Q(kind=INVENTORY) & ranges_q("inventory_adjusted_at", ranges))
+        )
+        .annotate(
+            issue_here=Exists(on_tx),
+            issue_merged=Exists(on_loser),
+            twice_here=Exists(on_tx.filter(twice)),
+            twice_merged=Exists(on_loser.filter(twice)),
+        )
+        .values_list(
+            "kind",
+            "channel",
+            "store_id",
+            "captured_at",
+            "posted_at",
+            "shipped_at",
+            "fulfillment_synced_at",
+            "inventory_adjusted_at",
+            "inventory_published_at",
+            "failed_hop_count",
+            "issue_here",
+            "issue_merged",
+            "twice_here",
+            "twice_merged",
+        )
+    )
+    out = []
+    for (
+        kind,
+        channel,
+        store,
+        captured,
+        posted,
+        shipped,
+        synced,
+        adjusted,
+        published,
+        failed,
+        issue_here,
+        issue_merged,
+        twice_here,
+        twice_merged,
+    ) in qs.iterator(chunk_size=5000):
+        if kind == ORDER:
+            out.append(
+                OrderFact(
+                    kind=kind,
+                    channel=channel,
+                    store=store,
+                    anchor=captured,
+                    a2p_s=_lag(posted, captured),
+                    a2p_deadline_s=deadlines.get(kind, channel, "captured", "posted"),
+                    ful_s=_lag(synced, shipped),
+                    ful_deadline_s=deadlines.get(kind, channel, "shipped", "fulfillment_synced"),
+                    with_exception=bool(failed) or issue_here or issue_merged,
+                    posted_twice=twice_here or twice_merged,
+                )
+            )
+        else:
+            out.append(
+                OrderFact(
+                    kind=kind,
+                    channel=channel,
+                    store=store,
+                    anchor=adjusted,
+                    inv_s=_lag(published, adjusted),
+                    inv_deadline_s=deadlines.get(
+                        kind, channel, "inventory_adjusted", "inventory_published"
+                    ),
+                )
+            )
+    return out
+
+
+def hop_facts(ranges: Sequence[Range]) -> list[HopFact]:
+    """The stitched hops that started inside ``ranges``: three queries (hops, their first
+    transaction's channel and store, their duplicate deliveries)."""
+    if not ranges:
+        return []
+    where = ranges_q("start_time", ranges)
+    hops = list(
+        Hop.objects.filter(where, stitched_at__isnull=False).values_list(
+            "id",
+            "start_time",
+            "channel",
+            "store_id",
+            "system",
+            "operation",
+            "outcome",
+            "retry_attempt",
+            "replay",
+            "duration_ms",
+        )
+    )
+    if not hops:
+        return []
+    owner: dict[int, tuple[int, str, str]] = {}
+    links = TransactionHop.objects.filter(
+        ranges_q("hop__start_time", ranges), transaction__merged_into__isnull=True
+    ).values_list("hop_id", "transaction_id", "transaction__channel", "transaction__store_id")
+    for hop_id, tx_id, channel, store in links:
+        held = owner.get(hop_id)
+        if held is None or tx_id < held[0]:
+            owner[hop_id] = (tx_id, channel, store)
+    dups = dict(
+        DuplicateDelivery.objects.filter(ranges_q("hop__start_time", ranges))
+        .values("hop_id")
+        .annotate(n=Count("id"))
+        .values_list("hop_id", "n")
+    )
+    out = []
+    for hop_id, start, channel, store, system, operation, outcome, attempt, replay, dur in hops:
+        tx = owner.get(hop_id)
+        out.append(
+            HopFact(
+                start=start,
+                channel=channel or (tx[1] if tx else ""),
+                store=store or (tx[2] if tx else ""),
+                system=system,
+                operation=operation,
+                error=outcome == ERROR,
+                retry=attempt > 0,
+                replay=bool(replay),
+                duplicates=int(dups.get(hop_id, 0)),
+                duration_ms=compute.clamp(float(dur or 0.0)),
+            )
+        )
+    return out
+
+
+# --- totals over a window ---------------------------------------------------------------------
+
+
+@dataclass
+class LagTotal:
+    count: int = 0
+    within: int = 0
+    maximum: float | None = None
+    sketches: list[Sketch] = field(default_factory=list)
+    _merged: Sketch | None = None
+
+    def add(self, count: int, within: int, sketch: Sketch | None, maximum: float | None) -> None:
+        self.count += count
+        self.within += within
+        if sketch is not None:
+            self.sketches.append(sketch)
+        if maximum is not None and (self.maximum is None or maximum > self.maximum):
+            self.maximum = maximum
+
+    @property
+    def sketch(self) -> Sketch:
+        if self._merged is None:
+            self._merged = compute.merge(self.sketches)
+        return self._merged
+
+    def quantiles(self, qs: Sequence[float] = compute.QUANTILES) -> list[float | None]:
+        return self.sketch.quantiles(qs)
+
+
+@dataclass
+class OrderTotal:
+    orders: int = 0
+    with_exception: int = 0
+    posted_twice: int = 0
+    inv_updates: int = 0
+    a2p: LagTotal = field(default_factory=LagTotal)
+    ful: LagTotal = field(default_factory=LagTotal)
+    inv: LagTotal = field(default_factory=LagTotal)
+
+    def add_row(self, row: Any) -> None:
+        self.orders += row.orders
+        self.with_exception += row.with_exception
+        self.posted_twice += row.posted_twice
+        self.inv_updates += row.inv_updates
+        self.a2p.add(row.a2p_count, row.a2p_within, sketch_of(row.a2p_sketch), None)
+        self.ful.add(row.ful_count, row.ful_within, sketch_of(row.ful_sketch), None)
+        self.inv.add(row.inv_count, row.inv_within, sketch_of(row.inv_sketch), row.inv_max)
+
+    def add_agg(self, agg: compute.OrderAgg) -> None:
+        self.orders += agg.orders
+        self.with_exception += agg.with_exception
+        self.posted_twice += agg.posted_twice
+        self.inv_updates += agg.inv_updates
+        for mine, theirs in ((self.a2p, agg.a2p), (self.ful, agg.ful), (self.inv, agg.inv)):
+            mine.add(theirs.count, theirs.within, theirs.finish(), theirs.maximum)
+
+
+@dataclass
+class HopTotal:
+    hops: int = 0
+    errors: int = 0
+    retries: int = 0
+    replays: int = 0
+    duplicates: int = 0
+    dur: LagTotal = field(default_factory=LagTotal)
+
+    def add(self, hops: int, errors: int, retries: int, replays: int, dups: int, sk: Any) -> None:
+        self.hops += hops
+        self.errors += errors
+        self.retries += retries
+        self.replays += replays
+        self.duplicates += dups
+        self.dur.add(hops, 0, sk, None)
+
+
+def sketch_of(blob: bytes | memoryview | None) -> Sketch | None:
+    return Sketch.decode(blob) if blob else None
+
+
+def _rollup_q(plan: compute.Plan) -> Q | None:
+    q = Q()
+    any_range = False
+    for res, ranges in plan.rollups.items():
+        for a, b in ranges:
+            q |= Q(resolution=res, bucket__gte=a, bucket__lt=b)
+            any_range = True
+    return q if any_range else None
+
+
+def order_total(
+    since: datetime,
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    at: datetime | None = None,
+) -> OrderTotal:
+    """The orders rollup figures of ``[since, until)`` for one channel/store grouping."""
+    plan = compute.plan_window(since, until, minutes_from(at))
+    ch, st = channel or ALL, store or ALL
+    total = OrderTotal()
+    q = _rollup_q(plan)
+    if q is not None:
+        for row in OrderRollup.objects.filter(q, channel=ch, store=st).only(
+            "orders",
+            "with_exception",
+            "posted_twice",
+            "inv_updates",
+            "a2p_count",
+            "a2p_within",
+            "a2p_sketch",
+            "ful_count",
+            "ful_within",
+            "ful_sketch",
+            "inv_count",
+            "inv_within",
+            "inv_max",
+            "inv_sketch",
+        ):
+            total.add_row(row)
+    if plan.raw:
+        facts = [
+            f
+            for f in order_facts(plan.raw)
+            if (channel is None or f.channel == channel) and (store is None or f.store == store)
+        ]
+        agg = compute.OrderAgg()
+        for f in facts:
+            agg.add(f)
+        total.add_agg(agg)
+    return total
+
+
+def hop_totals(
+    since: datetime,
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    system: str | None = None,
+    at: datetime | None = None,
+) -> dict[tuple[str, str], HopTotal]:
+    """The hops rollup figures of ``[since, until)`` per (system, operation)."""
+    plan = compute.plan_window(since, until, minutes_from(at))
+    ch, st = channel or ALL, store or ALL
+    out: dict[tuple[str, str], HopTotal] = defaultdict(HopTotal)
+    q = _rollup_q(plan)
+    if q is not None:
+        rows = HopRollup.objects.filter(q, channel=ch, store=st)
+        if system:
+            rows = rows.filter(system=system)
+        for sys_, op, hops, errors, retries, replays, dups, blob in rows.values_list(
+            "system",
+            "operation",
+            "hops",
+            "errors",
+            "retries",
+            "replays",
+            "duplicates",
+            "dur_sketch",
+        ):
+            out[(sys_, op)].add(hops, errors, retries, replays, dups, sketch_of(blob))
+    if plan.raw:
+        aggs: dict[tuple[str, str], compute.HopAgg] = defaultdict(compute.HopAgg)
+        for f in hop_facts(plan.raw):
+            if channel is not None and f.channel != channel:
+                continue
+            if store is not None and f.store != store:
+                continue
+            if system and f.system != system:
+                continue
+            aggs[(f.system, f.operation[: compute.OPERATION_MAX])].add(f)
+        for key, agg in aggs.items():
+            out[key].add(
+                agg.hops, agg.errors, agg.retries, agg.replays, agg.duplicates, agg.dur.finish()
+            )
+    return dict(out)
+
+
+def hop_counts(
+    since: datetime,
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    system: str | None = None,
+    at: datetime | None = None,
+) -> HopTotal:
+    """The hops rollup counts of ``[since, until)``, summed in SQL (no sketches): for
+    figures that need no quantile (deliveries, repeats, retries, failures)."""
+    plan = compute.plan_window(since, until, minutes_from(at))
+    ch, st = channel or ALL, store or ALL
+    total = HopTotal()
+    q = _rollup_q(plan)
+    if q is not None:
+        rows = HopRollup.objects.filter(q, channel=ch, store=st)
+        if system:
+            rows = rows.filter(system=system)
+        got = rows.aggregate(
+            hops=Sum("hops"),
+            errors=Sum("errors"),
+            retries=Sum("retries"),
+            replays=Sum("replays"),
+            dups=Sum("duplicates"),
+        )
+        total.add(
+            int(got["hops"] or 0),
+            int(got["errors"] or 0),
+            int(got["retries"] or 0),
+            int(got["replays"] or 0),
+            int(got["dups"] or 0),
+            None,
+        )
+    if plan.raw:
+        for f in hop_facts(plan.raw):
+            if channel is not None and f.channel != channel:
+                continue
+            if store is not None and f.store != store:
+                continue
+            if system and f.system != system:
+                continue
+            total.add(1, int(f.error), int(f.retry), int(f.replay), f.duplicates, None)
+    return total
+
+
+# --- snapshot KPIs ----------------------------------------------------------------------------
+
+
+def _is_live(until: datetime, at: datetime) -> bool:
+    return until >= at - LIVE_SLACK
+
+
+def _anchor_q(since: datetime | None, until: datetime) -> Q:
+    """Transactions counted in the window of their anchor time (CONTRACT 5)."""
+
+    def rng(col: str) -> Q:
+        q = Q(**{f"{col}__lt": until})
+        if since is not None:
+            q &= Q(**{f"{col}__gte": since})
+        return q
+
+    return (
+        (Q(kind=ORDER) & rng("captured_at"))
+        | (Q(kind=INVENTORY) & rng("inventory_adjusted_at"))
+        | (Q(kind="return") & rng("return_requested_at"))
+    )
+
+
+def anchor_expr() -> Case:
+    """A transaction's anchor time: the window it counts in (CONTRACT 5)."""
+    return Case(
+        When(kind=ORDER, then=F("captured_at")),
+        When(kind=INVENTORY, then=F("inventory_adjusted_at")),
+        When(kind="return", then=F("return_requested_at")),
+        default=Value(None),
+        output_field=DateTimeField(),
+    )
+
+
+def policy_branches(
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    live: bool,
+    policies: Sequence[sla.Policy] | None = None,
+    system: str | None = None,
+) -> list[tuple[sla.Policy, Any]]:
+    """Per SLA policy, the live transactions it judges that miss its stage (as of
+    ``until``, or now when ``live``), of the window when ``since``/``until`` are given,
+    past its deadline when ``until`` is given (``triage.sla`` rules, set-based)."""
+    policies = list(triage_queries.policies() if policies is None else policies)
+    overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
+    specific: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for p in policies:
+        if p.channel:
+            specific[(p.transaction_kind, p.from_stage, p.to_stage)].add(p.channel)
+    columns = {f.name for f in Transaction._meta.get_fields()}
+    out = []
+    for p in policies:
+        start = stage_field(p.from_stage)
+        if start not in columns or stage_field(p.to_stage) not in columns:
+            continue
+        if system and sla.stage_system(p.to_stage, overrides) != system:
+            continue
+        qs = Transaction.objects.filter(
+            merged_into__isnull=True, kind=p.transaction_kind, **{f"{start}__isnull": False}
+        )
+        if until is not None:
+            qs = qs.filter(
+                _anchor_q(since, until), **{f"{start}__lt": sla.overdue_threshold(p, until)}
+            )
+        for s_ in sla.satisfying_stages(p.to_stage):
+            col = stage_field(s_)
+            if col not in columns:
+                continue
+            if live or until is None:
+                qs = qs.filter(**{f"{col}__isnull": True})
+            else:
+                qs = qs.filter(Q(**{f"{col}__isnull": True}) | Q(**{f"{col}__gt": until}))
+        if live or until is None:
+            qs = qs.filter(cancelled_at__isnull=True)
+        else:
+            qs = qs.filter(Q(cancelled_at__isnull=True) | Q(cancelled_at__gt=until))
+        if p.channel:
+            qs = qs.filter(channel=p.channel)
+        elif specific[(p.transaction_kind, p.from_stage, p.to_stage)]:
+            qs = qs.exclude(channel__in=specific[(p.transaction_kind, p.from_stage, p.to_stage)])
+        out.append((p, qs))
+    return out
+
+
+def _backlog_union(
+    since: datetime | None,
+    until: datetime,
+    *,
+    channel: str | None,
+    store: str | None,
+    system: str | None,
+    at: datetime,
+    policies: Sequence[sla.Policy] | None,
+) -> Any:
+    """The backlog as it stood at a past ``until``, from the stage columns: one UNION ALL
+    branch per policy of (transaction, channel, store, missing stage)."""
+    branches = []
+    for p, qs in policy_branches(
+        since=since, until=until, live=_is_live(until, at), policies=policies, system=system
+    ):
+        if channel is not None:
+            qs = qs.filter(channel=channel)
+        if store is not None:
+            qs = qs.filter(store_id=store)
+        branches.append(
+            qs.annotate(missing=Value(p.to_stage, output_field=CharField())).values_list(
+                "id", "channel", "store_id", "missing"
+            )
+        )
+    if not branches:
+        return None
+    return branches[0].union(*branches[1:], all=True)
+
+
+def _open_stages(
+    since: datetime | None,
+    until: datetime,
+    *,
+    channel: str | None,
+    store: str | None,
+    system: str | None,
+) -> Any:
+    """The live backlog from ``OpenStage`` (kept by the fill): overdue by ``until``."""
+    qs = OpenStage.objects.filter(overdue_after__lt=until, anchor__lt=until)
+    if since is not None:
+        qs = qs.filter(anchor__gte=since)
+    if channel is not None:
+        qs = qs.filter(channel=channel)
+    if store is not None:
+        qs = qs.filter(store=store)
+    if system:
+        overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
+        stages = {s for s in STAGE_COLUMNS if sla.stage_system(s, overrides) == system}
+        qs = qs.filter(stage__in=stages)
+    return qs
+
+
+def backlog_members(
+    since: datetime | None,
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    system: str | None = None,
+    at: datetime | None = None,
+    policies: Sequence[sla.Policy] | None = None,
+) -> dict[str, set[tuple[int, str, str]]]:
+    """Stage -> (transaction, channel, store) of every transaction of the window past the
+    deadline for that stage at ``until`` and still missing it (one statement).
+
+    ``until`` at about now reads the live state through the partial indexes on open
+    stages; an earlier ``until`` counts a stage as missing if it came after ``until``.
+    """
+    at = at or clock_now()
+    out: dict[str, set[tuple[int, str, str]]] = defaultdict(set)
+    if _is_live(until, at) and policies is None:
+        rows = _open_stages(since, until, channel=channel, store=store, system=system)
+        for tx_id, tx_channel, tx_store, stage in rows.values_list(
+            "transaction_id", "channel", "store", "stage"
+        ):
+            out[stage].add((tx_id, tx_channel, tx_store))
+        return dict(out)
+    union = _backlog_union(
+        since, until, channel=channel, store=store, system=system, at=at, policies=policies
+    )
+    if union is not None:
+        for tx_id, tx_channel, tx_store, stage in union:
+            out[stage].add((tx_id, tx_channel, tx_store))
+    return dict(out)
+
+
+def backlog(
+    since: datetime | None,
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    system: str | None = None,
+    at: datetime | None = None,
+    policies: Sequence[sla.Policy] | None = None,
+) -> dict[str, Any]:
+    """``{"total", "by_stage"}``, counted in the database in one statement: about now from
+    ``OpenStage`` (an index on the overdue time), at an earlier ``until`` from the stage
+    columns as they stood then."""
+    at = at or clock_now()
+    if _is_live(until, at) and policies is None:
+        rows = _open_stages(since, until, channel=channel, store=store, system=system)
+        counts = dict(
+            rows.values("stage")
+            .annotate(n=Count("transaction_id", distinct=True))
+            .values_list("stage", "n")
+        )
+        total = rows.aggregate(n=Count("transaction_id", distinct=True))["n"]
+        return {
+            "total": int(total or 0),
+            "by_stage": {k: int(v) for k, v in sorted(counts.items()) if v},
+        }
+    union = _backlog_union(
+        since, until, channel=channel, store=store, system=system, at=at, policies=policies
+    )
+    if union is None:
+        return {"total": 0, "by_stage": {}}
+    sql, params = union.query.sql_with_params()
+    by_stage: dict[str, int] = {}
+    total = 0
+    with connection.cursor() as cur:
+        cur.execute(
+            f"WITH u(id, channel, store, missing) AS ({sql}) "
+            "SELECT missing, COUNT(*) FROM u GROUP BY missing "
+            "UNION ALL SELECT NULL, COUNT(DISTINCT id) FROM u",
+            params,
+        )
+        for stage, n in cur.fetchall():
+            if stage is None:
+                total = int(n)
+            elif n:
+                by_stage[str(stage)] = int(n)
+    return {"total": total, "by_stage": dict(sorted(by_stage.items()))}
+
+
+def _issue_scope(qs: Any, channel: str | None, store: str | None, system: str | None) -> Any:
+    if channel is not None:
+        qs = qs.filter(transaction__channel=channel)
+    if store is not None:
+        qs = qs.filter(transaction__store_id=store)
+    if system:
+        qs = qs.filter(system=system)
+    return qs
+
+
+def exception_aging(
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    system: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """Exceptions unresolved at ``until``, by age then (CONTRACT 5 ``exception_aging``)."""
+    at = at or clock_now()
+    if _is_live(until, at):
+        qs = Issue.objects.filter(state__in=UNRESOLVED, opened_at__lte=until)
+    else:
+        qs = Issue.objects.filter(opened_at__lte=until).filter(
+            Q(resolved_at__isnull=True) | Q(resolved_at__gt=until)
+        )
+    qs = _issue_scope(qs, channel, store, system)
+    marks = {name: until - timedelta(seconds=upper) for name, upper in sla.AGE_BUCKETS if upper}
+    row = qs.aggregate(
+        open=Count("id"),
+        under_1h=Count("id", filter=Q(opened_at__gt=marks["under_1h"])),
+        h1_to_4=Count(
+            "id", filter=Q(opened_at__gt=marks["h1_to_4"], opened_at__lte=marks["under_1h"])
+        ),
+        h4_to_24=Count(
+            "id", filter=Q(opened_at__gt=marks["h4_to_24"], opened_at__lte=marks["h1_to_4"])
+        ),
+        over_24h=Count("id", filter=Q(opened_at__lte=marks["h4_to_24"])),
+        oldest=Min("opened_at"),
+    )
+    oldest = row.pop("oldest")
+    row["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
+    return row
+
+
+def exceptions_resolution(
+    since: datetime,
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    system: str | None = None,
+) -> tuple[int, float | None]:
+    """(count, mean seconds) opened -> resolved, of exceptions opened in the window."""
+    qs = Issue.objects.filter(
+        opened_at__gte=since, opened_at__lt=until, state=RESOLVED, resolved_at__isnull=False
+    )
+    qs = _issue_scope(qs, channel, store, system)
+    row = qs.aggregate(
+        n=Count("id"),
+        mean=Avg(
+            ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
+        ),
+    )
+    mean = row["mean"]
+    if mean is None:
+        return int(row["n"]), None
+    if isinstance(mean, timedelta):
+        return int(row["n"]), mean.total_seconds()
+    return int(row["n"]), float(mean) / 1_000_000  # SQLite: microseconds
+
+
+#: How the alerts app's rows are read (it sits above this one: no import, a model lookup).
+ALERT_MODEL = ("alerts", "Alert")
+ALERT_FIRED = "fired_at"
+ALERT_RESOLVED = "resolved_at"
+
+
+def alerts_resolution(
+    since: datetime,
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    system: str | None = None,
+) -> tuple[int, float | None]:
+    """(count, mean seconds) fired -> resolved, of alerts fired in the window. Alerts are
+    matched to a filter through their labels (``channel``, ``store``, ``system``)."""
+    try:
+        model = apps.get_model(*ALERT_MODEL)
+    except LookupError:
+        return 0, None
+    names = {f.name for f in model._meta.get_fields()}
+    if ALERT_FIRED not in names or ALERT_RESOLVED not in names:
+        return 0, None
+    qs = model.objects.filter(
+        **{
+            f"{ALERT_FIRED}__gte": since,
+            f"{ALERT_FIRED}__lt": until,
+            f"{ALERT_RESOLVED}__isnull": False,
+        }
+    )
+    if "labels" in names:
+        for label, value in (("channel", channel), ("store", store), ("system", system)):
+            if value:
+                qs = qs.filter(**{f"labels__{label}": value})
+    row = qs.aggregate(
+        n=Count("pk"),
+        mean=Avg(
+            ExpressionWrapper(F(ALERT_RESOLVED) - F(ALERT_FIRED), output_field=DurationField())
+        ),
+    )
+    mean = row["mean"]
+    if mean is None:
+        return int(row["n"]), None
+    if isinstance(mean, timedelta):
+        return int(row["n"]), mean.total_seconds()
+    return int(row["n"]), float(mean) / 1_000_000
+
+
+# --- the KPI values -----------------------------------------------------------------------------
+
+
+def _lag_fields(lag: LagTotal, names: Sequence[str]) -> dict[str, Any]:
+    p50, p95, p99 = lag.quantiles()
+    values = {"count": lag.count, "p50_s": p50, "p95_s": p95, "p99_s": p99}
+    return {n: values[n] for n in names if n in values}
+
+
+def values_from(
+    orders: OrderTotal,
+    hops: dict[tuple[str, str], HopTotal],
+    *,
+    backlog_value: dict[str, Any],
+    aging: dict[str, Any],
+    resolution: dict[str, float | None],
+) -> dict[str, dict[str, Any]]:
+    """Every KPI of the registry from the window's totals (CONTRACT 5 ids and fields)."""
+    deliveries = sum(h.hops + h.duplicates for h in hops.values())
+    duplicates = sum(h.duplicates for h in hops.values())
+    rows = []
+    for (system, operation), h in sorted(hops.items()):
+        if not h.hops:
+            continue
+        p50, p95 = h.dur.quantiles((0.5, 0.95))
+        rows.append(
+            {
+                "system": system,
+                "operation": operation,
+                "count": h.hops,
+                "error_rate": compute.rate(h.errors, h.hops),
+                "p50_ms": p50,
+                "p95_ms": p95,
+            }
+        )
+    a2p = _lag_fields(orders.a2p, ("count", "p50_s", "p95_s", "p99_s"))
+    a2p["within_sla"] = compute.rate(orders.a2p.within, orders.a2p.count)
+    inv = _lag_fields(orders.inv, ("count", "p50_s", "p95_s"))
+    inv["max_s"] = orders.inv.maximum
+    out: dict[str, dict[str, Any]] = {
+        "acceptance_to_posting": a2p,
+        "inventory_sync_lag": inv,
+        "fulfillment_propagation": _lag_fields(orders.ful, ("count", "p50_s", "p95_s")),
+        "exception_rate": {
+            "orders": orders.orders,
+            "with_exception": orders.with_exception,
+            "rate": compute.rate(orders.with_exception, orders.orders),
+        },
+        "duplicate_rate": {
+            "deliveries": deliveries,
+            "duplicates": duplicates,
+            "rate": compute.rate(duplicates, deliveries),
+            "posted_twice": orders.posted_twice,
+        },
+        "reconciliation_backlog": backlog_value,
+        "exception_aging": aging,
+        "retries": {
+            "retries": sum(h.retries for h in hops.values()),
+            "replays": sum(h.replays for h in hops.values()),
+        },
+        "hop_health": {"rows": rows},
+        "resolution_time": dict(resolution),
+    }
+    assert set(out) == set(registry.KPIS)
+    return out
+
+
+def kpi_values(
+    since: datetime,
+    until: datetime,
+    channel: str | None = None,
+    system: str | None = None,
+    store: str | None = None,
+    *,
+    at: datetime | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every KPI of CONTRACT 5 over ``[since, until)``: ``{kpi_id: {field: value}}``.
+
+    ``channel`` and ``store`` filter every KPI; ``system`` filters the KPIs where a
+    system is part of the fact (see ``registry``). Durations are seconds (``hop_health``:
+    milliseconds), rates 0..1, and a figure with nothing to measure is None.
+    """
+    at = at or clock_now()
+    channel = channel or None
+    store = store or None
+    system = system or None
+    orders = order_total(since, until, channel=channel, store=store, at=at)
+    hops = hop_totals(since, until, channel=channel, store=store, system=system, at=at)
+    _, exc_mean = exceptions_resolution(since, until, channel=channel, store=store, system=system)
+    _, alert_mean = alerts_resolution(since, until, channel=channel, store=store, system=system)
+    return values_from(
+        orders,
+        hops,
+        backlog_value=backlog(since, until, channel=channel, store=store, system=system, at=at),
+        aging=exception_aging(until, channel=channel, store=store, system=system, at=at),
+        resolution={"alerts_mean_s": alert_mean, "exceptions_mean_s": exc_mean},
+    )
+
+
+__all__ = [
+    "Deadlines",
+    "backlog",
+    "backlog_members",
+    "exception_aging",
+    "hop_facts",
+    "hop_totals",
+    "kpi_values",
+    "order_facts",
+    "order_total",
+]

@@ -1,0 +1,216 @@
+"""Every KPI of CONTRACT section 5, as data: id, fields, plain-words meaning, and where the
+figure comes from.
+
+Sources:
+
+``orders``
+    time-bucketed ``OrderRollup`` rows. A transaction counts in the bucket of its anchor
+    time: ``captured`` for orders, ``inventory_adjusted`` for inventory updates.
+``hops``
+    time-bucketed ``HopRollup`` rows, per system and operation. A hop counts in the bucket
+    of its business start time, and so do its duplicate deliveries.
+``exceptions``, ``backlog``, ``alerts``
+    small snapshot or aggregate queries over the exception queue, the stage columns
+    (partial indexes) and the alerts: no scan of hops.
+
+Filters: ``channel`` and ``store`` apply to every KPI (a hop takes the channel and store
+it carries, else those of its transaction); ``system`` applies where a system is part of
+the fact (hops, exceptions, the system a late stage waits for, alerts labelled with it)
+and is ignored by the per-order figures, whose orders cross every system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+ORDERS: Final = "orders"
+HOPS: Final = "hops"
+EXCEPTIONS: Final = "exceptions"
+BACKLOG: Final = "backlog"
+MIXED: Final = "orders+hops"
+RESOLUTION: Final = "exceptions+alerts"
+
+CHANNEL: Final = "channel"
+STORE: Final = "store"
+SYSTEM: Final = "system"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    meaning: str
+    unit: str = ""  # "s", "ms", "rate" (0..1), "" (a count or a structure)
+
+
+@dataclass(frozen=True)
+class Kpi:
+    id: str
+    title: str
+    meaning: str
+    fields: tuple[Field, ...]
+    source: str
+    filters: frozenset[str]
+    #: the field a card shows, and whether smaller is better
+    headline: str = ""
+    lower_is_better: bool = True
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+_ALL = frozenset({CHANNEL, STORE, SYSTEM})
+_NO_SYSTEM = frozenset({CHANNEL, STORE})
+
+KPIS: Final[dict[str, Kpi]] = {
+    k.id: k
+    for k in (
+        Kpi(
+            "acceptance_to_posting",
+            "Time from order to ERP",
+            "How long after a channel accepted an order the ERP held it as a sales order.",
+            (
+                Field("count", "orders accepted in the window and posted since"),
+                Field("p50_s", "median time to posting", "s"),
+                Field("p95_s", "95th percentile time to posting", "s"),
+                Field("p99_s", "99th percentile time to posting", "s"),
+                Field("within_sla", "share of those orders posted within their deadline", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="p95_s",
+        ),
+        Kpi(
+            "inventory_sync_lag",
+            "Stock update delay",
+            "How long a stock change at the source of truth took to show in a selling channel.",
+            (
+                Field("count", "stock updates in the window that were published"),
+                Field("p50_s", "median delay", "s"),
+                Field("p95_s", "95th percentile delay", "s"),
+                Field("max_s", "longest delay", "s"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="p95_s",
+        ),
+        Kpi(
+            "fulfillment_propagation",
+            "Shipment to Shopify delay",
+            "How long after the warehouse or carrier shipped an order Shopify showed it.",
+            (
+                Field("count", "orders of the window shipped and seen by Shopify"),
+                Field("p50_s", "median delay", "s"),
+                Field("p95_s", "95th percentile delay", "s"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="p95_s",
+        ),
+        Kpi(
+            "exception_rate",
+            "Orders with a problem",
+            "Share of orders with at least one failed step or an exception.",
+            (
+                Field("orders", "orders accepted in the window"),
+                Field("with_exception", "of those, orders with a failed step or exception"),
+                Field("rate", "with_exception / orders", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+        ),
+        Kpi(
+            "duplicate_rate",
+            "Repeated messages",
+            "Share of messages that arrived more than once, and orders posted to the ERP twice.",
+            (
+                Field("deliveries", "every delivery of the window's hops, repeats included"),
+                Field("duplicates", "deliveries that repeated an earlier one"),
+                Field("rate", "duplicates / deliveries", "rate"),
+                Field("posted_twice", "orders of the window posted to the ERP more than once"),
+            ),
+            MIXED,
+            _ALL,
+            headline="rate",
+        ),
+        Kpi(
+            "reconciliation_backlog",
+            "Orders past their deadline",
+            "Transactions of the window past a stage deadline and still missing that stage.",
+            (
+                Field("total", "transactions past a deadline"),
+                Field("by_stage", "stage still missing -> transactions"),
+            ),
+            BACKLOG,
+            _ALL,
+            headline="total",
+        ),
+        Kpi(
+            "exception_aging",
+            "Open exceptions by age",
+            "Exceptions nobody has resolved yet, by how long they have been open.",
+            (
+                Field("open", "unresolved exceptions"),
+                Field("under_1h", "open for under an hour"),
+                Field("h1_to_4", "open for 1 to 4 hours"),
+                Field("h4_to_24", "open for 4 to 24 hours"),
+                Field("over_24h", "open for over a day"),
+                Field("oldest_s", "age of the oldest", "s"),
+            ),
+            EXCEPTIONS,
+            _ALL,
+            headline="open",
+        ),
+        Kpi(
+            "retries",
+            "Retries and replays",
+            "Steps that were a retry of a failed attempt, and messages sent again on purpose.",
+            (
+                Field("retries", "hops with a retry attempt above 0"),
+                Field("replays", "hops that replayed an earlier message"),
+            ),
+            HOPS,
+            _ALL,
+            headline="retries",
+        ),
+        Kpi(
+            "hop_health",
+            "Health of each step",
+            "Per system and operation: how many steps ran, how many failed, how long they took.",
+            (
+                Field(
+                    "rows",
+                    "list of {system, operation, count, error_rate, p50_ms, p95_ms}",
+                ),
+            ),
+            HOPS,
+            _ALL,
+        ),
+        Kpi(
+            "resolution_time",
+            "Time to fix",
+            "Mean time from an alert firing to its resolution, and from an exception opening "
+            "to its resolution.",
+            (
+                Field("alerts_mean_s", "mean alert fired -> resolved", "s"),
+                Field("exceptions_mean_s", "mean exception opened -> resolved", "s"),
+            ),
+            RESOLUTION,
+            _ALL,
+            headline="exceptions_mean_s",
+        ),
+    )
+}
+
+#: hop_health row fields, in order.
+HOP_HEALTH_ROW: Final = ("system", "operation", "count", "error_rate", "p50_ms", "p95_ms")
+
+
+def ids() -> tuple[str, ...]:
+    return tuple(KPIS)
+
+
+def get(kpi_id: str) -> Kpi:
+    return KPIS[kpi_id]

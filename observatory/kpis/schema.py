@@ -1,0 +1,111 @@
+"""Shapes of the KPI API (CONTRACT 5): ``{"since", "until", "kpis": {ID: {FIELD: value}}}``.
+
+Durations are seconds (``hop_health``: milliseconds), rates 0..1; a figure with nothing to
+measure (no order posted in the window) is null.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ninja import Field, Schema
+
+
+class KpiFilters(Schema):
+    since: datetime | None = Field(
+        None, description="start of the window (RFC 3339); default: 24 hours before until"
+    )
+    until: datetime | None = Field(None, description="end of the window (excluded); default: now")
+    channel: str = Field("", description="only this channel (web, pos, marketplace, ...)")
+    system: str = Field("", description="only this system, where a system applies")
+    store: str = Field("", description="only this store")
+
+
+class AcceptanceToPostingOut(Schema):
+    count: int
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    within_sla: float | None
+
+
+class InventorySyncLagOut(Schema):
+    count: int
+    p50_s: float | None
+    p95_s: float | None
+    max_s: float | None
+
+
+class FulfillmentPropagationOut(Schema):
+    count: int
+    p50_s: float | None
+    p95_s: float | None
+
+
+class ExceptionRateOut(Schema):
+    orders: int
+    with_exception: int
+    rate: float | None
+
+
+class DuplicateRateOut(Schema):
+    deliveries: int
+    duplicates: int
+    rate: float | None
+    posted_twice: int
+
+
+class BacklogOut(Schema):
+    total: int
+    by_stage: dict[str, int]
+
+
+class AgingOut(Schema):
+    open: int
+    under_1h: int
+    h1_to_4: int
+    h4_to_24: int
+    over_24h: int
+    oldest_s: float | None
+
+
+class RetriesOut(Schema):
+    retries: int
+    replays: int
+
+
+class HopHealthRowOut(Schema):
+    system: str
+    operation: str
+    count: int
+    error_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+class HopHealthOut(Schema):
+    rows: list[HopHealthRowOut]
+
+
+class ResolutionOut(Schema):
+    alerts_mean_s: float | None
+    exceptions_mean_s: float | None
+
+
+class KpisOut(Schema):
+    acceptance_to_posting: AcceptanceToPostingOut
+    inventory_sync_lag: InventorySyncLagOut
+    fulfillment_propagation: FulfillmentPropagationOut
+    exception_rate: ExceptionRateOut
+    duplicate_rate: DuplicateRateOut
+    reconciliation_backlog: BacklogOut
+    exception_aging: AgingOut
+    retries: RetriesOut
+    hop_health: HopHealthOut
+    resolution_time: ResolutionOut
+
+
+class KpiAnswerOut(Schema):
+    since: datetime
+    until: datetime
+    kpis: KpisOut
