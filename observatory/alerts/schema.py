@@ -1,0 +1,267 @@
+"""API shapes for alerts, rules, channels and silences (CONTRACT 3 and 6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Field, Schema
+
+from observatory.alerts.models import Alert, Channel, Notification, Rule, Silence
+
+
+class ChannelIn(Schema):
+    name: str = Field(..., min_length=1, max_length=100)
+    kind: Literal["slack", "email"]
+    webhook_url: str = Field("", description="Slack incoming webhook URL")
+    bot_token: str = Field("", description="Slack bot token (xoxb-...), with channel")
+    channel: str = Field("", description="Slack channel id or #name, with bot_token")
+    to: list[str] = Field(default_factory=list, description="email addresses")
+
+
+class ChannelOut(Schema):
+    id: int
+    name: str
+    kind: str
+    #: slack-webhook, slack-bot or email
+    mode: str
+    #: where it posts, secrets elided
+    target: str
+    channel: str
+    to: list[str]
+    active: bool
+    failing: bool
+    failing_reason: str
+    failing_since: datetime | None
+    last_sent_at: datetime | None
+    created_at: datetime
+
+
+def channel_out(c: Channel) -> ChannelOut:
+    return ChannelOut(
+        id=c.id,
+        name=c.name,
+        kind=c.kind,
+        mode=c.mode,
+        target=c.target,
+        channel=c.slack_channel,
+        to=list(c.to or []),
+        active=c.active,
+        failing=c.failing,
+        failing_reason=c.failing_reason,
+        failing_since=c.failing_since,
+        last_sent_at=c.last_sent_at,
+        created_at=c.created_at,
+    )
+
+
+class RuleIn(Schema):
+    name: str = Field(..., min_length=1, max_length=150)
+    kind: Literal["kpi", "stuck", "error_rate", "silence"]
+    severity: Literal["critical", "warning", "info"] = "warning"
+    for_s: int = Field(0, ge=0)
+    repeat_s: int = Field(14400, ge=0)
+    keep_firing_s: int = Field(0, ge=0, description="stay firing this long after it clears")
+    labels: dict[str, str] = Field(default_factory=dict)
+    channels: list[int] = Field(
+        default_factory=list, description="channel ids; none: every active channel"
+    )
+    description: str = ""
+    active: bool = True
+    kpi: str = ""
+    field: str = ""
+    op: Literal["", ">", ">=", "<", "<="] = ""
+    threshold: float | None = None
+    window_s: int | None = Field(None, ge=1)
+    stage: str = ""
+    channel: str = Field("", description="sales channel: web, pos, marketplace…")
+    system: str = ""
+    operation: str = ""
+    while_system: str = ""
+    min_count: int = Field(1, ge=1, description="error_rate: hops needed in the window")
+
+
+class RuleOut(Schema):
+    id: int
+    name: str
+    kind: str
+    severity: str
+    for_s: int
+    repeat_s: int
+    keep_firing_s: int
+    labels: dict[str, str]
+    channels: list[int]
+    description: str
+    active: bool
+    kpi: str
+    field: str
+    op: str
+    threshold: float | None
+    window_s: int | None
+    stage: str
+    channel: str
+    system: str
+    operation: str
+    while_system: str
+    min_count: int
+    created_by: str
+    created_at: datetime
+
+
+def rule_out(r: Rule) -> RuleOut:
+    return RuleOut(
+        id=r.id,
+        name=r.name,
+        kind=r.kind,
+        severity=r.severity,
+        for_s=r.for_s,
+        repeat_s=r.repeat_s,
+        keep_firing_s=r.keep_firing_s,
+        labels=dict(r.labels or {}),
+        channels=sorted(c.id for c in r.channels.all()),
+        description=r.description,
+        active=r.active,
+        kpi=r.kpi,
+        field=r.field,
+        op=r.op,
+        threshold=r.threshold,
+        window_s=r.window_s,
+        stage=r.stage,
+        channel=r.channel,
+        system=r.system,
+        operation=r.operation,
+        while_system=r.while_system,
+        min_count=r.min_count,
+        created_by=r.created_by,
+        created_at=r.created_at,
+    )
+
+
+class SilenceIn(Schema):
+    matchers: dict[str, str] = Field(..., description="label -> value; every one must match")
+    starts_at: datetime | None = Field(None, description="default: now")
+    ends_at: datetime
+    comment: str = Field(..., min_length=1)
+
+
+class SilenceOut(Schema):
+    id: int
+    matchers: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    comment: str
+    created_by: str
+    created_at: datetime
+    #: pending (starts later), active or expired
+    state: str
+
+
+def silence_out(s: Silence, at: datetime) -> SilenceOut:
+    return SilenceOut(
+        id=s.id,
+        matchers=dict(s.matchers or {}),
+        starts_at=s.starts_at,
+        ends_at=s.ends_at,
+        comment=s.comment,
+        created_by=s.created_by,
+        created_at=s.created_at,
+        state=s.state(at),
+    )
+
+
+class NotificationOut(Schema):
+    id: int
+    channel_id: int
+    channel: str
+    #: firing, repeat, update, resolved, acknowledged
+    event: str
+    event_at: datetime
+    #: pending, sent, failed, skipped
+    status: str
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: str
+
+
+def notification_out(n: Notification) -> NotificationOut:
+    return NotificationOut(
+        id=n.id,
+        channel_id=n.channel_id,
+        channel=n.channel.name,
+        event=n.event.kind,
+        event_at=n.event.at,
+        status=n.status,
+        attempts=n.attempts,
+        created_at=n.created_at,
+        sent_at=n.sent_at,
+        next_attempt_at=n.next_attempt_at if n.status == "pending" else None,
+        last_error=n.last_error,
+    )
+
+
+class AlertOut(Schema):
+    id: int
+    rule_id: int
+    rule: str
+    kind: str
+    severity: str
+    #: pending, firing or resolved
+    state: str
+    #: firing since (pending since while pending; resolved at once resolved)
+    since: datetime | None
+    started_at: datetime
+    fired_at: datetime | None
+    resolved_at: datetime | None
+    acknowledged: bool
+    acknowledged_at: datetime | None
+    acknowledged_by: str
+    fingerprint: str
+    labels: dict[str, str]
+    summary: str
+    value: float | None
+    detail: dict[str, Any]
+    #: the system-level alert holding this one back, if any
+    inhibited_by: int | None
+    #: the silence muting it, if any
+    silenced_by: int | None
+    notifications: list[NotificationOut]
+
+
+def alert_out(a: Alert) -> AlertOut:
+    return AlertOut(
+        id=a.id,
+        rule_id=a.rule_id,
+        rule=a.rule.name,
+        kind=a.rule.kind,
+        severity=a.rule.severity,
+        state=a.state,
+        since=a.since,
+        started_at=a.started_at,
+        fired_at=a.fired_at,
+        resolved_at=a.resolved_at,
+        acknowledged=a.acknowledged,
+        acknowledged_at=a.acknowledged_at,
+        acknowledged_by=a.acknowledged_by,
+        fingerprint=a.fingerprint,
+        labels=dict(a.labels or {}),
+        summary=a.summary,
+        value=a.value,
+        detail=dict(a.detail or {}),
+        inhibited_by=a.inhibited_by_id,
+        silenced_by=a.silenced_by_id,
+        notifications=[notification_out(n) for n in a.notifications.all()],
+    )
+
+
+class AlertPageOut(Schema):
+    items: list[AlertOut]
+    next_cursor: str | None
+
+
+class TestOut(Schema):
+    channel_id: int
+    #: sent or failed
+    status: str
+    error: str

@@ -1,0 +1,96 @@
+"""What makes a rule, a channel or a silence well-formed (shared by the API, the forms
+and the admin). Pure: takes plain attributes, never queries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from tracing.conventions import ALL_STAGES
+
+#: CONTRACT 5: KPI ids and their fields
+KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "acceptance_to_posting": ("count", "p50_s", "p95_s", "p99_s", "within_sla"),
+    "inventory_sync_lag": ("count", "p50_s", "p95_s", "max_s"),
+    "fulfillment_propagation": ("count", "p50_s", "p95_s"),
+    "exception_rate": ("orders", "with_exception", "rate"),
+    "duplicate_rate": ("deliveries", "duplicates", "rate", "posted_twice"),
+    "reconciliation_backlog": ("total",),
+    "exception_aging": ("open", "under_1h", "h1_to_4", "h4_to_24", "over_24h", "oldest_s"),
+    "retries": ("retries", "replays"),
+    "resolution_time": ("alerts_mean_s", "exceptions_mean_s"),
+}
+STAGES: Final = (*ALL_STAGES, "fulfillment_synced")
+OPS: Final = (">", ">=", "<", "<=")
+_SYSTEM = re.compile(r"^[a-z][a-z0-9_\-.]{0,63}$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def rule_problems(rule: Any) -> dict[str, str]:
+    """field -> what is wrong with it, for an object with a Rule's attributes."""
+    out: dict[str, str] = {}
+    kind = rule.kind
+    if kind not in ("kpi", "stuck", "error_rate", "silence"):
+        return {"kind": "must be kpi, stuck, error_rate or silence"}
+    if rule.severity not in ("critical", "warning", "info"):
+        out["severity"] = "must be critical, warning or info"
+    labels = rule.labels or {}
+    if not isinstance(labels, dict):
+        out["labels"] = "must be an object of label -> value"
+    else:
+        for key, value in labels.items():
+            if not _LABEL.match(str(key)) or not isinstance(value, str):
+                out["labels"] = f"label {key!r}: names are words, values strings"
+    for name in ("system", "while_system"):
+        value = getattr(rule, name, "") or ""
+        if value and not _SYSTEM.match(value):
+            out[name] = "a system is a lower-case word"
+    if kind == "kpi":
+        if rule.kpi not in KPI_FIELDS:
+            out["kpi"] = "one of " + ", ".join(KPI_FIELDS)
+        elif rule.field not in KPI_FIELDS[rule.kpi]:
+            out["field"] = f"{rule.kpi} has " + ", ".join(KPI_FIELDS[rule.kpi])
+        if rule.op not in OPS:
+            out["op"] = "one of > >= < <="
+        if rule.threshold is None:
+            out["threshold"] = "required"
+        if not rule.window_s:
+            out["window_s"] = "required, in seconds"
+    elif kind == "stuck":
+        if rule.stage not in STAGES:
+            out["stage"] = "a stage of CONTRACT 4"
+        if rule.threshold is not None and rule.threshold < 1:
+            out["threshold"] = "at least 1 transaction"
+    elif kind == "error_rate":
+        if not rule.system:
+            out["system"] = "required"
+        if rule.threshold is None or not 0 <= rule.threshold < 1:
+            out["threshold"] = "a share between 0 and 1 (0.05 is 5 %)"
+        if not rule.window_s:
+            out["window_s"] = "required, in seconds"
+    elif kind == "silence":
+        if not rule.system:
+            out["system"] = "required"
+        if not rule.window_s:
+            out["window_s"] = "required, in seconds"
+        if rule.while_system and rule.while_system == rule.system:
+            out["while_system"] = "must differ from system"
+    return out
+
+
+def email_problems(addresses: Any) -> str:
+    if not isinstance(addresses, list) or not addresses:
+        return "at least one address"
+    bad = [a for a in addresses if not isinstance(a, str) or not _EMAIL.match(a)]
+    return f"not an address: {', '.join(map(str, bad))}" if bad else ""
+
+
+def matcher_problems(matchers: Any) -> str:
+    if not isinstance(matchers, dict) or not matchers:
+        return "at least one label -> value matcher"
+    for key, value in matchers.items():
+        if not _LABEL.match(str(key)) or not isinstance(value, str):
+            return f"matcher {key!r}: label names are words, values strings"
+    return ""
