@@ -1,0 +1,210 @@
+"""The live operations dashboard at ``/`` (issue 5).
+
+The page is rendered whole on the server; its live part (``_ops_live.html``) is rendered
+again by the websocket consumer (``consumers.OpsConsumer``) whenever the figures behind it
+change, and pushed to the browser, which swaps it in. ``/ops/live/`` serves the same part
+for the page's fallback polling while the websocket is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from observatory.dashboards import queries as page_queries
+from observatory.dashboards.kpi_figures import human_s
+from observatory.kpis import queries as kpi_queries
+from observatory.kpis import series
+from observatory.lib.clock import now
+
+LIVE_TEMPLATE = "dashboards/_ops_live.html"
+
+AGE_LABELS = (
+    ("under_1h", "Under 1 h"),
+    ("h1_to_4", "1 to 4 h"),
+    ("h4_to_24", "4 to 24 h"),
+    ("over_24h", "Over 24 h"),
+)
+
+
+# --- the flow map -----------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    key: str
+    label: str
+    x: float
+    y: float
+    status: str = "idle"
+    note: str = ""
+    w: float = 128
+    h: float = 56
+
+    @property
+    def cx(self) -> float:
+        return self.x + self.w / 2
+
+    @property
+    def cy(self) -> float:
+        return self.y + self.h / 2
+
+
+@dataclass
+class Arrow:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    status: str
+    label: str
+    sub: str
+    title: str
+    count: str = ""
+
+    @property
+    def lx(self) -> float:
+        """Where the label goes: over the middle of the arrow."""
+        return (self.x1 + self.x2) / 2
+
+    @property
+    def ly(self) -> float:
+        """The baseline of the label's first line (three lines, 13 px apart): over a level
+        or falling arrow, under a rising one, so converging arrows keep theirs apart."""
+        mid = (self.y1 + self.y2) / 2
+        if abs(self.y2 - self.y1) < 1:
+            return mid - 34
+        return mid - 42 if self.y2 > self.y1 else mid + 16
+
+    @property
+    def path(self) -> str:
+        """A gentle S-curve from the source's right side to the target's left side."""
+        dx = (self.x2 - self.x1) / 2
+        return (
+            f"M {self.x1:.0f} {self.y1:.0f} C {self.x1 + dx:.0f} {self.y1:.0f}, "
+            f"{self.x2 - dx:.0f} {self.y2:.0f}, {self.x2:.0f} {self.y2:.0f}"
+        )
+
+
+#: Where each system sits on the map: (column, row); Shopify appears twice, once as the
+#: channel that takes orders, once as the shop that shows the shipment.
+LAYOUT = {
+    "shopify": (0, 0.0, "Shopify"),
+    "marketplace": (0, 1.0, "Marketplace"),
+    "pos": (0, 2.0, "Stores (POS)"),
+    "middleware": (1, 0.5, "Middleware"),
+    "erp": (2, 1.0, "ERP"),
+    "wms": (3, 1.0, "Warehouse"),
+    "carrier": (4, 1.0, "Carrier"),
+    "shopify_f": (5, 1.0, "Shopify"),
+}
+MAP_W, MAP_H = 1500, 300
+COLUMN = 272
+
+
+def flow_map(tiles: list[series.Tile], edges: list[series.Edge]) -> dict[str, Any]:
+    """Nodes and arrows of the order-flow map, in SVG coordinates."""
+    status = {t.system: t for t in tiles}
+    nodes: dict[str, Node] = {}
+    for key, (col, row, label) in LAYOUT.items():
+        tile = status.get("shopify" if key == "shopify_f" else key)
+        note = "fulfillment shown" if key == "shopify_f" else ""
+        if tile is not None and not note:
+            note = f"{tile.per_min:.1f} hops/min" if tile.hops else tile.reason
+        nodes[key] = Node(
+            key,
+            label,
+            x=10 + col * COLUMN,
+            y=20 + row * 104,
+            status=tile.status if tile is not None else "idle",
+            note=note,
+        )
+    arrows = []
+    for e in edges:
+        src = nodes[e.source]
+        dst = nodes["shopify_f" if e.target == "shopify" else e.target]
+        if e.p50_s is None:
+            label, sub, count = "no orders yet", "", ""
+        else:
+            label = f"typical {human_s(e.p50_s)}"
+            sub = f"slowest 5 %: {human_s(e.p95_s)}"
+            count = f"{e.count:,} order{'s' if e.count != 1 else ''}"
+        deadline = f" (deadline {human_s(e.deadline_s)})" if e.deadline_s else ""
+        arrows.append(
+            Arrow(
+                src.x + src.w,
+                src.cy,
+                dst.x,
+                dst.cy,
+                e.status,
+                label,
+                sub,
+                f"{e.words}: {label}, {sub or 'no orders'}{deadline}",
+                count,
+            )
+        )
+    return {"nodes": list(nodes.values()), "arrows": arrows, "w": MAP_W, "h": MAP_H}
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+
+def live_context(at: datetime | None = None) -> dict[str, Any]:
+    """Everything the live part of the page shows, as of ``at``."""
+    at = at or now()
+    tiles = series.system_tiles(at)
+    aging = kpi_queries.exception_aging(at, at=at)
+    return {
+        "at": at,
+        "summary": page_queries.home_summary(at),
+        "tiles": tiles,
+        "flow": flow_map(tiles, series.flow(at)),
+        "backlog": series.backlog_now(at),
+        "aging": aging,
+        "age_buckets": [(name, label, aging[name]) for name, label in AGE_LABELS],
+        "failures": series.newest_failures(8),
+        "alerts": series.firing_alerts(8),
+    }
+
+
+def render_live(at: datetime | None = None) -> str:
+    """The live part of the page as HTML (what the websocket pushes)."""
+    return render_to_string(LIVE_TEMPLATE, live_context(at))
+
+
+def cached_live(fingerprint: tuple[Any, ...]) -> str:
+    """The live part for this state of the data, shared by every open dashboard of this
+    process for a few seconds (ages in it move on; the data behind it did not)."""
+    at = now()
+    key = f"ops-live:{hash(fingerprint)}:{int(at.timestamp()) // 5}"
+    html = cache.get(key)
+    if html is None:
+        html = render_live(at)
+        cache.set(key, html, 10)
+    return str(html)
+
+
+@require_GET
+@login_required
+@never_cache
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Operations dashboard: systems, the order flow, backlog, exceptions, failures, alerts;
+    kept live over a websocket."""
+    return render(request, "dashboards/ops.html", live_context())
+
+
+@require_GET
+@login_required
+@never_cache
+def live_fragment(request: HttpRequest) -> HttpResponse:
+    """The live part alone (the page polls it while its websocket is down)."""
+    return HttpResponse(render_live())

@@ -1,0 +1,11 @@
+"""Websocket routes (``observatory.routing`` mounts them behind the session auth)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from observatory.dashboards.consumers import OpsConsumer
+
+websocket_urlpatterns = [
+    path("ws/ops/", OpsConsumer.as_asgi()),
+]

@@ -1,0 +1,93 @@
+"""``/systems/`` and ``/systems/<name>/`` (issue 5): each system's steps (operations) with
+their rate, failures and durations, and its recent failures with their orders."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from observatory.dashboards import kpi_figures as figs
+from observatory.dashboards.kpi_figures import to_json as figure_json
+from observatory.dashboards.templatetags.kpi_tags import system_name
+from observatory.kpis import series
+from observatory.lib.clock import now
+
+#: Period choices: (parameter, words, length)
+PERIODS = (
+    ("1h", "last hour", timedelta(hours=1)),
+    ("24h", "last 24 hours", timedelta(hours=24)),
+    ("7d", "last 7 days", timedelta(days=7)),
+    ("30d", "last 30 days", timedelta(days=30)),
+)
+DEFAULT_PERIOD = "24h"
+
+
+def _period(request: HttpRequest) -> tuple[str, str, timedelta]:
+    wanted = request.GET.get("period", DEFAULT_PERIOD)
+    for p in PERIODS:
+        if p[0] == wanted:
+            return p
+    return next(p for p in PERIODS if p[0] == DEFAULT_PERIOD)
+
+
+@require_GET
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    """Every system: rate, failed share, typical and slow step times, status now."""
+    key, words, span = _period(request)
+    at = now()
+    rows = series.system_rows(at - span, at)
+    tiles = {t.system: t for t in series.system_tiles(at)}
+    return render(
+        request,
+        "dashboards/systems.html",
+        {
+            "period": key,
+            "period_words": words,
+            "periods": PERIODS,
+            "rows": rows,
+            "tiles": tiles,
+            "idle": sorted(set(tiles) - {r.system for r in rows}),
+            "chart": figure_json(
+                figs.systems_bars(rows, [system_name(r.system) for r in rows]),
+                {"displayModeBar": False},
+            )
+            if rows
+            else "",
+            "at": at,
+        },
+    )
+
+
+@require_GET
+@login_required
+def detail(request: HttpRequest, name: str) -> HttpResponse:
+    """One system: its operations, hops per hour, and its newest failures."""
+    key, words, span = _period(request)
+    at = now()
+    rows = series.system_rows(at - span, at, system=name)
+    tile = next((t for t in series.system_tiles(at) if t.system == name), None)
+    if not rows and tile is None:
+        raise Http404("no hop from this system")
+    hourly_span = max(span, timedelta(hours=24))
+    hourly = series.hourly_system(name, at - hourly_span, at)
+    return render(
+        request,
+        "dashboards/system.html",
+        {
+            "name": name,
+            "period": key,
+            "period_words": words,
+            "periods": PERIODS,
+            "row": rows[0] if rows else None,
+            "tile": tile,
+            "failures": series.recent_system_failures(name, 25),
+            "chart": figure_json(figs.hourly_hops(hourly), {"displayModeBar": False}),
+            "hourly_words": "last 24 hours" if hourly_span == timedelta(hours=24) else words,
+            "at": at,
+        },
+    )

@@ -1,0 +1,110 @@
+"""Small display helpers shared by every page: ages, durations, stage names, nav state."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from observatory.dashboards import roles
+from observatory.lib.clock import now
+from observatory.triage import sla
+
+register = template.Library()
+
+#: Names that read better than their identifier.
+WORDS = {
+    "fulfillment_synced": "fulfillment seen by Shopify",
+    "inventory_update": "inventory update",
+}
+
+
+def humanize_seconds(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``3 h 5 min``, ``4 d 2 h``: short and exact enough to act on."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.1f} s"
+    minutes = round(seconds) // 60  # 119.9999 s (nanosecond clocks) is 2 min
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+@register.filter
+def age(value: datetime | timedelta | None) -> str:
+    """How long ago ``value`` was (a datetime), or how long ``value`` is (a timedelta)."""
+    if value is None:
+        return "—"
+    delta = value if isinstance(value, timedelta) else now() - value
+    return humanize_seconds(delta.total_seconds())
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    """A duration in seconds, humanized."""
+    return "—" if value is None else humanize_seconds(float(value))
+
+
+@register.filter
+def duration_ms(value: float | None) -> str:
+    """A hop's duration: ``842 ms``, ``1.4 s``, ``3 min``."""
+    if value is None:
+        return "—"
+    ms = float(value)
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return humanize_seconds(ms / 1000)
+
+
+@register.filter
+def label(value: str | None) -> str:
+    """``payment_authorized`` -> ``Payment authorized``."""
+    if not value:
+        return "—"
+    text = WORDS.get(str(value)) or str(value).replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+@register.simple_tag(takes_context=True)
+def nav_active(context: dict[str, Any], prefix: str, exact: bool = False) -> str:
+    """``active`` when the current page is under ``prefix`` (or is exactly it)."""
+    request = context.get("request")
+    path = getattr(request, "path", "")
+    hit = path == prefix if exact else path.startswith(prefix)
+    return "active" if hit else ""
+
+
+@register.simple_tag
+def figure(json_text: str, element_id: str, css_class: str = "chart") -> str:
+    """A plotly figure built by ``figures.py``: a div, and its JSON beside it, rendered by
+    ``static/js/observatory.js`` with the locally served plotly bundle."""
+    return format_html(
+        '<div class="{}" id="{}" data-figure="{}-json"></div>'
+        '<script type="application/json" id="{}-json">{}</script>',
+        css_class,
+        element_id,
+        element_id,
+        element_id,
+        mark_safe(json_text),  # figures.figure_json escaped <, > and &
+    )
+
+
+@register.filter
+def can_act(user: Any) -> bool:
+    """May this user acknowledge and resolve exceptions?"""
+    return roles.can_act(user)
+
+
+@register.filter
+def stage_system(stage: str) -> str:
+    """The system expected to bring ``stage`` (``posted``: the ERP)."""
+    return sla.stage_system(stage) or "the next system"

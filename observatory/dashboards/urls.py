@@ -1,0 +1,21 @@
+"""The pages' URLs (CONTRACT 3 "Web pages")."""
+
+from __future__ import annotations
+
+from django.urls import path, re_path
+
+from observatory.dashboards import views
+
+app_name = "dashboards"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("orders/", views.orders, name="orders"),
+    path("orders/<int:pk>/", views.order, name="order"),
+    path("exceptions/", views.exceptions, name="exceptions"),
+    re_path(
+        r"^exceptions/(?P<pk>\d+)/(?P<action>acknowledge|resolve)/$",
+        views.exception_action,
+        name="exception-action",
+    ),
+]

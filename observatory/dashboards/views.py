@@ -1,0 +1,99 @@
+"""The web pages (CONTRACT 3 "Web pages"). Thin: read through ``queries``, draw through
+``figures``, write through the owning app's actions. Every page needs a signed-in user."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from observatory.dashboards import figures, queries, roles
+from observatory.triage import actions as triage_actions
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Operations dashboard (a first version: issue 5 makes it live)."""
+    return render(request, "dashboards/home.html", {"summary": queries.home_summary()})
+
+
+@require_GET
+@login_required
+def orders(request: HttpRequest) -> HttpResponse:
+    """Find an order by any key; a whole key naming exactly one order opens it."""
+    q = request.GET.get("q", "").strip()[:256]
+    result = queries.search_orders(q) if q else None
+    if result is not None and result.exact is not None and "list" not in request.GET:
+        return redirect("dashboards:order", pk=result.exact.id)
+    context = {"q": q, "search_q": q, "result": result, "recent": []}
+    if not q:
+        context["recent"] = queries.recent_orders()
+    return render(request, "dashboards/orders.html", context)
+
+
+@require_GET
+@login_required
+def order(request: HttpRequest, pk: int) -> HttpResponse:
+    """One order: timeline, swimlane of hops, keys, exceptions, each hop's attributes."""
+    tx = queries.transaction_or_winner(pk)
+    if tx is None:
+        raise Http404("no such transaction")
+    if tx.id != pk:
+        messages.info(request, f"Transaction {pk} was merged into this one.")
+        return redirect("dashboards:order", pk=tx.id)
+    page = queries.order_page(tx)
+    chart = figures.figure_json(figures.swimlane(page.hops, page.hop_stages))
+    return render(request, "dashboards/order.html", {"page": page, "chart": chart})
+
+
+@require_GET
+@login_required
+def exceptions(request: HttpRequest) -> HttpResponse:
+    """The exception queue: age buckets, filters kept in every link, actions."""
+    filters = queries.QueueFilters.from_params(request.GET)
+    queue = queries.exception_queue(filters, page=_page_number(request))
+    return render(request, "dashboards/exceptions.html", {"queue": queue})
+
+
+@require_POST
+@login_required
+def exception_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Acknowledge or resolve an exception, then go back where the button was."""
+    if not roles.can_act(request.user):
+        raise PermissionDenied("only the ops and admin groups act on exceptions")
+    actor = request.user.get_username()
+    try:
+        if action == "acknowledge":
+            triage_actions.do_acknowledge(pk, actor)
+            messages.success(request, f"Exception {pk} acknowledged.")
+        else:
+            triage_actions.do_resolve(pk, actor, note=f"resolved by {actor} on the web page")
+            messages.success(request, f"Exception {pk} resolved.")
+    except triage_actions.IssueNotFound:
+        raise Http404("no such exception") from None
+    except triage_actions.InvalidTransition as exc:
+        messages.warning(request, str(exc).capitalize() + ".")
+    return HttpResponseRedirect(_next_url(request, reverse("dashboards:exceptions")))
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        return max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def _next_url(request: HttpRequest, default: str) -> str:
+    """The page to return to: a local ``next`` only (never an open redirect)."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default

@@ -1,0 +1,27 @@
+/* The executive overview on paper: before printing, every chart is redrawn to the width
+ * its card has on the page (one chart per row, see kpis.css), keeping its height; after
+ * printing, to the width it has on screen again. */
+(function () {
+  "use strict";
+
+  function fit() {
+    if (typeof window.Plotly === "undefined") {
+      return;
+    }
+    document.querySelectorAll(".js-plotly-plot").forEach(function (el) {
+      var width = el.parentElement ? el.parentElement.clientWidth : 0;
+      if (width > 0) {
+        window.Plotly.relayout(el, { width: width });
+      }
+    });
+  }
+
+  window.addEventListener("beforeprint", fit);
+  window.addEventListener("afterprint", fit);
+  if (window.matchMedia) {
+    var print = window.matchMedia("print");
+    if (print.addEventListener) {
+      print.addEventListener("change", fit);
+    }
+  }
+})();
