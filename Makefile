@@ -24,12 +24,25 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 install: $(RUN_STAMP)
 install-dev: $(DEV_STAMP)
 
-## make run: the whole product with demo traffic on embedded defaults (Ctrl-C stops it all)
+## make run: the whole product with demo traffic on embedded defaults (Ctrl-C stops it all):
+## the web server, the Celery worker with beat, and the simulator (7 days of history, then
+## about one order a second; SIM_BACKFILL_DAYS, SIM_RATE, SIM_SPEED, SIM_SCENARIO change it)
 run: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py demo_setup
-	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+	HOST=$(HOST) PORT=$(PORT) SIM_URL=http://$(HOST):$(PORT) $(VENV)/bin/honcho -f Procfile start
+
+## make demo: the simulator's live trickle against a server already running
+## (make demo URL=https://observatory.example.com TOKEN=<ingest token> SCENARIO=chaos)
+URL ?= http://$(HOST):$(PORT)
+TOKEN ?= $(shell cat $${OBSERVATORY_DATA_DIR:-.data}/demo-token 2>/dev/null)
+SCENARIO ?= normal
+RATE ?= 1
+SPEED ?= 1
+demo: $(RUN_STAMP)
+	@test -n "$(TOKEN)" || { echo "make demo needs TOKEN=<ingest token> (make run writes .data/demo-token)"; exit 2; }
+	$(PY) manage.py simulate --url $(URL) --token $(TOKEN) --scenario $(SCENARIO) --rate $(RATE) --speed $(SPEED) --wait 30 --forever
 
 ## make test: lint, types, import contracts, migrations check and the whole pytest suite
 test: $(DEV_STAMP) browser lint unit

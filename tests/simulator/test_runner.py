@@ -1,0 +1,143 @@
+"""The runner loop with a fake clock and fake senders: when it sends, when it stops."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from observatory.simulator.model import Plan, Simulation, Step
+from observatory.simulator.runner import Runner
+from observatory.simulator.scenarios import SCENARIOS
+from observatory.simulator.timing import TimeMap
+from observatory.simulator.transport import Stats
+
+START = datetime(2026, 3, 11, 15, 30, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = START
+        self.slept = 0.0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        self.now += timedelta(seconds=max(seconds, 0.001))
+
+
+class FakeSenders:
+    def __init__(self, clock: FakeClock, interrupt_after: int | None = None) -> None:
+        self.stats = Stats()
+        self.clock = clock
+        self.sent: list[tuple[Step, datetime, datetime]] = []
+        self.closed = False
+        self.interrupt_after = interrupt_after
+
+    def send(self, step: Step, stamp: Callable[[datetime], datetime]) -> None:
+        if self.interrupt_after is not None and len(self.sent) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.sent.append((step, stamp(step.at), self.clock.now))
+        self.stats.add("sent", step.via)
+
+    def tick(self) -> None:
+        pass
+
+    def backlog(self) -> int:
+        return 0
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.closed = True
+
+
+def make(plan: Plan, speed: float = 1.0, **kw: object) -> tuple[Runner, FakeSenders, FakeClock]:
+    clock = FakeClock()
+    senders = FakeSenders(clock, **kw)  # type: ignore[arg-type]
+    runner = Runner(
+        Simulation(plan),
+        senders,
+        TimeMap(START, speed),
+        now=clock,
+        sleep=clock.sleep,
+        monotonic=lambda: (clock.now - START).total_seconds(),
+    )
+    return runner, senders, clock
+
+
+def test_history_only_sends_the_past_at_once_and_stops() -> None:
+    plan = Plan(
+        seed=1, start=START, scenario=SCENARIOS["normal"], history_days=1, history_orders=200
+    )
+    runner, senders, clock = make(plan)
+    summary = runner.run()
+    assert senders.closed and not summary.interrupted
+    assert clock.slept == 0  # nothing waited for the wall clock
+    assert all(stamped <= START for _, stamped, _ in senders.sent)
+    assert summary.total_orders == 200
+    assert summary.not_sent > 0  # deliveries and invoices still in the future
+    assert summary.hops == len(senders.sent)
+    assert re.fullmatch(r"simulated 200 orders, [\d,]+ hops, 0 send errors", summary.lines()[-1])
+
+
+def test_live_orders_go_out_in_compressed_real_time_then_drain() -> None:
+    plan = Plan(
+        seed=2,
+        start=START,
+        scenario=SCENARIOS["normal"],
+        live_rate=0.5,  # per simulated second: 5 orders a wall second at speed 10
+        live_orders=30,
+    )
+    runner, senders, clock = make(plan, speed=10)
+    summary = runner.run()
+    assert summary.total_orders == 30
+    for _, stamped, sent_at in senders.sent:
+        assert stamped >= START
+        # sent when the wall clock reached it (never early, at most a nap late)
+        assert sent_at >= stamped - timedelta(milliseconds=1)
+        assert sent_at - stamped < timedelta(seconds=0.3)
+    last = runner.sim.last_arrival
+    assert last is not None
+    elapsed = (clock.now - START).total_seconds()
+    expected = (last - START).total_seconds() / 10 + 90 / 10  # arrivals + drain, compressed
+    assert abs(elapsed - expected) < 1
+    posted = {
+        s.ref
+        for s, _, _ in senders.sent
+        if s.stage == "posted" or s.platform_status == "Pending Fulfillment"
+    }
+    web = {s.ref for s, _, _ in senders.sent if s.operation == "orders/create"}
+    assert web and web <= posted | {
+        s.ref for s, _, _ in senders.sent if s.operation == "orders/cancelled"
+    }
+
+
+def test_duration_stops_new_orders() -> None:
+    plan = Plan(seed=4, start=START, scenario=SCENARIOS["normal"], live_rate=2.0)
+    clock = FakeClock()
+    senders = FakeSenders(clock)
+    runner = Runner(
+        Simulation(plan),
+        senders,
+        TimeMap(START),
+        now=clock,
+        sleep=clock.sleep,
+        duration_s=10,
+        drain_s=5,
+    )
+    summary = runner.run()
+    assert 5 <= summary.total_orders <= 40
+    assert (clock.now - START).total_seconds() < 10 + 5 + 1
+
+
+def test_ctrl_c_stops_cleanly_with_a_summary() -> None:
+    plan = Plan(
+        seed=5, start=START, scenario=SCENARIOS["chaos"], history_days=1, history_orders=200
+    )
+    runner, senders, _ = make(plan, interrupt_after=100)
+    summary = runner.run()
+    assert summary.interrupted and senders.closed
+    assert summary.hops == 100
+    assert "interrupted" in summary.lines()[0]
+    assert summary.lines()[-1].startswith("simulated ")
