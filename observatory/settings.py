@@ -7,6 +7,7 @@ on kombu's filesystem broker, the in-memory channel layer. Production sets
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,6 +37,10 @@ INSTALLED_APPS = [
     "observatory.ingest",
     "observatory.transactions",
     "observatory.triage",
+    "observatory.kpis",
+    "observatory.alerts",
+    "observatory.dashboards",
+    "observatory.simulator",
 ]
 
 MIDDLEWARE = [
@@ -83,11 +88,23 @@ if _db["ENGINE"].endswith("sqlite3"):
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    _db.setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test-observatory.sqlite3")
+    # a file (not :memory:) so live-server threads and the test share one database; one
+    # per process so that two test runs side by side never share it
+    _db.setdefault("TEST", {})["NAME"] = str(DATA_DIR / f"test-observatory-{os.getpid()}.sqlite3")
 else:
-    _db.setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
-    _db.setdefault("CONN_HEALTH_CHECKS", True)
-    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # Under ASGI every sync view runs in a thread of its own, so per-thread persistent
+    # connections pile up until PostgreSQL refuses clients; a pool shares a few instead.
+    _db["CONN_MAX_AGE"] = 0
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "connect_timeout": 5,
+            "pool": {
+                "min_size": env.int("DB_POOL_MIN", default=2),
+                "max_size": env.int("DB_POOL_MAX", default=10),
+                "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            },
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -107,17 +124,25 @@ STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # vendor/plotly.min.js straight from the installed plotly package: no CDN, no copy
+    "observatory.dashboards.staticfiles.PlotlyFinder",
+]
 
 # --- Celery (DESIGN "Data flow": the beat schedule is the one place the pipeline shows) ---
 _broker_dir = DATA_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem"):
+# obsfs:// is kombu's filesystem transport with atomic writes (observatory/lib/fsbroker.py)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="obsfs://")
+if CELERY_BROKER_URL.startswith(("obsfs", "filesystem")):
     for sub in ("out", "processed"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:
@@ -129,7 +154,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "observatory"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+#: The pipeline in order: each tick stitches every waiting hop, then sweeps SLAs and opens
+#: or closes exceptions (observatory.triage.actions.do_pipeline_tick). Ingest also nudges a
+#: tick after each commit that stored hops, at most once a second per process.
+PIPELINE_TICK_S = env.float("PIPELINE_TICK_S", default=5.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "pipeline-tick": {
+        "task": "observatory.triage.tasks.pipeline_tick",
+        "schedule": timedelta(seconds=PIPELINE_TICK_S),
+        # a tick that waited longer than a tick is superseded by the next one
+        "options": {"expires": PIPELINE_TICK_S},
+    },
     "hops-retention": {
         "task": "observatory.hops.tasks.purge_expired",
         "schedule": timedelta(hours=1),
@@ -198,6 +233,59 @@ PII_VALUE_PATTERNS = env.list(
     ],
 )
 HOP_RETENTION_DAYS = env.int("HOP_RETENTION_DAYS", default=90)
+
+# --- alerts (CONTRACT 6, issue 6) ------------------------------------------------------------
+#: How often every alert rule is evaluated (seconds); each evaluation queues notifications.
+ALERTS_EVALUATE_EVERY_S = env.float("ALERTS_EVALUATE_EVERY_S", default=15.0)
+#: How often the delivery pass looks for due notifications (retries, Retry-After waits).
+ALERTS_DELIVER_EVERY_S = env.float("ALERTS_DELIVER_EVERY_S", default=5.0)
+#: Delivery retries: exponential backoff from the base, capped, at most this many tries.
+ALERTS_RETRY_BASE_S = env.float("ALERTS_RETRY_BASE_S", default=10.0)
+ALERTS_RETRY_MAX_S = env.float("ALERTS_RETRY_MAX_S", default=900.0)
+ALERTS_DELIVERY_MAX_ATTEMPTS = env.int("ALERTS_DELIVERY_MAX_ATTEMPTS", default=8)
+#: The Slack Web API (bot token mode: chat.postMessage, chat.update); tests point it home.
+ALERTS_SLACK_API_URL = env.str("ALERTS_SLACK_API_URL", default="https://slack.com/api/")
+CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
+    "task": "observatory.alerts.tasks.evaluate",
+    "schedule": timedelta(seconds=ALERTS_EVALUATE_EVERY_S),
+    "options": {"expires": ALERTS_EVALUATE_EVERY_S},
+}
+CELERY_BEAT_SCHEDULE["alerts-deliver"] = {
+    "task": "observatory.alerts.tasks.deliver",
+    "schedule": timedelta(seconds=ALERTS_DELIVER_EVERY_S),
+    "options": {"expires": ALERTS_DELIVER_EVERY_S},
+}
+# --- KPIs (CONTRACT 5, issue 5) ---------------------------------------------------------------
+#: How often the rollup fill runs (seconds): it recomputes only the hours that changed.
+KPIS_FILL_EVERY_S = env.float("KPIS_FILL_EVERY_S", default=10.0)
+#: How far back each fill re-reads changes, to cover stitches that committed after it started.
+KPIS_FILL_OVERLAP_S = env.int("KPIS_FILL_OVERLAP_S", default=300)
+#: Hour buckets recomputed per committed chunk of a fill.
+KPIS_FILL_CHUNK_HOURS = env.int("KPIS_FILL_CHUNK_HOURS", default=48)
+#: Minute rollups are kept this many days; hour and day rollups KPIS_RETENTION_DAYS.
+KPIS_MINUTE_RETENTION_DAYS = env.int("KPIS_MINUTE_RETENTION_DAYS", default=3)
+KPIS_RETENTION_DAYS = env.int("KPIS_RETENTION_DAYS", default=400)
+#: How often the reconciliation backlog is sampled for its trend (seconds).
+KPIS_BACKLOG_SAMPLE_S = env.int("KPIS_BACKLOG_SAMPLE_S", default=3600)
+#: How often an open ops dashboard re-reads its figures when nothing was pushed (seconds).
+DASHBOARD_POLL_S = env.float("DASHBOARD_POLL_S", default=1.0)
+CELERY_BEAT_SCHEDULE["kpis-fill"] = {
+    "task": "observatory.kpis.tasks.fill_rollups",
+    "schedule": timedelta(seconds=KPIS_FILL_EVERY_S),
+    "options": {"expires": KPIS_FILL_EVERY_S},
+}
+CELERY_BEAT_SCHEDULE["kpis-purge"] = {
+    "task": "observatory.kpis.tasks.purge_rollups",
+    "schedule": timedelta(hours=1),
+}
+#: The team owning exceptions of a system with no OwnerRoute row (nor a "*" row).
+TRIAGE_DEFAULT_OWNER = env.str("TRIAGE_DEFAULT_OWNER", default="integration")
+#: Stage -> the system expected to reach it, over the built-in table in triage/sla.py
+#: (e.g. TRIAGE_STAGE_SYSTEMS=posted=erp,shipped=wms).
+TRIAGE_STAGE_SYSTEMS = env.dict("TRIAGE_STAGE_SYSTEMS", default={})
+#: How far back (seconds) each sweep rescans transactions updated since the last sweep,
+#: to cover stitches that committed after it started.
+TRIAGE_RESCAN_OVERLAP_S = env.int("TRIAGE_RESCAN_OVERLAP_S", default=600)
 
 LOGGING = {
     "version": 1,

@@ -2,10 +2,11 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from observatory import health
 from observatory.api import api
+from observatory.dashboards import executive, ops, systems
 from observatory.ingest import views as ingest
 
 urlpatterns = [
@@ -18,4 +19,13 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("alerts/", include("observatory.alerts.urls")),
+    # the KPI pages (issue 5): the live ops dashboard is the root page
+    path("", ops.dashboard, name="ops"),
+    path("ops/live/", ops.live_fragment, name="ops-live"),
+    path("executive/", executive.page, name="executive"),
+    path("executive/<slug:chart>.csv", executive.csv_download, name="executive-csv"),
+    path("systems/", systems.index, name="systems"),
+    path("systems/<str:name>/", systems.detail, name="system"),
+    path("", include("observatory.dashboards.urls")),
 ]

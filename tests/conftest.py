@@ -28,3 +28,37 @@ def ingest_client(ingest_token: str) -> Client:
 @pytest.fixture
 def api_client(api_token: str) -> Client:
     return Client(HTTP_AUTHORIZATION=f"Bearer {api_token}")
+
+
+# Reference data that data migrations seed (status maps, SLA policies, owner routes,
+# default alert rules, groups). A transactional test's flush empties those tables; rather
+# than serialized_rollback (whose reload collides with the content types a previous flush
+# re-created), every transactional test gets them back from the same seed functions.
+_SEEDS = [
+    ("transactions", "0002_seed_status_maps_and_slas", "seed", "transactions.StatusMap"),
+    ("triage", "0002_owner_routes_and_failed_hop_index", "seed", "triage.OwnerRoute"),
+    ("alerts", "0002_default_rules", "add_rules", "alerts.Rule"),
+    ("dashboards", "0001_groups", "create_groups", "auth.Group"),
+]
+
+
+def _reseed() -> None:
+    import importlib
+
+    from django.apps import apps
+
+    for app, migration, function, model in _SEEDS:
+        if not apps.get_model(model).objects.exists():
+            module = importlib.import_module(f"observatory.{app}.migrations.{migration}")
+            getattr(module, function)(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _reference_data(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    if transactional:
+        request.getfixturevalue("transactional_db")
+        _reseed()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -11,7 +14,15 @@ from observatory.access.models import IngestToken
 from observatory.hops.actions import do_store_hops
 from observatory.lib import live
 from observatory.lib.clock import now
+from observatory.triage.tasks import pipeline_tick
 from tracing.records import DecodeResult, HopRecord, Rejection
+
+log = logging.getLogger(__name__)
+
+#: At most one stitcher nudge per this many seconds per process.
+NUDGE_INTERVAL_S = 1.0
+_nudge_lock = threading.Lock()
+_nudge_at = float("-inf")  # monotonic time of the latest nudge sent or scheduled
 
 
 class OutOfScope(Exception):
@@ -62,6 +73,7 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
         if result.stored:
             systems = Counter(r.system for _, r in placed if r.uid in result.stored)
             live.publish_on_commit("hops.stored", {"systems": dict(systems)})
+            transaction.on_commit(nudge_stitcher)
     seen: set[str] = set()
     for i, r in placed:
         if r.uid in result.stored and r.uid not in seen:
@@ -70,3 +82,26 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
             out.duplicates.append((i, r))
         seen.add(r.uid)
     return out
+
+
+def nudge_stitcher() -> None:
+    """Ask for a pipeline tick (stitch, then sweep) soon, at most once per ``NUDGE_INTERVAL_S`` in this process.
+
+    Called after a commit that stored hops, so a quiet system stitches within about a
+    second (the beat schedule covers everything else). A nudge inside the interval is
+    not dropped but deferred to the interval's end, once: hops committed just after a
+    stitch pass started still get one. A broker that cannot take the message never fails
+    the ingest that already committed.
+    """
+    global _nudge_at
+    t = time.monotonic()
+    with _nudge_lock:
+        if _nudge_at > t:
+            return  # a deferred nudge is on its way and runs after this commit
+        at = max(t, _nudge_at + NUDGE_INTERVAL_S)
+        _nudge_at = at
+    delay = at - t
+    try:
+        pipeline_tick.apply_async(countdown=delay if delay > 0.001 else None, retry=False)
+    except Exception:
+        log.warning("could not enqueue the stitcher nudge", exc_info=True)
