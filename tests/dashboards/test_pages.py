@@ -183,9 +183,7 @@ def test_no_match_is_explained(ops_client: Client, seeded: datetime) -> None:
 
 
 @pytest.mark.django_db
-def test_search_runs_a_fixed_number_of_queries(
-    ops_client: Client, seeded: datetime
-) -> None:
+def test_search_runs_a_fixed_number_of_queries(ops_client: Client, seeded: datetime) -> None:
     assert count_queries(ops_client, "/orders/?q=%23100") == SEARCH_QUERIES  # two orders
     assert count_queries(ops_client, "/orders/?q=SO-48") == SEARCH_QUERIES  # one
     assert count_queries(ops_client, "/orders/?q=nothing") <= SEARCH_QUERIES  # none
