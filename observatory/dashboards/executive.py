@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET
 from observatory.dashboards import kpi_figures as figs
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.kpis import queries, series
-from observatory.kpis.compute import ALL, rate
+from observatory.kpis.compute import ALL, HOUR, floor_to, rate
 from observatory.kpis.models import BacklogSample
 from observatory.lib.clock import now
 
@@ -90,6 +90,11 @@ class Card:
         return None if self.slo is None else self.slo >= SLO_TARGET
 
 
+def period_start(f: Filters, at: datetime) -> datetime:
+    """The start of the period shown: ``f.days`` before the current hour began."""
+    return floor_to(at, HOUR) - timedelta(days=f.days)
+
+
 def _change(current: float | None, previous: float | None) -> float | None:
     if current is None or previous is None or previous == 0:
         return None
@@ -116,7 +121,9 @@ def _backlog_then(at: datetime, channel: str, store: str) -> int | None:
 def cards(f: Filters, at: datetime) -> list[Card]:
     """The headline figures of the window, each against the same length of time before."""
     span = timedelta(days=f.days)
-    since, prev = at - span, at - 2 * span
+    # periods start on the hour: whole hour and day rollups, no raw rows to read
+    since = period_start(f, at)
+    prev = since - span
     ch, st = f.channel or None, f.store or None
     cur = queries.order_total(since, at, channel=ch, store=st, at=at)
     old = queries.order_total(prev, since, channel=ch, store=st, at=at)
@@ -333,7 +340,7 @@ def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
         )
 
     def inventory() -> Chart:
-        total, rows = series.inventory_lag(at - timedelta(days=f.days), at, channel=ch, store=st)
+        total, rows = series.inventory_lag(period_start(f, at), at, channel=ch, store=st)
         return Chart(
             "inventory",
             "How long stock updates took to reach the shop",

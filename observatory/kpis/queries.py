@@ -10,7 +10,8 @@ small indexed queries.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import zlib
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import (
     Avg,
+    BooleanField,
     Case,
     CharField,
     Count,
@@ -32,6 +34,7 @@ from django.db.models import (
     Min,
     OuterRef,
     Q,
+    Subquery,
     Sum,
     Value,
     When,
@@ -331,6 +334,36 @@ class HopTotal:
         self.dur.add(hops, 0, sk, None)
 
 
+#: Merged sketches of closed days, by the rollup rows they merge (ids, and a checksum of
+#: each sketch: a day row is replaced whenever its day is recomputed, and ids can come
+#: back after a rollback), so an entry never goes stale; it only stops being asked for.
+#: Per process, bounded.
+_MERGED: OrderedDict[tuple[Any, ...], Sketch] = OrderedDict()
+_MERGED_MAX = 4096
+
+
+def _closed_day(at: datetime) -> Case:
+    """True for a day row of a day before ``at``'s (computed in SQL: no datetimes to load)."""
+    return Case(
+        When(resolution=compute.DAY, bucket__lt=compute.floor_to(at, compute.DAY), then=True),
+        default=False,
+        output_field=BooleanField(),
+    )
+
+
+def merged_closed_days(key: tuple[Any, ...], blobs: Sequence[Any]) -> Sketch:
+    """The merge of ``blobs`` (closed days' sketches), remembered under ``key``."""
+    hit = _MERGED.get(key)
+    if hit is not None:
+        _MERGED.move_to_end(key)
+        return hit
+    merged = compute.merge(Sketch.decode(b) for b in blobs if b)
+    _MERGED[key] = merged
+    while len(_MERGED) > _MERGED_MAX:
+        _MERGED.popitem(last=False)
+    return merged
+
+
 def sketch_of(blob: bytes | memoryview | None) -> Sketch | None:
     return Sketch.decode(blob) if blob else None
 
@@ -354,28 +387,56 @@ def order_total(
     at: datetime | None = None,
 ) -> OrderTotal:
     """The orders rollup figures of ``[since, until)`` for one channel/store grouping."""
+    at = at or clock_now()
     plan = compute.plan_window(since, until, minutes_from(at))
     ch, st = channel or ALL, store or ALL
     total = OrderTotal()
     q = _rollup_q(plan)
     if q is not None:
-        for row in OrderRollup.objects.filter(q, channel=ch, store=st).only(
-            "orders",
-            "with_exception",
-            "posted_twice",
-            "inv_updates",
-            "a2p_count",
-            "a2p_within",
-            "a2p_sketch",
-            "ful_count",
-            "ful_within",
-            "ful_sketch",
-            "inv_count",
-            "inv_within",
-            "inv_max",
-            "inv_sketch",
+        closed: list[Any] = []
+        for row in (
+            OrderRollup.objects.filter(q, channel=ch, store=st)
+            .annotate(closed=_closed_day(at))
+            .only(
+                "orders",
+                "with_exception",
+                "posted_twice",
+                "inv_updates",
+                "a2p_count",
+                "a2p_within",
+                "a2p_sketch",
+                "ful_count",
+                "ful_within",
+                "ful_sketch",
+                "inv_count",
+                "inv_within",
+                "inv_max",
+                "inv_sketch",
+            )
         ):
-            total.add_row(row)
+            if row.closed:
+                closed.append(row)
+            else:
+                total.add_row(row)
+        if closed:
+            for name, lag in (("a2p", total.a2p), ("ful", total.ful), ("inv", total.inv)):
+                blobs = [getattr(r, f"{name}_sketch") for r in closed]
+                key = tuple(
+                    (r.id, zlib.crc32(b) if b else 0) for r, b in zip(closed, blobs, strict=True)
+                )
+                sketch = merged_closed_days(("orders", name, key), blobs)
+                lag.add(
+                    sum(getattr(r, f"{name}_count") for r in closed),
+                    sum(getattr(r, f"{name}_within") for r in closed),
+                    sketch,
+                    None,
+                )
+            for r in closed:
+                total.orders += r.orders
+                total.with_exception += r.with_exception
+                total.posted_twice += r.posted_twice
+                total.inv_updates += r.inv_updates
+                total.inv.add(0, 0, None, r.inv_max)
     if plan.raw:
         facts = [
             f
@@ -399,6 +460,7 @@ def hop_totals(
     at: datetime | None = None,
 ) -> dict[tuple[str, str], HopTotal]:
     """The hops rollup figures of ``[since, until)`` per (system, operation)."""
+    at = at or clock_now()
     plan = compute.plan_window(since, until, minutes_from(at))
     ch, st = channel or ALL, store or ALL
     out: dict[tuple[str, str], HopTotal] = defaultdict(HopTotal)
@@ -407,7 +469,21 @@ def hop_totals(
         rows = HopRollup.objects.filter(q, channel=ch, store=st)
         if system:
             rows = rows.filter(system=system)
-        for sys_, op, hops, errors, retries, replays, dups, blob in rows.values_list(
+        closed: dict[tuple[str, str], list[tuple[int, Any]]] = defaultdict(list)
+        for (
+            pk,
+            is_closed,
+            sys_,
+            op,
+            hops,
+            errors,
+            retries,
+            replays,
+            dups,
+            blob,
+        ) in rows.annotate(closed=_closed_day(at)).values_list(
+            "id",
+            "closed",
             "system",
             "operation",
             "hops",
@@ -417,7 +493,15 @@ def hop_totals(
             "duplicates",
             "dur_sketch",
         ):
-            out[(sys_, op)].add(hops, errors, retries, replays, dups, sketch_of(blob))
+            if is_closed:
+                closed[(sys_, op)].append((pk, blob))
+                out[(sys_, op)].add(hops, errors, retries, replays, dups, None)
+            else:
+                out[(sys_, op)].add(hops, errors, retries, replays, dups, sketch_of(blob))
+        for key, days in closed.items():
+            ids = tuple((pk, zlib.crc32(b) if b else 0) for pk, b in days)
+            sketch = merged_closed_days(("hops", *key, ids), [b for _, b in days])
+            out[key].dur.sketches.append(sketch)
     if plan.raw:
         aggs: dict[tuple[str, str], compute.HopAgg] = defaultdict(compute.HopAgg)
         for f in hop_facts(plan.raw):
@@ -704,10 +788,18 @@ def backlog(
 
 
 def _issue_scope(qs: Any, channel: str | None, store: str | None, system: str | None) -> Any:
-    if channel is not None:
-        qs = qs.filter(transaction__channel=channel)
-    if store is not None:
-        qs = qs.filter(transaction__store_id=store)
+    """Exceptions of one channel / store (through their transaction) or system. The
+    transaction is read by a correlated subquery on its primary key (``LIMIT 1`` keeps the
+    planner from turning it into a join over every transaction of the channel: the
+    exceptions of the window are few, the transactions of a channel most of the table)."""
+    if channel is not None or store is not None:
+        tx = Transaction.objects.filter(pk=OuterRef("transaction_id"))
+        if channel is not None:
+            qs = qs.annotate(tx_channel=Subquery(tx.values("channel")[:1])).filter(
+                tx_channel=channel
+            )
+        if store is not None:
+            qs = qs.annotate(tx_store=Subquery(tx.values("store_id")[:1])).filter(tx_store=store)
     if system:
         qs = qs.filter(system=system)
     return qs

@@ -321,3 +321,16 @@ def test_window_edges_are_exact_to_the_second(ingest_client: Client) -> None:
         )["exception_rate"]["orders"]
         == 9
     )
+
+
+def test_the_command_fills_and_says_so_on_its_last_line(ingest_client: Client) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    send(ingest_client, event("f-1", T, "shopify", {"order_number": "#F-1"}, stage="captured"))
+    do_pipeline_tick()
+    out = StringIO()
+    call_command("fill_kpis", "--full", stdout=out)
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last.startswith("recomputed 1 order and 1 hop hour buckets") and "0 still queued" in last
