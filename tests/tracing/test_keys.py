@@ -243,15 +243,16 @@ def test_precedence_and_uniqueness(span: dict[str, Any], resource: dict[str, Any
     keys = extract_keys(span_attrs, resource_attrs, NO_RULES)
 
     assert len({(k.kind, k.value) for k in keys}) == len(keys)
+    # kinds the span really carries: an empty value (or empty list) is no key at all
+    span_kinds = {k for k, v in span.items() if extract_keys({"retail.key." + k: v}, {}, NO_RULES)}
     for key in keys:
         assert key.value and key.value == key.value.strip()
-        # Taken from the resource only for a kind the span did not carry at all.
-        source = span if key.kind in span else resource
+        # Taken from the resource only for a kind the span carried no value of.
+        source = span if key.kind in span_kinds else resource
         raw = source[key.kind]
         assert key.fanout == isinstance(raw, list)
         elements = raw if isinstance(raw, list) else [raw]
         assert key.value in [str(v).strip() for v in elements]
-    span_kinds = {k for k, v in span.items() if extract_keys({"retail.key." + k: v}, {}, NO_RULES)}
     for kind in span_kinds:
         assert all(k.kind != kind or k.value in _values(span[kind]) for k in keys)
 
