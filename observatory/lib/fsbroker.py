@@ -40,6 +40,14 @@ class Channel(filesystem.Channel):
                 time.sleep(0.01 * (attempt + 1))
         return super().get_table(exchange)
 
+    def _queue_bind(self, exchange: Any, routing_key: Any, pattern: Any, queue: Any) -> Any:
+        for attempt in range(5):
+            try:
+                return super()._queue_bind(exchange, routing_key, pattern, queue)
+            except ValueError:  # another process was creating the exchange table
+                time.sleep(0.01 * (attempt + 1))
+        return super()._queue_bind(exchange, routing_key, pattern, queue)
+
 
 class Transport(filesystem.Transport):
     Channel = Channel

@@ -25,13 +25,22 @@ def test_consumer_racing_a_producer_reads_only_whole_messages(tmp_path: Path) ->
             for i in range(count):
                 queue.put({"i": i, "blob": big})
 
-    producer = threading.Thread(target=produce)
-    producer.start()
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            produce()
+        except BaseException as exc:  # surface a producer failure instead of a timeout
+            errors.append(exc)
+
     seen = []
     with Connection("obsfs://", transport_options=options) as conn:
-        queue = conn.SimpleQueue("race")
+        queue = conn.SimpleQueue("race")  # declared (and bound) before the race starts
+        producer = threading.Thread(target=guarded)
+        producer.start()
         while len(seen) < count:
-            message = queue.get(timeout=20)
+            assert not errors, errors
+            message = queue.get(timeout=60)
             assert message.payload["blob"] == big
             seen.append(message.payload["i"])
             message.ack()
