@@ -1,6 +1,7 @@
 """Ingest throughput on PostgreSQL, end to end over HTTP, against a bare COPY.
 
     python bench/ingest.py [--seconds 30] [--clients 4] [--spans 512] [--server gunicorn]
+                           [--workers 2]
 
 Creates (or empties) a scratch database ``observatory_bench`` on the PostgreSQL server of
 ``BENCH_DATABASE_URL`` (default ``postgres://postgres@127.0.0.1:5432/observatory_bench``),
@@ -126,14 +127,14 @@ def prepare_database(url: str) -> None:
     subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
 
 
-def start_server(kind: str, port: int, url: str) -> subprocess.Popen[bytes]:
+def start_server(kind: str, port: int, url: str, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
     bindir = Path(PYTHON).parent
     if kind == "gunicorn":
         cmd = [
             str(bindir / "gunicorn"),
             "-w",
-            "2",
+            str(workers),
             "-b",
             f"127.0.0.1:{port}",
             "--keep-alive",
@@ -144,7 +145,7 @@ def start_server(kind: str, port: int, url: str) -> subprocess.Popen[bytes]:
         cmd = [
             str(bindir / "uvicorn"),
             "--workers",
-            "2",
+            str(workers),
             "--port",
             str(port),
             "--no-access-log",
@@ -192,7 +193,8 @@ def bare_copy(url: str, template: bytes, placeholder: bytes, requests: int) -> f
         it = iter(ids)
         for records in batches:
             pairs = [(next(it), r) for r in records]
-            with cur.copy(f"COPY {store.HOP_TABLE} ({cols}) FROM STDIN") as copy:
+            with cur.copy(f"COPY {store.HOP_TABLE} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(store.HOP_COPY_TYPES)
                 for i, r in pairs:
                     copy.write_row(store._hop_row(i, r, received))
             store._copy_keys(cur, pairs)
@@ -206,6 +208,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--server", choices=["gunicorn", "uvicorn"], default="gunicorn")
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
 
@@ -225,7 +228,7 @@ def main() -> None:
     )
     template, placeholder = make_template(args.spans)
     port = free_port()
-    server = start_server(args.server, port, url)
+    server = start_server(args.server, port, url, args.workers)
     try:
         q: Any = mp.Queue()
         procs = [
@@ -249,7 +252,9 @@ def main() -> None:
     p50 = statistics.median(latencies) * 1000 if latencies else 0.0
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0.0
     copy_rate = bare_copy(url, template, placeholder, max(20, min(requests, 200)))
-    print(f"server: {args.server} (2 workers), {args.clients} clients, {args.spans} spans/request")
+    print(
+        f"server: {args.server} ({args.workers} workers), {args.clients} clients, {args.spans} spans/request"
+    )
     print(f"requests: {requests} ok, {failures} failed, in {elapsed:.1f} s")
     print(f"end to end: {rate:,.0f} spans/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
     print(f"bare COPY of the same rows: {copy_rate:,.0f} spans/s")

@@ -60,7 +60,10 @@ class Hop(models.Model):
 
 class HopKey(models.Model):
     id = models.BigAutoField(primary_key=True)
-    hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="keys")
+    #: No database constraint: key rows are written only by the hop store, in the same
+    #: transaction as their hop, and a deferred foreign-key check per key row cost the
+    #: ingest hot path about a third of its PostgreSQL time (bench/ingest.py).
+    hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="keys", db_constraint=False)
     kind = models.CharField(max_length=64)
     value = models.CharField(max_length=256)
     #: True when the value came from an array (one batch hop naming many orders).
