@@ -92,6 +92,9 @@ if _db["ENGINE"].endswith("sqlite3"):
     # per process so that two test runs side by side never share it
     _db.setdefault("TEST", {})["NAME"] = str(DATA_DIR / f"test-observatory-{os.getpid()}.sqlite3")
 else:
+    # one test database per process, as for SQLite: two runs against one server (a
+    # developer's and CI's) would otherwise drop each other's database mid-run
+    _db.setdefault("TEST", {}).setdefault("NAME", f"test_{_db['NAME']}_{os.getpid()}")
     # Under ASGI every sync view runs in a thread of its own, so per-thread persistent
     # connections pile up until PostgreSQL refuses clients; a pool shares a few instead.
     _db["CONN_MAX_AGE"] = 0

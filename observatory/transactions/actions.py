@@ -287,15 +287,14 @@ def _claim_these(hop_ids: Sequence[int], at: datetime) -> list[int]:
     if not hop_ids:
         return []
     if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            # no SKIP LOCKED needed: the advisory lock keeps other stitchers out, and
-            # locking each row before updating it would cost a second write per hop
-            cur.execute(
-                f"UPDATE {HOP_TABLE} SET stitched_at = %s "
-                "WHERE id = ANY(%s) AND stitched_at IS NULL RETURNING id",
-                [at, sorted(hop_ids)],
-            )
-            return [r[0] for r in cur.fetchall()]
+        # no SKIP LOCKED needed: the advisory lock keeps other stitchers out, and
+        # locking each row before updating it would cost a second write per hop
+        rows = _pg(
+            f"UPDATE {HOP_TABLE} SET stitched_at = %s "
+            "WHERE id = ANY(%s::bigint[]) AND stitched_at IS NULL RETURNING id",
+            [at, _ids(sorted(hop_ids))],
+        )
+        return [r[0] for r in rows]
     out: list[int] = []
     for chunk in _chunks(sorted(hop_ids), _CHUNK):
         out.extend(
@@ -350,17 +349,15 @@ def _hops_near(hop_ids: Sequence[int], keys_of: dict[int, list[tuple[str, str, b
         keys_of.update(_keys_by_hop(hop_ids))
         pairs = {(k, v) for h in hop_ids for k, v, _f in keys_of[h] if k not in SHARED_KINDS and v}
         return _hops_holding(pairs, keys_of) | set(hop_ids)
-    with connection.cursor() as cur:
-        # = ANY(ARRAY(...)) keeps the planner on the indexes (IN / OR made it scan)
-        cur.execute(
-            f"SELECT hop_id, kind, value, fanout FROM {HOPKEY_TABLE} WHERE hop_id = ANY(ARRAY("
-            "SELECT unnest(%s::bigint[]) UNION "
-            f"SELECT n.hop_id FROM {HOPKEY_TABLE} n WHERE n.value = ANY(ARRAY("
-            f"SELECT c.value::text FROM {HOPKEY_TABLE} c WHERE c.hop_id = ANY(%s) "
-            "AND c.kind <> ALL(%s) AND c.value <> ''))))",
-            [list(hop_ids), list(hop_ids), sorted(SHARED_KINDS)],
-        )
-        rows = cur.fetchall()
+    # = ANY(ARRAY(...)) keeps the planner on the indexes (IN / OR made it scan)
+    rows = _pg(
+        f"SELECT hop_id, kind, value, fanout FROM {HOPKEY_TABLE} WHERE hop_id = ANY(ARRAY("
+        "SELECT unnest(%s::bigint[]) UNION "
+        f"SELECT n.hop_id FROM {HOPKEY_TABLE} n WHERE n.value = ANY(ARRAY("
+        f"SELECT c.value::text FROM {HOPKEY_TABLE} c WHERE c.hop_id = ANY(%s::bigint[]) "
+        "AND c.kind <> ALL(%s) AND c.value <> ''))))",
+        [_ids(hop_ids), _ids(hop_ids), sorted(SHARED_KINDS)],
+    )
     found: dict[int, list[tuple[str, str, bool]]] = {}
     for hop_id, kind, value, fanout in rows:
         found.setdefault(hop_id, []).append((kind, value, fanout))
@@ -373,13 +370,11 @@ def _hops_holding(pairs: set[KeyPair], keys_of: dict[int, list[tuple[str, str, b
     ``keys_of`` gets the full key list of each one it did not know."""
     values = sorted({v for _, v in pairs})
     if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute(
-                f"SELECT hop_id, kind, value, fanout FROM {HOPKEY_TABLE} WHERE hop_id = ANY("
-                f"ARRAY(SELECT hop_id FROM {HOPKEY_TABLE} WHERE value = ANY(%s)))",
-                [values],
-            )
-            rows = cur.fetchall()
+        rows = _pg(
+            f"SELECT hop_id, kind, value, fanout FROM {HOPKEY_TABLE} WHERE hop_id = ANY("
+            f"ARRAY(SELECT hop_id FROM {HOPKEY_TABLE} WHERE value = ANY(%s::text[])))",
+            [_texts(values)],
+        )
         found: dict[int, list[tuple[str, str, bool]]] = {}
         for hop_id, kind, value, fanout in rows:
             found.setdefault(hop_id, []).append((kind, value, fanout))
@@ -682,10 +677,10 @@ def _count_unknown(
 
 def _mark_stitched(claimed: Sequence[int], at: datetime) -> None:
     if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute(
-                f"UPDATE {HOP_TABLE} SET stitched_at = %s WHERE id = ANY(%s)", [at, list(claimed)]
-            )
+        _pg(
+            f"UPDATE {HOP_TABLE} SET stitched_at = %s WHERE id = ANY(%s::bigint[])",
+            [at, _ids(claimed)],
+        )
         return
     for chunk in _chunks(claimed, _CHUNK):
         Hop.objects.filter(id__in=chunk).update(stitched_at=at)
@@ -699,15 +694,49 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
+def _pg(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on PostgreSQL with parameters bound on the server and rows returned in
+    binary (the rows, or ``[]`` for a statement that returns none).
+
+    Django's cursors bind on the client, quoting every array parameter into the SQL text,
+    and read rows as text: for the stitcher's arrays of thousands of ids and values and its
+    thousands of timestamps, that was a fifth of its time.
+    """
+    from psycopg import Cursor
+
+    connection.ensure_connection()
+    with Cursor(connection.connection) as raw:
+        raw.execute(sql, params, binary=True)
+        return list(raw.fetchall()) if raw.description else []
+
+
+def _ids(ids: Iterable[int]) -> str:
+    """A ``bigint[]`` parameter as its text literal (cast it in the SQL: ``%s::bigint[]``).
+    psycopg adapts a list element by element in Python, 3 µs each; this is a join."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
+def _texts(values: Iterable[str]) -> str:
+    """A ``text[]`` parameter as its text literal (``%s::text[]``), every element quoted."""
+    return (
+        "{"
+        + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
+
+
 def _select_in(table: str, cols: str, column: str, ids: Sequence[Any]) -> list[tuple[Any, ...]]:
     """``SELECT cols FROM table WHERE column IN ids`` (one statement on PostgreSQL)."""
     if not ids:
         return []
+    if connection.vendor == "postgresql":
+        if isinstance(ids[0], int):
+            return _pg(
+                f"SELECT {cols} FROM {table} WHERE {column} = ANY(%s::bigint[])", [_ids(ids)]
+            )
+        return _pg(f"SELECT {cols} FROM {table} WHERE {column} = ANY(%s::text[])", [_texts(ids)])
     out: list[tuple[Any, ...]] = []
     with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            cur.execute(f"SELECT {cols} FROM {table} WHERE {column} = ANY(%s)", [list(ids)])
-            return list(cur.fetchall())
         for chunk in _chunks(ids, _CHUNK):
             marks = ", ".join(["%s"] * len(chunk))
             cur.execute(f"SELECT {cols} FROM {table} WHERE {column} IN ({marks})", list(chunk))
@@ -780,16 +809,35 @@ def _executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
 
 
 def _insert(table: str, cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Insert ``rows`` (COPY on PostgreSQL)."""
+    """Insert ``rows`` (binary COPY on PostgreSQL)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as wrapper:
             cur = wrapper.cursor
-            with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+            types = _column_types(cur, table, tuple(cols))
+            with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
                 for row in rows:
                     copy.write_row(row)
         return
     marks = ", ".join(["%s"] * len(cols))
     _executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows)
+
+
+_types: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+
+
+def _column_types(cur: Any, table: str, cols: tuple[str, ...]) -> list[int]:
+    """The type oids of ``cols`` of ``table``, for binary COPY (read once per process)."""
+    key = (table, cols)
+    if key not in _types:
+        cur.execute(
+            "SELECT attname, atttypid::int FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attname = ANY(%s)",
+            [table, list(cols)],
+        )
+        oid = dict(cur.fetchall())
+        _types[key] = [oid[c] for c in cols]
+    return _types[key]
 
 
 def _update(table: str, cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -799,10 +847,10 @@ def _update(table: str, cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> N
 
 
 def _delete_ids(table: str, ids: Sequence[int]) -> None:
+    if connection.vendor == "postgresql":
+        _pg(f"DELETE FROM {table} WHERE id = ANY(%s::bigint[])", [_ids(ids)])
+        return
     with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            cur.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", [list(ids)])
-            return
         for chunk in _chunks(ids, _CHUNK):
             cur.execute(
                 f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk

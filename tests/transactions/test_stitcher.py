@@ -138,6 +138,21 @@ def test_split_shipments_all_join_the_order(ingest_client: Client) -> None:
     assert (tx.shipped_at - T0).total_seconds() == 100  # type: ignore[operator]
 
 
+def test_values_with_quotes_commas_and_braces_link(ingest_client: Client) -> None:
+    """Key values travel to PostgreSQL as array literals: quoting must hold for any text."""
+    odd = 'SO "7", {x}\\y NULL'
+    post_events(
+        ingest_client,
+        event("o", {"order_number": "#8", "erp_sales_order": odd}, stage="posted", t=0),
+        event("s", {"erp_sales_order": odd, "shipment_id": "NULL"}, system="wms", t=100),
+        event("t", {"shipment_id": "NULL", "tracking_number": "{1Z9}"}, system="wms", t=200),
+    )
+    do_stitch()
+    [tx] = live()
+    assert {k.value for k in tx.keys.all()} == {"#8", odd, "NULL", "{1Z9}"}
+    assert tx.hop_count == 3
+
+
 def test_batch_posting_fans_out_without_linking(ingest_client: Client) -> None:
     orders = [f"#{2000 + n}" for n in range(50)]
     post_events(
