@@ -38,8 +38,9 @@
       same ``X-Shopify-Event-Id`` (a new ``X-Shopify-Webhook-Id``), seconds to a minute
       apart -> duplicate deliveries counted, ``duplicate_rate`` KPI;
     * replayed postings: 1.5 % of orders are posted to the ERP a second time by a
-      replayed queue message (``retail.replay`` = true) -> ``duplicate_rate.posted_twice``,
-      the ``retries`` KPI's replays;
+      replayed queue message (``retail.replay`` = true); the ERP takes it for a new order
+      and answers with a second sales-order number -> a ``duplicate`` exception (posted
+      twice), ``duplicate_rate.posted_twice``, the ``retries`` KPI's replays;
     * lost events: 3 % of web orders lose their queue message between the Shopify bridge
       and validation, so they are never validated nor posted -> ``stuck`` exceptions past
       the 60 s captured -> posted SLA, ``reconciliation_backlog``;
@@ -49,7 +50,7 @@
     * a conflicting id: one ERP posting in every 150 orders (at least one) names an
       ``erp_sales_order`` already used by another order -> a ``conflict`` exception
       showing both orders;
-    * a silent warehouse: for 45 simulated minutes (one hour after the fault anchor) the
+    * a silent warehouse: for 45 simulated minutes (15 minutes after the fault anchor) the
       WMS sends nothing (its hops of that window are lost) while the ERP keeps posting
       -> a ``silence`` alert on ``wms``, orders missing their released / picked hops.
 """

@@ -6,7 +6,10 @@ and per stage, never one per transaction or hop.
 
 * ``stuck``: a transaction past an SLA deadline (``sla.py`` rules, on business time) opens
   one, owned by the team of the system expected to act (``erp`` for ``posted``); it closes
-  by itself when the stage (or a later one) arrives, or the transaction is cancelled.
+  by itself when the stage (or a later one) arrives, or the transaction is cancelled. A
+  transaction that was overdue while no sweep looked (history sent in bulk, a stopped
+  worker, a stage arriving between two sweeps) gets one all the same, opened and resolved
+  on business time: the exceptions do not depend on when the sweeps ran.
 * ``failed_hop``: failed hops attached to a transaction open one per (transaction, system,
   operation), counting repeats; it closes when a later hop of the same system and
   operation on that transaction succeeds. Hops are claimed in ``TriagedHop`` so each is
@@ -35,7 +38,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q
 
 from observatory.lib import live
 from observatory.lib.clock import Clock, now
@@ -181,7 +184,7 @@ def do_sweep(*, clock: Clock = now, full: bool = False) -> SweepResult:
         owner = queries.owner_router()
         _follow_merges(at, result)
         _close_stuck(at, result)
-        _open_stuck(at, owner, result)
+        _open_stuck(at, since, owner, result)
         _open_failed(at, since, owner, result)
         _close_failed(at, result)
         _open_from_conflicts(at, owner, result)
@@ -317,7 +320,13 @@ def _follow_merges(at: datetime, result: SweepResult) -> None:
 # --- stuck ----------------------------------------------------------------------------------
 
 
-def _open_stuck(at: datetime, owner: Callable[[str], str], result: SweepResult) -> None:
+def _open_stuck(
+    at: datetime, since: datetime | None, owner: Callable[[str], str], result: SweepResult
+) -> None:
+    """Open a ``stuck`` exception for each transaction overdue now; and record, opened and
+    resolved at once, each one that was overdue while no sweep looked (``sla.breach``):
+    its stage or cancellation came after the deadline but before this sweep. Those are
+    searched among the transactions touched since ``since`` (None: all)."""
     policies = queries.policies()
     specific: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for p in policies:
@@ -331,15 +340,13 @@ def _open_stuck(at: datetime, owner: Callable[[str], str], result: SweepResult) 
             log.warning("SLA policy %s names a stage without a column; not swept", p.name)
             continue
         start = stage_field(p.from_stage)
+        end_stages = [s for s in sla.satisfying_stages(p.to_stage) if s in columns]
+        ends = [stage_field(s) for s in end_stages]
         qs = Transaction.objects.filter(
             merged_into__isnull=True,
             kind=p.transaction_kind,
-            cancelled_at__isnull=True,
             **{f"{start}__lt": sla.overdue_threshold(p, at)},
         )
-        for s in sla.satisfying_stages(p.to_stage):
-            if s in columns:
-                qs = qs.filter(**{f"{stage_field(s)}__isnull": True})
         if p.channel:
             qs = qs.filter(channel=p.channel)
         elif specific[(p.transaction_kind, p.from_stage, p.to_stage)]:
@@ -351,45 +358,100 @@ def _open_stuck(at: datetime, owner: Callable[[str], str], result: SweepResult) 
                 Issue.objects.filter(transaction_id=OuterRef("pk"), kind=STUCK, stage=p.to_stage)
             )
         )
+        missing = qs.filter(cancelled_at__isnull=True, **{f"{col}__isnull": True for col in ends})
+        candidates = [
+            (pk, channel, from_at, sla.Breach(from_at + _allowed(p)))
+            for pk, channel, from_at in missing.order_by(start, "id").values_list(
+                "id", "channel", start
+            )
+        ]
+        # ended after the deadline: every end (a satisfying stage, a cancellation) empty or
+        # later than the moment it became overdue, and one of them there
+        overdue_at = ExpressionWrapper(F(start) + _allowed(p), output_field=DateTimeField())
+        late = qs
+        for col in [*ends, "cancelled_at"]:
+            late = late.filter(Q(**{f"{col}__isnull": True}) | Q(**{f"{col}__gt": overdue_at}))
+        ended = Q(cancelled_at__isnull=False)
+        for col in ends:
+            ended |= Q(**{f"{col}__isnull": False})
+        late = late.filter(ended)
+        if since is not None:
+            late = late.filter(updated_at__gte=since)
+        for pk, channel, from_at, cancelled_at, *reached in late.order_by(start, "id").values_list(
+            "id", "channel", start, "cancelled_at", *ends
+        ):
+            found = sla.breach(
+                p, from_at, dict(zip(end_stages, reached, strict=True)), cancelled_at, at
+            )
+            if found is not None:
+                candidates.append((pk, channel, from_at, found))
         system = sla.stage_system(p.to_stage, overrides)
-        candidates = list(qs.order_by(start, "id").values_list("id", "channel", start))
         for i in range(0, len(candidates), _BATCH):
             chunk = candidates[i : i + _BATCH]
-            labels = queries.transaction_labels(pk for pk, _, _ in chunk)
+            labels = queries.transaction_labels(pk for pk, _, _, _ in chunk)
             rows = []
-            for pk, channel, from_at in chunk:
+            for pk, channel, from_at, found in chunk:
                 key = f"{STUCK}:{pk}:{p.to_stage}"
                 if key in planned:  # two policies ending at one stage: ask once
                     continue
                 planned.add(key)
-                deadline_at = from_at + timedelta(seconds=p.deadline_s)
-                scope = channel or p.transaction_kind
-                rows.append(
-                    Issue(
-                        kind=STUCK,
-                        transaction_id=pk,
-                        system=system,
-                        stage=p.to_stage,
-                        owner=owner(system),
-                        summary=f"{labels[pk]}: not {p.to_stage} within "
-                        f"{_human(p.deadline_s)} of {p.from_stage} ({scope})",
-                        detail={
-                            "policy_id": p.id,
-                            "policy": p.name,
-                            "from_stage": p.from_stage,
-                            "from_at": from_at.isoformat(),
-                            "to_stage": p.to_stage,
-                            "deadline_s": p.deadline_s,
-                            "batch_allowance_s": p.batch_allowance_s,
-                            "deadline_at": deadline_at.isoformat(),
-                            "channel": channel,
-                        },
-                        dedupe_key=key,
-                        event_at=deadline_at,
-                        opened_at=at,
-                    )
-                )
+                team = owner(system)
+                rows.append(_stuck_issue(p, pk, channel, from_at, found, labels[pk], team, at))
             result.stuck_opened += _insert(rows)
+            result.stuck_closed += sum(1 for r in rows if r.state == RESOLVED)
+
+
+def _allowed(p: sla.Policy) -> timedelta:
+    return timedelta(seconds=p.deadline_s + p.batch_allowance_s)
+
+
+def _stuck_issue(
+    p: sla.Policy,
+    pk: int,
+    channel: str,
+    from_at: datetime,
+    found: sla.Breach,
+    label: str,
+    team: str,
+    at: datetime,
+) -> Issue:
+    system = sla.stage_system(p.to_stage, settings.TRIAGE_STAGE_SYSTEMS)
+    deadline_at = from_at + timedelta(seconds=p.deadline_s)
+    scope = channel or p.transaction_kind
+    issue = Issue(
+        kind=STUCK,
+        transaction_id=pk,
+        system=system,
+        stage=p.to_stage,
+        owner=team,
+        summary=f"{label}: not {p.to_stage} within "
+        f"{_human(p.deadline_s)} of {p.from_stage} ({scope})",
+        detail={
+            "policy_id": p.id,
+            "policy": p.name,
+            "from_stage": p.from_stage,
+            "from_at": from_at.isoformat(),
+            "to_stage": p.to_stage,
+            "deadline_s": p.deadline_s,
+            "batch_allowance_s": p.batch_allowance_s,
+            "deadline_at": deadline_at.isoformat(),
+            "channel": channel,
+        },
+        dedupe_key=f"{STUCK}:{pk}:{p.to_stage}",
+        event_at=deadline_at,
+        opened_at=at,
+    )
+    if found.ended_at is not None:
+        # overdue while no sweep looked: opened and resolved on business time, when a sweep
+        # running all along would have opened and closed it
+        why = "the order was cancelled" if found.ended_by == sla.CANCELLED else None
+        issue.opened_at = found.overdue_after
+        issue.state = RESOLVED
+        issue.resolved_at = found.ended_at
+        issue.resolved_by = SYSTEM_ACTOR
+        issue.resolution = why or f"{p.to_stage} reached"
+        issue.detail["found_after"] = True
+    return issue
 
 
 def _close_stuck(at: datetime, result: SweepResult) -> None:
@@ -550,6 +612,8 @@ def _open_from_conflicts(at: datetime, owner: Callable[[str], str], result: Swee
             if x.transaction_id is not None
         )
         rows = []
+        refusals: dict[str, list[dict[str, Any]]] = {}
+        hops = {x.hop_id: x.hop for x in batch}
         for x in batch:
             tx = winners.get(x.transaction_id) if x.transaction_id else None
             other = winners.get(x.other_transaction_id) if x.other_transaction_id else None
@@ -582,11 +646,11 @@ def _open_from_conflicts(at: datetime, owner: Callable[[str], str], result: Swee
                 summary = f"{label}: captured twice ({x.kind} {x.existing_value} and {x.value})"
                 sides["duplicate"] = "captured_twice"
             else:
-                kind, key = CONFLICT, f"{CONFLICT}:{x.id}"
-                summary = (
-                    f"{label}: {hop.system} {hop.operation} carried {x.kind} {x.value}, "
-                    f"but the transaction already has {x.existing_value}"
+                # one exception per refused link, however many kinds clash in it
+                refusals.setdefault(f"{CONFLICT}:hop:{x.hop_id}", []).append(
+                    {**sides, "label": label}
                 )
+                continue
             rows.append(
                 Issue(
                     kind=kind,
@@ -606,9 +670,58 @@ def _open_from_conflicts(at: datetime, owner: Callable[[str], str], result: Swee
         for r in rows:
             if r.kind == DUPLICATE:
                 result.duplicates_opened += 1
-            else:
-                result.conflicts_opened += 1
+        held = _held_keys(refusals)
+        rows = []
+        for key, clashes in refusals.items():
+            if key in held:  # the rest of a refusal whose first rows an earlier batch took
+                continue
+            clashes.sort(key=_clash_rank)
+            first = clashes[0]
+            tx = first["transaction_id"]
+            hop = hops[first["hop_id"]]
+            rows.append(
+                Issue(
+                    kind=CONFLICT,
+                    transaction_id=tx,
+                    hop_id=hop.id,
+                    system=hop.system,
+                    operation=hop.operation[:255],
+                    owner=owner(hop.system),
+                    summary=_conflict_summary(first["label"], hop.system, hop.operation, clashes),
+                    detail={
+                        **{k: v for k, v in first.items() if k != "label"},
+                        "clashes": [
+                            {k: cl[k] for k in ("conflict_id", "kind", "value", "existing_value")}
+                            for cl in clashes
+                        ],
+                    },
+                    dedupe_key=key,
+                    event_at=hop.start_time,
+                    opened_at=at,
+                )
+            )
+        _insert(rows)
+        result.conflicts_opened += len(rows)
         Conflict.objects.filter(id__in=[x.id for x in batch]).update(triaged_at=at)
+
+
+def _clash_rank(clash: dict[str, Any]) -> tuple[int, str, int]:
+    """Channel order ids first (what people name an order by), then by kind and id."""
+    kind = clash["kind"]
+    rank = CHANNEL_ORDER_KINDS.index(kind) if kind in CHANNEL_ORDER_KINDS else 99
+    return (rank, kind, clash["conflict_id"])
+
+
+def _conflict_summary(label: str, system: str, operation: str, clashes: list[dict]) -> str:
+    """``#1005: middleware validate carried order_number #1005, but the transaction already
+    has #1004`` (and the other kinds that clashed on the same hop)."""
+    first = clashes[0]
+    text = (
+        f"{label}: {system} {operation} carried {first['kind']} {first['value']}, "
+        f"but the transaction already has {first['existing_value']}"
+    )
+    more = [f"{x['kind']} {x['existing_value']} vs {x['value']}" for x in clashes[1:]]
+    return text + (f" (also {', '.join(more)})" if more else "")
 
 
 def _held_keys(keys: Iterable[str]) -> set[str]:

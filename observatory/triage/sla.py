@@ -234,6 +234,51 @@ def overdue_threshold(policy: Policy, now: datetime) -> datetime:
     return now - timedelta(seconds=policy.deadline_s + policy.batch_allowance_s)
 
 
+@dataclass(frozen=True)
+class Breach:
+    """A policy a transaction was overdue for: from when, and until what ended it."""
+
+    overdue_after: datetime
+    #: when the stage (or a later one) arrived or the transaction was cancelled; None
+    #: while it is still overdue
+    ended_at: datetime | None = None
+    #: the stage that ended it, or ``cancelled`` ("" while still overdue)
+    ended_by: str = ""
+
+
+def breach(
+    policy: Policy,
+    from_at: datetime,
+    reached: Mapping[str, datetime | None],
+    cancelled_at: datetime | None,
+    now: datetime,
+) -> Breach | None:
+    """Whether the transaction was ever overdue for ``policy`` as of ``now``, whatever the
+    moment it is asked: ``None`` if ``to_stage`` (or a later stage of its sequence) or a
+    cancellation came by ``overdue_after`` (or that moment has not passed yet).
+
+    The sweep asks "overdue now?" at every turn; this is the same question asked after
+    the fact, so a stage that arrived late is recorded even when no sweep ran while it
+    was missing (a backfill of history, a stopped worker, a stage that came between two
+    sweeps). Like ``overdue``, the batch allowance is always granted before a stage
+    counts as missing. ``reached`` maps stages to their first time (stages outside the
+    policy's sequence are ignored); times after ``now`` have not happened yet.
+    """
+    overdue_after = from_at + timedelta(seconds=policy.deadline_s + policy.batch_allowance_s)
+    if overdue_after >= now:
+        return None
+    wanted = set(satisfying_stages(policy.to_stage))
+    ends = [(at, s) for s, at in reached.items() if s in wanted and at is not None and at <= now]
+    if cancelled_at is not None and cancelled_at <= now:
+        ends.append((cancelled_at, CANCELLED))
+    if not ends:
+        return Breach(overdue_after)
+    ended_at, ended_by = min(ends)
+    if ended_at <= overdue_after:
+        return None
+    return Breach(overdue_after, ended_at, ended_by)
+
+
 #: Exception age buckets (CONTRACT 5 ``exception_aging``), upper bounds in seconds.
 AGE_BUCKETS: Final = (
     ("under_1h", 3600),

@@ -104,3 +104,59 @@ def test_the_sweep_threshold_agrees_with_judge(deadline: int, allowance: int, el
     judged = sla.judge(policy, {"captured": sla.Reached(T)}, now)
     assert judged is not None
     assert (judged.status == "overdue") == (sla.overdue_threshold(policy, now) > T)
+
+
+def test_a_breach_found_after_the_fact() -> None:
+    # posted 5 min late, asked a day later: overdue from 60 s until it was posted
+    late = sla.breach(WEB, T, {"posted": at(300)}, None, at(86400))
+    assert late == sla.Breach(at(60), at(300), "posted")
+    # a later stage ends it when the due one was skipped; the earliest end wins
+    skipped = sla.breach(
+        WEB, T, {"posted": None, "shipped": at(200), "invoiced": at(100)}, None, at(999)
+    )
+    assert skipped == sla.Breach(at(60), at(100), "invoiced")
+    assert sla.breach(WEB, T, {"posted": at(60)}, None, at(999)) is None  # on time
+    assert sla.breach(WEB, T, {}, at(30), at(999)) is None  # cancelled before it was due
+    assert sla.breach(WEB, T, {}, at(90), at(999)) == sla.Breach(at(60), at(90), "cancelled")
+    # still missing: overdue and open; not due yet: nothing
+    assert sla.breach(WEB, T, {"posted": None}, None, at(61)) == sla.Breach(at(60))
+    assert sla.breach(WEB, T, {}, None, at(60)) is None
+    # what happens after "now" has not happened yet
+    assert sla.breach(WEB, T, {"posted": at(300)}, None, at(120)) == sla.Breach(at(60))
+    # the batch allowance is granted before a stage counts as missing
+    assert sla.breach(NIGHTLY, T, {"invoiced": at(3600 + 7200)}, None, at(99_999)) is None
+    assert sla.breach(NIGHTLY, T, {"invoiced": at(3600 + 7201)}, None, at(99_999)) == sla.Breach(
+        at(3600 + 7200), at(3600 + 7201), "invoiced"
+    )
+
+
+@given(
+    deadline=st.integers(0, 86400),
+    allowance=st.integers(0, 3600),
+    reached=st.one_of(st.none(), st.integers(0, 3 * 86400)),
+    asked=st.lists(st.integers(0, 4 * 86400), min_size=1, max_size=6),
+)
+def test_a_breach_is_what_a_sweep_running_all_along_would_have_seen(
+    deadline: int, allowance: int, reached: int | None, asked: list[int]
+) -> None:
+    """Sweeps at any moments find a stage overdue at one of them only if ``breach`` says
+    so as of the last; asked at a moment it is overdue, ``breach`` says it is still open."""
+    policy = sla.Policy(9, "p", "order", "", "captured", "posted", deadline, allowance)
+    stages = {"posted": None if reached is None else at(reached)}
+    seen = False
+    for moment in sorted(asked):
+        now = at(moment)
+        visible = {s: t for s, t in stages.items() if t is not None and t <= now}
+        overdue = sla.overdue(
+            [policy],
+            "order",
+            "",
+            {"captured": sla.Reached(T)} | {s: sla.Reached(t) for s, t in visible.items()},
+            now,
+        )
+        found = sla.breach(policy, T, stages, None, now)
+        if overdue:
+            seen = True
+            assert found == sla.Breach(at(deadline + allowance))
+    if seen:
+        assert sla.breach(policy, T, stages, None, at(max(asked))) is not None

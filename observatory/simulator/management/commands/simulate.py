@@ -80,6 +80,13 @@ class Command(BaseCommand):
             f"(about {DAILY_ORDERS} orders a day, times the scenario's traffic)",
         )
         parser.add_argument(
+            "--history-end",
+            metavar="ISO-8601",
+            help="end the backfilled history at this past moment instead of now (a "
+            "history-only run: same seed and end, same traffic at the same hours of the "
+            "week; e.g. 2026-11-18T09:07Z)",
+        )
+        parser.add_argument(
             "--speed",
             type=float,
             default=1.0,
@@ -147,6 +154,8 @@ class Command(BaseCommand):
             self._banner(url, days, opts)
 
         start = datetime.now(UTC)
+        if opts["history_end"]:
+            start = self._history_end(opts["history_end"], start, days, live_orders)
         plan = Plan(
             seed=seed,
             start=start,
@@ -172,6 +181,8 @@ class Command(BaseCommand):
             sim,
             senders,
             TimeMap(start, speed),
+            # a history that ends in the past is all due at once: its clock stops at the end
+            now=(lambda: start) if opts["history_end"] else (lambda: datetime.now(UTC)),
             drain_s=opts["drain"],
             duration_s=opts["duration"],
             progress=progress,
@@ -190,6 +201,23 @@ class Command(BaseCommand):
             self.stdout.write(line)
         if summary.hops == 0 and summary.errors:
             raise CommandError(f"no hop could be delivered to {url}: see the send errors above")
+
+    @staticmethod
+    def _history_end(text: str, now: datetime, days: float, live_orders: int | None) -> datetime:
+        try:
+            end = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise CommandError(f"--history-end: {text!r} is not an ISO 8601 time") from None
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=UTC)
+        if end > now:
+            raise CommandError(f"--history-end: {end.isoformat()} is in the future")
+        if not days or live_orders != 0:
+            raise CommandError(
+                "--history-end goes with --backfill-days and no live orders "
+                "(--orders within the history, no --duration or --forever)"
+            )
+        return end
 
     def _history_sent(self, stats: Stats, elapsed: float) -> None:
         message = (
