@@ -53,6 +53,11 @@ STEPS: list[tuple[float, str, str, str, str, str]] = [
 
 
 def keys_for(step: str, i: int) -> list[tuple[str, str]]:
+    return order_keys(i)[step]
+
+
+def order_keys(i: int) -> dict[str, list[tuple[str, str]]]:
+    """The keys of order ``i``'s hops, by key builder (the last field of STEPS)."""
     o, so, sh, trk = f"#{100000 + i}", f"SO-{500000 + i}", f"SH-{i}", f"1Z{i:012d}"
     return {
         "create": [("order_number", o), ("shopify_order_id", str(8_000_000_000 + i))],
@@ -67,7 +72,7 @@ def keys_for(step: str, i: int) -> list[tuple[str, str]]:
         ],
         "track": [("tracking_number", trk)],
         "invoice": [("erp_sales_order", so), ("invoice_id", f"INV-{i}")],
-    }[step]
+    }
 
 
 def generate(n_hops: int, seed: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

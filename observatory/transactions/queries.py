@@ -9,7 +9,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db import connection
 from django.db.models import Prefetch
+from django.db.models.expressions import RawSQL
 
 from observatory.hops.models import DuplicateDelivery, Hop
 from observatory.lib.clock import Clock, now
@@ -23,6 +25,7 @@ from observatory.transactions.models import (
 from tracing.conventions import KEY_KIND_PATTERN
 
 _KIND_RE = re.compile(KEY_KIND_PATTERN)
+_TXKEY = TransactionKey._meta.db_table
 #: How many merged_into steps are followed (merges are flattened, so one is the norm).
 _MAX_FOLLOW = 8
 
@@ -140,9 +143,15 @@ def search(prefix: str, limit: int = 20, *, clock: Clock = now) -> list[SearchHi
     if kind:
         qs = qs.filter(kind=kind)
     variants = bare_variants(value)
-    cond = qs.filter(value__startswith=variants[0])
-    for v in variants[1:]:
-        cond = cond | qs.filter(value__startswith=v)
+    if connection.vendor == "postgresql":
+        # each variant's first rows in the order of the value index, which it serves
+        # without reading further: "ORDER BY value" over "a% OR b%" sorted every match
+        # (a million for "INV-" at a million orders: a second; bench/lookup.py)
+        cond = qs.filter(id__in=_first_ids(kind, variants, limit * 4))
+    else:
+        cond = qs.filter(value__startswith=variants[0])
+        for v in variants[1:]:
+            cond = cond | qs.filter(value__startswith=v)
     rows = list(cond.order_by("value")[: limit * 4])
     at = clock()
     hits: dict[int, SearchHit] = {}
@@ -158,6 +167,21 @@ def search(prefix: str, limit: int = 20, *, clock: Clock = now) -> list[SearchHi
         reverse=True,
     )
     return ordered[:limit]
+
+
+def _first_ids(kind: str | None, variants: list[str], n: int) -> RawSQL:
+    """The ids of the first ``n`` keys (in the order of the ``txkey_value`` index) whose
+    value starts with each of ``variants``, as a subquery (PostgreSQL)."""
+    arms, params = [], []
+    for v in variants:
+        like = v.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        arms.append(
+            f"(SELECT id FROM {_TXKEY} WHERE value LIKE %s"
+            + (" AND kind = %s" if kind else "")
+            + " ORDER BY value USING ~<~ LIMIT %s)"
+        )
+        params += [like, kind, n] if kind else [like, n]
+    return RawSQL(" UNION ALL ".join(arms), params)
 
 
 @dataclass

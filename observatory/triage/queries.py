@@ -414,11 +414,12 @@ def order_view(tx: Transaction, now: datetime) -> OrderView:
                 first=first,
             )
         )
-    # with those closed on transactions merged into this one (open ones follow the merge)
+    # with those closed on transactions merged into this one (open ones follow the merge):
+    # a union of two index scans, where an OR across the join read both tables whole
     tx_issues = list(
-        Issue.objects.filter(Q(transaction=tx) | Q(transaction__merged_into=tx)).order_by(
-            "opened_at", "id"
-        )
+        Issue.objects.filter(transaction=tx)
+        .union(Issue.objects.filter(transaction__merged_into=tx), all=True)
+        .order_by("opened_at", "id")
     )
     duplicates = list(
         DuplicateDelivery.objects.filter(hop_id__in=[h.id for h in hops]).order_by(
