@@ -34,12 +34,16 @@ def api_client(api_token: str) -> Client:
 # default alert rules, groups). A transactional test's flush empties those tables; rather
 # than serialized_rollback (whose reload collides with the content types a previous flush
 # re-created), every transactional test gets them back from the same seed functions.
-_SEEDS = [
-    ("transactions", "0002_seed_status_maps_and_slas", "seed", "transactions.StatusMap"),
-    ("triage", "0002_owner_routes_and_failed_hop_index", "seed", "triage.OwnerRoute"),
-    ("alerts", "0002_default_rules", "add_rules", "alerts.Rule"),
-    ("dashboards", "0001_groups", "create_groups", "auth.Group"),
-]
+#: model whose emptiness says the data is gone -> the data migrations' functions, in order
+_SEEDS = {
+    "transactions.StatusMap": [
+        ("transactions", "0002_seed_status_maps_and_slas", "seed"),
+        ("transactions", "0005_fulfillment_sla_for_web_orders", "web_only"),
+    ],
+    "triage.OwnerRoute": [("triage", "0002_owner_routes_and_failed_hop_index", "seed")],
+    "alerts.Rule": [("alerts", "0002_default_rules", "add_rules")],
+    "auth.Group": [("dashboards", "0001_groups", "create_groups")],
+}
 
 
 def _reseed() -> None:
@@ -47,8 +51,10 @@ def _reseed() -> None:
 
     from django.apps import apps
 
-    for app, migration, function, model in _SEEDS:
-        if not apps.get_model(model).objects.exists():
+    for model, steps in _SEEDS.items():
+        if apps.get_model(model).objects.exists():
+            continue
+        for app, migration, function in steps:
             module = importlib.import_module(f"observatory.{app}.migrations.{migration}")
             getattr(module, function)(apps, None)
 

@@ -13,7 +13,11 @@
      merge, the hours of all their hops too (hops are counted under their channel);
    * hops stitched since, and duplicate deliveries received since: their hops' hours;
    * exceptions opened, or moved to another transaction by a merge, which ``IssueSeen``
-     has not counted where they now are: their transactions' hours.
+     has not counted where they now are: their transactions' hours (``IssueSeen`` also
+     keeps each exception's channel and store, which follow its transaction's);
+   * the SLA policies, when they changed since the last collection (a digest in
+     ``FillState``): every order hour (within-deadline counts), and the late stages
+     (``OpenStage``) of every transaction are rebuilt.
 
    The first collection (or ``full=True``) queues every hour that has data or rollups.
 2. **Work off** the queue in chunks, each its own transaction: recompute every queued
@@ -28,6 +32,7 @@ lock is taken at BEGIN), so two workers never rebuild one day from half-written 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -47,10 +52,11 @@ from django.db.models import (
     Max,
     OuterRef,
     Q,
+    Subquery,
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncHour
+from django.db.models.functions import Coalesce, Least, TruncHour
 
 from observatory.hops.models import DuplicateDelivery, Hop
 from observatory.kpis import compute, queries
@@ -70,6 +76,8 @@ from observatory.kpis.models import (
 from observatory.lib import live
 from observatory.lib.clock import now
 from observatory.transactions.models import Merge, Transaction, TransactionHop, stage_field
+from observatory.triage import queries as triage_queries
+from observatory.triage import sla
 from observatory.triage.models import Issue
 
 log = logging.getLogger(__name__)
@@ -172,18 +180,25 @@ def _anchor(kind: str, captured: datetime | None, adjusted: datetime | None) -> 
 def _collect(full: bool, result: FillResult) -> None:
     started = now()
     state, _ = FillState.objects.select_for_update().get_or_create(name=_STATE)
+    policies = triage_queries.policies()
+    digest = policies_digest(policies)
     orders: set[datetime] = set()
     hops: set[datetime] = set()
     if full or state.marker is None:
         result.full = True
-        _collect_all(orders, hops)
+        _collect_all(orders, hops, policies)
     else:
-        _collect_since(state.marker - overlap(), orders, hops)
+        _collect_since(state.marker - overlap(), orders, hops, policies)
+        if state.fingerprint != digest:
+            # the SLA policies changed: who is late for what, and every within-deadline
+            # count, are to be judged again
+            refresh_open_stages(None, policies)
+            orders.update(_order_hours())
     _queue(ORDERS, orders)
     _queue(HOPS, hops)
     result.queued = {ORDERS: len(orders), HOPS: len(hops)}
     FillState.objects.filter(name=_STATE).update(
-        marker=started, state=FillState.DONE, last_modified=started
+        marker=started, state=FillState.DONE, fingerprint=digest, last_modified=started
     )
 
 
@@ -198,7 +213,20 @@ def _insert_select(table: str, columns: Sequence[str], qs: Any) -> None:
         cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) {sql}", params)
 
 
-def _collect_all(orders: set[datetime], hops: set[datetime]) -> None:
+def _order_hours() -> set[datetime]:
+    """Every hour with orders, or with order rollups."""
+    hours = set(
+        TxBucket.objects.filter(hour__isnull=False).values_list("hour", flat=True).distinct()
+    )
+    hours.update(
+        OrderRollup.objects.filter(resolution=HOUR).values_list("bucket", flat=True).distinct()
+    )
+    return hours
+
+
+def _collect_all(
+    orders: set[datetime], hops: set[datetime], policies: Sequence[sla.Policy]
+) -> None:
     """Every hour with data or rollups; the per-transaction and per-exception memory is
     rebuilt set-based (INSERT ... SELECT)."""
     TxBucket.objects.all().delete()
@@ -212,15 +240,26 @@ def _collect_all(orders: set[datetime], hops: set[datetime]) -> None:
     IssueSeen.objects.all().delete()
     _insert_select(
         IssueSeen._meta.db_table,
-        ("issue_id", "transaction_id"),
-        Issue.objects.annotate(tx=Coalesce("transaction_id", Value(0))).values_list("id", "tx"),
+        (
+            "issue_id",
+            "transaction_id",
+            "channel",
+            "store",
+            "state",
+            "system",
+            "opened_at",
+            "resolved_at",
+        ),
+        _issue_values()
+        .annotate(
+            tx_channel=Coalesce("transaction__channel", Value("")),
+            tx_store=Coalesce("transaction__store_id", Value("")),
+        )
+        .values_list(
+            "id", "tx", "tx_channel", "tx_store", "state", "system", "opened_at", "resolved_at"
+        ),
     )
-    orders.update(
-        TxBucket.objects.filter(hour__isnull=False).values_list("hour", flat=True).distinct()
-    )
-    orders.update(
-        OrderRollup.objects.filter(resolution=HOUR).values_list("bucket", flat=True).distinct()
-    )
+    orders.update(_order_hours())
     hops.update(
         Hop.objects.filter(stitched_at__isnull=False)
         .annotate(h=TruncHour("start_time", tzinfo=UTC))
@@ -230,10 +269,12 @@ def _collect_all(orders: set[datetime], hops: set[datetime]) -> None:
     hops.update(
         HopRollup.objects.filter(resolution=HOUR).values_list("bucket", flat=True).distinct()
     )
-    refresh_open_stages(None)
+    refresh_open_stages(None, policies)
 
 
-def _collect_since(since: datetime, orders: set[datetime], hops: set[datetime]) -> None:
+def _collect_since(
+    since: datetime, orders: set[datetime], hops: set[datetime], policies: Sequence[sla.Policy]
+) -> None:
     reattribute: set[int] = set()
     touched = list(
         Transaction.objects.filter(updated_at__gte=since).values_list(
@@ -265,8 +306,16 @@ def _collect_since(since: datetime, orders: set[datetime], hops: set[datetime]) 
         TxBucket.objects.filter(transaction_id__in=ids).delete()
         TxBucket.objects.bulk_create(fresh)
     if touched:
-        refresh_open_stages([r[0] for r in touched])
+        refresh_open_stages([r[0] for r in touched], policies)
+    moved = set(reattribute)
     reattribute.update(Merge.objects.filter(at__gte=since).values_list("winner_id", flat=True))
+    for chunk in _chunks(sorted(moved)):
+        # their exceptions are counted under the channel and store they have now
+        of_tx = Transaction.objects.filter(pk=OuterRef("transaction_id"))
+        IssueSeen.objects.filter(transaction_id__in=chunk).update(
+            channel=Subquery(of_tx.values("channel")[:1]),
+            store=Subquery(of_tx.values("store_id")[:1]),
+        )
     for chunk in _chunks(sorted(reattribute)):
         hops.update(
             TransactionHop.objects.filter(transaction_id__in=chunk)
@@ -289,27 +338,67 @@ def _collect_since(since: datetime, orders: set[datetime], hops: set[datetime]) 
     _collect_issues(orders)
 
 
+#: Stands for "not resolved" where NULLs are compared (no exception is resolved then).
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _issue_values() -> Any:
+    """Exceptions as ``IssueSeen`` keeps them (no transaction: 0)."""
+    return Issue.objects.annotate(
+        tx=Coalesce("transaction_id", Value(0)),
+        resolved=Coalesce("resolved_at", Value(_NEVER)),
+    )
+
+
 def _collect_issues(orders: set[datetime]) -> None:
-    """Exceptions not yet counted on the transaction they now belong to (new ones, and
-    ones a merge moved): an anti-join against ``IssueSeen``, whatever their clocks say."""
-    seen_here = IssueSeen.objects.filter(issue_id=OuterRef("pk"), transaction_id=OuterRef("tx"))
+    """Exceptions ``IssueSeen`` does not hold as they are now (new ones, ones a merge
+    moved, ones acknowledged or resolved): an anti-join, whatever their clocks say. Their
+    rows are rewritten; the orders hours of those counted on another transaction than
+    before are queued."""
+    seen_here = IssueSeen.objects.annotate(resolved=Coalesce("resolved_at", Value(_NEVER))).filter(
+        issue_id=OuterRef("pk"),
+        transaction_id=OuterRef("tx"),
+        state=OuterRef("state"),
+        resolved=OuterRef("resolved"),
+    )
     changed = list(
-        Issue.objects.annotate(tx=Coalesce("transaction_id", Value(0)))
+        _issue_values()
         .filter(~Exists(seen_here))
-        .values_list("id", "tx")
+        .values_list("id", "tx", "state", "system", "opened_at", "resolved_at")
     )
     if not changed:
         return
     txs: set[int] = set()
     for chunk in _chunks(changed):
-        ids = [i for i, _ in chunk]
+        ids = [row[0] for row in chunk]
         before = dict(
             IssueSeen.objects.filter(issue_id__in=ids).values_list("issue_id", "transaction_id")
         )
-        txs.update(t for _, t in chunk if t)
-        txs.update(t for t in before.values() if t)
+        scope = {
+            pk: (channel, store)
+            for pk, channel, store in Transaction.objects.filter(
+                id__in={row[1] for row in chunk if row[1]}
+            ).values_list("id", "channel", "store_id")
+        }
+        for issue_id, tx, *_ in chunk:
+            if before.get(issue_id) != tx:  # new, or moved: counted on another order
+                txs.update(t for t in (tx, before.get(issue_id)) if t)
         IssueSeen.objects.filter(issue_id__in=ids).delete()
-        IssueSeen.objects.bulk_create([IssueSeen(issue_id=i, transaction_id=t) for i, t in chunk])
+        IssueSeen.objects.bulk_create(
+            [
+                IssueSeen(
+                    issue_id=issue_id,
+                    transaction_id=tx,
+                    channel=scope.get(tx, ("", ""))[0],
+                    store=scope.get(tx, ("", ""))[1],
+                    state=state,
+                    system=system,
+                    opened_at=opened,
+                    resolved_at=resolved,
+                )
+                for issue_id, tx, state, system, opened, resolved in chunk
+            ]
+        )
     winners: set[int] = set()
     for chunk in _chunks(sorted(txs)):
         for tx_id, merged_into in Transaction.objects.filter(id__in=chunk).values_list(
@@ -329,11 +418,29 @@ def _collect_issues(orders: set[datetime]) -> None:
 # --- the open stages behind the live backlog ---------------------------------------------------
 
 
-def refresh_open_stages(tx_ids: Sequence[int] | None = None) -> None:
+def refresh_open_stages(
+    tx_ids: Sequence[int] | None = None, policies: Sequence[sla.Policy] | None = None
+) -> None:
     """Rewrite the ``OpenStage`` rows of these transactions (None: of all), set-based: one
-    INSERT ... SELECT per SLA policy (and chunk of ids)."""
+    INSERT ... SELECT per SLA policy (and chunk of ids) on PostgreSQL, then one UPDATE
+    marking each transaction's ``lead`` row.
+
+    A row per (transaction, stage due under a policy judging it) that was ever overdue:
+    ``from_stage`` reached, and the stage due (or a later one) not reached, nor the
+    transaction cancelled, by ``from_stage`` + deadline + batch allowance
+    (``overdue_after``; two policies ending at one stage: the earlier); ``closed_at`` is the
+    first of those times, if any (``triage.sla``: the backlog at a moment T is the rows
+    overdue before T and not closed by T)."""
     table = OpenStage._meta.db_table
-    columns = ("transaction_id", "stage", "anchor", "channel", "store", "overdue_after")
+    columns = (
+        "transaction_id",
+        "stage",
+        "anchor",
+        "channel",
+        "store",
+        "overdue_after",
+        "closed_at",
+    )
     chunks: list[Sequence[int] | None]
     if tx_ids is None:
         OpenStage.objects.all().delete()
@@ -342,26 +449,86 @@ def refresh_open_stages(tx_ids: Sequence[int] | None = None) -> None:
         chunks = list(_chunks(sorted(set(tx_ids))))
         for chunk in chunks:
             OpenStage.objects.filter(transaction_id__in=chunk).delete()
-    branches = queries.policy_branches(since=None, until=None, live=True)
+    judged = queries.judged_by(policies)
     for chunk in chunks:
-        for policy, qs in branches:
+        found: dict[tuple[int, str], tuple[Any, ...]] = {}
+        for policy, qs, reaching in judged:
             if chunk is not None:
                 qs = qs.filter(id__in=chunk)
             allowed = timedelta(seconds=policy.deadline_s + policy.batch_allowance_s)
-            rows = qs.annotate(
-                missing=Value(policy.to_stage, output_field=CharField()),
-                anchor_at=queries.anchor_expr(),
-                due=ExpressionWrapper(
-                    F(stage_field(policy.from_stage)) + Value(allowed),
-                    output_field=DateTimeField(),
-                ),
-            ).values_list("id", "missing", "anchor_at", "channel", "store_id", "due")
+            start = stage_field(policy.from_stage)
+            ends = [*reaching, "cancelled_at"]
             if connection.vendor == "postgresql":
-                _insert_select(table, columns, rows)
-            else:  # SQLite's datetime arithmetic yields text of another shape: via Python
-                found = list(rows)
-                if found:
-                    _insert_rows(OpenStage, columns, found)
+                # LEAST skips NULLs there: the first end reached, NULL when none was
+                closed = Least(*[F(c) for c in ends]) if len(ends) > 1 else F(ends[0])
+                rows = (
+                    qs.annotate(
+                        missing=Value(policy.to_stage, output_field=CharField()),
+                        anchor_at=queries.anchor_expr(),
+                        due=ExpressionWrapper(
+                            F(start) + Value(allowed), output_field=DateTimeField()
+                        ),
+                        closed=ExpressionWrapper(closed, output_field=DateTimeField()),
+                    )
+                    .filter(Q(closed__isnull=True) | Q(closed__gt=F("due")))
+                    .values_list(
+                        "id", "missing", "anchor_at", "channel", "store_id", "due", "closed"
+                    )
+                )
+                sql, params = rows.query.sql_with_params()
+                with connection.cursor() as cur:
+                    cur.execute(
+                        f"INSERT INTO {table} ({', '.join(columns)}) {sql} "
+                        "ON CONFLICT (transaction_id, stage) DO UPDATE SET overdue_after = "
+                        f"LEAST({table}.overdue_after, EXCLUDED.overdue_after)",
+                        params,
+                    )
+                continue
+            # SQLite: its datetime arithmetic yields text of another shape, and MIN() of
+            # several values is NULL when any is: computed here
+            for pk, anchor, channel, store, from_at, *times in qs.annotate(
+                anchor_at=queries.anchor_expr()
+            ).values_list("id", "anchor_at", "channel", "store_id", start, *ends):
+                due = from_at + allowed
+                reached = [t for t in times if t is not None]
+                end = min(reached) if reached else None
+                if end is not None and end <= due:
+                    continue
+                held = found.get((pk, policy.to_stage))
+                if held is None or due < held[5]:
+                    found[(pk, policy.to_stage)] = (
+                        pk,
+                        policy.to_stage,
+                        anchor,
+                        channel,
+                        store,
+                        due,
+                        end,
+                    )
+        if found:
+            _insert_rows(OpenStage, columns, found.values())
+        _mark_leads(chunk)
+
+
+def _mark_leads(tx_ids: Sequence[int] | None) -> None:
+    """Mark each transaction's open row that fell due first (ties: by stage)."""
+    earlier = OpenStage.objects.filter(
+        transaction_id=OuterRef("transaction_id"), closed_at__isnull=True
+    ).filter(
+        Q(overdue_after__lt=OuterRef("overdue_after"))
+        | Q(overdue_after=OuterRef("overdue_after"), stage__lt=OuterRef("stage"))
+    )
+    rows = OpenStage.objects.filter(closed_at__isnull=True)
+    if tx_ids is not None:
+        rows = rows.filter(transaction_id__in=tx_ids)
+    rows.exclude(Exists(earlier)).update(lead=True)
+
+
+def policies_digest(policies: Sequence[sla.Policy]) -> str:
+    """What the open stages and the within-deadline counts are built under: the active SLA
+    policies (a change of any of them is a change of this)."""
+    text = repr(sorted(repr(p) for p in policies))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- 2. work off ----------------------------------------------------------------------------
@@ -428,6 +595,7 @@ ORDER_COLUMNS = (
     "inv_within",
     "inv_max",
     "inv_sketch",
+    "digest",
 )
 HOP_COLUMNS = (
     "resolution",
@@ -442,6 +610,7 @@ HOP_COLUMNS = (
     "replays",
     "duplicates",
     "dur_sketch",
+    "digest",
 )
 
 
@@ -488,6 +657,7 @@ def _order_tuple(key: compute.OrderKey, agg: compute.OrderAgg) -> tuple[Any, ...
         agg.inv.within,
         agg.inv.maximum,
         _blob(agg.inv.finish()),
+        agg.digest,
     )
 
 
@@ -503,8 +673,11 @@ def recompute_order_hours(hours: Sequence[datetime], cutoff: datetime) -> None:
 def _rebuild_order_days(days: set[datetime]) -> None:
     ranges = [(d, d + timedelta(days=1)) for d in sorted(days)]
     totals: dict[tuple[datetime, str, str], queries.OrderTotal] = defaultdict(queries.OrderTotal)
+    digests: dict[tuple[datetime, str, str], int] = defaultdict(int)
     for row in OrderRollup.objects.filter(_bucket_q((HOUR,), ranges)):
-        totals[(compute.floor_to(row.bucket, DAY), row.channel, row.store)].add_row(row)
+        key = (compute.floor_to(row.bucket, DAY), row.channel, row.store)
+        totals[key].add_row(row)
+        digests[key] = (digests[key] + row.digest) & compute.DIGEST_MASK
     OrderRollup.objects.filter(_bucket_q((DAY,), ranges)).delete()
     rows = [
         (
@@ -526,6 +699,7 @@ def _rebuild_order_days(days: set[datetime]) -> None:
             t.inv.within,
             t.inv.maximum,
             _blob(t.inv.sketch),
+            digests[(day, ch, st)],
         )
         for (day, ch, st), t in totals.items()
     ]
@@ -540,7 +714,16 @@ def recompute_hop_hours(hours: Sequence[datetime], cutoff: datetime) -> None:
         HopRollup,
         HOP_COLUMNS,
         (
-            (*key, a.hops, a.errors, a.retries, a.replays, a.duplicates, _blob(a.dur.finish()))
+            (
+                *key,
+                a.hops,
+                a.errors,
+                a.retries,
+                a.replays,
+                a.duplicates,
+                _blob(a.dur.finish()),
+                a.digest,
+            )
             for key, a in aggs.items()
         ),
     )
@@ -552,6 +735,7 @@ def _rebuild_hop_days(days: set[datetime]) -> None:
     totals: dict[tuple[datetime, str, str, str, str], queries.HopTotal] = defaultdict(
         queries.HopTotal
     )
+    digests: dict[tuple[datetime, str, str, str, str], int] = defaultdict(int)
     for (
         bucket,
         ch,
@@ -564,6 +748,7 @@ def _rebuild_hop_days(days: set[datetime]) -> None:
         replays,
         dups,
         blob,
+        digest,
     ) in HopRollup.objects.filter(_bucket_q((HOUR,), ranges)).values_list(
         "bucket",
         "channel",
@@ -576,18 +761,19 @@ def _rebuild_hop_days(days: set[datetime]) -> None:
         "replays",
         "duplicates",
         "dur_sketch",
+        "digest",
     ):
-        totals[(compute.floor_to(bucket, DAY), ch, st, system, op)].add(
-            n, errors, retries, replays, dups, queries.sketch_of(blob)
-        )
+        key = (compute.floor_to(bucket, DAY), ch, st, system, op)
+        totals[key].add(n, errors, retries, replays, dups, queries.sketch_of(blob))
+        digests[key] = (digests[key] + digest) & compute.DIGEST_MASK
     HopRollup.objects.filter(_bucket_q((DAY,), ranges)).delete()
     _insert_rows(
         HopRollup,
         HOP_COLUMNS,
         (
-            (DAY, day, ch, st, system, op, t.hops, t.errors, t.retries, t.replays, t.duplicates,
-             _blob(t.dur.sketch))
-            for (day, ch, st, system, op), t in totals.items()
+            (DAY, *key, t.hops, t.errors, t.retries, t.replays, t.duplicates,
+             _blob(t.dur.sketch), digests[key])
+            for key, t in totals.items()
         ),
     )  # fmt: skip
 

@@ -20,6 +20,7 @@ and ``to_proto_bytes`` its standard protobuf form, for other tools.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 import zlib
@@ -356,7 +357,12 @@ def _cut(
     if start >= end:
         return
     if res == MINUTE and (minutes_from is None or floor_to(start, HOUR) < minutes_from):
-        plan.raw.append((start, end))
+        if minutes_from is not None and start < minutes_from < end:
+            # the part from the first hour with minute rollups on is cut by minutes
+            plan.raw.append((start, minutes_from))
+            _cut(plan, minutes_from, end, MINUTE, minutes_from)
+        else:
+            plan.raw.append((start, end))
         return
     a, b = ceil_to(start, res), floor_to(end, res)
     if a >= b:
@@ -447,7 +453,7 @@ ORDER_KIND: Final = "order"
 INVENTORY_KIND: Final = "inventory_update"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OrderFact:
     """One live transaction, as the orders rollup sees it (plain values)."""
 
@@ -466,7 +472,7 @@ class OrderFact:
     posted_twice: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HopFact:
     """One stitched hop, as the hops rollup sees it."""
 
@@ -535,6 +541,8 @@ class OrderAgg:
     a2p: _Lag = field(default_factory=_Lag)
     ful: _Lag = field(default_factory=_Lag)
     inv: _Lag = field(default_factory=_Lag)
+    #: the sum of the facts' ``order_fact_digest`` (kept by ``aggregate_orders``)
+    digest: int = 0
 
     def add(self, f: OrderFact) -> None:
         if f.kind == ORDER_KIND:
@@ -555,6 +563,7 @@ class OrderAgg:
         self.with_exception += other.with_exception
         self.posted_twice += other.posted_twice
         self.inv_updates += other.inv_updates
+        self.digest = (self.digest + other.digest) & DIGEST_MASK
         self.a2p.merge_in(other.a2p)
         self.ful.merge_in(other.ful)
         self.inv.merge_in(other.inv)
@@ -574,6 +583,8 @@ class HopAgg:
     replays: int = 0
     duplicates: int = 0
     dur: _Lag = field(default_factory=_Lag)
+    #: the sum of the facts' ``hop_fact_digest`` (kept by ``aggregate_hops``)
+    digest: int = 0
 
     def add(self, f: HopFact) -> None:
         self.hops += 1
@@ -589,7 +600,60 @@ class HopAgg:
         self.retries += other.retries
         self.replays += other.replays
         self.duplicates += other.duplicates
+        self.digest = (self.digest + other.digest) & DIGEST_MASK
         self.dur.merge_in(other.dur)
+
+
+# --- digests of a bucket's facts ---------------------------------------------------------------
+
+#: Digests are sums of per-fact hashes, kept below 2**63 (a signed 64-bit column).
+DIGEST_MASK: Final = (1 << 63) - 1
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ORDER_FACT: Final = struct.Struct("<qB6d2B")
+_HOP_FACT: Final = struct.Struct("<q3Bqd")
+_KINDS: Final = {ORDER_KIND: 1, INVENTORY_KIND: 2}
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _hash(raw: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
+
+
+def _n(value: float | None) -> float:
+    return -1.0 if value is None else float(value)
+
+
+def order_fact_digest(f: OrderFact) -> int:
+    """A hash of everything a rollup row takes from one transaction, its time included
+    (to the microsecond): a row's ``digest`` is the sum of its facts' ones, so two rows
+    with the same digest hold the same facts at the same moments (up to a 64-bit hash
+    collision), whatever their ids."""
+    return _hash(
+        _ORDER_FACT.pack(
+            _micros(f.anchor),
+            _KINDS.get(f.kind, 0),
+            _n(f.a2p_s),
+            _n(f.a2p_deadline_s),
+            _n(f.ful_s),
+            _n(f.ful_deadline_s),
+            _n(f.inv_s),
+            _n(f.inv_deadline_s),
+            f.with_exception,
+            f.posted_twice,
+        )
+    )
+
+
+def hop_fact_digest(f: HopFact) -> int:
+    """The same for one hop (its system and operation are the row's)."""
+    return _hash(
+        _HOP_FACT.pack(
+            _micros(f.start), f.error, f.retry, f.replay, f.duplicates, _n(f.duration_ms)
+        )
+    )
 
 
 OrderKey = tuple[str, datetime, str, str]  # resolution, bucket, channel, store
@@ -606,6 +670,7 @@ def aggregate_orders(
     names, per (channel, store) grouping."""
     out: dict[OrderKey, OrderAgg] = {}
     for f in facts:
+        digest = order_fact_digest(f)
         for res in resolutions(f.anchor):
             bucket = floor_to(f.anchor, res)
             for ch, st in groupings(f.channel, f.store):
@@ -614,6 +679,7 @@ def aggregate_orders(
                 if agg is None:
                     agg = out[key] = OrderAgg()
                 agg.add(f)
+                agg.digest = (agg.digest + digest) & DIGEST_MASK
     return out
 
 
@@ -623,6 +689,7 @@ def aggregate_hops(
     out: dict[HopKey, HopAgg] = {}
     for f in facts:
         op = f.operation[:OPERATION_MAX]
+        digest = hop_fact_digest(f)
         for res in resolutions(f.start):
             bucket = floor_to(f.start, res)
             for ch, st in groupings(f.channel, f.store):
@@ -631,4 +698,5 @@ def aggregate_hops(
                 if agg is None:
                     agg = out[key] = HopAgg()
                 agg.add(f)
+                agg.digest = (agg.digest + digest) & DIGEST_MASK
     return out

@@ -17,7 +17,12 @@ last fill (``FillState``), queued as ``DirtyHour`` rows and worked off in chunks
 each commit: a crash loses nothing and the next fill carries on. ``TxBucket`` remembers
 where each transaction was counted, so a transaction whose anchor or channel moves (a
 merge, a late capture) leaves its old bucket too; ``IssueSeen`` remembers which
-transaction each exception was counted on.
+transaction each exception was counted on. ``OpenStage`` holds the stages transactions
+were late for, open or since reached: the reconciliation backlog of any moment.
+
+Every row carries a ``digest`` of its facts and their times: a window's edge inside an
+hour without minute rows is read from the source once and kept in memory under the
+hour rows' ids and digests (``queries.raw_facts``), never reused once they change.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ class OrderRollup(models.Model):
     inv_within = models.BigIntegerField(default=0)
     inv_max = models.FloatField(null=True)
     inv_sketch = models.BinaryField(null=True)
+    #: the sum of the hashes of the row's facts (``compute.order_fact_digest``): changes
+    #: whenever what the row counts, or when, does
+    digest = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -90,6 +98,8 @@ class HopRollup(models.Model):
     duplicates = models.BigIntegerField(default=0)
     #: hop durations (milliseconds)
     dur_sketch = models.BinaryField(null=True)
+    #: ``compute.hop_fact_digest`` summed over the row's hops
+    digest = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -135,6 +145,8 @@ class FillState(models.Model):
     name = models.CharField(max_length=16, primary_key=True)
     marker = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=8, default=DONE)
+    #: what the state was built under (the open stages: a digest of the SLA policies)
+    fingerprint = models.CharField(max_length=64, blank=True, default="")
     last_modified = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -171,36 +183,79 @@ class TxBucket(models.Model):
 
 
 class IssueSeen(models.Model):
-    """Which transaction the fill last counted an exception on."""
+    """An exception as the fill last saw it: the transaction it was counted on, that
+    transaction's channel and store, and the exception's own times, state and system. The
+    KPIs of exceptions of a channel or a store (aging, resolution time) read these rows
+    alone (an index on the channel or store and the opening time), never every exception's
+    transaction."""
 
     issue_id = models.BigIntegerField(primary_key=True)
     #: 0: the exception belongs to no transaction
     transaction_id = models.BigIntegerField(default=0)
+    #: of the transaction (its own, merged away or not); blank without one
+    channel = models.CharField(max_length=32, blank=True, default="")
+    store = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=16, blank=True, default="")
+    system = models.CharField(max_length=64, blank=True, default="")
+    opened_at = models.DateTimeField(null=True)
+    resolved_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["transaction_id"], name="kpi_issue_tx"),
+            models.Index(fields=["channel", "opened_at"], name="kpi_issue_channel"),
+            models.Index(fields=["store", "opened_at"], name="kpi_issue_store"),
+        ]
 
     def __str__(self) -> str:
         return f"exception {self.issue_id} counted on transaction {self.transaction_id}"
 
 
 class OpenStage(models.Model):
-    """A stage a live transaction still misses, under an SLA policy that applies to it, and
-    when it becomes overdue: the reconciliation backlog "now" is the rows whose
-    ``overdue_after`` has passed (one small index scan, however many transactions there
-    are). Kept by the fill for the transactions it sees change; an SLA policy edit needs a
-    full fill."""
+    """A stage a live transaction missed its deadline for, under the SLA policies that
+    apply to it: overdue from ``overdue_after`` until ``closed_at`` (the stage, or a later
+    one, was reached, or the transaction cancelled), or still (``closed_at`` None). One row
+    per transaction and stage (two policies ending at one stage: the earlier deadline).
+
+    The reconciliation backlog "now" is the open rows whose ``overdue_after`` has passed:
+    counted per stage in one pass over a covering partial index, however many transactions
+    there are, and in total by counting only each transaction's ``lead`` row (its open one
+    that fell due first: if any of its stages is overdue, that one is). The backlog as it
+    stood at a past moment T is the rows overdue by T and not closed by T (a range of
+    ``anchor``, the window's). Transactions that reached the stage in time have no row.
+    Kept by the fill for the transactions it sees change, and rebuilt whenever the SLA
+    policies change."""
 
     id = models.BigAutoField(primary_key=True)
     transaction_id = models.BigIntegerField()
-    stage = models.CharField(max_length=32, help_text="the stage still missing")
+    stage = models.CharField(max_length=32, help_text="the stage that was due")
     #: the transaction's anchor time (captured, inventory adjusted, return requested)
     anchor = models.DateTimeField(null=True)
     channel = models.CharField(max_length=32)
     store = models.CharField(max_length=64)
     overdue_after = models.DateTimeField()
+    closed_at = models.DateTimeField(
+        null=True, help_text="when the stage (or a later one) came, or the order was cancelled"
+    )
+    #: the transaction's open row that fell due first (ties: by stage)
+    lead = models.BooleanField(db_default=False)
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["transaction_id", "stage"], name="kpi_open_once"),
+        ]
         indexes = [
-            models.Index(fields=["transaction_id"], name="kpi_open_tx"),
-            models.Index(fields=["overdue_after", "anchor"], name="kpi_open_due"),
+            models.Index(
+                fields=["overdue_after", "anchor"],
+                name="kpi_open_due",
+                condition=models.Q(closed_at__isnull=True),
+                include=["channel", "store", "stage", "lead"],
+            ),
+            models.Index(
+                fields=["anchor", "overdue_after"],
+                name="kpi_open_anchor",
+                include=["closed_at", "channel", "store", "stage", "transaction_id"],
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,15 +2,21 @@
 and the source readers the fill shares.
 
 A window ``[since, until)`` is cut (``compute.plan_window``) into whole days, hours and
-minutes answered by rollup rows, and sub-bucket edges answered straight from the source
-rows, so any window gives the same figures as a recount (``bruteforce.py``) without a scan
-of 90 days of hops. The snapshot KPIs (backlog, exception aging, resolution times) are
-small indexed queries.
+minutes answered by rollup rows, and sub-bucket edges: seconds at either end read straight
+from the source rows, and edges in hours older than the minute rollups from that hour's
+facts, read once per process and kept under the hour rows' ids and digests
+(``raw_facts``). So any window gives the same figures as a recount (``bruteforce.py``)
+without a scan of 90 days of hops. The snapshot KPIs are small indexed queries that never
+look up every transaction: the backlog, now or at the end of a past window, from the late
+stages the fill keeps (``OpenStage``); exceptions of a channel or store through the
+channel and store the fill keeps with each (``IssueSeen``).
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
+from bisect import bisect_left
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +40,6 @@ from django.db.models import (
     Min,
     OuterRef,
     Q,
-    Subquery,
     Sum,
     Value,
     When,
@@ -43,7 +48,7 @@ from django.db.models import (
 from observatory.hops.models import DuplicateDelivery, Hop
 from observatory.kpis import compute, registry
 from observatory.kpis.compute import ALL, HopFact, OrderFact, Sketch
-from observatory.kpis.models import HopRollup, OpenStage, OrderRollup
+from observatory.kpis.models import HopRollup, IssueSeen, OpenStage, OrderRollup
 from observatory.lib.clock import now as clock_now
 from observatory.transactions.models import (
     STAGE_COLUMNS,
@@ -378,6 +383,113 @@ def _rollup_q(plan: compute.Plan) -> Q | None:
     return q if any_range else None
 
 
+# --- raw pieces of a window ----------------------------------------------------------------------
+
+HOUR_STEP = timedelta(hours=1)
+#: The facts of hours older than the minute rollups that window edges cut, read once from
+#: the source rows (the whole hour) and kept per process, per filter, under the ids and
+#: digests of the hour's rollup rows of that filter: recomputing the hour replaces those
+#: rows (new ids, and a digest of every fact and its time), so an entry is never stale; it
+#: only stops being asked for. A window's edge in such an hour is then answered from
+#: memory, to the microsecond, without reading an hour of hops again. Bounded.
+_EDGES: OrderedDict[tuple[Any, ...], tuple[list[datetime], list[Any]]] = OrderedDict()
+_EDGES_MAX = 48
+_EDGES_LOCK = threading.Lock()
+
+
+def split_raw(
+    ranges: Sequence[Range], first_minute_hour: datetime
+) -> tuple[list[Range], dict[datetime, list[Range]]]:
+    """A plan's raw ranges cut at the hours: the pieces in hours with minute rollups
+    (seconds: two partial minutes at most) and, by hour, the pieces in older hours."""
+    recent: list[Range] = []
+    old: dict[datetime, list[Range]] = defaultdict(list)
+    for a, b in ranges:
+        h = compute.floor_to(a, compute.HOUR)
+        while h < b:
+            piece = (max(a, h), min(b, h + HOUR_STEP))
+            if h < first_minute_hour:
+                old[h].append(piece)
+            else:
+                recent.append(piece)
+            h += HOUR_STEP
+    return recent, dict(old)
+
+
+def _with_edges(q: Q | None, old: dict[datetime, list[Range]]) -> Q | None:
+    """The rollup rows of a plan, and the hour rows of the older hours its edges cut."""
+    if not old:
+        return q
+    edge = Q(resolution=compute.HOUR, bucket__in=sorted(old))
+    return edge if q is None else q | edge
+
+
+def _edge_hour(old: dict[datetime, list[Range]]) -> Any:
+    """The bucket of an hour row of an edge hour (None for every other row)."""
+    if not old:
+        return Value(None, output_field=DateTimeField())
+    return Case(
+        When(resolution=compute.HOUR, bucket__in=sorted(old), then=F("bucket")),
+        default=Value(None),
+        output_field=DateTimeField(),
+    )
+
+
+def raw_facts(
+    family: str,
+    scope: tuple[Any, ...],
+    recent: Sequence[Range],
+    old: dict[datetime, list[Range]],
+    tokens: dict[datetime, list[tuple[int, int]]],
+    read: Any,
+    when: Any,
+    keep: Any,
+) -> list[Any]:
+    """The facts (``keep``-ing those of the filter ``scope``) of the raw pieces of a
+    window: ``recent`` ones (seconds) read from the source; those in ``old``
+    hours from the hour's facts kept in memory, read (with the recent ones, in the same
+    statements) when the hour's rollup rows (``tokens``: ids and digests) are new. An old
+    hour without rollup rows had nothing to count at the last fill: nothing is read."""
+    hits: dict[datetime, tuple[list[datetime], list[Any]]] = {}
+    wanted: dict[datetime, tuple[Any, ...]] = {}
+    for h in old:
+        token = tuple(sorted(tokens.get(h, ())))
+        if not token:
+            continue
+        key = (family, h, *scope, token)
+        with _EDGES_LOCK:
+            hit = _EDGES.get(key)
+            if hit is not None:
+                _EDGES.move_to_end(key)
+        if hit is None:
+            wanted[h] = key
+        else:
+            hits[h] = hit
+    out: list[Any] = []
+    ranges = [*recent, *((h, h + HOUR_STEP) for h in wanted)]
+    if ranges:
+        by_hour: dict[datetime, list[Any]] = defaultdict(list)
+        for f in read(ranges):
+            if not keep(f):
+                continue
+            h = compute.floor_to(when(f), compute.HOUR)
+            if h in wanted:
+                by_hour[h].append(f)
+            else:
+                out.append(f)
+        for h, key in wanted.items():
+            facts = sorted(by_hour[h], key=when)
+            hits[h] = ([when(f) for f in facts], facts)
+            with _EDGES_LOCK:
+                _EDGES[key] = hits[h]
+                while len(_EDGES) > _EDGES_MAX:
+                    _EDGES.popitem(last=False)
+    for h, (times, facts) in hits.items():
+        for a, b in old[h]:
+            out.extend(facts[bisect_left(times, a) : bisect_left(times, b)])
+    return out
+
+
 def order_total(
     since: datetime,
     until: datetime,
@@ -388,15 +500,18 @@ def order_total(
 ) -> OrderTotal:
     """The orders rollup figures of ``[since, until)`` for one channel/store grouping."""
     at = at or clock_now()
-    plan = compute.plan_window(since, until, minutes_from(at))
+    first = minutes_from(at)
+    plan = compute.plan_window(since, until, first)
+    recent, old = split_raw(plan.raw, first)
     ch, st = channel or ALL, store or ALL
     total = OrderTotal()
-    q = _rollup_q(plan)
+    tokens: dict[datetime, list[tuple[int, int]]] = defaultdict(list)
+    q = _with_edges(_rollup_q(plan), old)
     if q is not None:
         closed: list[Any] = []
         for row in (
             OrderRollup.objects.filter(q, channel=ch, store=st)
-            .annotate(closed=_closed_day(at))
+            .annotate(closed=_closed_day(at), edge=_edge_hour(old))
             .only(
                 "orders",
                 "with_exception",
@@ -412,9 +527,12 @@ def order_total(
                 "inv_within",
                 "inv_max",
                 "inv_sketch",
+                "digest",
             )
         ):
-            if row.closed:
+            if row.edge is not None:
+                tokens[row.edge].append((row.id, row.digest))
+            elif row.closed:
                 closed.append(row)
             else:
                 total.add_row(row)
@@ -438,16 +556,41 @@ def order_total(
                 total.inv_updates += r.inv_updates
                 total.inv.add(0, 0, None, r.inv_max)
     if plan.raw:
-        facts = [
-            f
-            for f in order_facts(plan.raw)
-            if (channel is None or f.channel == channel) and (store is None or f.store == store)
-        ]
         agg = compute.OrderAgg()
-        for f in facts:
+        for f in raw_facts(
+            "orders",
+            (ch, st),
+            recent,
+            old,
+            tokens,
+            order_facts,
+            _anchor_of,
+            lambda f: (
+                (channel is None or f.channel == channel) and (store is None or f.store == store)
+            ),
+        ):
             agg.add(f)
         total.add_agg(agg)
     return total
+
+
+def _anchor_of(f: OrderFact) -> datetime:
+    return f.anchor
+
+
+def _start_of(f: HopFact) -> datetime:
+    return f.start
+
+
+def _hop_filter(channel: str | None, store: str | None, system: str | None) -> Any:
+    def keep(f: HopFact) -> bool:
+        return (
+            (channel is None or f.channel == channel)
+            and (store is None or f.store == store)
+            and (not system or f.system == system)
+        )
+
+    return keep
 
 
 def hop_totals(
@@ -461,10 +604,13 @@ def hop_totals(
 ) -> dict[tuple[str, str], HopTotal]:
     """The hops rollup figures of ``[since, until)`` per (system, operation)."""
     at = at or clock_now()
-    plan = compute.plan_window(since, until, minutes_from(at))
+    first = minutes_from(at)
+    plan = compute.plan_window(since, until, first)
+    recent, old = split_raw(plan.raw, first)
     ch, st = channel or ALL, store or ALL
     out: dict[tuple[str, str], HopTotal] = defaultdict(HopTotal)
-    q = _rollup_q(plan)
+    tokens: dict[datetime, list[tuple[int, int]]] = defaultdict(list)
+    q = _with_edges(_rollup_q(plan), old)
     if q is not None:
         rows = HopRollup.objects.filter(q, channel=ch, store=st)
         if system:
@@ -473,6 +619,8 @@ def hop_totals(
         for (
             pk,
             is_closed,
+            edge,
+            digest,
             sys_,
             op,
             hops,
@@ -481,9 +629,11 @@ def hop_totals(
             replays,
             dups,
             blob,
-        ) in rows.annotate(closed=_closed_day(at)).values_list(
+        ) in rows.annotate(closed=_closed_day(at), edge=_edge_hour(old)).values_list(
             "id",
             "closed",
+            "edge",
+            "digest",
             "system",
             "operation",
             "hops",
@@ -493,7 +643,9 @@ def hop_totals(
             "duplicates",
             "dur_sketch",
         ):
-            if is_closed:
+            if edge is not None:
+                tokens[edge].append((pk, digest))
+            elif is_closed:
                 closed[(sys_, op)].append((pk, blob))
                 out[(sys_, op)].add(hops, errors, retries, replays, dups, None)
             else:
@@ -504,13 +656,16 @@ def hop_totals(
             out[key].dur.sketches.append(sketch)
     if plan.raw:
         aggs: dict[tuple[str, str], compute.HopAgg] = defaultdict(compute.HopAgg)
-        for f in hop_facts(plan.raw):
-            if channel is not None and f.channel != channel:
-                continue
-            if store is not None and f.store != store:
-                continue
-            if system and f.system != system:
-                continue
+        for f in raw_facts(
+            "hops",
+            (ch, st, system or ""),
+            recent,
+            old,
+            tokens,
+            hop_facts,
+            _start_of,
+            _hop_filter(channel, store, system),
+        ):
             aggs[(f.system, f.operation[: compute.OPERATION_MAX])].add(f)
         for key, agg in aggs.items():
             out[key].add(
@@ -530,15 +685,17 @@ def hop_counts(
 ) -> HopTotal:
     """The hops rollup counts of ``[since, until)``, summed in SQL (no sketches): for
     figures that need no quantile (deliveries, repeats, retries, failures)."""
-    plan = compute.plan_window(since, until, minutes_from(at))
+    first = minutes_from(at)
+    plan = compute.plan_window(since, until, first)
+    recent, old = split_raw(plan.raw, first)
     ch, st = channel or ALL, store or ALL
     total = HopTotal()
+    rows = HopRollup.objects.filter(channel=ch, store=st)
+    if system:
+        rows = rows.filter(system=system)
     q = _rollup_q(plan)
     if q is not None:
-        rows = HopRollup.objects.filter(q, channel=ch, store=st)
-        if system:
-            rows = rows.filter(system=system)
-        got = rows.aggregate(
+        got = rows.filter(q).aggregate(
             hops=Sum("hops"),
             errors=Sum("errors"),
             retries=Sum("retries"),
@@ -554,13 +711,22 @@ def hop_counts(
             None,
         )
     if plan.raw:
-        for f in hop_facts(plan.raw):
-            if channel is not None and f.channel != channel:
-                continue
-            if store is not None and f.store != store:
-                continue
-            if system and f.system != system:
-                continue
+        tokens: dict[datetime, list[tuple[int, int]]] = defaultdict(list)
+        if old:
+            for bucket, pk, digest in rows.filter(
+                resolution=compute.HOUR, bucket__in=sorted(old)
+            ).values_list("bucket", "id", "digest"):
+                tokens[bucket].append((pk, digest))
+        for f in raw_facts(
+            "hops",
+            (ch, st, system or ""),
+            recent,
+            old,
+            tokens,
+            hop_facts,
+            _start_of,
+            _hop_filter(channel, store, system),
+        ):
             total.add(1, int(f.error), int(f.retry), int(f.replay), f.duplicates, None)
     return total
 
@@ -599,17 +765,13 @@ def anchor_expr() -> Case:
     )
 
 
-def policy_branches(
-    *,
-    since: datetime | None,
-    until: datetime | None,
-    live: bool,
-    policies: Sequence[sla.Policy] | None = None,
-    system: str | None = None,
-) -> list[tuple[sla.Policy, Any]]:
-    """Per SLA policy, the live transactions it judges that miss its stage (as of
-    ``until``, or now when ``live``), of the window when ``since``/``until`` are given,
-    past its deadline when ``until`` is given (``triage.sla`` rules, set-based)."""
+def judged_by(
+    policies: Sequence[sla.Policy] | None = None, *, system: str | None = None
+) -> list[tuple[sla.Policy, Any, list[str]]]:
+    """Per SLA policy (with stage columns for both ends; of ``system`` when given): the
+    live transactions it judges that reached its ``from_stage`` (a channel's own policy
+    over the every-channel one, ``triage.sla.applicable`` set-based), and the columns whose
+    time reaches its ``to_stage`` (it, or a later stage of its sequence)."""
     policies = list(triage_queries.policies() if policies is None else policies)
     overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
     specific: dict[tuple[str, str, str], set[str]] = defaultdict(set)
@@ -627,14 +789,38 @@ def policy_branches(
         qs = Transaction.objects.filter(
             merged_into__isnull=True, kind=p.transaction_kind, **{f"{start}__isnull": False}
         )
+        if p.channel:
+            qs = qs.filter(channel=p.channel)
+        elif specific[(p.transaction_kind, p.from_stage, p.to_stage)]:
+            qs = qs.exclude(channel__in=specific[(p.transaction_kind, p.from_stage, p.to_stage)])
+        reaching = [
+            stage_field(s_)
+            for s_ in sla.satisfying_stages(p.to_stage)
+            if stage_field(s_) in columns
+        ]
+        out.append((p, qs, reaching))
+    return out
+
+
+def policy_branches(
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    live: bool,
+    policies: Sequence[sla.Policy] | None = None,
+    system: str | None = None,
+) -> list[tuple[sla.Policy, Any]]:
+    """Per SLA policy, the live transactions it judges that miss its stage (as of
+    ``until``, or now when ``live``), of the window when ``since``/``until`` are given,
+    past its deadline when ``until`` is given (``triage.sla`` rules, set-based)."""
+    out = []
+    for p, qs, reaching in judged_by(policies, system=system):
         if until is not None:
             qs = qs.filter(
-                _anchor_q(since, until), **{f"{start}__lt": sla.overdue_threshold(p, until)}
+                _anchor_q(since, until),
+                **{f"{stage_field(p.from_stage)}__lt": sla.overdue_threshold(p, until)},
             )
-        for s_ in sla.satisfying_stages(p.to_stage):
-            col = stage_field(s_)
-            if col not in columns:
-                continue
+        for col in reaching:
             if live or until is None:
                 qs = qs.filter(**{f"{col}__isnull": True})
             else:
@@ -643,10 +829,6 @@ def policy_branches(
             qs = qs.filter(cancelled_at__isnull=True)
         else:
             qs = qs.filter(Q(cancelled_at__isnull=True) | Q(cancelled_at__gt=until))
-        if p.channel:
-            qs = qs.filter(channel=p.channel)
-        elif specific[(p.transaction_kind, p.from_stage, p.to_stage)]:
-            qs = qs.exclude(channel__in=specific[(p.transaction_kind, p.from_stage, p.to_stage)])
         out.append((p, qs))
     return out
 
@@ -688,9 +870,16 @@ def _open_stages(
     channel: str | None,
     store: str | None,
     system: str | None,
+    live: bool = True,
 ) -> Any:
-    """The live backlog from ``OpenStage`` (kept by the fill): overdue by ``until``."""
+    """The backlog at ``until`` from ``OpenStage`` (kept by the fill): stages overdue by
+    ``until`` of transactions anchored in the window, still missing (``live``: now, one
+    partial index), or at a past ``until`` not reached by then (a range of anchors)."""
     qs = OpenStage.objects.filter(overdue_after__lt=until, anchor__lt=until)
+    if live:
+        qs = qs.filter(closed_at__isnull=True)
+    else:
+        qs = qs.filter(Q(closed_at__isnull=True) | Q(closed_at__gt=until))
     if since is not None:
         qs = qs.filter(anchor__gte=since)
     if channel is not None:
@@ -717,13 +906,20 @@ def backlog_members(
     """Stage -> (transaction, channel, store) of every transaction of the window past the
     deadline for that stage at ``until`` and still missing it (one statement).
 
-    ``until`` at about now reads the live state through the partial indexes on open
-    stages; an earlier ``until`` counts a stage as missing if it came after ``until``.
+    From ``OpenStage`` (``until`` at about now: the stages still open; earlier: those not
+    reached by ``until``); with explicit ``policies``, from the stage columns.
     """
     at = at or clock_now()
     out: dict[str, set[tuple[int, str, str]]] = defaultdict(set)
-    if _is_live(until, at) and policies is None:
-        rows = _open_stages(since, until, channel=channel, store=store, system=system)
+    if policies is None:
+        rows = _open_stages(
+            since,
+            until,
+            channel=channel,
+            store=store,
+            system=system,
+            live=_is_live(until, at),
+        )
         for tx_id, tx_channel, tx_store, stage in rows.values_list(
             "transaction_id", "channel", "store", "stage"
         ):
@@ -748,37 +944,56 @@ def backlog(
     at: datetime | None = None,
     policies: Sequence[sla.Policy] | None = None,
 ) -> dict[str, Any]:
-    """``{"total", "by_stage"}``, counted in the database in one statement: about now from
-    ``OpenStage`` (an index on the overdue time), at an earlier ``until`` from the stage
-    columns as they stood then."""
+    """``{"total", "by_stage"}``, counted in the database in one statement over
+    ``OpenStage``: about now, one pass over a covering index of the open stages (the
+    total counts each transaction's ``lead`` row; with a system filter, distinct
+    transactions); at an earlier ``until``, a range of anchors. With explicit
+    ``policies``, from the stage columns as they stood at ``until``."""
     at = at or clock_now()
-    if _is_live(until, at) and policies is None:
-        rows = _open_stages(since, until, channel=channel, store=store, system=system)
-        counts = dict(
-            rows.values("stage")
-            .annotate(n=Count("transaction_id", distinct=True))
-            .values_list("stage", "n")
+    if policies is None:
+        live = _is_live(until, at)
+        rows = _open_stages(since, until, channel=channel, store=store, system=system, live=live)
+        if live and not system:
+            by_stage: dict[str, int] = {}
+            total = 0
+            for stage, n, leads in (
+                rows.values("stage")
+                # (columns of the covering index only: an index-only scan)
+                .annotate(n=Count("stage"), leads=Count("stage", filter=Q(lead=True)))
+                .values_list("stage", "n", "leads")
+            ):
+                if n:
+                    by_stage[stage] = int(n)
+                total += int(leads)
+            return {"total": total, "by_stage": dict(sorted(by_stage.items()))}
+        # one row per (transaction, stage): distinct transactions for the total only
+        sql, params = rows.values_list("transaction_id", "stage").query.sql_with_params()
+        return _stage_counts(
+            f"SELECT stage, COUNT(*) FROM ({sql}) u GROUP BY stage "
+            f"UNION ALL SELECT NULL, COUNT(DISTINCT transaction_id) FROM ({sql}) v",
+            (*params, *params),
         )
-        total = rows.aggregate(n=Count("transaction_id", distinct=True))["n"]
-        return {
-            "total": int(total or 0),
-            "by_stage": {k: int(v) for k, v in sorted(counts.items()) if v},
-        }
     union = _backlog_union(
         since, until, channel=channel, store=store, system=system, at=at, policies=policies
     )
     if union is None:
         return {"total": 0, "by_stage": {}}
     sql, params = union.query.sql_with_params()
+    return _stage_counts(
+        f"WITH u(id, channel, store, stage) AS ({sql}) "
+        "SELECT stage, COUNT(DISTINCT id) FROM u GROUP BY stage "
+        "UNION ALL SELECT NULL, COUNT(DISTINCT id) FROM u",
+        params,
+    )
+
+
+def _stage_counts(sql: str, params: Sequence[Any]) -> dict[str, Any]:
+    """``{"total", "by_stage"}`` from one statement's (stage, count) rows, the total's
+    stage NULL."""
     by_stage: dict[str, int] = {}
     total = 0
     with connection.cursor() as cur:
-        cur.execute(
-            f"WITH u(id, channel, store, missing) AS ({sql}) "
-            "SELECT missing, COUNT(*) FROM u GROUP BY missing "
-            "UNION ALL SELECT NULL, COUNT(DISTINCT id) FROM u",
-            params,
-        )
+        cur.execute(sql, params)
         for stage, n in cur.fetchall():
             if stage is None:
                 total = int(n)
@@ -787,19 +1002,21 @@ def backlog(
     return {"total": total, "by_stage": dict(sorted(by_stage.items()))}
 
 
-def _issue_scope(qs: Any, channel: str | None, store: str | None, system: str | None) -> Any:
-    """Exceptions of one channel / store (through their transaction) or system. The
-    transaction is read by a correlated subquery on its primary key (``LIMIT 1`` keeps the
-    planner from turning it into a join over every transaction of the channel: the
-    exceptions of the window are few, the transactions of a channel most of the table)."""
+def issues(channel: str | None, store: str | None, system: str | None) -> Any:
+    """The exceptions of one channel / store (their transaction's) or system: for a channel
+    or a store, the fill's ``IssueSeen`` rows (the same fields: ``state``, ``system``,
+    ``opened_at``, ``resolved_at``; an index on the channel or store and the opening time,
+    no lookup of every exception's transaction); otherwise the exceptions themselves, as
+    they are this moment."""
+    qs: Any
     if channel is not None or store is not None:
-        tx = Transaction.objects.filter(pk=OuterRef("transaction_id"))
+        qs = IssueSeen.objects.all()
         if channel is not None:
-            qs = qs.annotate(tx_channel=Subquery(tx.values("channel")[:1])).filter(
-                tx_channel=channel
-            )
+            qs = qs.filter(channel=channel)
         if store is not None:
-            qs = qs.annotate(tx_store=Subquery(tx.values("store_id")[:1])).filter(tx_store=store)
+            qs = qs.filter(store=store)
+    else:
+        qs = Issue.objects.all()
     if system:
         qs = qs.filter(system=system)
     return qs
@@ -815,29 +1032,33 @@ def exception_aging(
 ) -> dict[str, Any]:
     """Exceptions unresolved at ``until``, by age then (CONTRACT 5 ``exception_aging``)."""
     at = at or clock_now()
+    qs = issues(channel, store, system)
     if _is_live(until, at):
-        qs = Issue.objects.filter(state__in=UNRESOLVED, opened_at__lte=until)
+        qs = qs.filter(state__in=UNRESOLVED, opened_at__lte=until)
     else:
-        qs = Issue.objects.filter(opened_at__lte=until).filter(
+        qs = qs.filter(opened_at__lte=until).filter(
             Q(resolved_at__isnull=True) | Q(resolved_at__gt=until)
         )
-    qs = _issue_scope(qs, channel, store, system)
     marks = {name: until - timedelta(seconds=upper) for name, upper in sla.AGE_BUCKETS if upper}
     row = qs.aggregate(
-        open=Count("id"),
-        under_1h=Count("id", filter=Q(opened_at__gt=marks["under_1h"])),
+        open=Count("pk"),
+        under_1h=Count("pk", filter=Q(opened_at__gt=marks["under_1h"])),
         h1_to_4=Count(
-            "id", filter=Q(opened_at__gt=marks["h1_to_4"], opened_at__lte=marks["under_1h"])
+            "pk", filter=Q(opened_at__gt=marks["h1_to_4"], opened_at__lte=marks["under_1h"])
         ),
         h4_to_24=Count(
-            "id", filter=Q(opened_at__gt=marks["h4_to_24"], opened_at__lte=marks["h1_to_4"])
+            "pk", filter=Q(opened_at__gt=marks["h4_to_24"], opened_at__lte=marks["h1_to_4"])
         ),
-        over_24h=Count("id", filter=Q(opened_at__lte=marks["h4_to_24"])),
+        over_24h=Count("pk", filter=Q(opened_at__lte=marks["h4_to_24"])),
         oldest=Min("opened_at"),
     )
     oldest = row.pop("oldest")
     row["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
     return row
+
+
+def resolution_time() -> ExpressionWrapper:
+    return ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
 
 
 def exceptions_resolution(
@@ -849,16 +1070,10 @@ def exceptions_resolution(
     system: str | None = None,
 ) -> tuple[int, float | None]:
     """(count, mean seconds) opened -> resolved, of exceptions opened in the window."""
-    qs = Issue.objects.filter(
+    qs = issues(channel, store, system).filter(
         opened_at__gte=since, opened_at__lt=until, state=RESOLVED, resolved_at__isnull=False
     )
-    qs = _issue_scope(qs, channel, store, system)
-    row = qs.aggregate(
-        n=Count("id"),
-        mean=Avg(
-            ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
-        ),
-    )
+    row = qs.aggregate(n=Count("pk"), mean=Avg(resolution_time()))
     mean = row["mean"]
     if mean is None:
         return int(row["n"]), None

@@ -518,19 +518,14 @@ def daily_resolution(
     """Per day: mean time to resolve exceptions (opened that day) and alerts (fired that
     day), in seconds. Two grouped queries."""
     since, until = day_range(days, at)
-    spent = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
-    qs = Issue.objects.filter(
+    qs = queries.issues(channel or None, store or None, None).filter(
         opened_at__gte=since, opened_at__lt=until, state=RESOLVED, resolved_at__isnull=False
     )
-    if channel:
-        qs = qs.filter(transaction__channel=channel)
-    if store:
-        qs = qs.filter(transaction__store_id=store)
     exc = {
         r["day"]: (r["n"], _mean_s(r["mean"]))
         for r in qs.annotate(day=TruncDay("opened_at", tzinfo=UTC))
         .values("day")
-        .annotate(n=Count("id"), mean=Avg(spent))
+        .annotate(n=Count("pk"), mean=Avg(queries.resolution_time()))
     }
     alerts: dict[datetime, tuple[int, float | None]] = {}
     if apps.is_installed("observatory.alerts"):

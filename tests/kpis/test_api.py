@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from observatory.kpis import actions, registry
 from observatory.lib.clock import now
+from observatory.triage.actions import do_pipeline_tick
 from tests.dashboards import seed
+from tests.kpis.traffic import event
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +103,68 @@ def test_needs_a_reader(ingest_client: Client, db: None) -> None:
 def test_is_documented(api_client: Client, db: None) -> None:
     doc = api_client.get("/api/v1/openapi.json").json()
     assert "/api/v1/kpis" in doc["paths"]
+
+
+#: Statements per answer, whatever the window, the filters or the number of orders: an API
+#: token lookup, the rollups of both families, the backlog (one statement over the
+#: stages that were late), the exceptions and the alerts; a window ending in an hour with
+#: minute rollups reads its last seconds straight from the source (the SLA policies, the
+#: transactions, the hops; those hops' memberships and repeats when there are any).
+#: Edges in older hours read their hour once per process, then keep it (cold: at most
+#: as many statements more).
+PINNED_API = {"recent end": 10, "ended long ago": 7}
+
+
+def test_answers_run_a_fixed_number_of_statements(
+    api_client: Client, ingest_client: Client, seeded: datetime
+) -> None:
+    at = now()
+    windows = {
+        "recent end": [
+            (at - timedelta(days=30), at),
+            (at - timedelta(days=90, seconds=17), at),
+            (at - timedelta(hours=7), at - timedelta(minutes=41)),
+        ],
+        "ended long ago": [
+            (at - timedelta(days=60, hours=3), at - timedelta(days=30)),
+            (at - timedelta(days=44, seconds=9), at - timedelta(days=10, minutes=13)),
+        ],
+    }
+    filters = [{}, {"channel": "web"}, {"channel": "pos", "store": "ST-1"}, {"system": "erp"}]
+
+    def counts() -> dict[str, set[int]]:
+        seen: dict[str, set[int]] = {}
+        for kind, spans in windows.items():
+            for since, until in spans:
+                for f in filters:
+                    params = {"since": iso(since), "until": iso(until), **f}
+                    with CaptureQueriesContext(connection) as cold:
+                        assert api_client.get("/api/v1/kpis", params).status_code == 200
+                    with CaptureQueriesContext(connection) as warm:
+                        assert api_client.get("/api/v1/kpis", params).status_code == 200
+                    assert len(cold) <= len(warm) + 5
+                    seen.setdefault(kind, set()).add(len(warm))
+        return seen
+
+    expected = {kind: {n} for kind, n in PINNED_API.items()}
+    assert counts() == expected
+    # more orders, in other hours and days (at the windows' edges too), from another
+    # channel, late and failed: the same
+    events = []
+    times = [at - timedelta(days=5 * i, hours=3, minutes=7 * i) for i in range(12)]
+    for since, until in windows["ended long ago"]:
+        times += [since + timedelta(seconds=30), until - timedelta(seconds=30)]
+    for i, t in enumerate(times):
+        keys = {"pos_receipt": f"ST-1-{i}"}
+        events += [
+            event(f"n-{i}", t, "pos", keys, stage="captured", channel="pos", store_id="ST-1"),
+            event(f"n-{i}-p", t + timedelta(hours=2), "erp", keys, stage="posted",
+                  outcome="error" if i % 3 else "ok"),
+        ]  # fmt: skip
+    answer = ingest_client.post(
+        "/api/v1/events", orjson.dumps(events), content_type="application/cloudevents-batch+json"
+    )
+    assert answer.status_code == 200 and not answer.json().get("rejected"), answer.content
+    do_pipeline_tick()
+    actions.do_fill_rollups()
+    assert counts() == expected

@@ -149,6 +149,33 @@ def test_a_window_is_cut_into_disjoint_aligned_pieces_covering_it(
         )
 
 
+@given(times, times, times.map(lambda t: compute.floor_to(t, HOUR)))
+@settings(max_examples=300)
+def test_raw_pieces_are_cut_at_the_hours_and_told_old_from_recent(
+    a: datetime, b: datetime, minutes_from: datetime
+) -> None:
+    from observatory.kpis.queries import split_raw
+
+    since, until = min(a, b), max(a, b)
+    plan = compute.plan_window(since, until, minutes_from)
+    recent, old = split_raw(plan.raw, minutes_from)
+    pieces = sorted([*recent, *(p for ps in old.values() for p in ps)])
+    # the same instants as the raw ranges, each piece inside one hour
+    assert sum((y - x for x, y in pieces), timedelta()) == sum(
+        (y - x for x, y in plan.raw), timedelta()
+    )
+    for x, y in pieces:
+        assert x < y and compute.floor_to(x, HOUR) == compute.floor_to(
+            y - timedelta.resolution, HOUR
+        )
+    for hour, ps in old.items():
+        assert hour < minutes_from and all(compute.floor_to(x, HOUR) == hour for x, _ in ps)
+    # what is read from the source in hours with minute rollups is two partial minutes at
+    # most
+    for x, y in recent:
+        assert compute.floor_to(x, HOUR) >= minutes_from and y - x < timedelta(minutes=2)
+
+
 def test_ninety_days_take_few_rollup_rows() -> None:
     since = datetime(2025, 1, 1, 7, 42, 13, tzinfo=UTC)
     until = since + timedelta(days=90)

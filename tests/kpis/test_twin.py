@@ -57,8 +57,22 @@ def windows(start: Any) -> Iterator[tuple[str, Any, Any, dict[str, str]]]:
     )
     for channel in ("web", "pos", "marketplace"):
         yield f"channel {channel}", at - timedelta(days=3), at, {"channel": channel}
+        # a window that ended before now, edges in hours without minute rollups: the
+        # backlog and the exceptions as they stood at its end
+        yield (
+            f"channel {channel}, ended",
+            at - timedelta(hours=44, minutes=9, seconds=5),
+            at - timedelta(hours=26, minutes=40, seconds=33),
+            {"channel": channel},
+        )
     for system in ("erp", "shopify", "wms"):
         yield f"system {system}", at - timedelta(hours=40, minutes=1), at, {"system": system}
+    yield (
+        "system erp, web, ended",
+        at - timedelta(hours=47, minutes=30),
+        at - timedelta(hours=12, minutes=0, seconds=7),
+        {"system": "erp", "channel": "web"},
+    )
 
 
 def assert_twins(start: Any, at: Any, label: str) -> dict[str, Any]:
@@ -70,6 +84,14 @@ def assert_twins(start: Any, at: Any, label: str) -> dict[str, Any]:
         cases.append(("store", start - timedelta(days=3), start, {"store": stores[0]}))
         cases.append(
             ("pos store", start - timedelta(days=3), start, {"channel": "pos", "store": stores[-1]})
+        )
+        cases.append(
+            (
+                "store, ended",
+                start - timedelta(hours=40, seconds=3),
+                start - timedelta(hours=20, minutes=13),
+                {"store": stores[len(stores) // 2]},
+            )
         )
     last: dict[str, Any] = {}
     for name, since, until, filters in cases:
