@@ -63,9 +63,16 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-## make bench: the benchmarks under bench/ (PostgreSQL and Redis on 127.0.0.1)
+## make bench: every benchmark under bench/, one after the other (an hour and 30 GB at full
+## size); BENCHES="ingest stitch" picks some. Each makes its own scratch database on
+## BENCH_DB's PostgreSQL server. Run them on an otherwise idle machine.
+BENCH_DB ?= postgres://postgres@127.0.0.1:5432/observatory
+BENCHES ?= ingest decode_otlp stitch kpis lookup alerts_latency
 bench: $(DEV_STAMP)
-	$(PY) bench/ingest.py
+	@for b in $(BENCHES); do \
+	  echo "== bench/$$b.py"; \
+	  DATABASE_URL=$(BENCH_DB) $(PY) bench/$$b.py || exit 1; \
+	done
 
 clean:
 	rm -rf .data $(VENV)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import statistics
 import sys
@@ -37,28 +36,17 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scratch import open_scratch  # noqa: E402
 
 CHUNK = 20_000  # orders generated and COPYed at a time
 STORES = [f"ST-{i:02d}" for i in range(1, 41)]
 #: share of orders per hour of the day (UTC), a retail curve
 HOURLY = [1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 8, 8, 8, 8, 9, 10, 9, 7, 4, 2]
-
-
-def scratch_url(base: str, name: str) -> str:
-    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-
-
-def create_database(base: str, name: str) -> None:
-    import psycopg
-
-    admin = scratch_url(base, "postgres").replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def lognormal(rnd: random.Random, median_s: float, sigma: float = 0.8) -> float:
@@ -461,19 +449,7 @@ def main() -> None:
     parser.add_argument("--refill", action="store_true", help="with --reuse: fill from scratch")
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
-    if not args.reuse:
-        create_database(base, args.db)
-    os.environ["DATABASE_URL"] = scratch_url(base, args.db)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observatory.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-
-    import django
-
-    django.setup()
+    open_scratch(args.db, reuse=args.reuse)
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.test import Client

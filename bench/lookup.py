@@ -68,7 +68,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 from kpis import ISSUE_COLS  # noqa: E402
-from stitch import STEPS, create_database, order_keys, scratch_url  # noqa: E402
+from scratch import open_scratch  # noqa: E402
+from stitch import STEPS, order_keys  # noqa: E402
 
 FLUSH_HOPS = 100_000  # hops generated before the buffered rows of every table are COPYed
 DAYS = 90
@@ -609,21 +610,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="measure the loaded database")
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
-    if not args.reuse:
-        create_database(base, args.db)
-    os.environ["DATABASE_URL"] = scratch_url(base, args.db)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observatory.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-
     import logging
 
-    import django
-
-    django.setup()
+    open_scratch(args.db, reuse=args.reuse)
     logging.getLogger("django.request").setLevel(logging.ERROR)  # the 404s and 409s asked for
     from django.core.management import call_command
     from django.db import connection

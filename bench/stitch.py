@@ -30,10 +30,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scratch import open_scratch  # noqa: E402
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -115,20 +117,6 @@ def generate(n_hops: int, seed: int) -> tuple[list[tuple[Any, ...]], list[tuple[
     return hops, keys
 
 
-def scratch_url(base: str, name: str) -> str:
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def create_database(base: str, name: str) -> None:
-    import psycopg
-
-    admin = scratch_url(base, "postgres").replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def load(hops: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> None:
     from django.db import connection
 
@@ -168,17 +156,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
-    create_database(base, args.db)
-    os.environ["DATABASE_URL"] = scratch_url(base, args.db)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observatory.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-    import django
-
-    django.setup()
+    open_scratch(args.db)
     from django.core.management import call_command
     from django.db import connection
 
