@@ -913,6 +913,49 @@ class Simulation:
                 steps[-1].fault = "posted_after_outage"
             return steps, at + timedelta(seconds=duration)
 
+    def _consume_and_post(
+        self,
+        order: Order,
+        rng: random.Random,
+        at: datetime,
+        keys: dict[str, str | list[str]],
+        *,
+        operation: str,
+        service: str,
+        context: str,
+        duration_median_s: float,
+        erp_factor: float,
+        attributes: dict[str, Any],
+        consume: str | None = None,
+    ) -> tuple[list[Step], datetime, bool]:
+        """The middleware consumer that validates a web or marketplace order at ``at``
+        (saved as ``context``), then its ERP posting: (steps, posted at, conflicted)."""
+        duration = lognormal(rng, duration_median_s, 0.5, 0.05, 5).total_seconds()
+        intake = self._span(
+            order.ref,
+            at,
+            "middleware",
+            operation,
+            keys={**keys, "correlation_id": order.correlation_id},
+            service=service,
+            span_kind="consumer",
+            consume=consume,
+            save_as=context,
+            stage="validated",
+            duration_s=duration,
+            channel=order.channel,
+            amount=order.total,
+            currency=order.currency,
+            attributes=attributes,
+        )
+        post_at = (
+            at
+            + timedelta(seconds=duration)
+            + lognormal(rng, erp_factor * self.scenario.erp_latency, 0.7, 0.5, 35)
+        )
+        posting, posted, conflicted = self._post_order(order, rng, post_at, context, keys)
+        return [intake, *posting], posted, conflicted
+
     def _post_order(
         self, order: Order, rng: random.Random, at: datetime, parent: str, base_keys: dict
     ) -> tuple[list[Step], datetime, bool]:
@@ -1013,38 +1056,24 @@ class Simulation:
             steps[-1].fault = "lost_event"
             return steps
         validated = received + lognormal(rng, 2.5, 0.9, 0.1, 40)
-        duration = lognormal(rng, 0.45, 0.5, 0.05, 5).total_seconds()
-        context = f"ctx:{order.index}:validated"
-        steps.append(
-            self._span(
-                ref,
-                validated,
-                "middleware",
-                "process orders.validate",
-                keys={**order_keys, "correlation_id": order.correlation_id},
-                service=cat.SERVICE_MIDDLEWARE,
-                span_kind="consumer",
-                consume=message,
-                save_as=context,
-                stage="validated",
-                duration_s=duration,
-                channel="web",
-                amount=order.total,
-                currency=order.currency,
-                attributes={
-                    "messaging.system": "rabbitmq",
-                    "messaging.destination.name": "orders.validate",
-                    "messaging.operation.type": "process",
-                    "validation.checks": "schema,address,tax,fraud",
-                },
-            )
+        posting, posted, conflicted = self._consume_and_post(
+            order,
+            rng,
+            validated,
+            order_keys,
+            operation="process orders.validate",
+            service=cat.SERVICE_MIDDLEWARE,
+            context=f"ctx:{order.index}:validated",
+            consume=message,
+            duration_median_s=0.45,
+            erp_factor=6,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": "orders.validate",
+                "messaging.operation.type": "process",
+                "validation.checks": "schema,address,tax,fraud",
+            },
         )
-        post_at = (
-            validated
-            + timedelta(seconds=duration)
-            + lognormal(rng, 6 * self.scenario.erp_latency, 0.7, 0.5, 35)
-        )
-        posting, posted, conflicted = self._post_order(order, rng, post_at, context, order_keys)
         steps += posting
         if conflicted:
             # The ERP holds the order under another order's number: nothing downstream.
@@ -1455,36 +1484,22 @@ class Simulation:
             )
         ]
         imported = t0 + lognormal(rng, 5, 0.6, 1, 45)
-        duration = lognormal(rng, 0.5, 0.5, 0.05, 5).total_seconds()
-        context = f"ctx:{order.index}:imported"
-        steps.append(
-            self._span(
-                ref,
-                imported,
-                "middleware",
-                "process marketplace.orders",
-                keys={**keys, "correlation_id": order.correlation_id},
-                service=cat.SERVICE_MARKETPLACE,
-                span_kind="consumer",
-                save_as=context,
-                stage="validated",
-                duration_s=duration,
-                channel="marketplace",
-                amount=order.total,
-                currency=order.currency,
-                attributes={
-                    "messaging.system": "aws_sqs",
-                    "messaging.destination.name": "sp-api-order-notifications",
-                    "messaging.operation.type": "process",
-                },
-            )
+        posting, posted, conflicted = self._consume_and_post(
+            order,
+            rng,
+            imported,
+            keys,
+            operation="process marketplace.orders",
+            service=cat.SERVICE_MARKETPLACE,
+            context=f"ctx:{order.index}:imported",
+            duration_median_s=0.5,
+            erp_factor=5,
+            attributes={
+                "messaging.system": "aws_sqs",
+                "messaging.destination.name": "sp-api-order-notifications",
+                "messaging.operation.type": "process",
+            },
         )
-        post_at = (
-            imported
-            + timedelta(seconds=duration)
-            + lognormal(rng, 5 * self.scenario.erp_latency, 0.7, 0.5, 35)
-        )
-        posting, posted, conflicted = self._post_order(order, rng, post_at, context, keys)
         steps += posting
         if conflicted:
             return steps
