@@ -656,22 +656,34 @@ def hop_totals(
             out[key].dur.sketches.append(sketch)
     if plan.raw:
         aggs: dict[tuple[str, str], compute.HopAgg] = defaultdict(compute.HopAgg)
-        for f in raw_facts(
-            "hops",
-            (ch, st, system or ""),
-            recent,
-            old,
-            tokens,
-            hop_facts,
-            _start_of,
-            _hop_filter(channel, store, system),
-        ):
+        for f in _raw_hops(channel, store, system, recent, old, tokens):
             aggs[(f.system, f.operation[: compute.OPERATION_MAX])].add(f)
         for key, agg in aggs.items():
             out[key].add(
                 agg.hops, agg.errors, agg.retries, agg.replays, agg.duplicates, agg.dur.finish()
             )
     return dict(out)
+
+
+def _raw_hops(
+    channel: str | None,
+    store: str | None,
+    system: str | None,
+    recent: Sequence[Range],
+    old: dict[datetime, list[Range]],
+    tokens: dict[datetime, list[tuple[int, int]]],
+) -> list[Any]:
+    """The hop facts of a window's raw edges (``raw_facts`` for the hops rollup)."""
+    return raw_facts(
+        "hops",
+        (channel or ALL, store or ALL, system or ""),
+        recent,
+        old,
+        tokens,
+        hop_facts,
+        _start_of,
+        _hop_filter(channel, store, system),
+    )
 
 
 def hop_counts(
@@ -717,16 +729,7 @@ def hop_counts(
                 resolution=compute.HOUR, bucket__in=sorted(old)
             ).values_list("bucket", "id", "digest"):
                 tokens[bucket].append((pk, digest))
-        for f in raw_facts(
-            "hops",
-            (ch, st, system or ""),
-            recent,
-            old,
-            tokens,
-            hop_facts,
-            _start_of,
-            _hop_filter(channel, store, system),
-        ):
+        for f in _raw_hops(channel, store, system, recent, old, tokens):
             total.add(1, int(f.error), int(f.retry), int(f.replay), f.duplicates, None)
     return total
 
