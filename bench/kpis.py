@@ -59,7 +59,7 @@ HOP_COLS = (
     "id", "uid", "via", "source", "system", "operation", "start_time", "end_time",
     "duration_ms", "outcome", "status_message", "trace_id", "span_id", "parent_span_id",
     "retry_attempt", "replay", "platform_status", "stage", "channel", "store_id", "currency",
-    "received_at", "attributes", "extra", "stitched_at",
+    "received_at", "attributes", "extra",
 )  # fmt: skip
 STAGES = (
     "captured", "validated", "payment_authorized", "reserved", "posted", "released", "picked",
@@ -274,12 +274,13 @@ class Gen:
 def load(gen: Gen, orders: int) -> dict[str, int]:
     from django.db import connection
 
-    from observatory.hops.models import DuplicateDelivery, Hop
+    from observatory.hops.models import DuplicateDelivery, Hop, Stitched
     from observatory.transactions.models import Transaction, TransactionHop
     from observatory.triage.models import Issue
 
     tables = {
         "hops": (Hop._meta.db_table, HOP_COLS),
+        "stitched": (Stitched._meta.db_table, ("hop_id", "at")),
         "tx": (Transaction._meta.db_table, TX_COLS),
         "links": (TransactionHop._meta.db_table, ("transaction_id", "hop_id")),
         "dups": (DuplicateDelivery._meta.db_table, ("hop_id", "received_at")),
@@ -292,7 +293,10 @@ def load(gen: Gen, orders: int) -> dict[str, int]:
         while done < orders:
             n = min(CHUNK, orders - done)
             rows = gen.chunk(n)
-            for name in ("tx", "hops", "links", "dups", "issues"):
+            # a hop row ends with its stitch time, which the stitch log holds
+            rows["stitched"] = [(row[0], row[-1]) for row in rows["hops"]]
+            rows["hops"] = [row[:-1] for row in rows["hops"]]
+            for name in ("tx", "hops", "stitched", "links", "dups", "issues"):
                 table, cols = tables[name]
                 with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
                     for row in rows[name]:
@@ -301,7 +305,9 @@ def load(gen: Gen, orders: int) -> dict[str, int]:
             done += n
             print(f"\r  {done:,} orders loaded", end="", flush=True)
         print()
-        for table, _ in tables.values():
+        for name, (table, _) in tables.items():
+            if name == "stitched":
+                continue  # keyed by hop id
             cur.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"

@@ -111,6 +111,7 @@ def tables() -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
         KEY_COLUMNS,
         KEY_COPY_TYPES,
         KEY_TABLE,
+        STITCHED_TABLE,
     )
     from observatory.transactions.models import (
         STAGE_COLUMNS,
@@ -132,7 +133,8 @@ def tables() -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
             ("id", "transaction_id", "kind", "value"),
             ("int8", "int8", "text", "text"),
         ),
-        "hop": (HOP_TABLE, (*HOP_COLUMNS, "stitched_at"), (*HOP_COPY_TYPES, "timestamptz")),
+        "hop": (HOP_TABLE, HOP_COLUMNS, HOP_COPY_TYPES),
+        "stitched": (STITCHED_TABLE, ("hop_id", "at"), ("int8", "timestamptz")),
         "hopkey": (KEY_TABLE, ("id", *KEY_COLUMNS), ("int8", *KEY_COPY_TYPES)),
         "txhop": (
             TransactionHop._meta.db_table,
@@ -290,9 +292,9 @@ class Gen:
              FAILURE if failed else "", trace if traced else "",
              f"{hop_id:016x}" if traced else "", "", retry, False, "" if failed else status,
              stage, "web" if system == "shopify" else "", "", amount,
-             "USD" if amount is not None else "", received, jsonb(attributes), b"\x01{}",
-             stitched_at)
+             "USD" if amount is not None else "", received, jsonb(attributes), b"\x01{}")
         )  # fmt: skip
+        self.rows["stitched"].append((hop_id, stitched_at))
         for kind, value in keys:
             self.rows["hopkey"].append((self.take("hopkey"), hop_id, kind, value, False))
         self.rows["txhop"].append((self.take("txhop"), tx, hop_id))

@@ -1,12 +1,15 @@
 """Stitcher throughput on PostgreSQL over a backlog of waiting hops (issue 3, "Measure").
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
-        .venv/bin/python bench/stitch.py [--hops 1000000] [--chunk 5000] [--profile]
+        .venv/bin/python bench/stitch.py [--hops 1000000] [--chunk 5000] [--workers 2]
+        [--profile]
 
 Creates (or recreates) the scratch database ``observatory_bench_stitch`` on the server of
 ``DATABASE_URL`` (``--db`` to change the name), migrates it, COPYs ``--hops`` realistic
-order hops into ``hops_hop`` / ``hops_hopkey``, then times ``do_stitch`` over the whole
-backlog and prints hops/s (target: at least 10,000).
+order hops into ``hops_hop`` / ``hops_hopkey`` and the stitcher's queue, then times
+``do_stitch`` over the whole backlog and prints hops/s (target: at least 10,000). It runs
+``--workers`` stitcher processes side by side, as the Celery worker does (``--concurrency
+2`` in the Procfile); ``--profile`` runs one, under cProfile.
 
 The traffic: orders start ten a second; each has 5 to 10 hops spread over a day
 (Shopify create and pay, middleware validation, ERP posting, WMS pick and ship, carrier
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import os
 import pstats
 import random
@@ -120,7 +124,13 @@ def generate(n_hops: int, seed: int) -> tuple[list[tuple[Any, ...]], list[tuple[
 def load(hops: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> None:
     from django.db import connection
 
-    from observatory.hops.store import HOP_COLUMNS, HOP_TABLE, KEY_COLUMNS, KEY_TABLE
+    from observatory.hops.store import (
+        HOP_COLUMNS,
+        HOP_TABLE,
+        KEY_COLUMNS,
+        KEY_TABLE,
+        WAITING_TABLE,
+    )
 
     with connection.cursor() as wrapper:
         cur = wrapper.cursor
@@ -130,12 +140,16 @@ def load(hops: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> None:
         with cur.copy(f"COPY {KEY_TABLE} ({', '.join(KEY_COLUMNS)}) FROM STDIN") as copy:
             for row in keys:
                 copy.write_row(row)
+        with cur.copy(f"COPY {WAITING_TABLE} (hop_id) FROM STDIN") as copy:
+            for row in hops:
+                copy.write_row((row[0],))
         cur.execute(
             f"SELECT setval(pg_get_serial_sequence('{HOP_TABLE}', 'id'), "
             f"(SELECT MAX(id) FROM {HOP_TABLE}))"
         )
         cur.execute(f"ANALYZE {HOP_TABLE}")
         cur.execute(f"ANALYZE {KEY_TABLE}")
+        cur.execute(f"ANALYZE {WAITING_TABLE}")
 
 
 def backend_cpu(pid: int) -> float:
@@ -147,20 +161,51 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def stitch_and_time(chunk: int, profile: bool) -> tuple[Any, float, float]:
+    """``do_stitch`` until the backlog is empty; (its result, this process's CPU seconds,
+    its PostgreSQL backend's CPU seconds)."""
+    from django.db import connection
+
+    from observatory.transactions.actions import do_stitch
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    pg_cpu0, py_cpu0 = backend_cpu(backend), time.process_time()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    result = do_stitch(limit_chunk=chunk)
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    py_cpu, pg_cpu = time.process_time() - py_cpu0, backend_cpu(backend) - pg_cpu0
+    connection.close()
+    return result, py_cpu, pg_cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hops", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=5000)
     parser.add_argument("--db", default="observatory_bench_stitch")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="stitcher processes side by side (default 2)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="print a cProfile summary (one worker)"
+    )
     args = parser.parse_args()
+    if args.profile:
+        args.workers = 1
 
     open_scratch(args.db)
     from django.core.management import call_command
     from django.db import connection
 
-    from observatory.transactions.actions import do_stitch
+    from observatory.transactions.actions import StitchResult
 
     call_command("migrate", verbosity=0)
     t = time.perf_counter()
@@ -171,23 +216,31 @@ def main() -> None:
     print(f"COPY into {args.db}: {time.perf_counter() - t:.1f}s")
     del hops, keys
 
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_backend_pid()")
-        backend = cur.fetchone()[0]
-    pg_cpu0, py_cpu0 = backend_cpu(backend), time.process_time()
-    profiler = cProfile.Profile() if args.profile else None
-    t = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    result = do_stitch(limit_chunk=args.chunk)
-    if profiler:
-        profiler.disable()
-    elapsed = time.perf_counter() - t
-    py_cpu, pg_cpu = time.process_time() - py_cpu0, backend_cpu(backend) - pg_cpu0
+    if args.workers == 1:
+        t = time.perf_counter()
+        result, py_cpu, pg_cpu = stitch_and_time(args.chunk, args.profile)
+        elapsed = time.perf_counter() - t
+    else:
+        # as the Celery worker runs it (--concurrency 2): processes side by side, each
+        # with its own connection, until the backlog is empty (the pool's connections
+        # must not be shared across the fork)
+        connection.close()
+        connection.close_pool()
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(args.workers) as pool:
+            t = time.perf_counter()
+            parts = pool.starmap(stitch_and_time, [(args.chunk, False)] * args.workers)
+            elapsed = time.perf_counter() - t
+        result = StitchResult()
+        for part, _, _ in parts:
+            for name in ("hops", "chunks", "merged", "conflicts", "resolved_hops"):
+                setattr(result, name, getattr(result, name) + getattr(part, name))
+        py_cpu, pg_cpu = sum(p[1] for p in parts), sum(p[2] for p in parts)
+        print(f"{args.workers} workers: " + ", ".join(f"{p[0].hops:,} hops" for p in parts))
     with connection.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM transactions_transaction WHERE merged_into_id IS NULL")
         live = cur.fetchone()[0]
-        cur.execute("SELECT COUNT(*) FROM hops_hop WHERE stitched_at IS NULL")
+        cur.execute("SELECT COUNT(*) FROM hops_waiting")
         waiting = cur.fetchone()[0]
     print(
         f"stitched {result.hops:,} hops in {elapsed:.1f}s ({result.chunks} chunks of "
@@ -195,12 +248,9 @@ def main() -> None:
         f"{result.conflicts:,} conflicts, {waiting:,} hops still waiting; "
         f"{result.resolved_hops:,} hops resolved"
     )
-    if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     if pg_cpu >= 0:
-        # On a busy machine the wall clock mostly measures the neighbours: the CPU both
-        # sides spent says what an idle machine would do (they run one after the other).
+        # On a busy machine the wall clock mostly measures the neighbours: the CPU the
+        # stitchers and their backends spent says what a hop costs whatever the machine.
         print(
             f"cpu: stitcher {py_cpu:.1f}s + its PostgreSQL backend {pg_cpu:.1f}s "
             f"= {result.hops / (py_cpu + pg_cpu):,.0f} hops per cpu-second"

@@ -41,17 +41,12 @@ class Hop(models.Model):
     attributes = models.JSONField(default=dict, blank=True)
     #: links, span events, resource attributes: for display, never queried.
     extra = models.JSONField(default=dict, blank=True)
-    #: Set by the stitcher once the hop is attached to its transactions.
-    stitched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["uid"], name="hop_uid_unique")]
         indexes = [
             models.Index(fields=["trace_id"], name="hop_trace", condition=~Q(trace_id="")),
             models.Index(fields=["system", "start_time"], name="hop_system_time"),
-            models.Index(
-                fields=["id"], name="hop_unstitched", condition=Q(stitched_at__isnull=True)
-            ),
         ]
 
     def __str__(self) -> str:
@@ -80,6 +75,43 @@ class HopKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}={self.value}"
+
+
+class Waiting(models.Model):
+    """A hop the stitcher has not taken yet: the hop store adds one with every new hop, in
+    the same transaction, and the stitcher's claim deletes it.
+
+    A queue of its own rather than a column of the hop: marking a hop row stitched was
+    an UPDATE of the whole row, which could not be HOT (its pages are full, and the column
+    was indexed), so it wrote a new row version and an entry in every index of the hop
+    table, about 45 µs a hop, a third of the stitcher's PostgreSQL time; deleting a queue
+    row is under a microsecond (bench/stitch.py).
+    """
+
+    hop = models.OneToOneField(
+        Hop, on_delete=models.CASCADE, primary_key=True, related_name="waiting", db_constraint=False
+    )
+
+    def __str__(self) -> str:
+        return f"hop {self.hop_id} waiting"
+
+
+class Stitched(models.Model):
+    """When the stitcher took a hop (appended with each claim). The KPI fill and the
+    failed-hop sweep read "hops stitched since" by ``at`` (a BRIN index on PostgreSQL,
+    created with the KPI source indexes: ``at`` grows with the table)."""
+
+    hop = models.OneToOneField(
+        Hop,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="stitched",
+        db_constraint=False,
+    )
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"hop {self.hop_id} stitched at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class DuplicateDelivery(models.Model):

@@ -3,7 +3,7 @@
 One request's records go in with a handful of statements whatever their number:
 
 * PostgreSQL: take ids for the hops from the sequence (one query), then binary ``COPY``
-  the hops and their keys inside a savepoint. New hops are the common case, so nothing is
+  the hops, their keys and their places in the stitcher's queue inside a savepoint. New hops are the common case, so nothing is
   looked up first: the unique uid index is the check. If any hop was stored before (a
   re-sent batch) or by a concurrent request, the COPY fails on that index; the savepoint
   is rolled back and the batch goes in through ``INSERT ... ON CONFLICT (uid) DO NOTHING
@@ -24,11 +24,13 @@ from typing import Any
 import orjson
 from django.db import IntegrityError, connection, transaction
 
-from observatory.hops.models import DuplicateDelivery, Hop, HopKey
+from observatory.hops.models import DuplicateDelivery, Hop, HopKey, Stitched, Waiting
 from tracing.records import HopRecord
 
 HOP_TABLE = Hop._meta.db_table
 KEY_TABLE = HopKey._meta.db_table
+WAITING_TABLE = Waiting._meta.db_table
+STITCHED_TABLE = Stitched._meta.db_table
 DUP_TABLE = DuplicateDelivery._meta.db_table
 
 HOP_COLUMNS = (
@@ -227,6 +229,7 @@ def _insert_postgresql(new: list[HopRecord], received_at: datetime) -> dict[str,
                     for row in rows:
                         copy.write_row(row)
                 _copy_keys(cur, zip(ids, new, strict=True))
+                _copy_waiting(cur, ids)
             return {r.uid: i for i, r in zip(ids, new, strict=True)}
         except (IntegrityError, UniqueViolation):
             pass  # a concurrent request stored some of these uids first
@@ -248,6 +251,7 @@ def _insert_postgresql(new: list[HopRecord], received_at: datetime) -> dict[str,
             if not cur.nextset():
                 break
         _copy_keys(cur, kept)
+        _copy_waiting(cur, [hop_id for hop_id, _ in kept])
         return stored
 
 
@@ -258,6 +262,13 @@ def _copy_keys(cur: Any, pairs: Iterable[tuple[int, HopRecord]]) -> None:
         for hop_id, r in pairs:
             for k in r.keys:
                 copy.write_row((hop_id, k.kind, k.value, k.fanout))
+
+
+def _copy_waiting(cur: Any, hop_ids: Iterable[int]) -> None:
+    with cur.copy(f"COPY {WAITING_TABLE} (hop_id) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(("int8",))
+        for hop_id in hop_ids:
+            copy.write_row((hop_id,))
 
 
 def _insert_portable(new: list[HopRecord], received_at: datetime) -> dict[str, int]:
@@ -290,7 +301,16 @@ def _insert_portable(new: list[HopRecord], received_at: datetime) -> dict[str, i
             f"INSERT INTO {KEY_TABLE} ({', '.join(KEY_COLUMNS)}) VALUES (%s, %s, %s, %s)",
             [kr for i, r in zip(ids, new, strict=True) for kr in _key_rows(i, r)],
         )
+        cur.executemany(f"INSERT INTO {WAITING_TABLE} (hop_id) VALUES (%s)", [(i,) for i in ids])
     return {r.uid: i for i, r in zip(ids, new, strict=True)}
+
+
+def queue_for_stitching(hop_ids: Sequence[int]) -> None:
+    """Put hops stored before back in the stitcher's queue, to be stitched again (after a
+    status map changed, say); the stitcher's result depends only on the hops, so this is
+    always safe."""
+    Stitched.objects.filter(hop_id__in=hop_ids).delete()
+    Waiting.objects.bulk_create([Waiting(hop_id=i) for i in hop_ids], ignore_conflicts=True)
 
 
 def _record_duplicates(hop_ids: list[int], received_at: datetime) -> None:

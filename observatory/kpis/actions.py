@@ -261,7 +261,7 @@ def _collect_all(
     )
     orders.update(_order_hours())
     hops.update(
-        Hop.objects.filter(stitched_at__isnull=False)
+        Hop.objects.filter(stitched__isnull=False)
         .annotate(h=TruncHour("start_time", tzinfo=UTC))
         .values_list("h", flat=True)
         .distinct()
@@ -324,7 +324,7 @@ def _collect_since(
             .distinct()
         )
     hops.update(
-        Hop.objects.filter(stitched_at__gte=since)
+        Hop.objects.filter(stitched__at__gte=since)
         .annotate(h=TruncHour("start_time", tzinfo=UTC))
         .values_list("h", flat=True)
         .distinct()

@@ -142,7 +142,7 @@ def kpi_values(
     for hop_id in DuplicateDelivery.objects.values_list("hop_id", flat=True):
         dups[hop_id] += 1
     per_op: dict[tuple[str, str], list[Hop]] = defaultdict(list)
-    for hop in Hop.objects.filter(stitched_at__isnull=False):
+    for hop in Hop.objects.filter(stitched__isnull=False):
         if not (since <= hop.start_time < until):
             continue
         owner = tx_by_id.get(first_tx.get(hop.id, -1))

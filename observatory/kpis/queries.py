@@ -215,7 +215,7 @@ def hop_facts(ranges: Sequence[Range]) -> list[HopFact]:
         return []
     where = ranges_q("start_time", ranges)
     hops = list(
-        Hop.objects.filter(where, stitched_at__isnull=False).values_list(
+        Hop.objects.filter(where, stitched__isnull=False).values_list(
             "id",
             "start_time",
             "channel",

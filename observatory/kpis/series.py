@@ -257,20 +257,14 @@ class Failure:
 
 def newest_failures(limit: int = 8, *, system: str | None = None) -> list[Failure]:
     """The newest failed hops, each with the order it belongs to (a fixed number of
-    queries: failed hops by their partial index, their memberships, their labels)."""
+    queries: the latest stored failed hops by their partial index on id, their
+    memberships, their labels), newest business time first."""
     base = Hop.objects.filter(outcome=ERROR)
     if system:
         base = base.filter(system=system)
     fields = ("id", "start_time", "system", "operation", "status_message", "retry_attempt")
-    waiting = list(
-        base.filter(stitched_at__isnull=True).order_by("-id").values_list(*fields)[:limit]
-    )
-    placed = list(
-        base.filter(stitched_at__isnull=False)
-        .order_by("-stitched_at", "-id")
-        .values_list(*fields)[: limit * 2]
-    )
-    rows = sorted(waiting + placed, key=lambda r: (r[1], r[0]), reverse=True)[:limit]
+    latest = list(base.order_by("-id").values_list(*fields)[: limit * 2])
+    rows = sorted(latest, key=lambda r: (r[1], r[0]), reverse=True)[:limit]
     owner: dict[int, int] = {}
     for hop_id, tx_id in TransactionHop.objects.filter(
         hop_id__in=[r[0] for r in rows], transaction__merged_into__isnull=True

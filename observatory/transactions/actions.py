@@ -1,9 +1,10 @@
 """The stitcher: attach waiting hops to transactions, set-based (issue 3, item 2).
 
-``do_stitch`` claims hops whose ``stitched_at`` is NULL in chunks, and for each chunk, in
-one database transaction:
+``do_stitch`` claims hops from the queue the hop store fills (``hops.Waiting``) in
+chunks, and for each chunk, in one database transaction:
 
-1. claims the chunk (``FOR UPDATE SKIP LOCKED`` on PostgreSQL);
+1. claims the chunk (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), taking its hops out of the
+   queue and logging them in ``hops.Stitched``;
 2. loads the *raw components* the chunk's keys belong to: every hop sharing a linking
    key with them, transitively (stitch.py explains why whole components), with a couple
    of set-based queries per round of the closure, never a query per hop; waiting hops
@@ -17,10 +18,14 @@ one database transaction:
    ``Conflict`` rows for refused links, unknown statuses counted, hops marked stitched.
 
 Re-running changes nothing: the result depends only on the set of hops, and only
-differences are written. Several stitchers may run at once: on PostgreSQL each chunk
-takes a transaction-scoped advisory lock before it claims, so chunks that touch the same
-order never interleave (a chunk reads whole components, including hops another worker
-has not claimed yet); on SQLite the ``IMMEDIATE`` transaction already serialises writers.
+differences are written. Several stitchers may run at once, and overlap: steps 1 to 3
+read only the hop store, which the stitcher never changes, and claims skip each other's
+rows, so they run side by side; step 4 reads what the transactions hold and writes, so on
+PostgreSQL it takes a transaction-scoped advisory lock first, and chunks write one after
+the other, each against everything committed before it (two chunks may resolve the same
+order: a chunk reads whole components, including hops another worker claimed; the later
+one then finds nothing to change). On SQLite the ``IMMEDIATE`` transaction serialises
+whole chunks.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 
-from observatory.hops.models import Hop, HopKey
+from observatory.hops.models import Hop, HopKey, Stitched, Waiting
 from observatory.lib import live
 from observatory.lib.clock import Clock, now
 from observatory.transactions import stages as st
@@ -62,6 +67,8 @@ _CHUNK = 900  # bound parameters per statement on SQLite
 
 HOP_TABLE = Hop._meta.db_table
 HOPKEY_TABLE = HopKey._meta.db_table
+WAITING_TABLE = Waiting._meta.db_table
+STITCHED_TABLE = Stitched._meta.db_table
 TX_TABLE = Transaction._meta.db_table
 TXKEY_TABLE = TransactionKey._meta.db_table
 TXHOP_TABLE = TransactionHop._meta.db_table
@@ -178,7 +185,6 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
     result = StitchResult()
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
             # many small index lookups: JIT compiling them costs more than they do
             cur.execute("SET LOCAL jit = off")
     at = clock()
@@ -229,18 +235,27 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
     }
     resolution = resolve(inputs, split)
     result.resolved_hops = len(inputs)
-    derived = {
-        h.id: st.derive(
-            maps,
-            system=h.system,
-            stage=h.stage,
-            platform_status=h.platform_status,
-            operation=h.operation,
-        )
-        for h in hops.values()
-    }
+    # a chunk's hops say a few dozen different things: derive each once
+    said: dict[tuple[str, str, str, str], st.Derived] = {}
+    derived: dict[int, st.Derived] = {}
+    for h in hops.values():
+        what = (h.system, h.stage, h.platform_status, h.operation)
+        d = said.get(what)
+        if d is None:
+            d = said[what] = st.derive(
+                maps,
+                system=h.system,
+                stage=h.stage,
+                platform_status=h.platform_status,
+                operation=h.operation,
+            )
+        derived[h.id] = d
 
-    # 4. write the difference
+    # 4. write the difference, one chunk at a time: what the transactions hold is read
+    # only now, under the lock, so it includes every chunk committed before
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
     writer = _Writer(hops, derived, inputs, at, result)
     writer.apply(resolution, component_keys)
     _count_unknown(claimed, hops, derived, at, result)
@@ -260,47 +275,46 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
 
 
 def _claim(limit: int, at: datetime) -> list[int]:
-    """Claim up to ``limit`` waiting hops, oldest id first, and mark them stitched at
-    ``at`` (undone with the chunk if it fails). PostgreSQL: one ``UPDATE`` over a
-    ``FOR UPDATE SKIP LOCKED`` sub-select on the ``hop_unstitched`` partial index."""
+    """Claim up to ``limit`` waiting hops, oldest id first: take them out of the queue
+    (put back if the chunk fails) and log them stitched at ``at``. PostgreSQL: one
+    ``DELETE`` over a ``FOR UPDATE SKIP LOCKED`` sub-select, so concurrent claims skip
+    each other's rows."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute(
-                f"UPDATE {HOP_TABLE} SET stitched_at = %s WHERE id IN ("
-                f"SELECT id FROM {HOP_TABLE} WHERE stitched_at IS NULL ORDER BY id LIMIT %s "
-                "FOR UPDATE SKIP LOCKED) RETURNING id",
-                [at, limit],
-            )
-            return sorted(r[0] for r in cur.fetchall())
-    claimed = list(
-        Hop.objects.filter(stitched_at__isnull=True)
-        .order_by("id")
-        .select_for_update(skip_locked=True)
-        .values_list("id", flat=True)[:limit]
-    )
-    _mark_stitched(claimed, at)
+        rows = _pg(
+            f"DELETE FROM {WAITING_TABLE} WHERE hop_id IN ("
+            f"SELECT hop_id FROM {WAITING_TABLE} ORDER BY hop_id LIMIT %s "
+            "FOR UPDATE SKIP LOCKED) RETURNING hop_id",
+            [limit],
+        )
+        claimed = sorted(r[0] for r in rows)
+    else:
+        claimed = list(
+            Waiting.objects.order_by("hop_id")
+            .select_for_update(skip_locked=True)
+            .values_list("hop_id", flat=True)[:limit]
+        )
+        _unqueue(claimed)
+    _log_stitched(claimed, at)
     return claimed
 
 
 def _claim_these(hop_ids: Sequence[int], at: datetime) -> list[int]:
-    """Those of ``hop_ids`` still waiting, claimed and marked like :func:`_claim`."""
+    """Those of ``hop_ids`` still waiting, claimed and logged like :func:`_claim`."""
     if not hop_ids:
         return []
     if connection.vendor == "postgresql":
-        # no SKIP LOCKED needed: the advisory lock keeps other stitchers out, and
-        # locking each row before updating it would cost a second write per hop
         rows = _pg(
-            f"UPDATE {HOP_TABLE} SET stitched_at = %s "
-            "WHERE id = ANY(%s::bigint[]) AND stitched_at IS NULL RETURNING id",
-            [at, _ids(sorted(hop_ids))],
+            f"DELETE FROM {WAITING_TABLE} WHERE hop_id IN (SELECT hop_id FROM {WAITING_TABLE} "
+            "WHERE hop_id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED) RETURNING hop_id",
+            [_ids(sorted(hop_ids))],
         )
-        return [r[0] for r in rows]
-    out: list[int] = []
-    for chunk in _chunks(sorted(hop_ids), _CHUNK):
-        out.extend(
-            Hop.objects.filter(id__in=chunk, stitched_at__isnull=True).values_list("id", flat=True)
-        )
-    _mark_stitched(out, at)
+        out = sorted(r[0] for r in rows)
+    else:
+        out = []
+        for chunk in _chunks(sorted(hop_ids), _CHUNK):
+            out.extend(Waiting.objects.filter(hop_id__in=chunk).values_list("hop_id", flat=True))
+        _unqueue(out)
+    _log_stitched(out, at)
     return out
 
 
@@ -675,15 +689,26 @@ def _count_unknown(
     )
 
 
-def _mark_stitched(claimed: Sequence[int], at: datetime) -> None:
+def _unqueue(hop_ids: Sequence[int]) -> None:
+    for chunk in _chunks(hop_ids, _CHUNK):
+        Waiting.objects.filter(hop_id__in=chunk).delete()
+
+
+def _log_stitched(hop_ids: Sequence[int], at: datetime) -> None:
+    """Log ``hop_ids`` stitched at ``at`` (a hop stitched again is logged at its latest
+    time: readers of the log redo what it touched)."""
     if connection.vendor == "postgresql":
         _pg(
-            f"UPDATE {HOP_TABLE} SET stitched_at = %s WHERE id = ANY(%s::bigint[])",
-            [at, _ids(claimed)],
+            f"INSERT INTO {STITCHED_TABLE} (hop_id, at) SELECT h, %s FROM "
+            "unnest(%s::bigint[]) h ON CONFLICT (hop_id) DO UPDATE SET at = excluded.at",
+            [at, _ids(hop_ids)],
         )
         return
-    for chunk in _chunks(claimed, _CHUNK):
-        Hop.objects.filter(id__in=chunk).update(stitched_at=at)
+    _executemany(
+        f"INSERT INTO {STITCHED_TABLE} (hop_id, at) VALUES (%s, %s) "
+        "ON CONFLICT (hop_id) DO UPDATE SET at = excluded.at",
+        [(h, at) for h in hop_ids],
+    )
 
 
 # --- set-based reads ------------------------------------------------------------------------

@@ -491,7 +491,7 @@ def _open_failed(
         hop__outcome=c.ERROR, transaction__merged_into__isnull=True
     ).exclude(Exists(TriagedHop.objects.filter(hop_id=OuterRef("hop_id"))))
     if since is not None:
-        links = links.filter(hop__stitched_at__gte=since)
+        links = links.filter(hop__stitched__at__gte=since)
     rows = list(
         links.order_by("hop__start_time", "hop_id").values_list(
             "transaction_id",

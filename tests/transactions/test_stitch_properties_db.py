@@ -10,7 +10,7 @@ from django.db import connection, connections, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as s
 
-from observatory.hops.models import Hop
+from observatory.hops.models import Waiting
 from observatory.hops.store import store_records
 from observatory.transactions.actions import do_stitch
 from observatory.transactions.models import TransactionKey
@@ -122,7 +122,7 @@ def test_two_stitchers_side_by_side() -> None:
         t.join()
     assert not errors, errors
     assert sum(done) == len(records), "every hop stitched exactly once"
-    assert not Hop.objects.filter(stitched_at__isnull=True).exists()
+    assert not Waiting.objects.exists()
     assert partition() == resolve(hop_inputs()).partition()
     assert TransactionKey.objects.filter(kind="order_number").count() == 120
     assert_consistent()

@@ -13,7 +13,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from observatory.hops.models import Hop
+from observatory.hops.models import Hop, Waiting
+from observatory.hops.store import queue_for_stitching
 from observatory.transactions.actions import do_stitch
 from observatory.transactions.models import (
     Conflict,
@@ -192,7 +193,7 @@ def test_shared_kinds_never_link(ingest_client: Client) -> None:
         frozenset({"#1"}),
         frozenset({"#2"}),
     }
-    assert Hop.objects.filter(stitched_at__isnull=True).count() == 0
+    assert not Waiting.objects.exists()
 
 
 # --- conflicts ------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def test_two_order_numbers_through_one_erp_id_is_a_conflict(
     assert (c.kind, c.value, c.existing_value) == ("order_number", "#2", "#1")
     assert (c.transaction_id, c.other_transaction_id) == (first.id, second.id)
     do_stitch()
-    Hop.objects.update(stitched_at=None)
+    queue_for_stitching(list(Hop.objects.values_list("id", flat=True)))
     do_stitch()
     assert Conflict.objects.count() == 1
 
@@ -268,7 +269,7 @@ def test_unknown_statuses_are_counted_once_per_hop(ingest_client: Client) -> Non
     post_events(
         ingest_client, event("u4", {"order_number": "#7"}, platform_status="Awaiting Whimsy")
     )
-    Hop.objects.filter(uid__endswith=":u1").update(stitched_at=None)
+    queue_for_stitching([Hop.objects.get(uid__endswith=":u1").id])
     do_stitch()
     counts = dict(UnknownStatus.objects.values_list("status", "count"))
     assert counts["Awaiting Whimsy"] == 3  # u4, and u1 claimed again (re-sent work counts)
@@ -315,7 +316,7 @@ def test_rerun_changes_nothing(ingest_client: Client) -> None:
     do_stitch(limit_chunk=7)
     before = snapshot()
     assert do_stitch().hops == 0
-    Hop.objects.update(stitched_at=None)
+    queue_for_stitching(list(Hop.objects.values_list("id", flat=True)))
     again = do_stitch(limit_chunk=5)
     assert again.hops == Hop.objects.count()
     assert (again.transactions_created, again.merged, again.touched) == (0, 0, 0)
@@ -331,7 +332,7 @@ def test_chunk_cost_does_not_grow_with_hops(ingest_client: Client) -> None:
     post_events(ingest_client, *mixed_traffic(60))
     with CaptureQueriesContext(connection) as large:
         do_stitch()
-    assert Hop.objects.filter(stitched_at__isnull=True).count() == 0
+    assert not Waiting.objects.exists()
     assert len(large) <= len(small) + 2, (
         [q["sql"][:60] for q in small.captured_queries],
         [q["sql"][:60] for q in large.captured_queries],
