@@ -280,10 +280,12 @@ def _claim(limit: int, at: datetime) -> list[int]:
     ``DELETE`` over a ``FOR UPDATE SKIP LOCKED`` sub-select, so concurrent claims skip
     each other's rows."""
     if connection.vendor == "postgresql":
+        # = ANY(ARRAY(...)): with IN (...) the planner hash-joins against a scan of the
+        # whole queue, dead rows and all (131 ms a claim at 1M waiting, against 12)
         rows = _pg(
-            f"DELETE FROM {WAITING_TABLE} WHERE hop_id IN ("
+            f"DELETE FROM {WAITING_TABLE} WHERE hop_id = ANY(ARRAY("
             f"SELECT hop_id FROM {WAITING_TABLE} ORDER BY hop_id LIMIT %s "
-            "FOR UPDATE SKIP LOCKED) RETURNING hop_id",
+            "FOR UPDATE SKIP LOCKED)) RETURNING hop_id",
             [limit],
         )
         claimed = sorted(r[0] for r in rows)
@@ -304,8 +306,9 @@ def _claim_these(hop_ids: Sequence[int], at: datetime) -> list[int]:
         return []
     if connection.vendor == "postgresql":
         rows = _pg(
-            f"DELETE FROM {WAITING_TABLE} WHERE hop_id IN (SELECT hop_id FROM {WAITING_TABLE} "
-            "WHERE hop_id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED) RETURNING hop_id",
+            f"DELETE FROM {WAITING_TABLE} WHERE hop_id = ANY(ARRAY(SELECT hop_id FROM "
+            f"{WAITING_TABLE} WHERE hop_id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED)) "
+            "RETURNING hop_id",
             [_ids(sorted(hop_ids))],
         )
         out = sorted(r[0] for r in rows)
