@@ -11,8 +11,9 @@ from observatory.hops.schema import KeyOut, SpanOut
 
 
 def span_out(hop: Hop) -> SpanOut:
-    """A hop as a span (its keys must be prefetched: ``queries.hops_with_keys``)."""
-    return SpanOut(
+    """A hop as a span (its keys must be prefetched: ``queries.hops_with_keys``), built
+    without validation as ``triage.api.order_out`` explains."""
+    return SpanOut.model_construct(
         hop_id=hop.id,
         trace_id=hop.trace_id,
         span_id=hop.span_id,
@@ -28,7 +29,10 @@ def span_out(hop: Hop) -> SpanOut:
         replay=hop.replay,
         stage=hop.stage,
         platform_status=hop.platform_status,
-        keys=[KeyOut(kind=k.kind, value=k.value, fanout=k.fanout) for k in hop.keys.all()],
+        keys=[
+            KeyOut.model_construct(kind=k.kind, value=k.value, fanout=k.fanout)
+            for k in hop.keys.all()
+        ],
         attributes=hop.attributes,
         links=hop.extra.get("links", []),
     )

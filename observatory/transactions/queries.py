@@ -6,11 +6,13 @@ Every function runs a fixed number of queries whatever the number of hops or key
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.db.models.expressions import RawSQL
 
 from observatory.hops.models import DuplicateDelivery, Hop
@@ -72,7 +74,7 @@ def lookup(key: str) -> Lookup:
     ``kind=value`` matches that kind exactly; a bare value matches any kind, as given or
     with/without a leading ``#`` (``1001`` and ``#1001`` both find order number
     ``#1001``). Transactions merged away are followed to the one they were merged into.
-    Two queries at most, whatever matches.
+    One query (the keys are a subquery of it), and one more per step of merges followed.
     """
     kind, value = parse_key(key)
     if not value:
@@ -82,10 +84,7 @@ def lookup(key: str) -> Lookup:
         if kind
         else TransactionKey.objects.filter(value__in=bare_variants(value))
     )
-    tx_ids = sorted(set(rows.values_list("transaction_id", flat=True)))
-    if not tx_ids:
-        return Lookup()
-    found = _live(tx_ids)
+    found = _live(rows.values("transaction_id"))
     if len(found) == 1:
         return Lookup(transaction=found[0])
     return Lookup(candidates=found)
@@ -97,9 +96,11 @@ def get_transaction(tx_id: int) -> Transaction | None:
     return found[0] if found else None
 
 
-def _live(tx_ids: list[int]) -> list[Transaction]:
-    """The live transactions for ``tx_ids`` (merged ones followed), by id, deduplicated."""
-    by_id = {t.id: t for t in Transaction.objects.filter(id__in=tx_ids)}
+def _live(tx_ids: Iterable[int] | QuerySet[Any, Any]) -> list[Transaction]:
+    """The live transactions for ``tx_ids`` (a list or a subquery of ids; merged ones
+    followed), by id, deduplicated."""
+    matched = list(Transaction.objects.filter(id__in=tx_ids))
+    by_id = {t.id: t for t in matched}
     for _ in range(_MAX_FOLLOW):
         pending = {t.merged_into_id for t in by_id.values() if t.merged_into_id}
         pending -= by_id.keys()
@@ -107,8 +108,8 @@ def _live(tx_ids: list[int]) -> list[Transaction]:
             break
         by_id.update({t.id: t for t in Transaction.objects.filter(id__in=pending)})
     out: dict[int, Transaction] = {}
-    for tx_id in tx_ids:
-        t = by_id.get(tx_id)
+    for t0 in matched:
+        t: Transaction | None = t0
         for _ in range(_MAX_FOLLOW):
             if t is None or not t.merged_into_id:
                 break

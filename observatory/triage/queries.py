@@ -11,12 +11,13 @@ import base64
 import binascii
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
@@ -115,21 +116,24 @@ def transaction_labels(ids: Iterable[int]) -> dict[int, str]:
 # --- policies -------------------------------------------------------------------------------
 
 
+#: the active policies, their columns in the order of ``sla.Policy``'s fields
+_POLICIES_SQL = "SELECT {} FROM {} WHERE {} = %s ORDER BY {}".format(
+    ", ".join(SlaPolicy._meta.get_field(f.name).column for f in fields(sla.Policy)),
+    SlaPolicy._meta.db_table,
+    SlaPolicy._meta.get_field("active").column,
+    SlaPolicy._meta.pk.column,
+)
+
+
 def policies() -> list[sla.Policy]:
-    """The active SLA policies, as plain values for ``sla``."""
-    return [
-        sla.Policy(
-            id=p.id,
-            name=p.name,
-            transaction_kind=p.transaction_kind,
-            channel=p.channel,
-            from_stage=p.from_stage,
-            to_stage=p.to_stage,
-            deadline_s=p.deadline_s,
-            batch_allowance_s=p.batch_allowance_s,
-        )
-        for p in SlaPolicy.objects.filter(active=True).order_by("id")
-    ]
+    """The active SLA policies, as plain values for ``sla``.
+
+    Read afresh every time, so an edit in the admin counts at once; as plain SQL because
+    every order lookup reads them, and building the ORM query cost more than running it.
+    """
+    with connection.cursor() as cur:
+        cur.execute(_POLICIES_SQL, [True])
+        return [sla.Policy(*row) for row in cur.fetchall()]
 
 
 # --- paging ---------------------------------------------------------------------------------
@@ -384,7 +388,7 @@ class OrderView:
 
 def order_view(tx: Transaction, now: datetime) -> OrderView:
     """The read model of one transaction (found with ``transactions.queries.lookup`` or
-    ``get_transaction``). Eight queries whatever its size (seven with ``keys``
+    ``get_transaction``). Seven queries whatever its size (six with ``keys``
     prefetched)."""
     # the lookup prefetched them (ordered); otherwise this is one query
     keys = sorted(tx.keys.all(), key=lambda k: (k.kind, k.value))
@@ -415,12 +419,10 @@ def order_view(tx: Transaction, now: datetime) -> OrderView:
             )
         )
     # with those closed on transactions merged into this one (open ones follow the merge):
-    # a union of two index scans, where an OR across the join read both tables whole
-    tx_issues = list(
-        Issue.objects.filter(transaction=tx)
-        .union(Issue.objects.filter(transaction__merged_into=tx), all=True)
-        .order_by("opened_at", "id")
-    )
+    # the transactions are a subquery (two index scans, OR-ed), where an OR across the
+    # join read both tables whole
+    merged = Transaction.objects.filter(Q(id=tx.id) | Q(merged_into=tx)).values("id")
+    tx_issues = list(Issue.objects.filter(transaction__in=merged).order_by("opened_at", "id"))
     duplicates = list(
         DuplicateDelivery.objects.filter(hop_id__in=[h.id for h in hops]).order_by(
             "received_at", "id"

@@ -93,7 +93,7 @@ def test_search_and_lookup_query_counts() -> None:
     assert len(q) == 1
     with CaptureQueriesContext(connection) as q:
         queries.lookup("1001")
-    assert len(q) == 2
+    assert len(q) == 1
 
 
 def test_timeline_query_count_does_not_grow(ingest_client: Client) -> None:
