@@ -6,17 +6,16 @@ Every function runs a fixed number of queries whatever the number of hops or key
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch
 from django.db.models.expressions import RawSQL
 
 from observatory.hops.models import DuplicateDelivery, Hop
 from observatory.lib.clock import Clock, now
+from observatory.lib.rows import fetch
 from observatory.transactions.models import (
     Conflict,
     Merge,
@@ -74,17 +73,21 @@ def lookup(key: str) -> Lookup:
     ``kind=value`` matches that kind exactly; a bare value matches any kind, as given or
     with/without a leading ``#`` (``1001`` and ``#1001`` both find order number
     ``#1001``). Transactions merged away are followed to the one they were merged into.
-    One query (the keys are a subquery of it), and one more per step of merges followed.
+    One query (the keys are a subquery of it, written by hand as every lookup runs it:
+    ``lib.rows``), and one more per step of merges followed.
     """
     kind, value = parse_key(key)
     if not value:
         return Lookup()
-    rows = (
-        TransactionKey.objects.filter(value=value, kind=kind)
-        if kind
-        else TransactionKey.objects.filter(value__in=bare_variants(value))
+    if kind:
+        keys, params = "value = %s AND kind = %s", [value, kind]
+    else:
+        params = bare_variants(value)
+        keys = f"value IN ({', '.join(['%s'] * len(params))})"
+    matched = fetch(
+        Transaction, f"id IN (SELECT transaction_id FROM {_TXKEY} WHERE {keys})", params, "id"
     )
-    found = _live(rows.values("transaction_id"))
+    found = _live(matched)
     if len(found) == 1:
         return Lookup(transaction=found[0])
     return Lookup(candidates=found)
@@ -92,14 +95,12 @@ def lookup(key: str) -> Lookup:
 
 def get_transaction(tx_id: int) -> Transaction | None:
     """A transaction by id, following ``merged_into`` to the live one."""
-    found = _live([tx_id])
+    found = _live(list(Transaction.objects.filter(id=tx_id)))
     return found[0] if found else None
 
 
-def _live(tx_ids: Iterable[int] | QuerySet[Any, Any]) -> list[Transaction]:
-    """The live transactions for ``tx_ids`` (a list or a subquery of ids; merged ones
-    followed), by id, deduplicated."""
-    matched = list(Transaction.objects.filter(id__in=tx_ids))
+def _live(matched: list[Transaction]) -> list[Transaction]:
+    """The live transactions for ``matched`` (merged ones followed), by id, deduplicated."""
     by_id = {t.id: t for t in matched}
     for _ in range(_MAX_FOLLOW):
         pending = {t.merged_into_id for t in by_id.values() if t.merged_into_id}

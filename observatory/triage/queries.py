@@ -22,7 +22,7 @@ from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce
 
 from observatory.hops.models import DuplicateDelivery, Hop, HopKey
-from observatory.hops.queries import hops_with_keys
+from observatory.lib.rows import fetch
 from observatory.transactions.models import (
     SlaPolicy,
     StageReached,
@@ -43,6 +43,8 @@ from observatory.triage.models import (
 from tracing import conventions as c
 
 _CHUNK = 500
+_TX = Transaction._meta.db_table
+_TXHOP = TransactionHop._meta.db_table
 
 #: Key kinds that name a transaction to a person, most telling first.
 LABEL_KINDS = (
@@ -388,13 +390,19 @@ class OrderView:
 
 def order_view(tx: Transaction, now: datetime) -> OrderView:
     """The read model of one transaction (found with ``transactions.queries.lookup`` or
-    ``get_transaction``). Seven queries whatever its size (six with ``keys``
-    prefetched)."""
-    # the lookup prefetched them (ordered); otherwise this is one query
-    keys = sorted(tx.keys.all(), key=lambda k: (k.kind, k.value))
-    stage_rows = list(StageReached.objects.filter(transaction=tx).order_by("at", "id"))
-    hop_ids = TransactionHop.objects.filter(transaction=tx).values("hop_id")
-    hops = list(hops_with_keys().filter(id__in=hop_ids).order_by("start_time", "id"))
+    ``get_transaction``). Seven queries whatever its size, written as plain WHERE clauses
+    (``lib.rows.fetch``): every order lookup runs them, and compiling them through the ORM
+    cost more than running them."""
+    keys = fetch(TransactionKey, "transaction_id = %s", [tx.id], "kind, value, id")
+    stage_rows = fetch(StageReached, "transaction_id = %s", [tx.id], "at, id")
+    members = f"SELECT hop_id FROM {_TXHOP} WHERE transaction_id = %s"
+    hops = fetch(Hop, f"id IN ({members})", [tx.id], "start_time, id")
+    keys_of: dict[int, list[HopKey]] = defaultdict(list)
+    for k in fetch(HopKey, f"hop_id IN ({members})", [tx.id], "kind, value, id"):
+        keys_of[k.hop_id].append(k)
+    for h in hops:
+        # what prefetch_related would leave: hop.keys.all() answers from it
+        h._prefetched_objects_cache = {"keys": keys_of.get(h.id, [])}
     batch_hops = {
         h.id for h in hops if any(k.kind in BATCH_KINDS or k.fanout for k in h.keys.all())
     }
@@ -421,13 +429,9 @@ def order_view(tx: Transaction, now: datetime) -> OrderView:
     # with those closed on transactions merged into this one (open ones follow the merge):
     # the transactions are a subquery (two index scans, OR-ed), where an OR across the
     # join read both tables whole
-    merged = Transaction.objects.filter(Q(id=tx.id) | Q(merged_into=tx)).values("id")
-    tx_issues = list(Issue.objects.filter(transaction__in=merged).order_by("opened_at", "id"))
-    duplicates = list(
-        DuplicateDelivery.objects.filter(hop_id__in=[h.id for h in hops]).order_by(
-            "received_at", "id"
-        )
-    )
+    merged = f"SELECT id FROM {_TX} WHERE id = %s OR merged_into_id = %s"
+    tx_issues = fetch(Issue, f"transaction_id IN ({merged})", [tx.id, tx.id], "opened_at, id")
+    duplicates = fetch(DuplicateDelivery, f"hop_id IN ({members})", [tx.id], "received_at, id")
     return OrderView(
         tx=tx,
         keys=keys,
