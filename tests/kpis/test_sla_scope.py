@@ -9,7 +9,6 @@ import importlib
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import pytest
 from django.apps import apps
 from django.test import Client
@@ -20,6 +19,7 @@ from observatory.transactions.models import SlaPolicy
 from observatory.triage.actions import do_pipeline_tick
 from observatory.triage.models import RESOLVED, STUCK, UNRESOLVED, Issue
 from tests.kpis.traffic import event
+from tests.transactions.stitching import post_events
 
 pytestmark = pytest.mark.django_db
 
@@ -34,16 +34,6 @@ def no_overlap(settings: Any) -> None:
     settings.KPIS_FILL_OVERLAP_S = 0
 
 
-def send(client: Client, *events: dict[str, Any]) -> None:
-    answer = client.post(
-        "/api/v1/events",
-        orjson.dumps(list(events)),
-        content_type="application/cloudevents-batch+json",
-    )
-    assert answer.status_code == 200, answer.content
-    assert not answer.json().get("rejected"), answer.content
-
-
 def shipped_orders(client: Client) -> None:
     """One order per channel, captured three hours ago, posted in time, shipped two hours
     ago, and never seen by Shopify as fulfilled."""
@@ -56,7 +46,7 @@ def shipped_orders(client: Client) -> None:
             event(f"{channel}-2", t0 + timedelta(seconds=20), "erp", keys, stage="posted"),
             event(f"{channel}-3", t0 + timedelta(hours=1), "wms", keys, stage="shipped"),
         ]
-    send(client, *events)
+    post_events(client, *events)
 
 
 def stuck_on_fulfillment() -> list[tuple[str, str]]:
