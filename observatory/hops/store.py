@@ -3,13 +3,15 @@
 One request's records go in with a handful of statements whatever their number:
 
 * PostgreSQL: take ids for the hops from the sequence (one query), then binary ``COPY``
-  the hops, their keys and their places in the stitcher's queue inside a savepoint. New hops are the common case, so nothing is
-  looked up first: the unique uid index is the check. If any hop was stored before (a
-  re-sent batch) or by a concurrent request, the COPY fails on that index; the savepoint
-  is rolled back and the batch goes in through ``INSERT ... ON CONFLICT (uid) DO NOTHING
-  RETURNING``, after which the ids of the hops already stored are looked up.
+  the hops, their keys and their places in the stitcher's queue inside a savepoint. New
+  hops are the common case, so nothing is looked up first: the unique uid index is the
+  check. If any hop was stored before (a re-sent batch) or by a concurrent request, the
+  COPY fails on that index; the savepoint is rolled back and the batch goes in through
+  ``INSERT ... ON CONFLICT (uid) DO NOTHING RETURNING``, after which the ids of the hops
+  already stored are looked up.
 * SQLite: the transaction holds the write lock from ``BEGIN IMMEDIATE`` (settings), so
-  ids are taken past the highest one and rows go in with ``executemany``.
+  ids are taken past the highest one and rows (queue rows too) go in with
+  ``executemany``.
 
 Callers own the transaction (``hops.actions.do_store_hops``).
 """
