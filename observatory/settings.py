@@ -290,6 +290,26 @@ TRIAGE_STAGE_SYSTEMS = env.dict("TRIAGE_STAGE_SYSTEMS", default={})
 #: to cover stitches that committed after it started.
 TRIAGE_RESCAN_OVERLAP_S = env.int("TRIAGE_RESCAN_OVERLAP_S", default=600)
 
+# --- watermarks (docs/watermarks.md) ---
+#: Systems whose stores are reporting streams of their own (each store has its watermark).
+STORE_STREAM_SYSTEMS = env.list("STORE_STREAM_SYSTEMS", default=["pos"])
+#: Maximum telemetry delay per system, seconds (e.g. TELEMETRY_MAX_DELAY_S=erp=120,pos=3600);
+#: a system without one has it measured from its arrival lags, within the floor and ceiling.
+TELEMETRY_MAX_DELAY_S = {
+    k: float(v) for k, v in env.dict("TELEMETRY_MAX_DELAY_S", default={}).items()
+}
+TELEMETRY_DELAY_FLOOR_S = env.float("TELEMETRY_DELAY_FLOOR_S", default=60.0)
+TELEMETRY_DELAY_CEILING_S = env.float("TELEMETRY_DELAY_CEILING_S", default=900.0)
+#: Least skew allowed between two hops of one stream (an exporter's batching), seconds.
+WATERMARK_MIN_SKEW_S = env.float("WATERMARK_MIN_SKEW_S", default=5.0)
+#: A stream is still catching up while late hops arrived within this many seconds.
+WATERMARK_LATE_WINDOW_S = env.float("WATERMARK_LATE_WINDOW_S", default=30.0)
+#: A system that sent nothing for this long (and longer than its maximum delay) has stopped
+#: reporting: the deadlines waiting on it become one ``silence`` exception.
+SILENCE_AFTER_S = env.float("SILENCE_AFTER_S", default=600.0)
+#: Hours of arrival lags the maximum delay and the skew are measured over.
+TELEMETRY_LAG_HOURS = env.int("TELEMETRY_LAG_HOURS", default=2)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

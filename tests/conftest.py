@@ -39,6 +39,7 @@ _SEEDS = {
     "transactions.StatusMap": [
         ("transactions", "0002_seed_status_maps_and_slas", "seed"),
         ("transactions", "0005_fulfillment_sla_for_web_orders", "web_only"),
+        ("transactions", "0006_sla_skippable", "not_skippable"),
     ],
     "triage.OwnerRoute": [("triage", "0002_owner_routes_and_failed_hop_index", "seed")],
     "alerts.Rule": [("alerts", "0002_default_rules", "add_rules")],

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
 
+from observatory.hops import streams
+from observatory.hops.models import Stream, StreamLag
 from observatory.hops.store import StoreResult, store_records
-from observatory.lib.clock import now
+from observatory.lib.clock import Clock, now
+from observatory.lib.sketch import Sketch, merge
 from tracing.privacy import MaskPolicy
 from tracing.records import HopRecord
 
@@ -34,3 +39,134 @@ def do_store_hops(
         policy.mask_record(r)
     with transaction.atomic():
         return store_records(records, received_at)
+
+
+# --- reporting streams ----------------------------------------------------------------------
+
+
+def limits() -> streams.Limits:
+    return streams.Limits(
+        floor_s=settings.TELEMETRY_DELAY_FLOOR_S,
+        ceiling_s=settings.TELEMETRY_DELAY_CEILING_S,
+        min_skew_s=settings.WATERMARK_MIN_SKEW_S,
+        late_window_s=settings.WATERMARK_LATE_WINDOW_S,
+    )
+
+
+def stream_of(system: str, store_id: str) -> tuple[str, str]:
+    """The stream a hop reports on: its system, and its store for the store systems."""
+    return (system, store_id if system in settings.STORE_STREAM_SYSTEMS else "")
+
+
+_STATE_FIELDS = [f.name for f in fields(streams.StreamState)]
+_UPDATE_FIELDS = [f for f in _STATE_FIELDS if f not in ("system", "store_id")]
+
+
+def state_of(row: Stream) -> streams.StreamState:
+    return streams.StreamState(**{f: getattr(row, f) for f in _STATE_FIELDS})
+
+
+def do_record_arrivals(
+    hops: Iterable[tuple[str, str, datetime, datetime]],
+) -> None:
+    """Advance the streams of hops the stitcher just took: ``(system, store_id, business
+    time, received_at)`` each. Runs inside the stitcher's write step (one writer at a
+    time), with a fixed number of queries per chunk."""
+    grouped: dict[tuple[str, str], list[streams.Arrival]] = defaultdict(list)
+    for system, store_id, business_at, received_at in hops:
+        grouped[stream_of(system, store_id)].append(streams.Arrival(business_at, received_at))
+    if not grouped:
+        return
+    lim = limits()
+    rows = {
+        (r.system, r.store_id): r
+        for r in Stream.objects.filter(system__in={s for s, _ in grouped})
+    }
+    new, changed = [], []
+    for key, arrivals in grouped.items():
+        row = rows.get(key)
+        state = state_of(row) if row else _new_state(*key, lim)
+        after = streams.record(state, arrivals, lim)
+        if row is None:
+            row = Stream(**{f: getattr(after, f) for f in _STATE_FIELDS})
+            new.append(row)
+            rows[key] = row
+        else:
+            for f in _UPDATE_FIELDS:
+                setattr(row, f, getattr(after, f))
+            changed.append(row)
+    Stream.objects.bulk_create(new)
+    Stream.objects.bulk_update(changed, _UPDATE_FIELDS)
+    _record_lags(grouped, rows)
+
+
+def _new_state(system: str, store_id: str, lim: streams.Limits) -> streams.StreamState:
+    configured = settings.TELEMETRY_MAX_DELAY_S.get(system)
+    delay = configured if configured is not None else lim.floor_s
+    return streams.StreamState(
+        system=system, store_id=store_id, max_delay_s=delay, skew_s=lim.min_skew_s
+    )
+
+
+def _record_lags(
+    grouped: dict[tuple[str, str], list[streams.Arrival]], rows: dict[tuple[str, str], Stream]
+) -> None:
+    """Add the arrivals' lags to their stream's sketch of the hour they arrived in."""
+    adds: dict[tuple[int, datetime], tuple[list[float], int]] = {}
+    for key, arrivals in grouped.items():
+        row = rows[key]
+        for a in arrivals:
+            hour = a.received_at.replace(minute=0, second=0, microsecond=0)
+            lags, late = adds.setdefault((row.id, hour), ([], 0))
+            lags.append(a.lag_s)
+            if a.lag_s > row.max_delay_s:
+                adds[(row.id, hour)] = (lags, late + 1)
+    held = {
+        (r.stream_id, r.hour): r
+        for r in StreamLag.objects.filter(
+            stream_id__in={s for s, _ in adds}, hour__in={h for _, h in adds}
+        )
+    }
+    new: list[StreamLag] = []
+    changed: list[StreamLag] = []
+    for (stream_id, hour), (lags, late) in adds.items():
+        fresh = Sketch.from_values(lags)
+        lag_row = held.get((stream_id, hour))
+        if lag_row is None:
+            new.append(
+                StreamLag(
+                    stream_id=stream_id,
+                    hour=hour,
+                    count=len(lags),
+                    late=late,
+                    sketch=fresh.encode(),
+                )
+            )
+            continue
+        lag_row.sketch = merge([Sketch.decode(lag_row.sketch), fresh]).encode()
+        lag_row.count += len(lags)
+        lag_row.late += late
+        changed.append(lag_row)
+    StreamLag.objects.bulk_create(new)
+    StreamLag.objects.bulk_update(changed, ["sketch", "count", "late"])
+
+
+def do_measure_streams(*, wall: Clock = now) -> int:
+    """Measure every stream's maximum delay and skew again from its recent arrival lags
+    (``streams.measure``); returns how many changed. Two queries and one update."""
+    lim = limits()
+    since = wall() - timedelta(hours=settings.TELEMETRY_LAG_HOURS)
+    sketches: dict[int, list[Sketch]] = defaultdict(list)
+    for stream_id, blob in StreamLag.objects.filter(hour__gte=since).values_list(
+        "stream_id", "sketch"
+    ):
+        sketches[stream_id].append(Sketch.decode(blob))
+    changed = []
+    for row in Stream.objects.all():
+        configured = settings.TELEMETRY_MAX_DELAY_S.get(row.system)
+        delay, skew = streams.measure(merge(sketches.get(row.id, [])), lim, configured)
+        if (round(delay, 3), round(skew, 3)) != (round(row.max_delay_s, 3), round(row.skew_s, 3)):
+            row.max_delay_s, row.skew_s = delay, skew
+            changed.append(row)
+    Stream.objects.bulk_update(changed, ["max_delay_s", "skew_s"])
+    return len(changed)

@@ -123,3 +123,54 @@ class DuplicateDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"duplicate of hop {self.hop_id} at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Stream(models.Model):
+    """One reporting stream (a system; for the POS, each store): how far its telemetry has
+    got in business time and how late it arrives (``streams.py`` defines every field).
+    Kept by the stitcher as it takes hops, so a watermark only counts hops the sweep can
+    see."""
+
+    id = models.BigAutoField(primary_key=True)
+    system = models.CharField(max_length=64)
+    store_id = models.CharField(max_length=64, blank=True)
+    reported_up_to = models.DateTimeField(null=True)
+    on_time_up_to = models.DateTimeField(null=True)
+    last_arrival_at = models.DateTimeField(null=True)
+    late_arrival_at = models.DateTimeField(null=True)
+    late_window_at = models.DateTimeField(null=True)
+    late_floor = models.DateTimeField(null=True)
+    late_prev_floor = models.DateTimeField(null=True)
+    max_delay_s = models.FloatField(default=60.0)
+    skew_s = models.FloatField(default=5.0)
+    hops = models.BigIntegerField(default=0)
+    late_hops = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["system", "store_id"], name="stream_unique"),
+        ]
+        ordering = ["system", "store_id"]
+
+    def __str__(self) -> str:
+        return f"{self.system}/{self.store_id}" if self.store_id else self.system
+
+
+class StreamLag(models.Model):
+    """The arrival lags (received minus business time) of a stream's hops that arrived in
+    one hour, as a mergeable sketch (``lib.sketch``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="lags")
+    hour = models.DateTimeField()
+    count = models.BigIntegerField(default=0)
+    late = models.BigIntegerField(default=0)
+    sketch = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "hour"], name="streamlag_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} lags @ {self.hour:%Y-%m-%d %H:00}"

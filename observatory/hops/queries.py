@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from observatory.hops.models import Hop, HopKey
+from django.db.models import Max, Min, Prefetch, QuerySet
+
+from observatory.hops import streams
+from observatory.hops.actions import limits, state_of
+from observatory.hops.models import Hop, HopKey, Stream
 
 
 def hops_with_keys() -> QuerySet[Hop]:
@@ -17,3 +22,102 @@ def hops_with_keys() -> QuerySet[Hop]:
 def trace_spans(trace_id: str) -> list[Hop]:
     """The hops of one trace, in time order."""
     return list(hops_with_keys().filter(trace_id=trace_id).order_by("start_time", "id"))
+
+
+# --- reporting streams ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One stream as of a wall-clock moment (``streams.py`` defines the figures)."""
+
+    system: str
+    store_id: str
+    #: business time the stream's telemetry is complete up to (None: nothing yet)
+    watermark: datetime | None
+    reported_up_to: datetime | None
+    last_arrival_at: datetime | None
+    max_delay_s: float
+    skew_s: float
+    catching_up: bool
+    silent: bool
+    hops: int
+    late_hops: int
+
+    def behind_s(self, wall: datetime) -> float | None:
+        """How far the watermark is behind ``wall``, seconds."""
+        return None if self.watermark is None else (wall - self.watermark).total_seconds()
+
+
+def stream_marks(wall: datetime, *, system: str | None = None) -> list[Mark]:
+    """Every stream (or ``system``'s) as of ``wall``. One query."""
+    lim = limits()
+    qs = Stream.objects.all() if system is None else Stream.objects.filter(system=system)
+    out = []
+    for row in qs:
+        state = state_of(row)
+        out.append(
+            Mark(
+                system=row.system,
+                store_id=row.store_id,
+                watermark=streams.watermark(state, wall, lim),
+                reported_up_to=row.reported_up_to,
+                last_arrival_at=row.last_arrival_at,
+                max_delay_s=row.max_delay_s,
+                skew_s=row.skew_s,
+                catching_up=streams.catching_up(state, wall, lim),
+                silent=streams.silent(state, wall),
+                hops=row.hops,
+                late_hops=row.late_hops,
+            )
+        )
+    return out
+
+
+def system_marks(wall: datetime) -> dict[str, Mark]:
+    """Per system, as of ``wall``; a system reporting store by store takes its furthest
+    store's figures (each store's own are in ``stream_marks``). Hops the stitcher has not
+    taken yet hold a watermark back: they are not visible to anyone judging it. Two
+    queries."""
+    by_system: dict[str, list[Mark]] = {}
+    for m in stream_marks(wall):
+        by_system.setdefault(m.system, []).append(m)
+    waiting = dict(
+        Hop.objects.filter(waiting__isnull=False)
+        .values("system")
+        .annotate(oldest=Min("start_time"))
+        .values_list("system", "oldest")
+    )
+    out = {}
+    for system, marks in by_system.items():
+        best = max(marks, key=lambda m: (m.watermark is not None, m.watermark or wall))
+        mark = Mark(
+            system=system,
+            store_id="",
+            watermark=best.watermark,
+            reported_up_to=max((m.reported_up_to for m in marks if m.reported_up_to), default=None),
+            last_arrival_at=max(
+                (m.last_arrival_at for m in marks if m.last_arrival_at), default=None
+            ),
+            max_delay_s=max(m.max_delay_s for m in marks),
+            skew_s=max(m.skew_s for m in marks),
+            catching_up=any(m.catching_up for m in marks),
+            silent=all(m.silent for m in marks),
+            hops=sum(m.hops for m in marks),
+            late_hops=sum(m.late_hops for m in marks),
+        )
+        held = waiting.get(system)
+        if held is not None and (mark.watermark is None or held < mark.watermark):
+            mark = replace(mark, watermark=held)
+        out[system] = mark
+    return out
+
+
+
+def settled(wall: datetime) -> datetime:
+    """A moment after every arrival so far by more than the late window: judged then, no
+    stream is still catching up (for judging replayed or backfilled traffic "as of" a
+    business time, once it is all in)."""
+    last = Stream.objects.aggregate(last=Max("last_arrival_at"))["last"]
+    latest = wall if last is None else max(wall, last)
+    return latest + timedelta(seconds=limits().late_window_s + 1)

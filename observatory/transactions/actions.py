@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 
+from observatory.hops.actions import do_record_arrivals
 from observatory.hops.models import Hop, HopKey, Stitched, Waiting
 from observatory.lib import live
 from observatory.lib.clock import Clock, now
@@ -125,6 +126,7 @@ class _Hop(NamedTuple):
     store_id: str
     amount: Decimal | None
     currency: str
+    received_at: datetime
 
 
 _HOP_FIELDS = _Hop._fields
@@ -259,6 +261,10 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
     writer = _Writer(hops, derived, inputs, at, result)
     writer.apply(resolution, component_keys)
     _count_unknown(claimed, hops, derived, at, result)
+    # the streams' watermarks advance with what the sweep can now see
+    do_record_arrivals(
+        (h.system, h.store_id, h.start_time, h.received_at) for h in map(hops.__getitem__, claimed)
+    )
     if writer.touched:
         ids = sorted(writer.touched)
         live.publish_on_commit(

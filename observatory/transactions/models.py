@@ -311,6 +311,13 @@ class SlaPolicy(models.Model):
     deadline_s = models.PositiveIntegerField()
     #: extra time allowed when the hop that should reach ``to_stage`` comes in batches
     batch_allowance_s = models.PositiveIntegerField(default=0)
+    #: whether a later stage of the sequence may stand in for ``to_stage`` (``shipped``
+    #: without ``validated`` is fine; ``shipped`` without ``posted`` is not)
+    skippable = models.BooleanField(
+        default=True,
+        help_text="a later stage may satisfy the deadline (off for posted, "
+        "fulfillment_synced, invoiced, refunded and refund_settled by default)",
+    )
     active = models.BooleanField(default=True)
 
     class Meta:

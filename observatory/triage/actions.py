@@ -38,19 +38,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q
+from django.db.models import Exists, OuterRef, Subquery
 
+from observatory.hops.actions import do_measure_streams
+from observatory.hops.queries import settled, system_marks
 from observatory.lib import live
 from observatory.lib.clock import Clock, now
 from observatory.transactions.models import (
-    STAGE_COLUMNS,
     Conflict,
     StageReached,
     Transaction,
     TransactionHop,
-    stage_field,
 )
-from observatory.triage import queries, sla
+from observatory.triage import deadlines, queries
 from observatory.triage.models import (
     ACKNOWLEDGED,
     CONFLICT,
@@ -85,6 +85,9 @@ class SweepResult:
     failed_closed: int = 0
     duplicates_opened: int = 0
     conflicts_opened: int = 0
+    #: stuck exceptions whose stage turned out to have come in time
+    withdrawn: int = 0
+    silences_opened: int = 0
     #: unresolved issues moved onto the transaction theirs was merged into
     moved: int = 0
     #: another sweep held the lock; this one did nothing
@@ -151,29 +154,39 @@ class TickResult:
     swept: SweepResult
 
 
-def do_pipeline_tick(*, clock: Clock = now, full: bool = False) -> TickResult:
-    """One turn of the pipeline: stitch every waiting hop, then sweep (CONTRACT 7).
+def do_pipeline_tick(
+    *, clock: Clock = now, wall: Clock | None = None, full: bool = False
+) -> TickResult:
+    """One turn of the pipeline: stitch every waiting hop, then sweep.
 
-    ``clock`` is business "now" for the SLA sweep only; the stitcher stamps its own
-    wall-clock times. ``full`` rescans every transaction instead of the recent ones.
+    ``clock`` is business "now" for the SLA sweep; ``wall`` the real time the streams'
+    watermarks are read at (the stitcher stamps its own wall-clock times); see
+    ``do_sweep`` for its default. ``full`` rescans every transaction instead of the
+    recent ones.
     """
     # imported here: the stitcher is the stage below and is written beside this module
     from observatory.transactions.actions import do_stitch
 
     stitched = do_stitch()
-    swept = do_sweep(clock=clock, full=full)
+    swept = do_sweep(clock=clock, wall=wall, full=full)
     return TickResult(stitched=stitched, swept=swept)
 
 
-def do_sweep(*, clock: Clock = now, full: bool = False) -> SweepResult:
+def do_sweep(*, clock: Clock = now, wall: Clock | None = None, full: bool = False) -> SweepResult:
     """Open and close exceptions from what the stitcher wrote, in one transaction.
 
-    ``clock`` is the business "now" SLAs are judged against. Only transactions touched
-    since the previous sweep (less settings.TRIAGE_RESCAN_OVERLAP_S) are rescanned for new
-    failed hops and double captures, unless ``full``; SLA checks always cover everything
-    (they are index scans on the stage columns).
+    ``clock`` is the business "now" SLAs are judged against; ``wall`` the real time the
+    reporting streams are read at (their watermarks say which deadlines are knowable:
+    ``deadlines.py``). By default the real time; when only ``clock`` is given (judging
+    "as of" a business time), a moment after everything sent so far, so that no stream
+    counts as still catching up (``hops.queries.settled``). Only transactions touched since the previous sweep (less
+    settings.TRIAGE_RESCAN_OVERLAP_S) are rescanned for new failed hops, double captures
+    and stages that came late, unless ``full``; open deadlines are always all checked
+    (index scans on the stage columns).
     """
     at = clock()
+    if wall is None:
+        wall = now if clock is now else (lambda: settled(now()))
     result = SweepResult()
     with transaction.atomic():
         if not _try_lock():
@@ -182,13 +195,25 @@ def do_sweep(*, clock: Clock = now, full: bool = False) -> SweepResult:
         mark = _advance_mark()
         since = None if full else mark
         owner = queries.owner_router()
+        walled = wall()
+        do_measure_streams(wall=lambda: walled)
         _follow_merges(at, result)
-        _close_stuck(at, result)
-        _open_stuck(at, since, owner, result)
-        _open_failed(at, since, owner, result)
-        _close_failed(at, result)
-        _open_from_conflicts(at, owner, result)
-        _open_captured_twice(at, since, owner, result)
+        deadlines.sweep(
+            deadlines.Context(
+                at=at,
+                wall=walled,
+                marks=system_marks(walled),
+                policies=queries.policies(),
+                owner=owner,
+                since=since,
+            ),
+            result,
+        )
+        found_at = walled
+        _open_failed(found_at, since, owner, result)
+        _close_failed(result)
+        _open_from_conflicts(found_at, owner, result)
+        _open_captured_twice(found_at, since, owner, result)
         if result.changed:
             live.publish_on_commit(LIVE_TOPIC, asdict(result))
     return result
@@ -286,11 +311,8 @@ def _follow_merges(at: datetime, result: SweepResult) -> None:
     if not stale:
         return
     winners = _final_winners({i.transaction_id for i in stale if i.transaction_id})
-    # stuck questions are asked again of the merged transaction by this very sweep
-    stuck_ids = [i.id for i in stale if i.kind == STUCK]
-    result.stuck_closed += _resolve(
-        Issue.objects.filter(id__in=stuck_ids), at, "its transaction was merged into another"
-    )
+    # stuck questions follow the merge in the deadline sweep: judged on the stage times
+    # of the transaction they merged into
     movers = [i for i in stale if i.kind != STUCK]
     wanted = {
         i.id: _rekey(i.dedupe_key, i.transaction_id, winners[i.transaction_id]) for i in movers
@@ -315,163 +337,6 @@ def _follow_merges(at: datetime, result: SweepResult) -> None:
     )
     Issue.objects.bulk_update(moved, ["transaction_id", "dedupe_key"], batch_size=_BATCH)
     result.moved += len(moved)
-
-
-# --- stuck ----------------------------------------------------------------------------------
-
-
-def _open_stuck(
-    at: datetime, since: datetime | None, owner: Callable[[str], str], result: SweepResult
-) -> None:
-    """Open a ``stuck`` exception for each transaction overdue now; and record, opened and
-    resolved at once, each one that was overdue while no sweep looked (``sla.breach``):
-    its stage or cancellation came after the deadline but before this sweep. Those are
-    searched among the transactions touched since ``since`` (None: all)."""
-    policies = queries.policies()
-    specific: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for p in policies:
-        if p.channel:
-            specific[(p.transaction_kind, p.from_stage, p.to_stage)].add(p.channel)
-    columns = set(STAGE_COLUMNS)
-    overrides = settings.TRIAGE_STAGE_SYSTEMS
-    planned: set[str] = set()
-    for p in policies:
-        if p.from_stage not in columns or p.to_stage not in columns:
-            log.warning("SLA policy %s names a stage without a column; not swept", p.name)
-            continue
-        start = stage_field(p.from_stage)
-        end_stages = [s for s in sla.satisfying_stages(p.to_stage) if s in columns]
-        ends = [stage_field(s) for s in end_stages]
-        qs = Transaction.objects.filter(
-            merged_into__isnull=True,
-            kind=p.transaction_kind,
-            **{f"{start}__lt": sla.overdue_threshold(p, at)},
-        )
-        if p.channel:
-            qs = qs.filter(channel=p.channel)
-        elif specific[(p.transaction_kind, p.from_stage, p.to_stage)]:
-            qs = qs.exclude(channel__in=specific[(p.transaction_kind, p.from_stage, p.to_stage)])
-        # a stuck question once asked is not asked again: a person who resolved it by hand
-        # has answered it, and a stage once reached stays reached
-        qs = qs.exclude(
-            Exists(
-                Issue.objects.filter(transaction_id=OuterRef("pk"), kind=STUCK, stage=p.to_stage)
-            )
-        )
-        missing = qs.filter(cancelled_at__isnull=True, **{f"{col}__isnull": True for col in ends})
-        candidates = [
-            (pk, channel, from_at, sla.Breach(from_at + _allowed(p)))
-            for pk, channel, from_at in missing.order_by(start, "id").values_list(
-                "id", "channel", start
-            )
-        ]
-        # ended after the deadline: every end (a satisfying stage, a cancellation) empty or
-        # later than the moment it became overdue, and one of them there
-        overdue_at = ExpressionWrapper(F(start) + _allowed(p), output_field=DateTimeField())
-        late = qs
-        for col in [*ends, "cancelled_at"]:
-            late = late.filter(Q(**{f"{col}__isnull": True}) | Q(**{f"{col}__gt": overdue_at}))
-        ended = Q(cancelled_at__isnull=False)
-        for col in ends:
-            ended |= Q(**{f"{col}__isnull": False})
-        late = late.filter(ended)
-        if since is not None:
-            late = late.filter(updated_at__gte=since)
-        for pk, channel, from_at, cancelled_at, *reached in late.order_by(start, "id").values_list(
-            "id", "channel", start, "cancelled_at", *ends
-        ):
-            found = sla.breach(
-                p, from_at, dict(zip(end_stages, reached, strict=True)), cancelled_at, at
-            )
-            if found is not None:
-                candidates.append((pk, channel, from_at, found))
-        system = sla.stage_system(p.to_stage, overrides)
-        for i in range(0, len(candidates), _BATCH):
-            chunk = candidates[i : i + _BATCH]
-            labels = queries.transaction_labels(pk for pk, _, _, _ in chunk)
-            rows = []
-            for pk, channel, from_at, found in chunk:
-                key = f"{STUCK}:{pk}:{p.to_stage}"
-                if key in planned:  # two policies ending at one stage: ask once
-                    continue
-                planned.add(key)
-                team = owner(system)
-                rows.append(_stuck_issue(p, pk, channel, from_at, found, labels[pk], team, at))
-            result.stuck_opened += _insert(rows)
-            result.stuck_closed += sum(1 for r in rows if r.state == RESOLVED)
-
-
-def _allowed(p: sla.Policy) -> timedelta:
-    return timedelta(seconds=p.deadline_s + p.batch_allowance_s)
-
-
-def _stuck_issue(
-    p: sla.Policy,
-    pk: int,
-    channel: str,
-    from_at: datetime,
-    found: sla.Breach,
-    label: str,
-    team: str,
-    at: datetime,
-) -> Issue:
-    system = sla.stage_system(p.to_stage, settings.TRIAGE_STAGE_SYSTEMS)
-    deadline_at = from_at + timedelta(seconds=p.deadline_s)
-    scope = channel or p.transaction_kind
-    issue = Issue(
-        kind=STUCK,
-        transaction_id=pk,
-        system=system,
-        stage=p.to_stage,
-        owner=team,
-        summary=f"{label}: not {p.to_stage} within "
-        f"{_human(p.deadline_s)} of {p.from_stage} ({scope})",
-        detail={
-            "policy_id": p.id,
-            "policy": p.name,
-            "from_stage": p.from_stage,
-            "from_at": from_at.isoformat(),
-            "to_stage": p.to_stage,
-            "deadline_s": p.deadline_s,
-            "batch_allowance_s": p.batch_allowance_s,
-            "deadline_at": deadline_at.isoformat(),
-            "channel": channel,
-        },
-        dedupe_key=f"{STUCK}:{pk}:{p.to_stage}",
-        event_at=deadline_at,
-        opened_at=at,
-    )
-    if found.ended_at is not None:
-        # overdue while no sweep looked: opened and resolved on business time, when a sweep
-        # running all along would have opened and closed it
-        why = "the order was cancelled" if found.ended_by == sla.CANCELLED else None
-        issue.opened_at = found.overdue_after
-        issue.state = RESOLVED
-        issue.resolved_at = found.ended_at
-        issue.resolved_by = SYSTEM_ACTOR
-        issue.resolution = why or f"{p.to_stage} reached"
-        issue.detail["found_after"] = True
-    return issue
-
-
-def _close_stuck(at: datetime, result: SweepResult) -> None:
-    open_stuck = Issue.objects.filter(kind=STUCK, state__in=UNRESOLVED)
-    result.stuck_closed += _resolve(
-        open_stuck.filter(transaction__cancelled_at__isnull=False), at, "the order was cancelled"
-    )
-    result.stuck_closed += _resolve(
-        open_stuck.filter(transaction__isnull=True), at, "its transaction is gone"
-    )
-    columns = set(STAGE_COLUMNS)
-    stages = set(open_stuck.values_list("stage", flat=True).distinct())
-    for stage in sorted(stages & columns):
-        reached = Q()
-        for s in sla.satisfying_stages(stage):
-            if s in columns:
-                reached |= Q(**{f"transaction__{stage_field(s)}__isnull": False})
-        result.stuck_closed += _resolve(
-            open_stuck.filter(stage=stage).filter(reached), at, f"{stage} reached"
-        )
 
 
 # --- failed hops ----------------------------------------------------------------------------
@@ -552,7 +417,8 @@ def _open_failed(
                 },
                 dedupe_key=key,
                 event_at=g["at"],
-                opened_at=at,
+                opened_at=g["first"],
+                detected_at=at,
             )
         )
     Issue.objects.bulk_update(
@@ -569,7 +435,9 @@ def _failed_summary(label: str, g: dict[str, Any], failures: int, message: str) 
     return f"{label}: {g['system']} {g['operation']} failed{times}{why}"
 
 
-def _close_failed(at: datetime, result: SweepResult) -> None:
+def _close_failed(result: SweepResult) -> None:
+    """Resolve failed-hop exceptions a later attempt made good, at the business time of
+    that attempt."""
     later_success = TransactionHop.objects.filter(
         transaction_id=OuterRef("transaction_id"),
         hop__system=OuterRef("system"),
@@ -577,10 +445,16 @@ def _close_failed(at: datetime, result: SweepResult) -> None:
         hop__outcome=c.OK,
         hop__start_time__gt=OuterRef("event_at"),
     )
-    result.failed_closed += _resolve(
-        Issue.objects.filter(kind=FAILED_HOP, state__in=UNRESOLVED).filter(Exists(later_success)),
-        at,
-        "a later attempt succeeded",
+    first = Subquery(later_success.order_by("hop__start_time").values("hop__start_time")[:1])
+    result.failed_closed += int(
+        Issue.objects.filter(kind=FAILED_HOP, state__in=UNRESOLVED)
+        .filter(Exists(later_success))
+        .update(
+            state=RESOLVED,
+            resolved_at=first,
+            resolved_by=SYSTEM_ACTOR,
+            resolution="a later attempt succeeded",
+        )
     )
 
 
@@ -663,7 +537,8 @@ def _open_from_conflicts(at: datetime, owner: Callable[[str], str], result: Swee
                     detail=sides,
                     dedupe_key=key,
                     event_at=hop.start_time,
-                    opened_at=at,
+                    opened_at=hop.start_time,
+                    detected_at=at,
                 )
             )
         _insert(rows)
@@ -697,7 +572,8 @@ def _open_from_conflicts(at: datetime, owner: Callable[[str], str], result: Swee
                     },
                     dedupe_key=key,
                     event_at=hop.start_time,
-                    opened_at=at,
+                    opened_at=hop.start_time,
+                    detected_at=at,
                 )
             )
         _insert(rows)
@@ -779,7 +655,8 @@ def _open_captured_twice(
                 detail={"duplicate": "captured_twice", "kind": kind, "values": seen},
                 dedupe_key=f"{DUPLICATE}:captured:{tx}",
                 event_at=several[tx][hop_id][1],
-                opened_at=at,
+                opened_at=several[tx][hop_id][1],
+                detected_at=at,
             )
         )
     result.duplicates_opened += _insert(rows)

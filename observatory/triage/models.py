@@ -4,7 +4,12 @@ An ``Issue`` is one exception an operator must look at: a transaction stuck past
 stage SLA, a failed hop, a duplicate, or a conflict between two identities. (It is not
 called ``Exception`` so that it never shadows the builtin.) It has an owner (a team,
 routed from the system expected to act through ``OwnerRoute``), an age and a state:
-open -> acknowledged -> resolved.
+open -> acknowledged -> resolved, or withdrawn when business time shows it never was a
+problem (the awaited stage came in time; only its telemetry was late).
+
+Its age counts from ``opened_at``: when the problem began in business time (the missed
+deadline, the failed hop, the duplicate delivery), not when triage noticed it
+(``detected_at``); data that arrives late is judged on the time it happened.
 
 The sweep that opens and closes issues is idempotent: every issue carries a dedupe key
 that is unique among the unresolved ones, so a sweep that runs twice, or two that race,
@@ -23,19 +28,35 @@ STUCK = "stuck"
 FAILED_HOP = "failed_hop"
 DUPLICATE = "duplicate"
 CONFLICT = "conflict"
+SILENCE = "silence"
+MISMATCH = "mismatch"
 KINDS = [
     (STUCK, "stuck past its SLA"),
     (FAILED_HOP, "failed hop"),
     (DUPLICATE, "duplicate"),
     (CONFLICT, "conflict"),
+    (SILENCE, "silent system"),
+    (MISMATCH, "reconciliation gap"),
 ]
 
 OPEN = "open"
 ACKNOWLEDGED = "acknowledged"
 RESOLVED = "resolved"
-STATES = [(OPEN, "open"), (ACKNOWLEDGED, "acknowledged"), (RESOLVED, "resolved")]
+#: judged on business time, it never was a problem (the awaited stage came in time, its
+#: telemetry late): left out of every KPI, alert count and the queue's default view
+WITHDRAWN = "withdrawn"
+STATES = [
+    (OPEN, "open"),
+    (ACKNOWLEDGED, "acknowledged"),
+    (RESOLVED, "resolved"),
+    (WITHDRAWN, "withdrawn"),
+]
 #: States that still need someone (the dedupe key is unique among these).
 UNRESOLVED = (OPEN, ACKNOWLEDGED)
+#: States that were a real problem at some time (everything but withdrawn).
+REAL = (OPEN, ACKNOWLEDGED, RESOLVED)
+#: States that are over.
+CLOSED = (RESOLVED, WITHDRAWN)
 
 #: Who closes an issue when its cause goes away by itself.
 SYSTEM_ACTOR = "system"
@@ -79,7 +100,10 @@ class Issue(models.Model):
     dedupe_key = models.CharField(max_length=255)
     #: business time of the fact behind it: the missed deadline, the failed hop's start
     event_at = models.DateTimeField(null=True, blank=True)
+    #: business time the problem began (an overdue stage: its deadline): ages count from it
     opened_at = models.DateTimeField()
+    #: wall-clock time triage found it
+    detected_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.CharField(max_length=150, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
@@ -91,7 +115,7 @@ class Issue(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["dedupe_key"],
-                condition=~Q(state=RESOLVED),
+                condition=Q(state__in=UNRESOLVED),
                 name="issue_unresolved_once",
             ),
         ]

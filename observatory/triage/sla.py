@@ -9,9 +9,15 @@ Rules (the sweep in ``actions.py`` applies the same ones as set-based SQL):
 
 * **Which policy applies.** For each (kind, from_stage, to_stage), a policy for the
   transaction's own channel wins over the blank-channel one.
-* **Reached.** ``to_stage`` counts as reached when it, or a later stage of the same
-  sequence, was reached (an order can skip stages: ``shipped`` without ``posted`` means
-  the ERP had it). ``cancelled`` ends every open question.
+* **Reached.** ``to_stage`` counts as reached when it was reached, or, if the policy lets
+  it be skipped (``skippable``), when a later stage of the same sequence was (an order can
+  skip ``validated``: ``posted`` implies it happened somewhere). Stages that must not be
+  skipped (``NEVER_SKIPPED``: an order shipped by the warehouse but never posted to the
+  ERP is the worst case for finance) are reached only by themselves. ``cancelled`` ends
+  every open question.
+* **Knowable.** A deadline is judged only once the truth is knowable: the stream expected
+  to report the awaited stage has reported past it (its watermark, ``hops.streams``), so a
+  stage whose hop is still on its way is "not known yet", never "stuck".
 * **Batch hops.** Some stages arrive in batches (a nightly file). A policy's
   ``batch_allowance_s`` is extra time for those: a stage reached by a batch hop is on time
   up to ``deadline + allowance``; a stage not reached yet is only overdue once
@@ -59,6 +65,31 @@ STAGE_SYSTEMS: Final[Mapping[str, str]] = {
     "inventory_published": "shopify",
 }
 
+#: Stages no later stage may stand in for, by default (an SLA policy's ``skippable``).
+NEVER_SKIPPED: Final = frozenset(
+    {"posted", "fulfillment_synced", "invoiced", "refunded", "refund_settled"}
+)
+
+#: How a summary says a stage was not reached ("never posted to the ERP").
+STAGE_PHRASES: Final[Mapping[str, str]] = {
+    "posted": "posted to the ERP",
+    "fulfillment_synced": "seen by Shopify",
+    "invoiced": "invoiced by the ERP",
+    "refunded": "refunded",
+    "refund_settled": "settled by the ERP",
+    "inventory_published": "published to a selling channel",
+}
+
+
+def default_skippable(to_stage: str) -> bool:
+    """Whether a later stage may satisfy a deadline for ``to_stage``, by default."""
+    return to_stage not in NEVER_SKIPPED
+
+
+def phrase(stage: str) -> str:
+    return STAGE_PHRASES.get(stage, stage.replace("_", " "))
+
+
 # per-stage statuses
 ON_TIME: Final = "on_time"
 LATE: Final = "late"
@@ -77,6 +108,12 @@ class Policy:
     to_stage: str
     deadline_s: int
     batch_allowance_s: int = 0
+    skippable: bool = True
+
+    @property
+    def allowed(self) -> timedelta:
+        """Deadline plus batch allowance: how long until a missing stage is overdue."""
+        return timedelta(seconds=self.deadline_s + self.batch_allowance_s)
 
 
 @dataclass(frozen=True)
@@ -121,6 +158,14 @@ def satisfying_stages(to_stage: str) -> tuple[str, ...]:
     return (to_stage,)
 
 
+def satisfying(policy: Policy) -> tuple[str, ...]:
+    """The stages that satisfy ``policy``: ``to_stage``, and the later stages of its
+    sequence when the policy lets it be skipped."""
+    if not policy.skippable:
+        return (policy.to_stage,)
+    return satisfying_stages(policy.to_stage)
+
+
 def stage_system(stage: str, overrides: Mapping[str, str] | None = None) -> str:
     """The system expected to act for ``stage`` to be reached ("" if nobody knows)."""
     if overrides and stage in overrides:
@@ -142,9 +187,9 @@ def applicable(policies: Iterable[Policy], kind: str, channel: str) -> list[Poli
     return sorted(chosen.values(), key=lambda p: (p.from_stage, p.to_stage, p.id))
 
 
-def first_reached(stages: Mapping[str, Reached], to_stage: str) -> tuple[str, Reached] | None:
-    """The earliest of ``to_stage`` or a later stage of its sequence, if any was reached."""
-    found = [(s, stages[s]) for s in satisfying_stages(to_stage) if s in stages]
+def first_reached(stages: Mapping[str, Reached], policy: Policy) -> tuple[str, Reached] | None:
+    """The earliest stage satisfying ``policy`` (``satisfying``), if any was reached."""
+    found = [(s, stages[s]) for s in satisfying(policy) if s in stages]
     if not found:
         return None
     return min(found, key=lambda sr: sr[1].at)
@@ -157,7 +202,7 @@ def judge(policy: Policy, stages: Mapping[str, Reached], now: datetime) -> SlaSt
         return None
     deadline_at = start.at + timedelta(seconds=policy.deadline_s)
     overdue_after = deadline_at + timedelta(seconds=policy.batch_allowance_s)
-    hit = first_reached(stages, policy.to_stage)
+    hit = first_reached(stages, policy)
     if hit is not None:
         reached_stage, reached = hit
         allowed = overdue_after if reached.batch else deadline_at
@@ -235,48 +280,60 @@ def overdue_threshold(policy: Policy, now: datetime) -> datetime:
 
 
 @dataclass(frozen=True)
-class Breach:
-    """A policy a transaction was overdue for: from when, and until what ended it."""
+class Verdict:
+    """A policy judged for one transaction by the sweep, with what decided it."""
 
+    #: ON_TIME (reached by the deadline), MOOT (cancelled by it), LATE (the stage or a
+    #: cancellation came after it), OVERDUE (still missing), PENDING (not due, or not
+    #: knowable yet)
+    status: str
+    deadline_at: datetime
+    #: the deadline plus the batch allowance: from here on a missing stage is overdue
     overdue_after: datetime
-    #: when the stage (or a later one) arrived or the transaction was cancelled; None
-    #: while it is still overdue
+    #: what ended the question (a satisfying stage or ``cancelled``) and when
     ended_at: datetime | None = None
-    #: the stage that ended it, or ``cancelled`` ("" while still overdue)
     ended_by: str = ""
 
+    @property
+    def problem(self) -> bool:
+        """Whether the transaction was, or is, past this deadline."""
+        return self.status in (LATE, OVERDUE)
 
-def breach(
+
+def verdict(
     policy: Policy,
     from_at: datetime,
     reached: Mapping[str, datetime | None],
     cancelled_at: datetime | None,
     now: datetime,
-) -> Breach | None:
-    """Whether the transaction was ever overdue for ``policy`` as of ``now``, whatever the
-    moment it is asked: ``None`` if ``to_stage`` (or a later stage of its sequence) or a
-    cancellation came by ``overdue_after`` (or that moment has not passed yet).
+    cutoff: datetime | None = None,
+) -> Verdict:
+    """Judge ``policy`` for a transaction that reached ``from_stage`` at ``from_at``, on
+    business time, whatever the moment it is asked.
 
-    The sweep asks "overdue now?" at every turn; this is the same question asked after
-    the fact, so a stage that arrived late is recorded even when no sweep ran while it
-    was missing (a backfill of history, a stopped worker, a stage that came between two
-    sweeps). Like ``overdue``, the batch allowance is always granted before a stage
-    counts as missing. ``reached`` maps stages to their first time (stages outside the
-    policy's sequence are ignored); times after ``now`` have not happened yet.
+    ``reached`` maps stages to their first time (stages that do not satisfy the policy
+    are ignored; times after ``now`` have not happened yet). ``cutoff`` is the business
+    time the truth is known up to (the watermark of the stream expected to report the
+    stage): a deadline after it is PENDING, never OVERDUE, even when it has passed. A
+    stage (or cancellation) that came by ``overdue_after`` makes the question ON_TIME
+    (MOOT), whenever it became known: late telemetry is not a late order.
     """
-    overdue_after = from_at + timedelta(seconds=policy.deadline_s + policy.batch_allowance_s)
-    if overdue_after >= now:
-        return None
-    wanted = set(satisfying_stages(policy.to_stage))
-    ends = [(at, s) for s, at in reached.items() if s in wanted and at is not None and at <= now]
-    if cancelled_at is not None and cancelled_at <= now:
+    deadline_at = from_at + timedelta(seconds=policy.deadline_s)
+    overdue_after = from_at + policy.allowed
+    wanted = set(satisfying(policy))
+    ends = [(at, s) for s, at in reached.items() if s in wanted and at is not None]
+    if cancelled_at is not None:
         ends.append((cancelled_at, CANCELLED))
-    if not ends:
-        return Breach(overdue_after)
-    ended_at, ended_by = min(ends)
-    if ended_at <= overdue_after:
-        return None
-    return Breach(overdue_after, ended_at, ended_by)
+    first = min(ends) if ends else None
+    if first is not None and first[0] <= overdue_after:
+        status = MOOT if first[1] == CANCELLED else ON_TIME
+        return Verdict(status, deadline_at, overdue_after, first[0], first[1])
+    horizon = now if cutoff is None else min(now, cutoff)
+    if overdue_after >= horizon:
+        return Verdict(PENDING, deadline_at, overdue_after)
+    if first is not None and first[0] <= now:
+        return Verdict(LATE, deadline_at, overdue_after, first[0], first[1])
+    return Verdict(OVERDUE, deadline_at, overdue_after)
 
 
 #: Exception age buckets (CONTRACT 5 ``exception_aging``), upper bounds in seconds.

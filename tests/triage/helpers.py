@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from observatory.transactions.models import SlaPolicy
+from observatory.triage import sla
 
 #: business time the stories start at
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -123,4 +124,18 @@ def contract_policies() -> None:
             to_stage=dst,
             deadline_s=deadline,
             batch_allowance_s=allowance,
+            skippable=sla.default_skippable(dst),
         )
+
+
+_beat = iter(range(1, 10**9))
+
+
+def reporting(at: datetime, *systems: str) -> list[dict[str, Any]]:
+    """One ordinary hop of each of ``systems`` at ``at`` (an order of its own): those
+    systems have then reported up to ``at``, so deadlines before it are knowable."""
+    out = []
+    for system in systems:
+        n = next(_beat)
+        out.append(ev(system, {"correlation_id": f"beat-{system}-{n}"}, at, operation="beat"))
+    return out

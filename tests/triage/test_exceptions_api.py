@@ -40,7 +40,8 @@ def queue(ingest_client: Client) -> None:
     """Two orders: each stuck (not posted in 60 s) and with a failed ERP posting."""
     contract_policies()
     failing_orders(ingest_client, 1001, 2)
-    stitch(T0 + 61 * S)
+    # the ERP reported nothing past the deadline: judged once its maximum delay passed
+    stitch(T0 + 121 * S)
     assert Issue.objects.count() == 4
 
 
@@ -104,7 +105,7 @@ def test_queue_query_count_is_constant(ingest_client: Client, api_client: Client
     counts = []
     for first, count in ((100, 2), (200, 20)):
         failing_orders(ingest_client, first, count)
-        stitch(T0 + 61 * S)
+        stitch(T0 + 121 * S)
         with CaptureQueriesContext(connection) as queries:
             response = api_client.get("/api/v1/exceptions", {"limit": 500})
         assert response.status_code == 200

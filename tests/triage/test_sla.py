@@ -106,27 +106,51 @@ def test_the_sweep_threshold_agrees_with_judge(deadline: int, allowance: int, el
     assert (judged.status == "overdue") == (sla.overdue_threshold(policy, now) > T)
 
 
-def test_a_breach_found_after_the_fact() -> None:
+def test_a_verdict_on_business_time() -> None:
+    V = sla.Verdict
     # posted 5 min late, asked a day later: overdue from 60 s until it was posted
-    late = sla.breach(WEB, T, {"posted": at(300)}, None, at(86400))
-    assert late == sla.Breach(at(60), at(300), "posted")
-    # a later stage ends it when the due one was skipped; the earliest end wins
-    skipped = sla.breach(
-        WEB, T, {"posted": None, "shipped": at(200), "invoiced": at(100)}, None, at(999)
+    late = sla.verdict(WEB, T, {"posted": at(300)}, None, at(86400))
+    assert late == V("late", at(60), at(60), at(300), "posted")
+    # a later stage ends it when the due one may be skipped; the earliest end wins
+    skippable = sla.verdict(
+        DELIVERY, T, {"delivered": None, "invoiced": at(4 * 86400)}, None, at(9 * 86400)
     )
-    assert skipped == sla.Breach(at(60), at(100), "invoiced")
-    assert sla.breach(WEB, T, {"posted": at(60)}, None, at(999)) is None  # on time
-    assert sla.breach(WEB, T, {}, at(30), at(999)) is None  # cancelled before it was due
-    assert sla.breach(WEB, T, {}, at(90), at(999)) == sla.Breach(at(60), at(90), "cancelled")
-    # still missing: overdue and open; not due yet: nothing
-    assert sla.breach(WEB, T, {"posted": None}, None, at(61)) == sla.Breach(at(60))
-    assert sla.breach(WEB, T, {}, None, at(60)) is None
+    assert skippable.status == "late" and skippable.ended_by == "invoiced"
+    # ... but "posted" may not be skipped: shipped without posted is still overdue
+    unposted = sla.Policy(1, "web", "order", "", "captured", "posted", 60, skippable=False)
+    assert sla.verdict(unposted, T, {"posted": None}, None, at(999)).status == "overdue"
+    assert sla.satisfying(unposted) == ("posted",)
+    # on time, even when its hop only comes now: late telemetry is not a late order
+    assert sla.verdict(WEB, T, {"posted": at(60)}, None, at(999)).status == "on_time"
+    assert sla.verdict(WEB, T, {}, at(30), at(999)).status == "cancelled"  # moot
+    assert sla.verdict(WEB, T, {}, at(90), at(999)) == V(
+        "late", at(60), at(60), at(90), "cancelled"
+    )
+    # still missing: overdue; not due yet: pending
+    assert sla.verdict(WEB, T, {"posted": None}, None, at(61)).status == "overdue"
+    assert sla.verdict(WEB, T, {}, None, at(60)).status == "pending"
     # what happens after "now" has not happened yet
-    assert sla.breach(WEB, T, {"posted": at(300)}, None, at(120)) == sla.Breach(at(60))
+    assert sla.verdict(WEB, T, {"posted": at(300)}, None, at(120)).status == "overdue"
     # the batch allowance is granted before a stage counts as missing
-    assert sla.breach(NIGHTLY, T, {"invoiced": at(3600 + 7200)}, None, at(99_999)) is None
-    assert sla.breach(NIGHTLY, T, {"invoiced": at(3600 + 7201)}, None, at(99_999)) == sla.Breach(
-        at(3600 + 7200), at(3600 + 7201), "invoiced"
+    assert sla.verdict(NIGHTLY, T, {"invoiced": at(3600 + 7200)}, None, at(99_999)).status == (
+        "on_time"
+    )
+    assert sla.verdict(NIGHTLY, T, {"invoiced": at(3600 + 7201)}, None, at(99_999)) == V(
+        "late", at(3600), at(3600 + 7200), at(3600 + 7201), "invoiced"
+    )
+
+
+def test_a_deadline_past_the_watermark_is_not_known_yet() -> None:
+    # the ERP has reported up to 50 s: whether it posted by 60 s is not known yet
+    assert sla.verdict(WEB, T, {}, None, at(999), cutoff=at(50)).status == "pending"
+    assert sla.verdict(WEB, T, {}, None, at(999), cutoff=at(61)).status == "overdue"
+    # a stage that came late is known only once nothing earlier can still come
+    assert sla.verdict(WEB, T, {"posted": at(90)}, None, at(999), cutoff=at(50)).status == (
+        "pending"
+    )
+    # a stage in time is in time whatever the watermark says
+    assert sla.verdict(WEB, T, {"posted": at(40)}, None, at(999), cutoff=at(0)).status == (
+        "on_time"
     )
 
 
@@ -136,11 +160,11 @@ def test_a_breach_found_after_the_fact() -> None:
     reached=st.one_of(st.none(), st.integers(0, 3 * 86400)),
     asked=st.lists(st.integers(0, 4 * 86400), min_size=1, max_size=6),
 )
-def test_a_breach_is_what_a_sweep_running_all_along_would_have_seen(
+def test_a_verdict_is_what_a_sweep_running_all_along_would_have_seen(
     deadline: int, allowance: int, reached: int | None, asked: list[int]
 ) -> None:
-    """Sweeps at any moments find a stage overdue at one of them only if ``breach`` says
-    so as of the last; asked at a moment it is overdue, ``breach`` says it is still open."""
+    """Sweeps at any moments find a stage overdue at one of them only if ``verdict`` says
+    it was a problem as of the last; asked at a moment it is overdue, it is still open."""
     policy = sla.Policy(9, "p", "order", "", "captured", "posted", deadline, allowance)
     stages = {"posted": None if reached is None else at(reached)}
     seen = False
@@ -154,9 +178,10 @@ def test_a_breach_is_what_a_sweep_running_all_along_would_have_seen(
             {"captured": sla.Reached(T)} | {s: sla.Reached(t) for s, t in visible.items()},
             now,
         )
-        found = sla.breach(policy, T, stages, None, now)
+        found = sla.verdict(policy, T, stages, None, now)
         if overdue:
             seen = True
-            assert found == sla.Breach(at(deadline + allowance))
+            assert found.status == "overdue"
+            assert found.overdue_after == at(deadline + allowance)
     if seen:
-        assert sla.breach(policy, T, stages, None, at(max(asked))) is not None
+        assert sla.verdict(policy, T, stages, None, at(max(asked))).problem

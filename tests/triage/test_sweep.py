@@ -23,11 +23,12 @@ from observatory.triage.models import (
     OPEN,
     RESOLVED,
     STUCK,
+    WITHDRAWN,
     Issue,
     OwnerRoute,
 )
 from observatory.triage.tasks import pipeline_tick
-from tests.triage.helpers import T0, contract_policies, ev, order_events, send, stitch
+from tests.triage.helpers import T0, contract_policies, ev, order_events, reporting, send, stitch
 
 S = timedelta(seconds=1)
 DAY = timedelta(days=1)
@@ -54,19 +55,24 @@ def stuck(stage: str) -> Issue:
     return Issue.objects.get(kind=STUCK, stage=stage)
 
 
-def test_web_order_stuck_after_60_s_of_business_time_then_closed_when_posted(
+def test_web_order_stuck_once_the_erp_has_reported_past_its_deadline_then_closed_when_posted(
     ingest_client: Client,
 ) -> None:
-    send(ingest_client, captured("#1001", T0, shopify_order_id="91001"))
-    assert stitch(T0 + 30 * S) == "stitched 1 hop into 1 transaction; 0 stuck opened, 0 closed"
+    send(ingest_client, captured("#1001", T0, shopify_order_id="91001"), *reporting(T0, "erp"))
+    assert stitch(T0 + 30 * S) == "stitched 2 hops into 2 transactions; 0 stuck opened, 0 closed"
+    # 60 s have passed, but the ERP has reported nothing past the deadline yet: its posting
+    # may be on its way (late telemetry is not a late order)
+    assert stitch(T0 + 61 * S).endswith("0 stuck opened, 0 closed")
     assert not Issue.objects.exists()
 
-    assert stitch(T0 + 61 * S) == "stitched 0 hops into 0 transactions; 1 stuck opened, 0 closed"
+    # the ERP reports later business: the deadline is knowable, and it was missed
+    send(ingest_client, *reporting(T0 + 70 * S, "erp"))
+    assert stitch(T0 + 71 * S).endswith("1 stuck opened, 0 closed")
     issue = stuck("posted")
     assert issue.state == OPEN
     assert issue.system == "erp" and issue.owner == "finance-systems"
-    assert issue.event_at == T0 + 60 * S  # the deadline that was missed
-    assert issue.opened_at == T0 + 61 * S
+    assert issue.event_at == issue.opened_at == T0 + 60 * S  # ages count from the deadline
+    assert issue.detected_at is not None and issue.detected_at > T0 + DAY
     assert "order_number=#1001" in issue.summary and "within 1 min of captured" in issue.summary
     assert issue.transaction == TransactionKey.objects.get(value="#1001").transaction
 
@@ -79,11 +85,33 @@ def test_web_order_stuck_after_60_s_of_business_time_then_closed_when_posted(
     issue.refresh_from_db()
     assert issue.state == RESOLVED
     assert issue.resolved_by == "system" and issue.resolution == "posted reached"
-    assert issue.resolved_at == T0 + 130 * S
+    assert issue.resolved_at == T0 + 90 * S  # when it was posted, in business time
+
+
+def test_without_news_from_the_erp_a_deadline_is_judged_after_its_maximum_delay(
+    ingest_client: Client,
+) -> None:
+    send(ingest_client, captured("#1011", T0), *reporting(T0, "erp"))
+    assert stitch(T0 + 119 * S).endswith("0 stuck opened, 0 closed")
+    # deadline 60 s + the ERP's maximum telemetry delay (the 60 s floor)
+    assert stitch(T0 + 121 * S).endswith("1 stuck opened, 0 closed")
+
+
+def test_a_posting_that_came_in_time_withdraws_the_exception(ingest_client: Client) -> None:
+    """The posting happened at 50 s; its telemetry arrived after the sweep judged."""
+    send(ingest_client, captured("#1012", T0), *reporting(T0 + 70 * S, "erp"))
+    assert stitch(T0 + 71 * S).endswith("1 stuck opened, 0 closed")
+    send(ingest_client, order_events("#1012", T0 + 30 * S)[1])
+    stitch(T0 + 300 * S)
+    issue = stuck("posted")
+    assert issue.state == WITHDRAWN
+    assert issue.resolution == "posted reached in time (its telemetry came late)"
+    # not asked again
+    assert stitch(T0 + 400 * S).endswith("0 stuck opened, 0 closed")
 
 
 def test_a_pos_sale_has_an_hour(ingest_client: Client) -> None:
-    send(ingest_client, captured("#P1", T0, channel="pos"))
+    send(ingest_client, captured("#P1", T0, channel="pos"), *reporting(T0 + 3700 * S, "erp"))
     stitch(T0 + 61 * S)
     assert not Issue.objects.exists()
     assert stitch(T0 + 3601 * S).endswith("1 stuck opened, 0 closed")
@@ -94,6 +122,7 @@ def test_a_flow_of_days_carrier_delivery(ingest_client: Client) -> None:
     send(
         ingest_client,
         ev("wms", {"order_number": "#2001", "shipment_id": "SH-1"}, T0, stage="shipped"),
+        *reporting(T0 + 4 * DAY, "shopify", "carrier"),
     )
     stitch(T0 + 2 * DAY)
     assert not Issue.objects.filter(stage="delivered").exists()
@@ -114,7 +143,7 @@ def test_a_flow_of_days_carrier_delivery(ingest_client: Client) -> None:
 
 
 def test_cancelling_closes_stuck(ingest_client: Client) -> None:
-    send(ingest_client, captured("#1002", T0))
+    send(ingest_client, captured("#1002", T0), *reporting(T0 + 80 * S, "erp"))
     stitch(T0 + 90 * S)
     send(ingest_client, ev("shopify", {"order_number": "#1002"}, T0 + 100 * S, stage="cancelled"))
     assert stitch(T0 + 101 * S).endswith("0 stuck opened, 1 closed")
@@ -123,15 +152,15 @@ def test_cancelling_closes_stuck(ingest_client: Client) -> None:
 
 def test_owner_routing_is_data(ingest_client: Client) -> None:
     OwnerRoute.objects.filter(system="erp").update(team="erp-oncall")
-    send(ingest_client, captured("#1003", T0))
-    stitch(T0 + 61 * S)
+    send(ingest_client, captured("#1003", T0), *reporting(T0 + 70 * S, "erp"))
+    stitch(T0 + 71 * S)
     assert stuck("posted").owner == "erp-oncall"
     OwnerRoute.objects.filter(system="*").update(team="catch-all")
     send(
         ingest_client,
         ev("tax", {"order_number": "#1003"}, T0, operation="quote", outcome="error"),
     )
-    stitch(T0 + 62 * S)
+    stitch(T0 + 72 * S)
     assert Issue.objects.get(kind=FAILED_HOP).owner == "catch-all"
 
 
@@ -312,15 +341,17 @@ def test_the_sweep_is_set_based(ingest_client: Client) -> None:
             events.append(
                 ev("erp", {"order_number": f"#{i}"}, T0, operation="post", outcome="error")
             )
-        send(ingest_client, *events)
+        send(ingest_client, *events, *reporting(T0 + 70 * S, "erp"))
         do_stitch()
         with CaptureQueriesContext(connection) as queries:
-            result = do_sweep(clock=lambda: T0 + 61 * S)
+            result = do_sweep(clock=lambda: T0 + 71 * S)
         assert result.stuck_opened == orders and result.failed_opened == orders
         counts.append(len(queries))
     assert counts[1] == counts[2], counts
-    # two per SLA policy (overdue now; overdue while no sweep looked) and a few per kind
-    assert counts[2] <= 36, counts
+    # two per SLA policy (overdue now; overdue while no sweep looked), two per silent
+    # system's waiting deadlines (the carrier never reported here), the streams, and a few
+    # per kind
+    assert counts[2] <= 44, counts
 
 
 def test_a_stage_that_came_late_before_any_sweep_is_recorded_on_business_time(
@@ -336,11 +367,17 @@ def test_a_stage_that_came_late_before_any_sweep_is_recorded_on_business_time(
         stage="posted",
         operation="post_sales_order",
     )
-    send(ingest_client, captured("#1020", T0), posted, *order_events("#1021", T0))
+    send(
+        ingest_client,
+        captured("#1020", T0),
+        posted,
+        *order_events("#1021", T0),
+        *reporting(T0 + DAY, "erp"),
+    )
     send(ingest_client, captured("#1022", T0))
     send(ingest_client, ev("shopify", {"order_number": "#1022"}, T0 + 90 * S, stage="cancelled"))
     assert stitch(T0 + DAY).startswith(
-        "stitched 6 hops into 3 transactions; 2 stuck opened, 2 closed"
+        "stitched 7 hops into 4 transactions; 2 stuck opened, 2 closed"
     )
     late = Issue.objects.get(kind=STUCK, transaction__keys__value="#1020")
     assert (late.state, late.resolution, late.resolved_by) == (RESOLVED, "posted reached", "system")

@@ -47,7 +47,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--now",
             help="judge SLAs as of this business time (ISO 8601), e.g. when replaying old "
-            "traffic; default: the current time",
+            "traffic, over everything sent so far (no system counts as still catching up); "
+            "default: the current time",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -63,5 +64,6 @@ class Command(BaseCommand):
             def clock() -> datetime:
                 return at
 
+        # with --now: judged over the traffic as sent, no stream still catching up
         tick = do_pipeline_tick(clock=clock, full=True)
         self.stdout.write(summary(tick))
