@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.urls import reverse
 
-from observatory.alerts import evaluate, queries, text
+from observatory.alerts import evaluate, history, queries, text
 from observatory.alerts.models import (
     EV_ACKNOWLEDGED,
     EV_TEST,
@@ -96,6 +96,8 @@ class EvaluateResult:
     resolved: int = 0
     events: int = 0
     notifications: int = 0
+    #: alerts found in history recorded or extended (never sent)
+    history: int = 0
     #: rules that could not be judged (their alerts kept their state)
     unavailable: list[str] = field(default_factory=list)
     skipped: bool = False
@@ -240,6 +242,7 @@ def do_evaluate(*, clock: Clock = now) -> EvaluateResult:
             event = _record_event(alert, ev.kind, at, saved)
             result.notifications += _queue(event, alert, rules_by_id[alert.rule_id], channels, at)
         result.events = len(step.events)
+        result.history = history.record(judged, {r.id: rule_spec(r) for r in judged}, at, now())
         for s in step.alerts:
             if s.state == FIRING:
                 result.firing += 1
@@ -249,7 +252,7 @@ def do_evaluate(*, clock: Clock = now) -> EvaluateResult:
                 result.resolved += 1
             if s.id is None:
                 result.started += 1
-        if result.events or result.started or result.resolved:
+        if result.events or result.started or result.resolved or result.history:
             live.publish_on_commit(LIVE_TOPIC, queries.counts())
     return result
 

@@ -270,6 +270,9 @@ class Alert(models.Model):
     silenced_by = models.ForeignKey(
         Silence, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
     )
+    #: an incident that began and ended before its data arrived (a backfill, an upload):
+    #: recorded, never sent
+    found_in_history = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -375,3 +378,16 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt at {self.at:%H:%M:%S}: {'ok' if self.ok else self.error[:40]}"
+
+
+class HistoryMark(models.Model):
+    """Up to when (wall clock) a rule's problems found after the fact were looked at, to
+    be recorded as alerts found in history (``history.py``)."""
+
+    rule = models.OneToOneField(
+        Rule, on_delete=models.CASCADE, primary_key=True, related_name="history_mark"
+    )
+    scanned_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} history scanned to {self.scanned_at:%Y-%m-%d %H:%M:%S}"

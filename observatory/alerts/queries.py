@@ -202,6 +202,19 @@ def _error_rate(rule: Rule, now: datetime) -> list[Finding]:
 
 
 def _silence(rule: Rule, now: datetime) -> list[Finding]:
+    """The system sent nothing for the window (while ``while_system`` did); or triage
+    holds a ``silence`` exception for it: it stopped reporting while orders wait on it."""
+    held = (
+        triage.Issue.objects.filter(
+            kind=triage.SILENCE, state__in=triage.UNRESOLVED, system=rule.system
+        )
+        .order_by("id")
+        .first()
+    )
+    if held is not None:
+        waiting = float(held.detail.get("waiting") or 0)
+        found = {"exception_id": held.id, **held.detail}
+        return [Finding(rule.id, {"system": rule.system}, waiting, held.summary, found)]
     window = int(rule.window_s or 600)
     since = now - timedelta(seconds=window)
     last = Hop.objects.filter(system=rule.system, start_time__lte=now).aggregate(

@@ -79,8 +79,7 @@ def do_record_arrivals(
         return
     lim = limits()
     rows = {
-        (r.system, r.store_id): r
-        for r in Stream.objects.filter(system__in={s for s, _ in grouped})
+        (r.system, r.store_id): r for r in Stream.objects.filter(system__in={s for s, _ in grouped})
     }
     new, changed = [], []
     for key, arrivals in grouped.items():

@@ -113,7 +113,6 @@ def system_marks(wall: datetime) -> dict[str, Mark]:
     return out
 
 
-
 def settled(wall: datetime) -> datetime:
     """A moment after every arrival so far by more than the late window: judged then, no
     stream is still catching up (for judging replayed or backfilled traffic "as of" a

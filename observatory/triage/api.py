@@ -57,11 +57,14 @@ router = Router(tags=["exceptions"])
 class ExceptionFilters(Schema):
     state: str = Field(
         "",
-        description="open, acknowledged, resolved, unresolved (the default: open and "
-        "acknowledged) or all; several joined with commas",
+        description="open, acknowledged, resolved, withdrawn, unresolved (the default: "
+        "open and acknowledged) or all (withdrawn included); several joined with commas",
     )
     owner: str = ""
-    kind: str = Field("", description="stuck, failed_hop, duplicate or conflict (or several)")
+    kind: str = Field(
+        "",
+        description="stuck, failed_hop, duplicate, conflict, silence or mismatch (or several)",
+    )
     system: str = ""
     transaction: int | None = Field(None, description="only this transaction's exceptions")
     limit: int = Field(50, ge=1, le=500)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from observatory.hops.models import DuplicateDelivery, Hop, HopKey
@@ -37,6 +37,7 @@ from observatory.triage.models import (
     RESOLVED,
     STUCK,
     UNRESOLVED,
+    WITHDRAWN,
     Issue,
     OwnerRoute,
 )
@@ -172,14 +173,17 @@ STATE_GROUPS = {
     "open": (OPEN,),
     "acknowledged": (ACKNOWLEDGED,),
     "resolved": (RESOLVED,),
-    "all": (OPEN, ACKNOWLEDGED, RESOLVED),
+    # judged on business time, never a problem: only when asked for by name, or "all"
+    "withdrawn": (WITHDRAWN,),
+    "all": (OPEN, ACKNOWLEDGED, RESOLVED, WITHDRAWN),
 }
 KIND_NAMES = {k for k, _ in Issue._meta.get_field("kind").choices or []}
 
 
 def parse_states(state: str | None) -> tuple[str, ...]:
-    """``open``, ``acknowledged``, ``resolved``, ``unresolved`` (open + acknowledged, the
-    default) or ``all``; several may be joined with commas."""
+    """``open``, ``acknowledged``, ``resolved``, ``withdrawn``, ``unresolved`` (open +
+    acknowledged, the default) or ``all`` (withdrawn included); several may be joined with
+    commas."""
     if not state:
         return UNRESOLVED
     out: list[str] = []
@@ -240,7 +244,11 @@ def exception_queue(
     if cursor:
         at, pk = decode_cursor(cursor)
         qs = qs.filter(Q(opened_at__gt=at) | Q(opened_at=at, id__gt=pk))
-    rows = list(qs.order_by("opened_at", "id")[: limit + 1])
+    rows = list(
+        qs.annotate(
+            tx_amount=F("transaction__amount"), tx_currency=F("transaction__currency")
+        ).order_by("opened_at", "id")[: limit + 1]
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     labels = transaction_labels(r.transaction_id for r in rows if r.transaction_id)

@@ -28,8 +28,11 @@ class ExceptionOut(Schema):
     transaction_label: str
     hop_id: int | None
     event_at: datetime | None
+    #: business time the problem began (a stuck order: its missed deadline)
     opened_at: datetime
-    #: seconds open (until resolved, for resolved ones)
+    #: when triage found it (wall clock)
+    detected_at: datetime | None
+    #: seconds since the problem began, in business time (until resolved, once resolved)
     age_s: float
     #: under_1h | h1_to_4 | h4_to_24 | over_24h
     age_bucket: str
@@ -38,6 +41,9 @@ class ExceptionOut(Schema):
     resolved_at: datetime | None
     resolved_by: str
     resolution: str
+    #: the transaction's amount and currency, where it has one (the value affected)
+    value: Decimal | None = None
+    currency: str = ""
 
 
 class AgingOut(Schema):
@@ -79,6 +85,7 @@ def exception_out(issue: Issue, now: datetime, label: str | None = None) -> Exce
         hop_id=issue.hop_id,
         event_at=issue.event_at,
         opened_at=issue.opened_at,
+        detected_at=issue.detected_at,
         age_s=round(age, 3),
         age_bucket=sla.age_bucket(age),
         acknowledged_at=issue.acknowledged_at,
@@ -86,6 +93,8 @@ def exception_out(issue: Issue, now: datetime, label: str | None = None) -> Exce
         resolved_at=issue.resolved_at,
         resolved_by=issue.resolved_by,
         resolution=issue.resolution,
+        value=getattr(issue, "tx_amount", None),
+        currency=getattr(issue, "tx_currency", "") or "",
     )
 
 

@@ -13,7 +13,7 @@ from django.test import Client
 
 from observatory.alerts.actions import DeliverResult, EvaluateResult, do_deliver, do_evaluate
 from observatory.alerts.models import Channel, Rule
-from tests.triage.helpers import T0, ev, send, stitch
+from tests.triage.helpers import T0, ev, reporting, send, stitch
 
 __all__ = ["T0", "ev", "send", "stitch"]
 
@@ -58,8 +58,13 @@ def posting(number: int, at: datetime, *, ok: bool = True, attempt: int = 0) -> 
 
 
 def stuck_orders(client: Client, count: int, at: datetime, first: int = 5000) -> None:
-    """``count`` web orders captured at ``at`` (amounts 10, 20, ...) that never post."""
-    send(client, *[capture(first + i, at, Decimal(10 * (i + 1))) for i in range(count)])
+    """``count`` web orders captured at ``at`` (amounts 10, 20, ...) that never post, while
+    the ERP goes on reporting (past their deadline: so it is known they were not posted)."""
+    send(
+        client,
+        *[capture(first + i, at, Decimal(10 * (i + 1))) for i in range(count)],
+        *reporting(at + timedelta(seconds=70), "erp"),
+    )
 
 
 def run(at: datetime, *, deliver: bool = True) -> tuple[EvaluateResult, DeliverResult]:

@@ -232,9 +232,9 @@ def send(client: Client, t0: datetime | None = None) -> datetime:
 
 def stitch() -> None:
     """One pass of the pipeline: what the worker does every few seconds."""
-    from observatory.triage.actions import do_pipeline_tick
+    from tests.pipeline import tick
 
-    do_pipeline_tick(full=True)
+    tick(full=True)
 
 
 def seed(client: Client) -> datetime:

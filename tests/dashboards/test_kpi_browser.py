@@ -31,11 +31,11 @@ from playwright.sync_api import sync_playwright
 from observatory.access.actions import do_create_ingest_token
 from observatory.kpis import actions, queries
 from observatory.lib.clock import now
-from observatory.triage.actions import do_pipeline_tick
 from tests.dashboards import seed
 from tests.dashboards.conftest import PASSWORD, make_user
 from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, WALL
 from tests.kpis.traffic import start_traffic
+from tests.pipeline import tick
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -95,7 +95,7 @@ def site(asgi_server: str) -> Site:
     finally:
         traffic.close()
     seed.send(Client(HTTP_AUTHORIZATION=f"Bearer {token}"))
-    do_pipeline_tick()
+    tick()
     actions.do_fill_rollups()
     make_user("olivia", "ops")
     at = now()

@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 
 from observatory.kpis import actions, registry
 from observatory.lib.clock import now
-from observatory.triage.actions import do_pipeline_tick
 from tests.dashboards import seed
 from tests.kpis.traffic import event
+from tests.pipeline import tick
 
 pytestmark = pytest.mark.django_db
 
@@ -165,6 +165,6 @@ def test_answers_run_a_fixed_number_of_statements(
         "/api/v1/events", orjson.dumps(events), content_type="application/cloudevents-batch+json"
     )
     assert answer.status_code == 200 and not answer.json().get("rejected"), answer.content
-    do_pipeline_tick()
+    tick()
     actions.do_fill_rollups()
     assert counts() == expected

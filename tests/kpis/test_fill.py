@@ -21,8 +21,8 @@ from observatory.kpis import actions, bruteforce, queries
 from observatory.kpis.compute import ALL, HOUR, floor_to
 from observatory.kpis.models import HopRollup, OrderRollup
 from observatory.lib.clock import now
-from observatory.triage.actions import do_pipeline_tick
 from tests.kpis.traffic import event
+from tests.pipeline import tick
 
 pytestmark = pytest.mark.django_db
 
@@ -49,9 +49,9 @@ def send(client: Client, *events: dict[str, Any]) -> None:
 
 def pipeline(clock: Any = None) -> actions.FillResult:
     if clock is None:
-        do_pipeline_tick()
+        tick()
     else:
-        do_pipeline_tick(clock=clock)
+        tick(clock=clock)
     return actions.do_fill_rollups()
 
 
@@ -211,6 +211,8 @@ def test_an_exception_opened_later_marks_its_order(ingest_client: Client) -> Non
         event(
             "s-1", captured, "shopify", {"order_number": "#S-1"}, stage="captured", channel="web"
         ),
+        # the ERP goes on reporting: its silence about #S-1 means it was not posted
+        event("s-beat", captured + timedelta(minutes=5), "erp", {"correlation_id": "beat"}),
     )
     # the first sweep judges SLAs as of a moment before the deadline: nothing is stuck
     pipeline(clock=lambda: captured + timedelta(seconds=10))
@@ -243,7 +245,7 @@ def test_a_fill_costs_a_fixed_number_of_queries(ingest_client: Client) -> None:
         ingest_client,
         event("q-2", T + timedelta(hours=3), "shopify", {"order_number": "#Q-2"}, stage="captured"),
     )
-    do_pipeline_tick()
+    tick()
     with CaptureQueriesContext(connection) as ctx:
         result = actions.do_fill_rollups()
     assert result.recomputed == {"orders": 1, "hops": 1}
@@ -330,7 +332,7 @@ def test_the_command_fills_and_says_so_on_its_last_line(ingest_client: Client) -
     from django.core.management import call_command
 
     send(ingest_client, event("f-1", T, "shopify", {"order_number": "#F-1"}, stage="captured"))
-    do_pipeline_tick()
+    tick()
     out = StringIO()
     call_command("fill_kpis", "--full", stdout=out)
     last = out.getvalue().strip().splitlines()[-1]
@@ -371,7 +373,11 @@ def test_the_backlog_of_a_window_that_ended_is_as_it_stood_then(ingest_client: C
 def test_exceptions_follow_their_order_into_its_channel(ingest_client: Client) -> None:
     captured = now() - timedelta(hours=3)
     keys = {"order_number": "#X-1"}
-    send(ingest_client, event("x-1", captured, "shopify", keys, stage="captured"))
+    send(
+        ingest_client,
+        event("x-1", captured, "shopify", keys, stage="captured"),
+        event("x-beat", captured + timedelta(minutes=5), "erp", {"correlation_id": "beat"}),
+    )
     pipeline()
     assert twins(channel="web")["exception_aging"]["open"] == 0
     # the channel arrives with a later hop: its exception (stuck, not posted) goes with it

@@ -16,9 +16,9 @@ from django.test import Client
 from observatory.kpis import actions, bruteforce, queries
 from observatory.lib.clock import now
 from observatory.transactions.models import SlaPolicy
-from observatory.triage.actions import do_pipeline_tick
 from observatory.triage.models import RESOLVED, STUCK, UNRESOLVED, Issue
 from tests.kpis.traffic import event
+from tests.pipeline import tick
 from tests.transactions.stitching import post_events
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +79,7 @@ def test_the_seeded_fulfillment_deadline_is_for_web_orders() -> None:
 
 def test_only_the_web_order_is_late_for_shopify_fulfillment(ingest_client: Client) -> None:
     shipped_orders(ingest_client)
-    do_pipeline_tick()
+    tick()
     actions.do_fill_rollups()
     assert stuck_on_fulfillment() == [("web", "open")]
     assert backlog_and_twin() == {"total": 1, "by_stage": {"fulfillment_synced": 1}}
@@ -89,7 +89,7 @@ def test_the_migration_fixes_a_database_seeded_before_it(ingest_client: Client) 
     # as the policy was seeded before: every channel, so every shipped order is stuck on it
     SlaPolicy.objects.filter(name=FULFILLMENT).update(channel="")
     shipped_orders(ingest_client)
-    do_pipeline_tick()
+    tick()
     actions.do_fill_rollups()
     assert stuck_on_fulfillment() == [("marketplace", "open"), ("pos", "open"), ("web", "open")]
     assert backlog_and_twin() == {"total": 3, "by_stage": {"fulfillment_synced": 3}}
@@ -106,7 +106,7 @@ def test_the_migration_fixes_a_database_seeded_before_it(ingest_client: Client) 
     assert result.full is False and result.recomputed["orders"] >= 1
     assert backlog_and_twin() == {"total": 1, "by_stage": {"fulfillment_synced": 1}}
     # and the sweep opens nothing again for the other channels
-    do_pipeline_tick()
+    tick()
     assert Issue.objects.filter(kind=STUCK, state__in=UNRESOLVED).count() == 1
 
     MIGRATION.every_channel(apps, None)

@@ -25,8 +25,8 @@ from observatory.kpis import actions, bruteforce, queries
 from observatory.kpis.models import DirtyHour, HopRollup, OrderRollup
 from observatory.lib.clock import now
 from observatory.transactions.models import Merge, Transaction
-from observatory.triage.actions import do_pipeline_tick
 from tests.kpis.traffic import late_first, late_second, phases, start_traffic
+from tests.pipeline import tick
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -122,7 +122,7 @@ def test_rollups_equal_their_brute_force_twin_on_simulated_traffic(
                     content_type="application/cloudevents-batch+json",
                 )
                 assert answer.status_code == 200, answer.content
-            do_pipeline_tick()
+            tick()
             result = actions.do_fill_rollups()
             assert result.remaining == 0
             assert result.full == (i == 0)

@@ -20,7 +20,7 @@ from observatory.transactions.queries import lookup
 from observatory.triage.api import order_out
 from observatory.triage.queries import order_view
 from observatory.triage.schema import OrderOut
-from tests.triage.helpers import T0, contract_policies, ev, order_events, send, stitch
+from tests.triage.helpers import T0, contract_policies, ev, order_events, reporting, send, stitch
 
 S = timedelta(seconds=1)
 pytestmark = pytest.mark.django_db
@@ -214,8 +214,9 @@ def test_an_order_shows_the_exceptions_of_transactions_merged_into_it(
         ev("shopify", {"shopify_order_id": "77"}, T0, stage="captured", channel="web"),
         ev("shopify", {"order_number": "#2001"}, T0, stage="captured", channel="web"),
         ev("shopify", {"order_number": "#3001"}, T0, stage="captured", channel="web"),
+        *reporting(T0 + 70 * S, "erp"),
     )
-    stitch(T0 + 61 * S)  # all three stuck
+    stitch(T0 + 61 * S)  # all three stuck (the ERP reported past their deadline)
     link = {"shopify_order_id": "77", "order_number": "#2001"}
     send(ingest_client, ev("middleware", link, T0 + 70 * S))
     stitch(T0 + 71 * S)

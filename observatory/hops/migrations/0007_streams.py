@@ -5,47 +5,57 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('hops', '0006_drop_stitched_at'),
+        ("hops", "0006_drop_stitched_at"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Stream',
+            name="Stream",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('system', models.CharField(max_length=64)),
-                ('store_id', models.CharField(blank=True, max_length=64)),
-                ('reported_up_to', models.DateTimeField(null=True)),
-                ('on_time_up_to', models.DateTimeField(null=True)),
-                ('last_arrival_at', models.DateTimeField(null=True)),
-                ('late_arrival_at', models.DateTimeField(null=True)),
-                ('late_window_at', models.DateTimeField(null=True)),
-                ('late_floor', models.DateTimeField(null=True)),
-                ('late_prev_floor', models.DateTimeField(null=True)),
-                ('max_delay_s', models.FloatField(default=60.0)),
-                ('skew_s', models.FloatField(default=5.0)),
-                ('hops', models.BigIntegerField(default=0)),
-                ('late_hops', models.BigIntegerField(default=0)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("system", models.CharField(max_length=64)),
+                ("store_id", models.CharField(blank=True, max_length=64)),
+                ("reported_up_to", models.DateTimeField(null=True)),
+                ("on_time_up_to", models.DateTimeField(null=True)),
+                ("last_arrival_at", models.DateTimeField(null=True)),
+                ("late_arrival_at", models.DateTimeField(null=True)),
+                ("late_window_at", models.DateTimeField(null=True)),
+                ("late_floor", models.DateTimeField(null=True)),
+                ("late_prev_floor", models.DateTimeField(null=True)),
+                ("max_delay_s", models.FloatField(default=60.0)),
+                ("skew_s", models.FloatField(default=5.0)),
+                ("hops", models.BigIntegerField(default=0)),
+                ("late_hops", models.BigIntegerField(default=0)),
             ],
             options={
-                'ordering': ['system', 'store_id'],
-                'constraints': [models.UniqueConstraint(fields=('system', 'store_id'), name='stream_unique')],
+                "ordering": ["system", "store_id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("system", "store_id"), name="stream_unique")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='StreamLag',
+            name="StreamLag",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('hour', models.DateTimeField()),
-                ('count', models.BigIntegerField(default=0)),
-                ('late', models.BigIntegerField(default=0)),
-                ('sketch', models.BinaryField()),
-                ('stream', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lags', to='hops.stream')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("hour", models.DateTimeField()),
+                ("count", models.BigIntegerField(default=0)),
+                ("late", models.BigIntegerField(default=0)),
+                ("sketch", models.BinaryField()),
+                (
+                    "stream",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="lags",
+                        to="hops.stream",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('stream', 'hour'), name='streamlag_unique')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("stream", "hour"), name="streamlag_unique")
+                ],
             },
         ),
     ]

@@ -17,16 +17,18 @@ def not_skippable(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('transactions', '0005_fulfillment_sla_for_web_orders'),
+        ("transactions", "0005_fulfillment_sla_for_web_orders"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='slapolicy',
-            name='skippable',
-            field=models.BooleanField(default=True, help_text='a later stage may satisfy the deadline (off for posted, fulfillment_synced, invoiced, refunded and refund_settled by default)'),
+            model_name="slapolicy",
+            name="skippable",
+            field=models.BooleanField(
+                default=True,
+                help_text="a later stage may satisfy the deadline (off for posted, fulfillment_synced, invoiced, refunded and refund_settled by default)",
+            ),
         ),
         migrations.RunPython(not_skippable, migrations.RunPython.noop),
     ]
