@@ -42,7 +42,10 @@ _SEEDS = {
         ("transactions", "0006_sla_skippable", "not_skippable"),
     ],
     "triage.OwnerRoute": [("triage", "0002_owner_routes_and_failed_hop_index", "seed")],
-    "alerts.Rule": [("alerts", "0002_default_rules", "add_rules")],
+    "alerts.Rule": [
+        ("alerts", "0002_default_rules", "add_rules"),
+        ("alerts", "0004_duplicate_rule_watches_worst_source", "worst_source"),
+    ],
     "auth.Group": [("dashboards", "0001_groups", "create_groups")],
 }
 

@@ -145,3 +145,6 @@ BUILTIN_SYSTEMS: Final = (
     "tax",
 )
 SYSTEM_PATTERN: Final = r"^[a-z][a-z0-9_\-]{0,63}$"
+#: The systems that physically ship an order (``fulfillment_propagation`` starts at the
+#: first ``shipped`` one of these reports; Shopify's own fulfillment is its end).
+FULFILLMENT_SYSTEMS: Final = ("wms", "carrier")

@@ -15,7 +15,7 @@ KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "inventory_sync_lag": ("count", "p50_s", "p95_s", "max_s"),
     "fulfillment_propagation": ("count", "p50_s", "p95_s"),
     "exception_rate": ("orders", "with_exception", "rate"),
-    "duplicate_rate": ("deliveries", "duplicates", "rate", "posted_twice"),
+    "duplicate_rate": ("deliveries", "duplicates", "rate", "posted_twice", "worst_source_rate"),
     "reconciliation_backlog": ("total",),
     "exception_aging": ("open", "under_1h", "h1_to_4", "h4_to_24", "over_24h", "oldest_s"),
     "retries": ("retries", "replays"),

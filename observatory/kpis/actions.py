@@ -78,7 +78,7 @@ from observatory.lib.clock import now
 from observatory.transactions.models import Merge, Transaction, TransactionHop, stage_field
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
-from observatory.triage.models import Issue
+from observatory.triage.models import WITHDRAWN, Issue
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +360,7 @@ def _collect_issues(orders: set[datetime]) -> None:
         transaction_id=OuterRef("tx"),
         state=OuterRef("state"),
         resolved=OuterRef("resolved"),
+        opened_at=OuterRef("opened_at"),
     )
     changed = list(
         _issue_values()
@@ -371,18 +372,23 @@ def _collect_issues(orders: set[datetime]) -> None:
     txs: set[int] = set()
     for chunk in _chunks(changed):
         ids = [row[0] for row in chunk]
-        before = dict(
-            IssueSeen.objects.filter(issue_id__in=ids).values_list("issue_id", "transaction_id")
-        )
+        before = {
+            issue_id: (tx, state)
+            for issue_id, tx, state in IssueSeen.objects.filter(issue_id__in=ids).values_list(
+                "issue_id", "transaction_id", "state"
+            )
+        }
         scope = {
             pk: (channel, store)
             for pk, channel, store in Transaction.objects.filter(
                 id__in={row[1] for row in chunk if row[1]}
             ).values_list("id", "channel", "store_id")
         }
-        for issue_id, tx, *_ in chunk:
-            if before.get(issue_id) != tx:  # new, or moved: counted on another order
-                txs.update(t for t in (tx, before.get(issue_id)) if t)
+        for issue_id, tx, state, *_ in chunk:
+            old_tx, old_state = before.get(issue_id, (None, None))
+            # new, moved (counted on another order), or withdrawn (no longer a problem)
+            if old_tx != tx or (old_state == WITHDRAWN) != (state == WITHDRAWN):
+                txs.update(t for t in (tx, old_tx) if t)
         IssueSeen.objects.filter(issue_id__in=ids).delete()
         IssueSeen.objects.bulk_create(
             [

@@ -20,11 +20,16 @@ from observatory.hops.models import DuplicateDelivery, Hop
 from observatory.kpis import compute, registry
 from observatory.kpis.queries import ALERT_FIRED, ALERT_MODEL, ALERT_RESOLVED, LIVE_SLACK
 from observatory.lib.clock import now as clock_now
-from observatory.transactions.models import STAGE_COLUMNS, Transaction, TransactionHop
+from observatory.transactions.models import (
+    STAGE_COLUMNS,
+    StageReached,
+    Transaction,
+    TransactionHop,
+)
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
-from observatory.triage.models import DUPLICATE, RESOLVED, UNRESOLVED, Issue
-from tracing.conventions import ERROR
+from observatory.triage.models import DUPLICATE, RESOLVED, UNRESOLVED, WITHDRAWN, Issue
+from tracing.conventions import ERROR, FULFILLMENT_SYSTEMS
 
 
 def _lag(end: datetime | None, start: datetime | None) -> float | None:
@@ -95,11 +100,23 @@ def kpi_values(
         if hop_id not in first_tx or tx_id < first_tx[hop_id]:
             first_tx[hop_id] = tx_id
     issues = list(Issue.objects.all())
-    with_issue = {winner(i.transaction_id) for i in issues if i.transaction_id}
+    # a withdrawn exception never was a problem
+    with_issue = {
+        winner(i.transaction_id) for i in issues if i.transaction_id and i.state != WITHDRAWN
+    }
+    handed_over: dict[int, datetime] = {}
+    for tx_id, when in StageReached.objects.filter(
+        stage="shipped", system__in=FULFILLMENT_SYSTEMS
+    ).values_list("transaction_id", "at"):
+        if tx_id not in handed_over or when < handed_over[tx_id]:
+            handed_over[tx_id] = when
     twice = {
         winner(i.transaction_id)
         for i in issues
-        if i.transaction_id and i.kind == DUPLICATE and i.detail.get("duplicate") == "posted_twice"
+        if i.transaction_id
+        and i.state != WITHDRAWN
+        and i.kind == DUPLICATE
+        and i.detail.get("duplicate") == "posted_twice"
     }
 
     def in_scope(tx: Transaction) -> bool:
@@ -129,7 +146,7 @@ def kpi_values(
                 limit = _deadline(policies, "order", tx.channel, "captured", "posted")
                 if limit is None or lag <= limit:
                     a2p_within += 1
-            lag = _lag(tx.fulfillment_synced_at, tx.shipped_at)
+            lag = _lag(tx.fulfillment_synced_at, handed_over.get(tx.id))
             if lag is not None:
                 ful.append(lag)
         elif tx.kind == "inventory_update":
@@ -157,6 +174,7 @@ def kpi_values(
         per_op[(hop.system, hop.operation[: compute.OPERATION_MAX])].append(hop)
     rows = []
     deliveries = duplicates = retries = replays = 0
+    sources: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for (sys_, op), hops in sorted(per_op.items()):
         durations = [max(0.0, float(h.duration_ms or 0.0)) for h in hops]
         p50, p95 = _quantiles(durations, (0.5, 0.95))
@@ -174,8 +192,15 @@ def kpi_values(
         d = sum(dups[h.id] for h in hops)
         deliveries += len(hops) + d
         duplicates += d
+        sources[sys_][0] += len(hops) + d
+        sources[sys_][1] += d
         retries += sum(1 for h in hops if h.retry_attempt > 0)
         replays += sum(1 for h in hops if h.replay)
+
+    worst = max(
+        ((d / n, sys_) for sys_, (n, d) in sources.items() if n >= registry.MIN_SOURCE_DELIVERIES),
+        default=None,
+    )
 
     # --- backlog -----------------------------------------------------------------------------
     overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
@@ -272,6 +297,13 @@ def kpi_values(
             "duplicates": duplicates,
             "rate": (duplicates / deliveries) if deliveries else None,
             "posted_twice": posted_twice,
+            "by_source": {
+                sys_: {"deliveries": n, "duplicates": d, "rate": d / n}
+                for sys_, (n, d) in sorted(sources.items())
+                if n
+            },
+            "worst_source_rate": worst[0] if worst else None,
+            "worst_source": worst[1] if worst else "",
         },
         "reconciliation_backlog": {
             "total": len(stuck),

@@ -40,6 +40,7 @@ from django.db.models import (
     Min,
     OuterRef,
     Q,
+    Subquery,
     Sum,
     Value,
     When,
@@ -52,13 +53,15 @@ from observatory.kpis.models import HopRollup, IssueSeen, OpenStage, OrderRollup
 from observatory.lib.clock import now as clock_now
 from observatory.transactions.models import (
     STAGE_COLUMNS,
+    StageReached,
     Transaction,
     TransactionHop,
     stage_field,
 )
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
-from observatory.triage.models import DUPLICATE, RESOLVED, UNRESOLVED, Issue
+from observatory.triage.models import DUPLICATE, REAL, RESOLVED, UNRESOLVED, Issue
+from tracing import conventions as c
 from tracing.conventions import ERROR
 
 Range = tuple[datetime, datetime]
@@ -128,8 +131,16 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
     if not ranges:
         return []
     deadlines = deadlines or Deadlines()
-    on_tx = Issue.objects.filter(transaction_id=OuterRef("pk"))
-    on_loser = Issue.objects.filter(transaction__merged_into_id=OuterRef("pk"))
+    # withdrawn exceptions were never a problem
+    on_tx = Issue.objects.filter(transaction_id=OuterRef("pk"), state__in=REAL)
+    on_loser = Issue.objects.filter(transaction__merged_into_id=OuterRef("pk"), state__in=REAL)
+    handed_over = (
+        StageReached.objects.filter(
+            transaction_id=OuterRef("pk"), stage="shipped", system__in=c.FULFILLMENT_SYSTEMS
+        )
+        .order_by("at")
+        .values("at")[:1]
+    )
     twice = Q(kind=DUPLICATE, detail__duplicate="posted_twice")
     qs = (
         Transaction.objects.filter(merged_into__isnull=True)
@@ -142,6 +153,7 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
             issue_merged=Exists(on_loser),
             twice_here=Exists(on_tx.filter(twice)),
             twice_merged=Exists(on_loser.filter(twice)),
+            handed_over=Subquery(handed_over),
         )
         .values_list(
             "kind",
@@ -149,7 +161,7 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
             "store_id",
             "captured_at",
             "posted_at",
-            "shipped_at",
+            "handed_over",
             "fulfillment_synced_at",
             "inventory_adjusted_at",
             "inventory_published_at",
@@ -1153,6 +1165,25 @@ def values_from(
     """Every KPI of the registry from the window's totals (CONTRACT 5 ids and fields)."""
     deliveries = sum(h.hops + h.duplicates for h in hops.values())
     duplicates = sum(h.duplicates for h in hops.values())
+    sources: dict[str, list[int]] = {}
+    for (system, _operation), h in hops.items():
+        tally = sources.setdefault(system, [0, 0])
+        tally[0] += h.hops + h.duplicates
+        tally[1] += h.duplicates
+    by_source = {
+        system: {"deliveries": n, "duplicates": d, "rate": compute.rate(d, n)}
+        for system, (n, d) in sorted(sources.items())
+        if n
+    }
+    counted: list[tuple[float, str]] = [
+        (compute.rate(d, n) or 0.0, system)
+        for system, (n, d) in sources.items()
+        if n >= registry.MIN_SOURCE_DELIVERIES
+    ]
+    worst_rate: float | None = None
+    worst = ""
+    if counted:
+        worst_rate, worst = max(counted)
     rows = []
     for (system, operation), h in sorted(hops.items()):
         if not h.hops:
@@ -1186,6 +1217,9 @@ def values_from(
             "duplicates": duplicates,
             "rate": compute.rate(duplicates, deliveries),
             "posted_twice": orders.posted_twice,
+            "by_source": by_source,
+            "worst_source_rate": worst_rate,
+            "worst_source": worst,
         },
         "reconciliation_backlog": backlog_value,
         "exception_aging": aging,

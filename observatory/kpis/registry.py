@@ -31,6 +31,10 @@ BACKLOG: Final = "backlog"
 MIXED: Final = "orders+hops"
 RESOLUTION: Final = "exceptions+alerts"
 
+#: a sending system counts for ``duplicate_rate.worst_source_rate`` from this many
+#: deliveries in the window (one duplicate in three deliveries is not a trend)
+MIN_SOURCE_DELIVERIES: Final = 20
+
 CHANNEL: Final = "channel"
 STORE: Final = "store"
 SYSTEM: Final = "system"
@@ -98,9 +102,13 @@ KPIS: Final[dict[str, Kpi]] = {
         Kpi(
             "fulfillment_propagation",
             "Shipment to Shopify delay",
-            "How long after the warehouse or carrier shipped an order Shopify showed it.",
+            "How long after the warehouse or a carrier first shipped an order Shopify showed "
+            "it (a fulfillment made in Shopify alone is not counted).",
             (
-                Field("count", "orders of the window shipped and seen by Shopify"),
+                Field(
+                    "count",
+                    "orders of the window shipped by a warehouse or carrier and seen by Shopify",
+                ),
                 Field("p50_s", "median delay", "s"),
                 Field("p95_s", "95th percentile delay", "s"),
             ),
@@ -111,7 +119,8 @@ KPIS: Final[dict[str, Kpi]] = {
         Kpi(
             "exception_rate",
             "Orders with a problem",
-            "Share of orders with at least one failed step or an exception.",
+            "Share of orders with at least one failed step or a real exception (one "
+            "withdrawn because its stage came in time is not a problem).",
             (
                 Field("orders", "orders accepted in the window"),
                 Field("with_exception", "of those, orders with a failed step or exception"),
@@ -130,6 +139,17 @@ KPIS: Final[dict[str, Kpi]] = {
                 Field("duplicates", "deliveries that repeated an earlier one"),
                 Field("rate", "duplicates / deliveries", "rate"),
                 Field("posted_twice", "orders of the window posted to the ERP more than once"),
+                Field(
+                    "by_source",
+                    "per sending system: deliveries, duplicates and their rate",
+                ),
+                Field(
+                    "worst_source_rate",
+                    "the highest duplicate rate of a system with at least "
+                    f"{MIN_SOURCE_DELIVERIES} deliveries in the window",
+                    "rate",
+                ),
+                Field("worst_source", "the system with that rate"),
             ),
             MIXED,
             _ALL,

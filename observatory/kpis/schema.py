@@ -48,11 +48,22 @@ class ExceptionRateOut(Schema):
     rate: float | None
 
 
+class SourceDuplicatesOut(Schema):
+    deliveries: int
+    duplicates: int
+    rate: float | None
+
+
 class DuplicateRateOut(Schema):
     deliveries: int
     duplicates: int
     rate: float | None
     posted_twice: int
+    #: per sending system
+    by_source: dict[str, SourceDuplicatesOut]
+    #: the highest rate of a system with enough deliveries in the window, and which one
+    worst_source_rate: float | None
+    worst_source: str
 
 
 class BacklogOut(Schema):

@@ -59,7 +59,13 @@ def test_default_rules_are_shipped_as_data() -> None:
     lag = rules["Inventory sync lag p95 above 5 minutes"]
     assert (lag.kpi, lag.field, lag.op, lag.threshold) == ("inventory_sync_lag", "p95_s", ">", 300)
     dup = rules["Duplicate rate above 1 %"]
-    assert (dup.kpi, dup.field, dup.op, dup.threshold) == ("duplicate_rate", "rate", ">", 0.01)
+    # the worst sending system, not the blend of every source
+    assert (dup.kpi, dup.field, dup.op, dup.threshold) == (
+        "duplicate_rate",
+        "worst_source_rate",
+        ">",
+        0.01,
+    )
     assert all(r.active and r.repeat_s == 14400 for r in rules.values())
 
 

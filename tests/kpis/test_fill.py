@@ -195,6 +195,9 @@ def test_a_repeat_delivery_counts_in_its_hops_hour(ingest_client: Client) -> Non
         "duplicates": 0,
         "rate": 0.0,
         "posted_twice": 0,
+        "by_source": {"wms": {"deliveries": 1, "duplicates": 0, "rate": 0.0}},
+        "worst_source_rate": None,  # one delivery is not enough to judge a source by
+        "worst_source": "",
     }
     send(ingest_client, first)
     send(ingest_client, first)
@@ -202,6 +205,7 @@ def test_a_repeat_delivery_counts_in_its_hops_hour(ingest_client: Client) -> Non
     row = HopRollup.objects.get(resolution=HOUR, bucket=T, channel=ALL, store=ALL)
     assert (row.hops, row.duplicates) == (1, 2)
     assert twins()["duplicate_rate"]["rate"] == pytest.approx(2 / 3)
+    assert twins()["duplicate_rate"]["by_source"]["wms"]["duplicates"] == 2
 
 
 def test_an_exception_opened_later_marks_its_order(ingest_client: Client) -> None:
