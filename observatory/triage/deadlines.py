@@ -168,21 +168,9 @@ def _missing(qs: QuerySet[Transaction], p: sla.Policy) -> QuerySet[Transaction]:
     )
 
 
-def _human(seconds: float) -> str:
-    s = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if s >= size and s % size == 0:
-            return f"{s // size} {unit}"
-    if s >= 3600:
-        return f"{s / 3600:.1f} h"
-    if s >= 60:
-        return f"{s / 60:.1f} min"
-    return f"{s} s"
-
-
 def _summary(label: str, p: sla.Policy, channel: str, skipped: tuple[str, str] | None) -> str:
     scope = channel or p.transaction_kind
-    due = f"{_human(p.deadline_s)} of {p.from_stage}"
+    due = f"{sla.human(p.deadline_s)} of {p.from_stage}"
     if skipped is not None:
         stage, system = skipped
         return (

@@ -86,6 +86,19 @@ def default_skippable(to_stage: str) -> bool:
     return to_stage not in NEVER_SKIPPED
 
 
+def human(seconds: float) -> str:
+    """A deadline in words: ``1 min``, ``1 h``, ``15 min``, ``1.5 h``, ``45 s``."""
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size and s % size == 0:
+            return f"{s // size} {unit}"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s} s"
+
+
 def phrase(stage: str) -> str:
     return STAGE_PHRASES.get(stage, stage.replace("_", " "))
 

@@ -235,8 +235,11 @@ def test_executive_and_systems_pages(browser: Any, site: Site) -> None:
         orders = site.figures["exception_rate"]["orders"]
         assert page.locator("[data-testid=value-orders]").inner_text() == f"{orders:,}"
         assert (
-            "within the deadline"
-            in page.locator("[data-testid=slo-acceptance_to_posting]").inner_text()
+            "within 1 min"
+            in page.locator("[data-testid=slo-acceptance_to_posting-web]").inner_text()
+        )
+        assert (
+            "within 1 h" in page.locator("[data-testid=slo-acceptance_to_posting-pos]").inner_text()
         )
         # a line per channel on the posting chart
         names = page.locator("#chart-posting-90 .legendtext").all_text_contents()

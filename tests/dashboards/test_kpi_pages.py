@@ -62,8 +62,9 @@ def test_executive(exec_client: Client, filled: datetime) -> None:
     assert "Executive overview" in html
     assert re.search(r'data-testid="value-orders">2<', html)
     # #1001 took 3 minutes to reach the ERP: its p95, and 0 % within the 60 s deadline
-    assert re.search(r'data-testid="value-acceptance_to_posting">3.0 min<', html)
-    assert "0.0% within the deadline" in html
+    # per channel, against the channel's own deadline
+    assert re.search(r'data-testid="value-acceptance_to_posting-web">3.0 min<', html)
+    assert "0.0% within 1 min" in html
     assert re.search(r'data-testid="value-exception_rate">100.0 %<', html)
     for key in (
         "posting-30",
@@ -107,7 +108,7 @@ def test_executive_csv(exec_client: Client, filled: datetime) -> None:
     summary = list(
         csv.DictReader(io.StringIO(exec_client.get("/executive/summary.csv").content.decode()))
     )
-    assert {r["kpi"] for r in summary} >= {"orders", "acceptance_to_posting", "exception_rate"}
+    assert {r["kpi"] for r in summary} >= {"orders", "acceptance_to_posting:web", "exception_rate"}
     assert exec_client.get("/executive/nothing.csv").status_code == 404
 
 
@@ -124,7 +125,9 @@ def test_systems(ops_client: Client, filled: datetime) -> None:
 
 #: Statements per page, whatever the number of orders, hops, systems or days: reads are
 #: set-based (the backlog is one statement over the stages that are late).
-PINNED = {"/": 22, "/executive/": 24, "/systems/": 7, "/systems/erp/": 11}
+# /executive/: the time to the ERP per channel with a posting deadline (web, POS) reads
+# each channel's rollups for the period and the one before
+PINNED = {"/": 22, "/executive/": 33, "/systems/": 7, "/systems/erp/": 11}
 
 
 def test_pages_run_a_fixed_number_of_queries(
