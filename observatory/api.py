@@ -7,6 +7,7 @@ from ninja import NinjaAPI
 
 from observatory.access.auth import READ_AUTH
 from observatory.alerts.api import router as alerts_router
+from observatory.dashboards.api import router as systems_router
 from observatory.kpis.api import router as kpis_router
 from observatory.triage.api import orders_router
 from observatory.triage.api import router as triage_router
@@ -23,6 +24,7 @@ api.add_router("/", orders_router)
 api.add_router("/", triage_router)
 api.add_router("/", kpis_router)
 api.add_router("/", alerts_router)
+api.add_router("/", systems_router)
 
 
 @api.exception_handler(BadRequest)

@@ -349,3 +349,38 @@ def validate(fig: Figure) -> None:
     import plotly.graph_objects as go
 
     go.Figure(fig)
+
+
+#: Arrival-lag bins for people: (upper bound in seconds, words)
+LAG_BINS = (
+    (1, "< 1 s"),
+    (5, "1 to 5 s"),
+    (30, "5 to 30 s"),
+    (120, "30 s to 2 min"),
+    (600, "2 to 10 min"),
+    (3600, "10 to 60 min"),
+    (6 * 3600, "1 to 6 h"),
+    (86400, "6 to 24 h"),
+    (float("inf"), "> 1 day"),
+)
+
+
+def lag_histogram(histogram: Sequence[tuple[float, float, int]]) -> Figure:
+    """How late a system's hops arrived (received minus business time), in coarse bins,
+    from the fine bins of its lag sketch."""
+    counts = [0] * len(LAG_BINS)
+    for _low, high, n in histogram:
+        i = next(
+            i for i, (upper, _) in enumerate(LAG_BINS) if high <= upper or upper == float("inf")
+        )
+        counts[i] += n
+    bars = {
+        "type": "bar",
+        "x": [words for _, words in LAG_BINS],
+        "y": counts,
+        "marker": {"color": NEUTRAL},
+        "hovertemplate": "%{y:,} hops<extra>arrived %{x} late</extra>",
+    }
+    fig = _figure([bars], legend=False)
+    fig["layout"]["hovermode"] = "closest"
+    return fig

@@ -1,5 +1,6 @@
-"""``/systems/`` and ``/systems/<name>/`` (issue 5): each system's steps (operations) with
-their rate, failures and durations, and its recent failures with their orders."""
+"""``/systems/`` and ``/systems/<name>/``: each system's health (``health.py``), how far
+its telemetry has got (watermark, arrival lag), its steps (operations) with their rate,
+failures and durations, and its recent failures with their orders."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from observatory.dashboards import health
 from observatory.dashboards import kpi_figures as figs
+from observatory.dashboards.api import summary
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.dashboards.templatetags.kpi_tags import system_name
+from observatory.hops.queries import stream_lags
 from observatory.kpis import series
 from observatory.lib.clock import now
 
@@ -41,7 +45,9 @@ def index(request: HttpRequest) -> HttpResponse:
     key, words, span = _period(request)
     at = now()
     rows = series.system_rows(at - span, at)
-    tiles = {t.system: t for t in series.system_tiles(at)}
+    all_tiles = series.system_tiles(at)
+    tiles = {t.system: t for t in all_tiles}
+    healths = {h.system: h for h in health.systems(at, tiles=all_tiles)}
     return render(
         request,
         "dashboards/systems.html",
@@ -51,7 +57,8 @@ def index(request: HttpRequest) -> HttpResponse:
             "periods": PERIODS,
             "rows": rows,
             "tiles": tiles,
-            "idle": sorted(set(tiles) - {r.system for r in rows}),
+            "health": healths,
+            "idle": sorted((set(tiles) | set(healths)) - {r.system for r in rows}),
             "chart": figure_json(
                 figs.systems_bars(rows, [system_name(r.system) for r in rows]),
                 {"displayModeBar": False},
@@ -70,9 +77,13 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
     key, words, span = _period(request)
     at = now()
     rows = series.system_rows(at - span, at, system=name)
-    tile = next((t for t in series.system_tiles(at) if t.system == name), None)
-    if not rows and tile is None:
+    all_tiles = series.system_tiles(at)
+    tile = next((t for t in all_tiles if t.system == name), None)
+    stream_lag = stream_lags(at, system=name)
+    found = health.systems(at, only=name, tiles=all_tiles, lags=stream_lag)
+    if not rows and tile is None and not found:
         raise Http404("no hop from this system")
+    lags = stream_lag.get((name, ""))
     hourly_span = max(span, timedelta(hours=24))
     hourly = series.hourly_system(name, at - hourly_span, at)
     return render(
@@ -86,6 +97,12 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "row": rows[0] if rows else None,
             "tile": tile,
             "failures": series.recent_system_failures(name, 25),
+            "health": found[0] if found else None,
+            "summary": summary(found[0]) if found else "",
+            "lags": lags,
+            "lag_chart": figure_json(figs.lag_histogram(lags.histogram), {"displayModeBar": False})
+            if lags is not None and lags.histogram
+            else "",
             "chart": figure_json(figs.hourly_hops(hourly), {"displayModeBar": False}),
             "hourly_words": "last 24 hours" if hourly_span == timedelta(hours=24) else words,
             "at": at,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Max, Min, Prefetch, QuerySet
 
 from observatory.hops import streams
 from observatory.hops.actions import limits, state_of
-from observatory.hops.models import Hop, HopKey, Stream
+from observatory.hops.models import Hop, HopKey, Stream, StreamLag
+from observatory.lib.sketch import Sketch, merge
 
 
 def hops_with_keys() -> QuerySet[Hop]:
@@ -74,13 +77,13 @@ def stream_marks(wall: datetime, *, system: str | None = None) -> list[Mark]:
     return out
 
 
-def system_marks(wall: datetime) -> dict[str, Mark]:
+def system_marks(wall: datetime, streams: Sequence[Mark] | None = None) -> dict[str, Mark]:
     """Per system, as of ``wall``; a system reporting store by store takes its furthest
     store's figures (each store's own are in ``stream_marks``). Hops the stitcher has not
     taken yet hold a watermark back: they are not visible to anyone judging it. Two
     queries."""
     by_system: dict[str, list[Mark]] = {}
-    for m in stream_marks(wall):
+    for m in stream_marks(wall) if streams is None else streams:
         by_system.setdefault(m.system, []).append(m)
     waiting = dict(
         Hop.objects.filter(waiting__isnull=False)
@@ -120,3 +123,45 @@ def settled(wall: datetime) -> datetime:
     last = Stream.objects.aggregate(last=Max("last_arrival_at"))["last"]
     latest = wall if last is None else max(wall, last)
     return latest + timedelta(seconds=limits().late_window_s + 1)
+
+
+@dataclass(frozen=True)
+class Lags:
+    """A stream's arrival lags (received minus business time) over recent hours."""
+
+    count: int
+    late: int
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    #: (lower bound s, upper bound s, count) of each non-empty bin, ascending
+    histogram: tuple[tuple[float, float, int], ...] = ()
+
+
+def stream_lags(wall: datetime, *, system: str | None = None) -> dict[tuple[str, str], Lags]:
+    """(system, store) -> arrival lags of the hops that arrived in the last
+    settings.TELEMETRY_LAG_HOURS (and this hour so far). One query."""
+    since = wall.replace(minute=0, second=0, microsecond=0) - timedelta(
+        hours=settings.TELEMETRY_LAG_HOURS
+    )
+    qs = StreamLag.objects.filter(hour__gte=since)
+    if system is not None:
+        qs = qs.filter(stream__system=system)
+    parts: dict[tuple[str, str], list[tuple[int, int, bytes]]] = {}
+    for sys_, store, count, late, blob in qs.values_list(
+        "stream__system", "stream__store_id", "count", "late", "sketch"
+    ):
+        parts.setdefault((sys_, store), []).append((count, late, blob))
+    out = {}
+    for key, rows in parts.items():
+        sketch = merge(Sketch.decode(b) for _, _, b in rows)
+        p50, p95, p99 = sketch.quantiles((0.5, 0.95, 0.99))
+        out[key] = Lags(
+            count=sum(c for c, _, _ in rows),
+            late=sum(n for _, n, _ in rows),
+            p50_s=p50,
+            p95_s=p95,
+            p99_s=p99,
+            histogram=tuple(sketch.histogram()) if system is not None else (),
+        )
+    return out
