@@ -146,7 +146,11 @@ def watermark(state: StreamState, wall: datetime, limits: Limits) -> datetime | 
     (None before it reported anything)."""
     skew = timedelta(seconds=state.skew_s)
     if catching_up(state, wall, limits):
-        floor = _min(state.late_floor, state.late_prev_floor)
+        floor = state.late_floor
+        start = state.late_window_at
+        if start is not None and wall - timedelta(seconds=limits.late_window_s) < start:
+            # the last late window reaches back into the one before
+            floor = _min(floor, state.late_prev_floor)
         on_time = state.on_time_up_to - skew if state.on_time_up_to else None
         return _min(floor, on_time)
     if state.reported_up_to is None:
