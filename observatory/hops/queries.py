@@ -117,12 +117,14 @@ def system_marks(wall: datetime, streams: Sequence[Mark] | None = None) -> dict[
 
 
 def settled(wall: datetime) -> datetime:
-    """A moment after every arrival so far by more than the late window: judged then, no
-    stream is still catching up (for judging replayed or backfilled traffic "as of" a
-    business time, once it is all in)."""
-    last = Stream.objects.aggregate(last=Max("last_arrival_at"))["last"]
-    latest = wall if last is None else max(wall, last)
-    return latest + timedelta(seconds=limits().late_window_s + 1)
+    """A moment after every arrival so far by more than the late window and the longest
+    maximum delay: judged then, no stream is still catching up and every system has had
+    its delay to report (for judging replayed or backfilled traffic "as of" a business
+    time, once it is all in)."""
+    agg = Stream.objects.aggregate(last=Max("last_arrival_at"), delay=Max("max_delay_s"))
+    latest = wall if agg["last"] is None else max(wall, agg["last"])
+    delay = max(agg["delay"] or 0.0, limits().floor_s)
+    return latest + timedelta(seconds=delay + limits().late_window_s + 1)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ For each policy, the system expected to reach its stage (``sla.stage_system``: t
 watermark, ``hops.queries.system_marks``), at most business "now". Then:
 
 * **Open.** A transaction past a deadline before the cutoff and still without the stage
-  opens a ``stuck`` exception, opened at the deadline (ages count from it). One whose stage
+  opens a ``stuck`` exception, opened at the deadline (ages count from it), once the
+  system has also had its maximum delay, counted from when the transaction's start
+  arrived, to report the stage (history sent today about last week: the system's own
+  old hops come in behind the first orders'). One whose stage
   (or cancellation) came after such a deadline before any sweep saw it missing (history
   sent in bulk, a stopped worker, a stage between two sweeps) gets one opened and resolved
   on business time: the exceptions do not depend on when the sweeps ran.
@@ -396,6 +399,19 @@ def _open(ctx: Context, result: Tally) -> None:
             Exists(
                 Issue.objects.filter(
                     transaction_id=OuterRef("pk"), kind=STUCK, stage=p.to_stage, state__in=REAL
+                )
+            )
+        )
+        # and the system has had its maximum delay, since we heard the transaction begin,
+        # to report the stage: a backfill's first orders arrive before the system's own
+        # old hops about them do
+        heard = ctx.wall - ctx.delay(ctx.system(p.to_stage))
+        qs = qs.filter(
+            Exists(
+                StageReached.objects.filter(
+                    transaction_id=OuterRef("pk"),
+                    stage=p.from_stage,
+                    hop__received_at__lte=heard,
                 )
             )
         )
