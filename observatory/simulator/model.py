@@ -41,7 +41,9 @@ inventory update
     erp or wms: ``inventory_adjusted`` (``inventory_update_id``, ``sku``, ``location``)
     -> shopify and pos: ``inventory_published`` after a sync lag.
 
-Scenario faults are described in :mod:`observatory.simulator.scenarios`.
+Scenario faults are described in :mod:`observatory.simulator.scenarios`. When each hop
+reaches Observatory (``Step.send_at``: relayed, late, retried, buffered) is decided by
+:mod:`observatory.simulator.telemetry`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ from typing import Any, Final
 
 from observatory.simulator import catalog as cat
 from observatory.simulator.scenarios import Scenario
+from observatory.simulator.telemetry import (
+    DEFAULT_TELEMETRY,
+    EVENT,
+    SPAN,
+    WEBHOOK,
+    Delivery,
+    Telemetry,
+)
 from observatory.simulator.timing import (
     POS_CURVE,
     WAREHOUSE_CLOSE_H,
@@ -71,10 +81,6 @@ from observatory.simulator.timing import (
     next_local_time,
     next_open,
 )
-
-SPAN: Final = "span"
-EVENT: Final = "event"
-WEBHOOK: Final = "webhook"
 
 #: Orders per day of history at traffic 1 (a mid-sized retailer's web,
 #: store and marketplace orders together).
@@ -277,6 +283,8 @@ class Step:
     live: bool = False
     #: planned but never sent (the silent warehouse)
     dropped: bool = False
+    #: a notable telemetry delay of its delivery (``shopify_retry``, ``offline_store``)
+    delay: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +298,7 @@ class Plan:
     :meth:`Simulation.stop_arrivals`); ``live_rate`` 0 means no live orders.
     ``live_fault_delay_s``: how long after ``start`` the faults of a run with live orders
     begin (simulated seconds); a run without live orders has them in its history.
+    ``telemetry``: how hops are delivered (:mod:`.telemetry`; on by default).
     """
 
     seed: int
@@ -300,6 +309,7 @@ class Plan:
     live_rate: float = 0.0
     live_orders: int | None = None
     live_fault_delay_s: float = LIVE_FAULT_DELAY_S
+    telemetry: Telemetry = DEFAULT_TELEMETRY
 
 
 _Action = Callable[[datetime], None]
@@ -318,6 +328,8 @@ class Simulation:
         self.orders_by_channel: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
+        #: notable telemetry delays of the hops handed out
+        self.delayed: Counter[str] = Counter()
         # Two queues: what live orders do goes out first, the history fills the gaps (a
         # backfill of days must not hold back the live trickle of a demo).
         self._live_heap: list[tuple[datetime, int, Step | _Action]] = []
@@ -362,6 +374,12 @@ class Simulation:
         self._history_updates = self._history_update_times(arrivals, updates)
         self._live_rng = random.Random(f"{plan.seed}/live")
         self._live_update_rng = random.Random(f"{plan.seed}/live-updates")
+
+        whole_day = plan.history_days >= 1 and bool(self._history)
+        begin = plan.start - timedelta(days=plan.history_days)
+        self.delivery = Delivery(
+            plan.telemetry, plan.seed, plan.start, begin if whole_day else None
+        )
 
         self.fault_anchor = self._fault_anchor()
         self.erp_outage: tuple[datetime, datetime] | None = None
@@ -447,6 +465,8 @@ class Simulation:
                     if item.dropped:
                         continue
                     self._steps_queued -= 1
+                    if item.delay:
+                        self.delayed[item.delay] += 1
                     out.append(item)
                 else:
                     self._in_live = live
@@ -477,6 +497,7 @@ class Simulation:
                     step.fault, step.dropped = "wms_silent_dropped", True
                     self._push(step.send_at, step)
                     continue
+            self.delivery.apply(step)
             self._steps_queued += 1
             step.live = self._in_live
             self._push(step.send_at, step)

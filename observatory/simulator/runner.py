@@ -73,6 +73,8 @@ class Summary:
     live_late: int = 0
     live_max_delay_s: float = 0.0
     windows: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    #: how hops were delivered (one line)
+    telemetry: str = ""
 
     @property
     def total_orders(self) -> int:
@@ -113,6 +115,8 @@ class Summary:
             out.append(
                 f"  {name} window (business time): {begin:%Y-%m-%d %H:%M:%S} - {end:%H:%M:%S} UTC"
             )
+        if self.telemetry:
+            out.append(self.telemetry)
         if self.reasons:
             out.append("send errors: " + tally(self.reasons))
         else:
@@ -240,6 +244,25 @@ class Runner:
                 f"{stats.hops_sent:,} hops, {stats.hops_failed:,} errors", refresh=False
             )
 
+    def _telemetry_line(self) -> str:
+        t = self.sim.plan.telemetry
+        if not t.enabled:
+            return "telemetry delay: none (--no-telemetry-delay)"
+        parts = [f"exports every {t.export_delay_s:g} s"]
+        if t.relay_every_s:
+            parts.append(f"carrier events relayed every {t.relay_every_s:g} s")
+        parts.append("ERP and WMS callbacks seconds late")
+        retried = self.sim.delayed["shopify_retry"]
+        parts.append(f"{retried:,} Shopify deliveries by retry")
+        window = self.sim.delivery.offline
+        if window is not None:
+            begin, end = self.timemap.stamp(window.begin), self.timemap.stamp(window.end)
+            parts.append(
+                f"POS of {window.store_id} offline {begin:%Y-%m-%d %H:%M} - {end:%H:%M} UTC "
+                f"({self.sim.delayed['offline_store']:,} sales uploaded at its end)"
+            )
+        return "telemetry delay: " + ", ".join(parts)
+
     def _summary(self, elapsed: float, interrupted: bool) -> Summary:
         stats = self.senders.stats
         stamp = self.timemap.stamp
@@ -251,6 +274,7 @@ class Runner:
             begin, end = self.sim.wms_silence
             windows["silent warehouse"] = (stamp(begin), stamp(end))
         return Summary(
+            telemetry=self._telemetry_line(),
             scenario=self.sim.scenario.name,
             seed=self.sim.seed,
             orders=dict(self.sim.orders_by_channel),

@@ -1,5 +1,15 @@
 """The ``--scenario`` choices: what each injects, and what Observatory should show for it.
 
+Every scenario's telemetry arrives as it does from real integrations
+(:mod:`observatory.simulator.telemetry`; ``--no-telemetry-delay`` turns it off): spans and
+events exported in batches every few seconds, carrier tracking relayed by the middleware
+every 5 minutes, ERP callbacks a few seconds and warehouse events up to a minute late,
+1 % of Shopify webhooks delivered only by Shopify's retry (minutes to hours later, the
+same event), and in a history of a day or more one store's POS offline for 3 hours, its
+sales uploaded at once afterwards while their ERP postings were on time. Business times
+never move: late telemetry is not a late order, and a scenario's expectations below hold
+on business time.
+
 ``normal``
     Business as usual: web, POS, marketplace orders, returns and inventory updates with
     realistic delays. A little real-world noise: about 1.5 % of ERP postings time out once

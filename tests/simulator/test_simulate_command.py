@@ -553,6 +553,29 @@ def test_live_orders_then_drain(live_server: Any) -> None:
     assert web.exists() and not web.filter(validated_at__isnull=True).exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--export-delay", "0"), "--export-delay must be positive"),
+        (("--relay-every", "-1"), "must not be negative"),
+        (("--shopify-retry-rate", "1.5"), "a share between 0 and 1"),
+    ],
+)
+def test_telemetry_options_are_checked(
+    live_server: Any, args: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(CommandError, match=message):
+        simulate(live_server.url, "--orders", "5", *args)
+
+
+def test_no_telemetry_delay(live_server: Any) -> None:
+    end = business_end().isoformat()
+    args = ("--orders", "40", "--backfill-days", "0.5", "--seed", "5", "--history-end", end)
+    run = simulate(live_server.url, *args, "--no-telemetry-delay")
+    assert "telemetry delay: none (--no-telemetry-delay)" in run.lines
+    assert run.errors == 0 and Hop.objects.count() == run.hops
+
+
 def test_unreachable_or_refused_is_reported_not_raised(live_server: Any) -> None:
     out = StringIO()
     with pytest.raises(CommandError, match="no hop could be delivered"):
