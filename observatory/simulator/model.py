@@ -43,7 +43,8 @@ inventory update
 
 Scenario faults are described in :mod:`observatory.simulator.scenarios`. When each hop
 reaches Observatory (``Step.send_at``: relayed, late, retried, buffered) is decided by
-:mod:`observatory.simulator.telemetry`.
+:mod:`observatory.simulator.telemetry`; :mod:`observatory.simulator.truth` records what
+really happened, for ``simulate --truth``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ from observatory.simulator.timing import (
     next_local_time,
     next_open,
 )
+from observatory.simulator.truth import Mark, Truth
 
 #: Orders per day of history at traffic 1 (a mid-sized retailer's web,
 #: store and marketplace orders together).
@@ -285,6 +287,8 @@ class Step:
     dropped: bool = False
     #: a notable telemetry delay of its delivery (``shopify_retry``, ``offline_store``)
     delay: str | None = None
+    #: what the ground truth remembers of it (only with ``record_truth``)
+    mark: Mark | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +322,7 @@ _Action = Callable[[datetime], None]
 class Simulation:
     """The event queue of one run; see the module docstring."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, *, record_truth: bool = False) -> None:
         if plan.start.tzinfo is None:
             raise ValueError("plan.start must be an aware datetime")
         self.plan = plan
@@ -380,6 +384,7 @@ class Simulation:
         self.delivery = Delivery(
             plan.telemetry, plan.seed, plan.start, begin if whole_day else None
         )
+        self.truth = Truth(plan) if record_truth else None
 
         self.fault_anchor = self._fault_anchor()
         self.erp_outage: tuple[datetime, datetime] | None = None
@@ -467,11 +472,22 @@ class Simulation:
                     self._steps_queued -= 1
                     if item.delay:
                         self.delayed[item.delay] += 1
+                    if self.truth is not None:
+                        self.truth.handed(item)
                     out.append(item)
                 else:
                     self._in_live = live
                     item(moment)
         return out
+
+    def not_sent(self, steps: list[Step]) -> None:
+        """Steps handed out by :meth:`pop_due` that were not sent after all (a run
+        stopped in the middle of a batch): the ground truth must not count them."""
+        for step in steps:
+            if step.delay:
+                self.delayed[step.delay] -= 1
+            if self.truth is not None:
+                self.truth.not_handed(step)
 
     def steps_until(self, until: datetime) -> Iterator[Step]:
         """Every step due at or before ``until``, in order (for tests and backfills)."""
@@ -489,15 +505,20 @@ class Simulation:
         heapq.heappush(heap, (moment, self._seq, item))
 
     def _schedule(self, steps: list[Step]) -> None:
+        truth = self.truth
         for step in steps:
             if self.wms_silence and step.system == "wms":
                 begin, end = self.wms_silence
                 if begin <= step.at < end:
                     # never sent; counted as a fault when it would have been
                     step.fault, step.dropped = "wms_silent_dropped", True
+                    if truth is not None:
+                        truth.planned(step)
                     self._push(step.send_at, step)
                     continue
             self.delivery.apply(step)
+            if truth is not None:
+                truth.planned(step)
             self._steps_queued += 1
             step.live = self._in_live
             self._push(step.send_at, step)
@@ -664,6 +685,8 @@ class Simulation:
         self.orders_by_channel[channel] += 1
         rng = self._rng("order", index)
         order = self._new_order(index, channel, moment, rng, live=live)
+        if self.truth is not None:
+            self.truth.order(order)
         if channel == "web":
             steps = self._web_order(order, rng)
         elif channel == "pos":
@@ -1358,6 +1381,8 @@ class Simulation:
             transaction_id=self._refund_base + 50_000_000 + n,
         )
         return_id = str(refund.return_id)
+        if self.truth is not None:
+            self.truth.return_(return_id, order, amount)
         requested = delivered + lognormal(rng, 5 * 86_400, 0.5, 86_400, 28 * 86_400)
         steps = self._webhooks(rng, order, requested, "returns/request", refund=refund)
         wh = order.shipments[0].warehouse
@@ -1544,6 +1569,8 @@ class Simulation:
         self.counts["inventory_updates"] += 1
         rng = self._rng("update", index)
         update_id = f"IU-{self._update_base + index}"
+        if self.truth is not None:
+            self.truth.update(update_id)
         product = rng.choices(cat.PRODUCTS, weights=[p.weight for p in cat.PRODUCTS])[0]
         from_wms = rng.random() < 0.6
         if from_wms:

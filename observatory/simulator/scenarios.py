@@ -8,7 +8,8 @@ every 5 minutes, ERP callbacks a few seconds and warehouse events up to a minute
 same event), and in a history of a day or more one store's POS offline for 3 hours, its
 sales uploaded at once afterwards while their ERP postings were on time. Business times
 never move: late telemetry is not a late order, and a scenario's expectations below hold
-on business time.
+on business time. ``simulate --truth FILE`` writes what really happened
+(:mod:`observatory.simulator.truth`).
 
 ``normal``
     Business as usual: web, POS, marketplace orders, returns and inventory updates with

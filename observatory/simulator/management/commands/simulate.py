@@ -8,7 +8,8 @@ signed Shopify webhooks and CloudEvents. What each ``--scenario`` injects, and w
 Observatory should show for it, is in :mod:`observatory.simulator.scenarios`. Telemetry
 arrives as it does from real integrations (export batching, relayed carrier events, late
 callbacks, Shopify retries, a store's POS offline for hours: :mod:`.telemetry`, tuned by
-the options below, off with ``--no-telemetry-delay``).
+the options below, off with ``--no-telemetry-delay``); ``--truth FILE`` writes what really
+happened (:mod:`observatory.simulator.truth`) when the run ends.
 
 The last line of standard output is the result, e.g.
 ``simulated 500 orders, 4,812 hops, 0 send errors``.
@@ -162,6 +163,12 @@ class Command(BaseCommand):
             help="send every hop when it happens (no batching, relay, lag, retries or "
             "offline store): the simulator's behaviour before telemetry delay",
         )
+        parser.add_argument(
+            "--truth",
+            metavar="FILE",
+            help="when the run ends (Ctrl-C too), write its ground truth there as JSON: "
+            "each transaction's keys, business stages, deliveries and missed deadlines",
+        )
         parser.add_argument("--workers", type=int, default=8, help="concurrent webhook senders")
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -180,6 +187,9 @@ class Command(BaseCommand):
             raise CommandError("no Shopify secret: pass --shopify-secret")
         seed = opts["seed"] if opts["seed"] is not None else random_seed()
         telemetry = self._telemetry(opts)
+        truth = opts["truth"]
+        if truth and not Path(truth).resolve().parent.is_dir():
+            raise CommandError(f"--truth: the directory of {truth} does not exist")
 
         days = max(0.0, opts["backfill_days"])
         history = history_volume(days, scenario) if days else 0
@@ -212,7 +222,7 @@ class Command(BaseCommand):
             live_fault_delay_s=60.0 * speed,
             telemetry=telemetry,
         )
-        sim = Simulation(plan)
+        sim = Simulation(plan, record_truth=bool(truth))
         senders = Senders.for_server(
             url, token, secret, seed=seed, workers=opts["workers"], telemetry=telemetry
         )
@@ -235,6 +245,7 @@ class Command(BaseCommand):
             duration_s=opts["duration"],
             progress=progress,
             on_history_sent=self._history_sent if days else None,
+            truth_path=truth or None,
         )
         previous = signal.getsignal(signal.SIGTERM)
         in_main = _in_main_thread()
@@ -247,6 +258,8 @@ class Command(BaseCommand):
                 signal.signal(signal.SIGTERM, previous)
         for line in summary.lines():
             self.stdout.write(line)
+        if summary.truth_failed:
+            raise CommandError(summary.truth)
         if summary.hops == 0 and summary.errors:
             raise CommandError(f"no hop could be delivered to {url}: see the send errors above")
 
