@@ -385,6 +385,8 @@ class Simulation:
             plan.telemetry, plan.seed, plan.start, begin if whole_day else None
         )
         self.truth = Truth(plan) if record_truth else None
+        #: per block of orders: where the shipped-unposted one is looked for, which it is
+        self._unposted: dict[int, tuple[int, int]] = {}
 
         self.fault_anchor = self._fault_anchor()
         self.erp_outage: tuple[datetime, datetime] | None = None
@@ -657,6 +659,26 @@ class Simulation:
             return False
         return random.Random(f"{self.seed}/lost/{index}").random() < rate
 
+    def _is_unposted(self, index: int) -> bool:
+        """Whether a web order is shipped but never posted (chaos): in every block of
+        ``unposted_every`` orders, the first web order not lost from a seeded position on.
+        Decided from indexes only, like :meth:`_conflict_target`."""
+        every = self.scenario.unposted_every
+        if not every or self._channel_of(index) != "web" or self._is_lost(index):
+            return False
+        block = index // every * every
+        first, chosen = self._unposted.get(block, (-1, -1))
+        if first < 0:
+            first = block + random.Random(f"{self.seed}/unposted/{block}").randrange(every)
+        elif chosen >= 0:
+            return chosen == index
+        for j in range(first, index + 1):
+            if self._channel_of(j) == "web" and not self._is_lost(j):
+                self._unposted[block] = (first, j)
+                return j == index
+        self._unposted[block] = (first, -1)
+        return False
+
     def _conflict_target(self, index: int) -> str | None:
         """The sales-order number a faulty ERP reuses for this order, if it does (chaos).
 
@@ -670,7 +692,9 @@ class Simulation:
             return None
 
         def posted(j: int) -> bool:
-            return self._channel_of(j) != "pos" and not self._is_lost(j)
+            return (
+                self._channel_of(j) != "pos" and not self._is_lost(j) and not self._is_unposted(j)
+            )
 
         block = index // every * every
         first = next((j for j in range(max(block, 1), index + 1) if posted(j)), None)
@@ -971,9 +995,11 @@ class Simulation:
         erp_factor: float,
         attributes: dict[str, Any],
         consume: str | None = None,
+        post: bool = True,
     ) -> tuple[list[Step], datetime, bool]:
         """The middleware consumer that validates a web or marketplace order at ``at``
-        (saved as ``context``), then its ERP posting: (steps, posted at, conflicted)."""
+        (saved as ``context``), then its ERP posting: (steps, posted at, conflicted).
+        ``post`` False: the posting message is dead-lettered (steps, validated at, False)."""
         duration = lognormal(rng, duration_median_s, 0.5, 0.05, 5).total_seconds()
         intake = self._span(
             order.ref,
@@ -992,6 +1018,9 @@ class Simulation:
             currency=order.currency,
             attributes=attributes,
         )
+        if not post:
+            intake.fault = "shipped_unposted"
+            return [intake], at + timedelta(seconds=duration), False
         post_at = (
             at
             + timedelta(seconds=duration)
@@ -1100,6 +1129,7 @@ class Simulation:
             steps[-1].fault = "lost_event"
             return steps
         validated = received + lognormal(rng, 2.5, 0.9, 0.1, 40)
+        unposted = self._is_unposted(order.index)
         posting, posted, conflicted = self._consume_and_post(
             order,
             rng,
@@ -1117,8 +1147,15 @@ class Simulation:
                 "messaging.operation.type": "process",
                 "validation.checks": "schema,address,tax,fraud",
             },
+            post=not unposted,
         )
         steps += posting
+        if unposted:
+            # The ERP never hears of it (no sales order, no invoice); a 3PL connector
+            # pulls the order from Shopify and ships it all the same.
+            order.erp_sales_order = order.invoice_id = ""
+            fulfilment, _ = self._fulfil(order, rng, posted)
+            return steps + fulfilment
         if conflicted:
             # The ERP holds the order under another order's number: nothing downstream.
             return steps
@@ -1186,10 +1223,12 @@ class Simulation:
         what: str,
         **kw: Any,
     ) -> Step:
-        keys: dict[str, str | list[str]] = {
-            "erp_sales_order": order.erp_sales_order,
-            "shipment_id": shipment.shipment_id,
-        }
+        keys: dict[str, str | list[str]] = (
+            {"erp_sales_order": order.erp_sales_order}
+            if order.erp_sales_order  # else shipped by a 3PL from the Shopify order
+            else {"order_number": order.name, "shopify_order_id": str(order.shopify_id)}
+        )
+        keys["shipment_id"] = shipment.shipment_id
         keys.update(kw.pop("extra_keys", {}))
         return self._event(
             rng,
@@ -1297,6 +1336,8 @@ class Simulation:
                 "orders/fulfilled",
                 fulfillment_status="fulfilled",
             )
+        if not order.erp_sales_order:  # the ERP never had it: nothing to bill
+            return steps, delivered_last
         billed = next_local_time(last_ship, cat.SHOP_UTC_OFFSET_H, 2) + lognormal(
             rng, 900, 0.6, 60, 5400
         )

@@ -57,18 +57,19 @@ hops carry (in a live run with ``--speed``, the compressed times stamped on them
       (``validated``, ``payment_authorized``, ``released``, ``picked``...) also by any
       later stage of its sequence;
     * ``faults``: the scenario faults its hops carry (``lost_event``, ``erp_503``,
-      ``wms_silent_dropped``...), and ``telemetry``: the notable
+      ``wms_silent_dropped``, ``shipped_unposted``...), and ``telemetry``: the notable
       delivery delays of its hops (``shopify_retry``, ``offline_store``).
 ``deliveries``
     Per source system (``shopify``, ``erp``, ``wms``, ``carrier``, ``pos``,
     ``middleware``, ``marketplace``): hop deliveries handed to the senders, and how many
     of them were ``duplicates`` (another delivery of the same Shopify event).
-``duplicates``, ``replays``, ``lost``, ``conflicts``
+``duplicates``, ``replays``, ``lost``, ``conflicts``, ``shipped_unposted``
     The chaos faults, one entry each: a duplicate delivery (``ref``, ``system``,
     ``operation``, ``event_id``: the Shopify event delivered twice); a replayed ERP
     posting (``ref``, the second ``erp_sales_order``); a lost queue message (``ref``,
     ``what``); a posting answered with another order's number (``ref``,
-    ``erp_sales_order``, ``other_ref``: the order that owns the number).
+    ``erp_sales_order``, ``other_ref``: the order that owns the number); an order shipped
+    from Shopify by the 3PL while its ERP posting was dead-lettered (``ref``).
 ``incidents``
     Business-time windows of injected faults: ``kind`` (``erp_outage``,
     ``wms_silence``), ``system``, ``begin``, ``end``.
@@ -337,6 +338,8 @@ class Truth:
             so = step.keys.get("erp_sales_order")
             other = self._so_owner.get(so) if isinstance(so, str) else None
             return "conflicts", {"ref": ref, "erp_sales_order": so, "other_ref": other}
+        if step.fault == "shipped_unposted":
+            return "shipped_unposted", {"ref": ref}
         return None
 
     # --- the document ---------------------------------------------------------------------
@@ -384,7 +387,7 @@ class Truth:
             "duplicates": [entry for _, entry in self._duplicates],
             **{
                 name: [entry for at, kind, entry in self._facts if kind == name and at <= end]
-                for name in ("replays", "lost", "conflicts")
+                for name in ("replays", "lost", "conflicts", "shipped_unposted")
             },
             "incidents": [
                 {"kind": kind, "system": system, "begin": iso(stamp(b)), "end": iso(stamp(e))}

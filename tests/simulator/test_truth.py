@@ -157,11 +157,12 @@ def test_deliveries_count_what_was_handed_out() -> None:
 def test_every_injected_fault_is_in_the_truth() -> None:
     sim, steps, doc = chaos()
     faults = sim.faults
-    for fault in ("lost_event", "replayed_posting", "conflicting_id"):
+    for fault in ("lost_event", "replayed_posting", "conflicting_id", "shipped_unposted"):
         assert faults[fault] > 0, fault
     assert len(doc["lost"]) == faults["lost_event"]
     assert len(doc["replays"]) == faults["replayed_posting"]
     assert len(doc["conflicts"]) == faults["conflicting_id"]
+    assert len(doc["shipped_unposted"]) == faults["shipped_unposted"]
     assert len(doc["duplicates"]) == faults["duplicate_delivery"]
     refs = by_ref(doc)
     for replay in doc["replays"]:
@@ -192,6 +193,31 @@ def test_every_injected_fault_is_in_the_truth() -> None:
             "end": end.isoformat().replace("+00:00", "Z"),
         }
     ]
+
+
+def test_shipped_unposted_orders_miss_their_posting_for_good() -> None:
+    _, _, doc = chaos()
+    refs = by_ref(doc)
+    assert doc["shipped_unposted"]
+    for entry in doc["shipped_unposted"]:
+        t = refs[entry["ref"]]
+        assert t["channel"] == "web" and "shipped_unposted" in t["faults"]
+        assert "validated" in t["stages"] and "shipped" in t["stages"]
+        assert not {"posted", "invoiced"} & set(t["stages"])
+        assert "erp_sales_order" not in t["keys"] and "invoice_id" not in t["keys"]
+        assert {"shipment_id", "tracking_number"} <= set(t["keys"])
+        posted = [m for m in t["missed"] if m["stage"] == "posted"]
+        assert posted == [
+            {
+                "stage": "posted",
+                "policy": "web order posted",
+                "deadline": posted[0]["deadline"],
+                "reached": None,
+                "late_by_s": None,
+            }
+        ]
+        deadline = at(t["stages"]["captured"]["at"]) + timedelta(seconds=60)
+        assert at(posted[0]["deadline"]) == deadline
 
 
 def brute_force_missed(t: dict[str, Any], end: datetime) -> set[tuple[str, str | None]]:
