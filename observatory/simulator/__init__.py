@@ -13,6 +13,10 @@ The pieces, from pure to impure:
 ``scenarios``  what each ``--scenario`` injects and what Observatory should show
 ``model``      the discrete-event simulation: orders, their hops and their delays, with
                an injected seed and start time; no I/O, so it is unit-tested alone
+``telemetry``  when each hop reaches Observatory: export batching, relayed and late
+               callbacks, Shopify retries, a store's POS offline (business times stay)
+``truth``      the ground truth of a run (``--truth FILE``): each transaction's keys,
+               business stages, deliveries and the deadlines it missed (``slas``)
 ``payloads``   Shopify webhook bodies built from captured Shopify samples
 ``transport``  the senders: OpenTelemetry SDK spans over OTLP/HTTP, signed Shopify
                webhooks, CloudEvents through ``tracing.instrument.EventEmitter``

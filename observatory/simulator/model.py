@@ -41,7 +41,10 @@ inventory update
     erp or wms: ``inventory_adjusted`` (``inventory_update_id``, ``sku``, ``location``)
     -> shopify and pos: ``inventory_published`` after a sync lag.
 
-Scenario faults are described in :mod:`observatory.simulator.scenarios`.
+Scenario faults are described in :mod:`observatory.simulator.scenarios`. When each hop
+reaches Observatory (``Step.send_at``: relayed, late, retried, buffered) is decided by
+:mod:`observatory.simulator.telemetry`; :mod:`observatory.simulator.truth` records what
+really happened, for ``simulate --truth``.
 """
 
 from __future__ import annotations
@@ -60,6 +63,14 @@ from typing import Any, Final
 
 from observatory.simulator import catalog as cat
 from observatory.simulator.scenarios import Scenario
+from observatory.simulator.telemetry import (
+    DEFAULT_TELEMETRY,
+    EVENT,
+    SPAN,
+    WEBHOOK,
+    Delivery,
+    Telemetry,
+)
 from observatory.simulator.timing import (
     POS_CURVE,
     WAREHOUSE_CLOSE_H,
@@ -71,10 +82,7 @@ from observatory.simulator.timing import (
     next_local_time,
     next_open,
 )
-
-SPAN: Final = "span"
-EVENT: Final = "event"
-WEBHOOK: Final = "webhook"
+from observatory.simulator.truth import Mark, Truth
 
 #: Orders per day of history at traffic 1 (a mid-sized retailer's web,
 #: store and marketplace orders together).
@@ -277,6 +285,10 @@ class Step:
     live: bool = False
     #: planned but never sent (the silent warehouse)
     dropped: bool = False
+    #: a notable telemetry delay of its delivery (``shopify_retry``, ``offline_store``)
+    delay: str | None = None
+    #: what the ground truth remembers of it (only with ``record_truth``)
+    mark: Mark | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +302,7 @@ class Plan:
     :meth:`Simulation.stop_arrivals`); ``live_rate`` 0 means no live orders.
     ``live_fault_delay_s``: how long after ``start`` the faults of a run with live orders
     begin (simulated seconds); a run without live orders has them in its history.
+    ``telemetry``: how hops are delivered (:mod:`.telemetry`; on by default).
     """
 
     seed: int
@@ -300,6 +313,7 @@ class Plan:
     live_rate: float = 0.0
     live_orders: int | None = None
     live_fault_delay_s: float = LIVE_FAULT_DELAY_S
+    telemetry: Telemetry = DEFAULT_TELEMETRY
 
 
 _Action = Callable[[datetime], None]
@@ -308,7 +322,7 @@ _Action = Callable[[datetime], None]
 class Simulation:
     """The event queue of one run; see the module docstring."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, *, record_truth: bool = False) -> None:
         if plan.start.tzinfo is None:
             raise ValueError("plan.start must be an aware datetime")
         self.plan = plan
@@ -318,6 +332,8 @@ class Simulation:
         self.orders_by_channel: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
+        #: notable telemetry delays of the hops handed out
+        self.delayed: Counter[str] = Counter()
         # Two queues: what live orders do goes out first, the history fills the gaps (a
         # backfill of days must not hold back the live trickle of a demo).
         self._live_heap: list[tuple[datetime, int, Step | _Action]] = []
@@ -362,6 +378,15 @@ class Simulation:
         self._history_updates = self._history_update_times(arrivals, updates)
         self._live_rng = random.Random(f"{plan.seed}/live")
         self._live_update_rng = random.Random(f"{plan.seed}/live-updates")
+
+        whole_day = plan.history_days >= 1 and bool(self._history)
+        begin = plan.start - timedelta(days=plan.history_days)
+        self.delivery = Delivery(
+            plan.telemetry, plan.seed, plan.start, begin if whole_day else None
+        )
+        self.truth = Truth(plan) if record_truth else None
+        #: per block of orders: where the shipped-unposted one is looked for, which it is
+        self._unposted: dict[int, tuple[int, int]] = {}
 
         self.fault_anchor = self._fault_anchor()
         self.erp_outage: tuple[datetime, datetime] | None = None
@@ -447,11 +472,24 @@ class Simulation:
                     if item.dropped:
                         continue
                     self._steps_queued -= 1
+                    if item.delay:
+                        self.delayed[item.delay] += 1
+                    if self.truth is not None:
+                        self.truth.handed(item)
                     out.append(item)
                 else:
                     self._in_live = live
                     item(moment)
         return out
+
+    def not_sent(self, steps: list[Step]) -> None:
+        """Steps handed out by :meth:`pop_due` that were not sent after all (a run
+        stopped in the middle of a batch): the ground truth must not count them."""
+        for step in steps:
+            if step.delay:
+                self.delayed[step.delay] -= 1
+            if self.truth is not None:
+                self.truth.not_handed(step)
 
     def steps_until(self, until: datetime) -> Iterator[Step]:
         """Every step due at or before ``until``, in order (for tests and backfills)."""
@@ -469,14 +507,20 @@ class Simulation:
         heapq.heappush(heap, (moment, self._seq, item))
 
     def _schedule(self, steps: list[Step]) -> None:
+        truth = self.truth
         for step in steps:
             if self.wms_silence and step.system == "wms":
                 begin, end = self.wms_silence
                 if begin <= step.at < end:
                     # never sent; counted as a fault when it would have been
                     step.fault, step.dropped = "wms_silent_dropped", True
+                    if truth is not None:
+                        truth.planned(step)
                     self._push(step.send_at, step)
                     continue
+            self.delivery.apply(step)
+            if truth is not None:
+                truth.planned(step)
             self._steps_queued += 1
             step.live = self._in_live
             self._push(step.send_at, step)
@@ -615,6 +659,26 @@ class Simulation:
             return False
         return random.Random(f"{self.seed}/lost/{index}").random() < rate
 
+    def _is_unposted(self, index: int) -> bool:
+        """Whether a web order is shipped but never posted (chaos): in every block of
+        ``unposted_every`` orders, the first web order not lost from a seeded position on.
+        Decided from indexes only, like :meth:`_conflict_target`."""
+        every = self.scenario.unposted_every
+        if not every or self._channel_of(index) != "web" or self._is_lost(index):
+            return False
+        block = index // every * every
+        first, chosen = self._unposted.get(block, (-1, -1))
+        if first < 0:
+            first = block + random.Random(f"{self.seed}/unposted/{block}").randrange(every)
+        elif chosen >= 0:
+            return chosen == index
+        for j in range(first, index + 1):
+            if self._channel_of(j) == "web" and not self._is_lost(j):
+                self._unposted[block] = (first, j)
+                return j == index
+        self._unposted[block] = (first, -1)
+        return False
+
     def _conflict_target(self, index: int) -> str | None:
         """The sales-order number a faulty ERP reuses for this order, if it does (chaos).
 
@@ -628,7 +692,9 @@ class Simulation:
             return None
 
         def posted(j: int) -> bool:
-            return self._channel_of(j) != "pos" and not self._is_lost(j)
+            return (
+                self._channel_of(j) != "pos" and not self._is_lost(j) and not self._is_unposted(j)
+            )
 
         block = index // every * every
         first = next((j for j in range(max(block, 1), index + 1) if posted(j)), None)
@@ -643,6 +709,8 @@ class Simulation:
         self.orders_by_channel[channel] += 1
         rng = self._rng("order", index)
         order = self._new_order(index, channel, moment, rng, live=live)
+        if self.truth is not None:
+            self.truth.order(order)
         if channel == "web":
             steps = self._web_order(order, rng)
         elif channel == "pos":
@@ -927,9 +995,11 @@ class Simulation:
         erp_factor: float,
         attributes: dict[str, Any],
         consume: str | None = None,
+        post: bool = True,
     ) -> tuple[list[Step], datetime, bool]:
         """The middleware consumer that validates a web or marketplace order at ``at``
-        (saved as ``context``), then its ERP posting: (steps, posted at, conflicted)."""
+        (saved as ``context``), then its ERP posting: (steps, posted at, conflicted).
+        ``post`` False: the posting message is dead-lettered (steps, validated at, False)."""
         duration = lognormal(rng, duration_median_s, 0.5, 0.05, 5).total_seconds()
         intake = self._span(
             order.ref,
@@ -948,6 +1018,9 @@ class Simulation:
             currency=order.currency,
             attributes=attributes,
         )
+        if not post:
+            intake.fault = "shipped_unposted"
+            return [intake], at + timedelta(seconds=duration), False
         post_at = (
             at
             + timedelta(seconds=duration)
@@ -1056,6 +1129,7 @@ class Simulation:
             steps[-1].fault = "lost_event"
             return steps
         validated = received + lognormal(rng, 2.5, 0.9, 0.1, 40)
+        unposted = self._is_unposted(order.index)
         posting, posted, conflicted = self._consume_and_post(
             order,
             rng,
@@ -1073,8 +1147,15 @@ class Simulation:
                 "messaging.operation.type": "process",
                 "validation.checks": "schema,address,tax,fraud",
             },
+            post=not unposted,
         )
         steps += posting
+        if unposted:
+            # The ERP never hears of it (no sales order, no invoice); a 3PL connector
+            # pulls the order from Shopify and ships it all the same.
+            order.erp_sales_order = order.invoice_id = ""
+            fulfilment, _ = self._fulfil(order, rng, posted)
+            return steps + fulfilment
         if conflicted:
             # The ERP holds the order under another order's number: nothing downstream.
             return steps
@@ -1142,10 +1223,12 @@ class Simulation:
         what: str,
         **kw: Any,
     ) -> Step:
-        keys: dict[str, str | list[str]] = {
-            "erp_sales_order": order.erp_sales_order,
-            "shipment_id": shipment.shipment_id,
-        }
+        keys: dict[str, str | list[str]] = (
+            {"erp_sales_order": order.erp_sales_order}
+            if order.erp_sales_order  # else shipped by a 3PL from the Shopify order
+            else {"order_number": order.name, "shopify_order_id": str(order.shopify_id)}
+        )
+        keys["shipment_id"] = shipment.shipment_id
         keys.update(kw.pop("extra_keys", {}))
         return self._event(
             rng,
@@ -1253,6 +1336,8 @@ class Simulation:
                 "orders/fulfilled",
                 fulfillment_status="fulfilled",
             )
+        if not order.erp_sales_order:  # the ERP never had it: nothing to bill
+            return steps, delivered_last
         billed = next_local_time(last_ship, cat.SHOP_UTC_OFFSET_H, 2) + lognormal(
             rng, 900, 0.6, 60, 5400
         )
@@ -1337,6 +1422,8 @@ class Simulation:
             transaction_id=self._refund_base + 50_000_000 + n,
         )
         return_id = str(refund.return_id)
+        if self.truth is not None:
+            self.truth.return_(return_id, order, amount)
         requested = delivered + lognormal(rng, 5 * 86_400, 0.5, 86_400, 28 * 86_400)
         steps = self._webhooks(rng, order, requested, "returns/request", refund=refund)
         wh = order.shipments[0].warehouse
@@ -1523,6 +1610,8 @@ class Simulation:
         self.counts["inventory_updates"] += 1
         rng = self._rng("update", index)
         update_id = f"IU-{self._update_base + index}"
+        if self.truth is not None:
+            self.truth.update(update_id)
         product = rng.choices(cat.PRODUCTS, weights=[p.weight for p in cat.PRODUCTS])[0]
         from_wms = rng.random() < 0.6
         if from_wms:

@@ -9,7 +9,8 @@ their way. The clock and sleep are injected, so the loop is tested without waiti
 The run ends when the history is sent and there is no live phase; or, with a live
 phase, ``drain`` simulated seconds after the last order arrived (long enough for it to
 be validated and posted); or at Ctrl-C (SIGINT / SIGTERM), which stops at once, flushes
-what was handed to the senders and still prints the summary.
+what was handed to the senders and still prints the summary. Given a ``truth_path``, it
+then writes the run's ground truth there (:mod:`.truth`), interrupted or not.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from observatory.simulator.model import Simulation, Step
 from observatory.simulator.timing import TimeMap
 from observatory.simulator.transport import Stats
+from observatory.simulator.truth import document_of, write
 
 #: Steps handed out per turn of the loop.
 CHUNK = 500
@@ -73,6 +76,10 @@ class Summary:
     live_late: int = 0
     live_max_delay_s: float = 0.0
     windows: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    #: how hops were delivered (one line), and where the ground truth went
+    telemetry: str = ""
+    truth: str = ""
+    truth_failed: bool = False
 
     @property
     def total_orders(self) -> int:
@@ -113,6 +120,8 @@ class Summary:
             out.append(
                 f"  {name} window (business time): {begin:%Y-%m-%d %H:%M:%S} - {end:%H:%M:%S} UTC"
             )
+        if self.telemetry:
+            out.append(self.telemetry)
         if self.reasons:
             out.append("send errors: " + tally(self.reasons))
         else:
@@ -125,6 +134,8 @@ class Summary:
             )
         if self.not_sent:
             out.append(f"not sent: {self.not_sent:,} hops due after the end of the run")
+        if self.truth:
+            out.append(self.truth)
         out.append(
             f"simulated {self.total_orders:,} orders, {self.hops:,} hops, "
             f"{self.errors:,} send errors"
@@ -147,6 +158,7 @@ class Runner:
         progress: ProgressLike | None = None,
         close_timeout: float = 30.0,
         on_history_sent: Callable[[Stats, float], Any] | None = None,
+        truth_path: str | Path | None = None,
     ) -> None:
         self.sim = sim
         self.senders = senders
@@ -159,6 +171,7 @@ class Runner:
         self.progress = progress
         self.close_timeout = close_timeout
         self.on_history_sent = on_history_sent
+        self.truth_path = None if truth_path is None else Path(truth_path)
         self._shown_orders = 0
         self._late = 0
         self._max_delay = 0.0
@@ -181,7 +194,23 @@ class Runner:
             if self.progress is not None:
                 self._show_progress(force=True)
                 self.progress.close()
-        return self._summary(self._monotonic() - started, interrupted)
+        summary = self._summary(self._monotonic() - started, interrupted)
+        if self.truth_path is not None:
+            self._write_truth(summary, self.truth_path)
+        return summary
+
+    def _write_truth(self, summary: Summary, path: Path) -> None:
+        try:
+            document = document_of(self.sim, self.timemap.stamp)
+            write(path, document)
+        except (OSError, ValueError) as exc:
+            summary.truth, summary.truth_failed = f"ground truth not written to {path}: {exc}", True
+            return
+        missed = sum(len(t["missed"]) for t in document["transactions"])
+        summary.truth = (
+            f"ground truth: {path} ({len(document['transactions']):,} transactions, "
+            f"{missed:,} missed deadlines, as of {document['end']})"
+        )
 
     def _loop(self) -> None:
         sim, stamp = self.sim, self.timemap.stamp
@@ -200,13 +229,17 @@ class Runner:
                     drain_until = origin
             limit = horizon if drain_until is None else min(horizon, drain_until)
             batch = sim.pop_due(limit, CHUNK)
-            for step in batch:
+            for i, step in enumerate(batch):
                 if step.live:
                     delay = (wall - stamp(step.send_at)).total_seconds()
                     if delay > 1.0:
                         self._late += 1
                         self._max_delay = max(self._max_delay, delay)
-                self.senders.send(step, stamp)
+                try:
+                    self.senders.send(step, stamp)
+                except KeyboardInterrupt:
+                    sim.not_sent(batch[i:])
+                    raise
             self.senders.tick()
             self._show_progress()
             while self.senders.backlog() > MAX_BACKLOG:
@@ -240,6 +273,25 @@ class Runner:
                 f"{stats.hops_sent:,} hops, {stats.hops_failed:,} errors", refresh=False
             )
 
+    def _telemetry_line(self) -> str:
+        t = self.sim.plan.telemetry
+        if not t.enabled:
+            return "telemetry delay: none (--no-telemetry-delay)"
+        parts = [f"exports every {t.export_delay_s:g} s"]
+        if t.relay_every_s:
+            parts.append(f"carrier events relayed every {t.relay_every_s:g} s")
+        parts.append("ERP and WMS callbacks seconds late")
+        retried = self.sim.delayed["shopify_retry"]
+        parts.append(f"{retried:,} Shopify deliveries by retry")
+        window = self.sim.delivery.offline
+        if window is not None:
+            begin, end = self.timemap.stamp(window.begin), self.timemap.stamp(window.end)
+            parts.append(
+                f"POS of {window.store_id} offline {begin:%Y-%m-%d %H:%M} - {end:%H:%M} UTC "
+                f"({self.sim.delayed['offline_store']:,} sales uploaded at its end)"
+            )
+        return "telemetry delay: " + ", ".join(parts)
+
     def _summary(self, elapsed: float, interrupted: bool) -> Summary:
         stats = self.senders.stats
         stamp = self.timemap.stamp
@@ -251,6 +303,7 @@ class Runner:
             begin, end = self.sim.wms_silence
             windows["silent warehouse"] = (stamp(begin), stamp(end))
         return Summary(
+            telemetry=self._telemetry_line(),
             scenario=self.sim.scenario.name,
             seed=self.sim.seed,
             orders=dict(self.sim.orders_by_channel),

@@ -1,5 +1,16 @@
 """The ``--scenario`` choices: what each injects, and what Observatory should show for it.
 
+Every scenario's telemetry arrives as it does from real integrations
+(:mod:`observatory.simulator.telemetry`; ``--no-telemetry-delay`` turns it off): spans and
+events exported in batches every few seconds, carrier tracking relayed by the middleware
+every 5 minutes, ERP callbacks a few seconds and warehouse events up to a minute late,
+1 % of Shopify webhooks delivered only by Shopify's retry (minutes to hours later, the
+same event), and in a history of a day or more one store's POS offline for 3 hours, its
+sales uploaded at once afterwards while their ERP postings were on time. Business times
+never move: late telemetry is not a late order, and a scenario's expectations below hold
+on business time. ``simulate --truth FILE`` writes what really happened
+(:mod:`observatory.simulator.truth`).
+
 ``normal``
     Business as usual: web, POS, marketplace orders, returns and inventory updates with
     realistic delays. A little real-world noise: about 1.5 % of ERP postings time out once
@@ -52,7 +63,14 @@
       showing both orders;
     * a silent warehouse: for 45 simulated minutes (15 minutes after the fault anchor) the
       WMS sends nothing (its hops of that window are lost) while the ERP keeps posting
-      -> a ``silence`` alert on ``wms``, orders missing their released / picked hops.
+      -> a ``silence`` alert on ``wms``, orders missing their released / picked hops;
+    * shipped but never posted: one web order in every 150 orders (about 1 % of web
+      orders) loses its ERP posting for good (the connector's message is dead-lettered
+      after validation), yet a 3PL connector pulls it straight from Shopify and ships it:
+      its warehouse hops carry ``order_number`` and ``shopify_order_id`` (no
+      ``erp_sales_order``), carrier scans and the Shopify fulfillment follow, there is no
+      ERP billing -> goods left while the ERP never heard of the order: ``posted`` is
+      missing for good (no later stage makes up for it).
 """
 
 from __future__ import annotations
@@ -88,6 +106,8 @@ class Scenario:
     conflict_every: int = 0
     #: length of the WMS silence, simulated seconds (0: none)
     wms_silence_s: float = 0.0
+    #: one web order shipped but never posted per this many orders (0: none)
+    unposted_every: int = 0
 
 
 SCENARIOS: Final = {
@@ -117,14 +137,16 @@ SCENARIOS: Final = {
         Scenario(
             "chaos",
             "duplicate webhook deliveries, replayed postings, lost events, late carrier "
-            "scans, a conflicting ERP id, a silent warehouse -> duplicate_rate and "
-            "posted_twice, stuck orders, a conflict exception, a silence alert on wms",
+            "scans, a conflicting ERP id, a silent warehouse, orders shipped but never "
+            "posted -> duplicate_rate and posted_twice, stuck orders, a conflict exception, "
+            "a silence alert on wms",
             duplicate_rate=0.06,
             replay_rate=0.015,
             lost_rate=0.03,
             late_scan_rate=0.04,
             conflict_every=150,
             wms_silence_s=45 * 60,
+            unposted_every=150,
         ),
     )
 }

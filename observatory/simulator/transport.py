@@ -13,6 +13,10 @@ Three ways in, as real integrations use them (CONTRACT 2):
 * :class:`EventSender`: CloudEvents through ``tracing.instrument.EventEmitter`` (one per
   source), posted in batches from a small thread pool.
 
+The span processor exports, and the event sender flushes, at least every
+``Telemetry.export_delay_s`` wall seconds (:mod:`.telemetry`): the export batching of
+real integrations.
+
 Failures are counted in :class:`Stats`, never raised: a simulator that dies on the first
 503 would be useless for the ``erp-outage`` demo of Observatory's own outage handling.
 """
@@ -52,6 +56,7 @@ from opentelemetry.util.types import AttributeValue
 from observatory.simulator import catalog as cat
 from observatory.simulator.model import EVENT, SPAN, WEBHOOK, Step
 from observatory.simulator.payloads import render
+from observatory.simulator.telemetry import DEFAULT_TELEMETRY, Telemetry
 from tracing import instrument
 from tracing.instrument import EmitError, EventEmitter
 
@@ -270,10 +275,12 @@ class SpanSender:
         seed: int,
         timeout: float = 30.0,
         exporter_factory: Callable[[str], SpanExporter] | None = None,
+        schedule_delay_s: float = DEFAULT_TELEMETRY.span_schedule_s,
     ) -> None:
         self.stats = stats
         self.clock = SimClock()
         self.created = 0
+        self.schedule_delay_s = schedule_delay_s
         self._providers: list[TracerProvider] = []
         self._exporters: list[CountingExporter] = []
         self._tracers: dict[str, ClockTracer] = {}
@@ -304,8 +311,9 @@ class SpanSender:
                 BatchSpanProcessor(
                     exporter,
                     max_queue_size=100_000,
-                    # a second's worth per request: fewer, bigger exports for the server
-                    schedule_delay_millis=1000,
+                    # the export batching of a real service: a few seconds' worth per
+                    # request (or a full batch), fewer and bigger exports for the server
+                    schedule_delay_millis=max(1, round(schedule_delay_s * 1000)),
                     max_export_batch_size=512,
                     export_timeout_millis=int(timeout * 1000),
                 )
@@ -666,13 +674,20 @@ class Senders:
 
     @classmethod
     def for_server(
-        cls, url: str, token: str, shopify_secret: str, *, seed: int, workers: int = 8
+        cls,
+        url: str,
+        token: str,
+        shopify_secret: str,
+        *,
+        seed: int,
+        workers: int = 8,
+        telemetry: Telemetry = DEFAULT_TELEMETRY,
     ) -> Senders:
         stats = Stats()
         return cls(
-            SpanSender(url, token, stats, seed=seed),
+            SpanSender(url, token, stats, seed=seed, schedule_delay_s=telemetry.span_schedule_s),
             WebhookSender(url, token, shopify_secret, stats, workers=workers),
-            EventSender(url, token, stats),
+            EventSender(url, token, stats, linger_s=telemetry.event_linger_s),
             stats,
         )
 

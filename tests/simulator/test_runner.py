@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from observatory.simulator.model import Plan, Simulation, Step
 from observatory.simulator.runner import Runner
@@ -32,6 +34,7 @@ class FakeSenders:
     def __init__(self, clock: FakeClock, interrupt_after: int | None = None) -> None:
         self.stats = Stats()
         self.clock = clock
+        #: (step, its business time stamped, when it was sent)
         self.sent: list[tuple[Step, datetime, datetime]] = []
         self.closed = False
         self.interrupt_after = interrupt_after
@@ -52,16 +55,19 @@ class FakeSenders:
         self.closed = True
 
 
-def make(plan: Plan, speed: float = 1.0, **kw: object) -> tuple[Runner, FakeSenders, FakeClock]:
+def make(
+    plan: Plan, speed: float = 1.0, truth: Path | None = None, **kw: object
+) -> tuple[Runner, FakeSenders, FakeClock]:
     clock = FakeClock()
     senders = FakeSenders(clock, **kw)  # type: ignore[arg-type]
     runner = Runner(
-        Simulation(plan),
+        Simulation(plan, record_truth=truth is not None),
         senders,
         TimeMap(START, speed),
         now=clock,
         sleep=clock.sleep,
         monotonic=lambda: (clock.now - START).total_seconds(),
+        truth_path=truth,
     )
     return runner, senders, clock
 
@@ -92,11 +98,15 @@ def test_live_orders_go_out_in_compressed_real_time_then_drain() -> None:
     runner, senders, clock = make(plan, speed=10)
     summary = runner.run()
     assert summary.total_orders == 30
-    for _, stamped, sent_at in senders.sent:
+    stamp = runner.timemap.stamp
+    for step, stamped, sent_at in senders.sent:
         assert stamped >= START
-        # sent when the wall clock reached it (never early, at most a nap late)
-        assert sent_at >= stamped - timedelta(milliseconds=1)
-        assert sent_at - stamped < timedelta(seconds=0.3)
+        # sent when the wall clock reached its delivery time (never early, at most a nap
+        # late); telemetry delay puts that after its business time for some hops
+        due = stamp(step.send_at)
+        assert due >= stamped
+        assert sent_at >= due - timedelta(milliseconds=1)
+        assert sent_at - due < timedelta(seconds=0.3)
     last = runner.sim.last_arrival
     assert last is not None
     elapsed = (clock.now - START).total_seconds()
@@ -141,3 +151,46 @@ def test_ctrl_c_stops_cleanly_with_a_summary() -> None:
     assert summary.hops == 100
     assert "interrupted" in summary.lines()[0]
     assert summary.lines()[-1].startswith("simulated ")
+
+
+def test_the_ground_truth_is_written_when_the_run_ends(tmp_path: Path) -> None:
+    plan = Plan(
+        seed=1, start=START, scenario=SCENARIOS["chaos"], history_days=1, history_orders=200
+    )
+    path = tmp_path / "truth.json"
+    runner, _, _ = make(plan, truth=path)
+    summary = runner.run()
+    truth = json.loads(path.read_text())
+    lines = summary.lines()
+    assert lines[-2].startswith(f"ground truth: {path} (") and lines[-1].startswith("simulated ")
+    assert any(line.startswith("telemetry delay: exports every 2 s") for line in lines)
+    assert sum(1 for t in truth["transactions"] if t["kind"] == "order") == 200
+    assert sum(d["deliveries"] for d in truth["deliveries"].values()) == summary.hops
+    assert truth["end"] == truth["start"] == "2026-03-11T15:30:00Z"
+
+
+def test_ctrl_c_writes_the_truth_of_what_was_sent(tmp_path: Path) -> None:
+    plan = Plan(
+        seed=5, start=START, scenario=SCENARIOS["chaos"], history_days=1, history_orders=200
+    )
+    path = tmp_path / "truth.json"
+    runner, senders, _ = make(plan, truth=path, interrupt_after=100)
+    summary = runner.run()
+    assert summary.interrupted and summary.hops == 100
+    truth = json.loads(path.read_text())
+    assert sum(d["deliveries"] for d in truth["deliveries"].values()) == 100
+    sent = {(s.ref, s.at) for s, _, _ in senders.sent}
+    for t in truth["transactions"]:
+        for stage in t["stages"].values():
+            if stage["delivered"]:
+                assert (t["ref"], datetime.fromisoformat(stage["at"])) in sent or stage["batch"]
+
+
+def test_a_truth_that_cannot_be_written_is_reported(tmp_path: Path) -> None:
+    plan = Plan(
+        seed=1, start=START, scenario=SCENARIOS["normal"], history_days=1, history_orders=20
+    )
+    path = tmp_path / "missing" / "truth.json"
+    runner, _, _ = make(plan, truth=path)
+    summary = runner.run()
+    assert summary.truth_failed and summary.lines()[-2].startswith("ground truth not written")

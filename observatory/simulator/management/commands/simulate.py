@@ -5,7 +5,11 @@ postings, warehouse, carriers, Shopify fulfillments, invoicing), POS sales poste
 ERP in 15-minute batches, marketplace orders, returns with refunds and settlement, and
 inventory updates published to Shopify and the POS, sent as OpenTelemetry spans (OTLP),
 signed Shopify webhooks and CloudEvents. What each ``--scenario`` injects, and what
-Observatory should show for it, is in :mod:`observatory.simulator.scenarios`.
+Observatory should show for it, is in :mod:`observatory.simulator.scenarios`. Telemetry
+arrives as it does from real integrations (export batching, relayed carrier events, late
+callbacks, Shopify retries, a store's POS offline for hours: :mod:`.telemetry`, tuned by
+the options below, off with ``--no-telemetry-delay``); ``--truth FILE`` writes what really
+happened (:mod:`observatory.simulator.truth`) when the run ends.
 
 The last line of standard output is the result, e.g.
 ``simulated 500 orders, 4,812 hops, 0 send errors``.
@@ -27,6 +31,7 @@ from tqdm import tqdm
 from observatory.simulator.model import DAILY_ORDERS, Plan, Simulation, history_volume
 from observatory.simulator.runner import Runner
 from observatory.simulator.scenarios import SCENARIOS, help_text
+from observatory.simulator.telemetry import DEFAULT_TELEMETRY, Telemetry
 from observatory.simulator.timing import TimeMap
 from observatory.simulator.transport import Senders, Stats, random_seed, wait_for_server
 
@@ -118,6 +123,52 @@ class Command(BaseCommand):
         parser.add_argument(
             "--banner", action="store_true", help="print where to look (for `make run`)"
         )
+        tel = DEFAULT_TELEMETRY
+        parser.add_argument(
+            "--export-delay",
+            type=float,
+            default=tel.export_delay_s,
+            metavar="SECONDS",
+            help="spans are exported, and status events flushed, at least this often (wall "
+            f"seconds, default {tel.export_delay_s:g}): the batching of real exporters",
+        )
+        parser.add_argument(
+            "--relay-every",
+            type=float,
+            default=tel.relay_every_s,
+            metavar="SECONDS",
+            help="carrier tracking events reach Observatory through a relay that forwards "
+            f"them in batches this often (simulated seconds, default {tel.relay_every_s:g}; "
+            "0: no relay)",
+        )
+        parser.add_argument(
+            "--shopify-retry-rate",
+            type=float,
+            default=tel.shopify_retry_rate,
+            metavar="SHARE",
+            help="share of Shopify webhooks whose first delivery fails, delivered by "
+            f"Shopify's retry minutes to hours later (default {tel.shopify_retry_rate:g})",
+        )
+        parser.add_argument(
+            "--offline-store-hours",
+            type=float,
+            default=tel.offline_store_hours,
+            metavar="H",
+            help="in a history of a day or more, one store's POS telemetry is buffered for "
+            f"H hours and uploaded at once (default {tel.offline_store_hours:g}; 0: never)",
+        )
+        parser.add_argument(
+            "--no-telemetry-delay",
+            action="store_true",
+            help="send every hop when it happens (no batching, relay, lag, retries or "
+            "offline store): the simulator's behaviour before telemetry delay",
+        )
+        parser.add_argument(
+            "--truth",
+            metavar="FILE",
+            help="when the run ends (Ctrl-C too), write its ground truth there as JSON: "
+            "each transaction's keys, business stages, deliveries and missed deadlines",
+        )
         parser.add_argument("--workers", type=int, default=8, help="concurrent webhook senders")
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -135,6 +186,10 @@ class Command(BaseCommand):
         if not secret:
             raise CommandError("no Shopify secret: pass --shopify-secret")
         seed = opts["seed"] if opts["seed"] is not None else random_seed()
+        telemetry = self._telemetry(opts)
+        truth = opts["truth"]
+        if truth and not Path(truth).resolve().parent.is_dir():
+            raise CommandError(f"--truth: the directory of {truth} does not exist")
 
         days = max(0.0, opts["backfill_days"])
         history = history_volume(days, scenario) if days else 0
@@ -165,9 +220,12 @@ class Command(BaseCommand):
             live_rate=opts["rate"] / speed if live_orders != 0 else 0.0,
             live_orders=live_orders,
             live_fault_delay_s=60.0 * speed,
+            telemetry=telemetry,
         )
-        sim = Simulation(plan)
-        senders = Senders.for_server(url, token, secret, seed=seed, workers=opts["workers"])
+        sim = Simulation(plan, record_truth=bool(truth))
+        senders = Senders.for_server(
+            url, token, secret, seed=seed, workers=opts["workers"], telemetry=telemetry
+        )
         quiet = opts["quiet"] or not sys.stderr.isatty()
         progress = self._progress = tqdm(
             total=sim.expected_orders(),
@@ -187,6 +245,7 @@ class Command(BaseCommand):
             duration_s=opts["duration"],
             progress=progress,
             on_history_sent=self._history_sent if days else None,
+            truth_path=truth or None,
         )
         previous = signal.getsignal(signal.SIGTERM)
         in_main = _in_main_thread()
@@ -199,8 +258,27 @@ class Command(BaseCommand):
                 signal.signal(signal.SIGTERM, previous)
         for line in summary.lines():
             self.stdout.write(line)
+        if summary.truth_failed:
+            raise CommandError(summary.truth)
         if summary.hops == 0 and summary.errors:
             raise CommandError(f"no hop could be delivered to {url}: see the send errors above")
+
+    @staticmethod
+    def _telemetry(opts: dict[str, Any]) -> Telemetry:
+        if opts["no_telemetry_delay"]:
+            return Telemetry.off()
+        if opts["export_delay"] <= 0:
+            raise CommandError("--export-delay must be positive")
+        if opts["relay_every"] < 0 or opts["offline_store_hours"] < 0:
+            raise CommandError("--relay-every and --offline-store-hours must not be negative")
+        if not 0 <= opts["shopify_retry_rate"] <= 1:
+            raise CommandError("--shopify-retry-rate is a share between 0 and 1")
+        return Telemetry(
+            export_delay_s=opts["export_delay"],
+            relay_every_s=opts["relay_every"],
+            shopify_retry_rate=opts["shopify_retry_rate"],
+            offline_store_hours=opts["offline_store_hours"],
+        )
 
     @staticmethod
     def _history_end(text: str, now: datetime, days: float, live_orders: int | None) -> datetime:
