@@ -12,8 +12,9 @@ Slack stand-in that records when each webhook request arrives. One Slack webhook
 points at it (ALERTS_ALLOW_PRIVATE_URLS=1); the shipped default rules are active.
 
 1. **Detection latency** (``--samples`` times): a web order is captured now through
-   ``POST /api/v1/events`` (with a healthy order beside it, so the ERP is not silent) and
-   never posted. Its SLA (captured -> posted, 60 s) passes 60 s later; the latency is from
+   ``POST /api/v1/events`` and never posted, while healthy orders go on being captured and
+   posted every few seconds (the ERP keeps reporting, so its watermark passes the deadline:
+   without news from the ERP a deadline is judged only after its maximum telemetry delay). Its SLA (captured -> posted, 60 s) passes 60 s later; the latency is from
    that moment to the Slack request arriving. The order is then posted, the resolution
    awaited, and the next sample starts at a random phase of the schedule. Target: < 30 s.
 2. **Messages per incident** (``--outage``): ``manage.py simulate --scenario erp-outage``
@@ -27,72 +28,20 @@ The last line is a one-line summary of both.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PYTHON = sys.executable
-BIN = Path(PYTHON).parent
-HOOK = "/services/TBENCH/BBENCH/latency"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class SlackStandIn:
-    """Records (arrival time, JSON body) of every POST; answers 200 ok."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.received.append((time.time(), json.loads(body or b"{}")))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(
-        self, match: Callable[[str], bool], after: int, timeout: float
-    ) -> tuple[float, str] | None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for at, body in self.received[after:]:
-                if match(body.get("text", "")):
-                    return at, body["text"]
-            time.sleep(0.05)
-        return None
+from bench.stack import PYTHON, Stack  # noqa: E402
 
 
 def event(system: str, keys: dict[str, str], at: datetime, **data: Any) -> dict[str, Any]:
@@ -129,97 +78,34 @@ def posting(n: int, at: datetime) -> dict[str, Any]:
     )
 
 
-class Bench:
+class Bench(Stack):
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__()
         self.args = args
-        self.tmp = Path(tempfile.mkdtemp(prefix="observatory-alerts-bench-"))
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.slack = SlackStandIn()
-        self.env = {
-            **os.environ,
-            "OBSERVATORY_DATA_DIR": str(self.tmp),
-            "ALERTS_ALLOW_PRIVATE_URLS": "1",
-            "OBSERVATORY_BASE_URL": self.base,
-            "DJANGO_SETTINGS_MODULE": "observatory.settings",
-            "LOG_LEVEL": "WARNING",
-        }
-        if os.environ.get("BENCH_BROKER_URL"):
-            self.env["CELERY_BROKER_URL"] = os.environ["BENCH_BROKER_URL"]
-        else:
-            self.env.pop("CELERY_BROKER_URL", None)
-        if os.environ.get("BENCH_DATABASE_URL"):
-            self.env["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
-        else:
-            self.env.pop("DATABASE_URL", None)
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.token = ""
-
-    def manage(self, *argv: str) -> str:
-        out = subprocess.run(
-            [PYTHON, "manage.py", *argv], cwd=ROOT, env=self.env, capture_output=True
-        )
-        if out.returncode:
-            sys.stderr.write(out.stderr.decode()[-3000:])
-            raise SystemExit(f"manage.py {' '.join(argv)} failed")
-        lines = out.stdout.decode().strip().splitlines()
-        return lines[-1] if lines else ""
-
-    def start(self) -> None:
-        self.manage("migrate", "--noinput", "-v", "0")
-        self.token = self.manage("create_ingest_token", "bench")
-        self.manage(
-            "shell",
-            "-c",
-            "from observatory.alerts.models import Channel; "
-            f"Channel.objects.create(name='bench-slack', kind='slack', "
-            f"webhook_url='http://127.0.0.1:{self.slack.port}{HOOK}'); print('ok')",
-        )
-        log = open(self.tmp / "processes.log", "wb")  # noqa: SIM115
-        for argv in (
-            [str(BIN / "uvicorn"), "observatory.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log", "--lifespan", "off"],
-            [str(BIN / "celery"), "-A", "observatory", "worker", "--beat", "--loglevel",
-             "WARNING", "--concurrency", "2", "--schedule", str(self.tmp / "beat")],
-        ):  # fmt: skip
-            self.procs.append(
-                subprocess.Popen(
-                    argv, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
-                )
-            )
-        for _ in range(100):
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        time.sleep(3)  # the worker's first beat
-
-    def stop(self) -> None:
-        for p in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
 
     def send(self, *events: dict[str, Any]) -> None:
-        r = requests.post(
-            self.base + "/api/v1/events",
-            data=json.dumps(list(events)),
-            headers={
-                "Authorization": f"Bearer {self.token}",
-                "Content-Type": "application/cloudevents-batch+json",
-            },
-            timeout=30,
-        )
-        r.raise_for_status()
+        self.send_events(*events)
+
+    def trickle(self, stop: threading.Event) -> None:
+        """Healthy orders every few seconds, captured and posted at once: the ERP goes on
+        reporting, so a missing posting is known as soon as its deadline passes."""
+        n = 100_000
+        while not stop.wait(3):
+            at = datetime.now(UTC)
+            n += 1
+            self.send(capture(n, at), posting(n, at))
 
     # --- 1. detection latency -------------------------------------------------------------
 
     def latency(self, samples: int) -> list[float]:
+        stop = threading.Event()
+        threading.Thread(target=self.trickle, args=(stop,), daemon=True).start()
+        try:
+            return self._latency(samples)
+        finally:
+            stop.set()
+
+    def _latency(self, samples: int) -> list[float]:
         out = []
         for i in range(samples):
             time.sleep(random.uniform(0, 15))  # a random phase of the 15 s schedule

@@ -56,6 +56,8 @@ hops carry (in a live run with ``--speed``, the compressed times stamped on them
       ``refund_settled`` are only reached by themselves; a skippable stage
       (``validated``, ``payment_authorized``, ``released``, ``picked``...) also by any
       later stage of its sequence;
+    * ``failures``: each failed hop (``at``, ``system``, ``operation``): an ERP posting
+      that timed out or met the outage, retried;
     * ``faults``: the scenario faults its hops carry (``lost_event``, ``erp_503``,
       ``wms_silent_dropped``, ``shipped_unposted``...), and ``telemetry``: the notable
       delivery delays of its hops (``shopify_retry``, ``offline_store``).
@@ -171,6 +173,7 @@ class Record:
         "channel",
         "currency",
         "delays",
+        "failures",
         "faults",
         "keys",
         "kind",
@@ -201,6 +204,8 @@ class Record:
         self.stages: dict[str, Mark] = {}
         self.faults: list[tuple[datetime, str]] = []
         self.delays: list[tuple[datetime, str]] = []
+        #: (business time, system, operation) of each failed hop
+        self.failures: list[tuple[datetime, str, str]] = []
 
     def add_key(self, kind: str, value: str) -> None:
         held = self.keys.get(kind)
@@ -281,6 +286,8 @@ class Truth:
                         record.add_key(kind, one)
             if step.fault:
                 record.faults.append((step.at, step.fault))
+            if step.outcome == "error":
+                record.failures.append((step.at, step.system, step.operation))
             if step.delay:
                 record.delays.append((step.at, step.delay))
         ref = records[0].ref
@@ -471,6 +478,11 @@ def _transaction(
                 for m in missed(record.kind, record.channel, stages, now)
             ],
             "faults": _unique(f for at, f in record.faults if at <= end),
+            "failures": [
+                {"at": iso(at), "system": system, "operation": operation}
+                for at, system, operation in record.failures
+                if at <= end
+            ],
             "telemetry": _unique(d for at, d in record.delays if at <= end),
         }
     )
