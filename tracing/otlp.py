@@ -18,7 +18,7 @@ import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 from google.protobuf.message import DecodeError as _ProtobufDecodeError
@@ -45,7 +45,7 @@ try:  # googleapis-common-protos, a dependency of opentelemetry-exporter-otlp-pr
 except ImportError:  # pragma: no cover - encode google.rpc.Status by hand instead
     _status_pb2 = None
 
-__all__ = ["decode_json", "decode_protobuf", "encode_response", "encode_status"]
+__all__ = ["decode_json", "decode_protobuf", "encode_response", "encode_status", "grpc_code"]
 
 STATUS_CODE_ERROR = 2
 EXCEPTION_EVENT = "exception"
@@ -831,8 +831,29 @@ def _varint(number: int) -> bytes:
             return bytes(out)
 
 
+#: The gRPC status code of an OTLP/HTTP error answer, by HTTP status (the OTLP/HTTP spec
+#: sends a google.rpc.Status, whose code is a gRPC code, not the HTTP status).
+GRPC_CODES: Final = {
+    400: 3,  # INVALID_ARGUMENT
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    413: 8,  # RESOURCE_EXHAUSTED
+    415: 3,  # INVALID_ARGUMENT: a body in no encoding OTLP/HTTP has
+    429: 8,  # RESOURCE_EXHAUSTED
+    503: 14,  # UNAVAILABLE
+}
+
+
+def grpc_code(http_status: int) -> int:
+    """The gRPC code for an HTTP error status: INVALID_ARGUMENT for any other 4xx,
+    INTERNAL (13) for any other 5xx."""
+    return GRPC_CODES.get(http_status, 3 if 400 <= http_status < 500 else 13)
+
+
 def encode_status(code: int, message: str, *, json: bool) -> bytes:
-    """A ``google.rpc.Status`` body for a 4xx/5xx answer, in the request's encoding."""
+    """A ``google.rpc.Status`` body for a 4xx/5xx answer, in the request's encoding.
+
+    ``code`` is the gRPC status code (:func:`grpc_code` of the HTTP status)."""
     if json:
         return orjson.dumps({"code": code, "message": message})
     if _status_pb2 is not None:
