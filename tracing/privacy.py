@@ -59,8 +59,9 @@ DEFAULT_KEY_PATTERNS: Final = (
 
 #: Semantic-convention names of hosts, URLs and network peers: never masked by name.
 DEFAULT_SPARE_KEY_PATTERNS: Final = (
-    r"(server|url|network|net|http|messaging)\..*",
-    r"client\.(address|port|socket\..*)",
+    r"(server|url|network|net)\..*",
+    r"client\.(address|port|socket\..*)",  # client.name or client.email is a person
+    r"messaging\.destination(_publish)?\..*",  # a queue, not a shipping destination
 )
 
 _WORD: Final = r"A-Za-z0-9_"
