@@ -13,6 +13,8 @@ from pathlib import Path
 
 import environ
 
+from tracing import privacy
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(environ.Env().str("OBSERVATORY_DATA_DIR", default=str(BASE_DIR / ".data")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -210,30 +212,16 @@ INGEST_KEY_RULES = env.dict(
 )
 #: Resource service.name -> system, for senders that do not set retail.system.
 INGEST_SERVICE_SYSTEMS = env.dict("INGEST_SERVICE_SYSTEMS", default={})
-#: Attribute names (regular expressions, matched against the last dotted segment) that
-#: carry customer PII and are masked before storage.
-PII_KEY_PATTERNS = env.list(
-    "PII_KEY_PATTERNS",
-    default=[
-        r".*e_?mail.*",
-        r".*phone.*",
-        r"(mobile|telephone|fax)",
-        r"(first|last|full|middle|customer|billing|shipping|contact|recipient)_?name",
-        r"name_on_card",
-        r".*address.*",
-        r"(street|street_?\d|city|zip|zip_?code|postal_?code|postcode)",
-        r"(birth_?date|date_?of_?birth|ssn|tax_?id|card_?number|iban)",
-    ],
-)
-#: Values masked wherever they appear, whatever the attribute is called.
-PII_VALUE_PATTERNS = env.list(
-    "PII_VALUE_PATTERNS",
-    default=[
-        r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
-        # international phone numbers (+44 20 7946 0958); bare digit runs are left alone,
-        # they are far more often tracking numbers or amounts than phones
-        r"\+\d{1,3}[\s.\-]?\(?\d{1,4}\)?(?:[\s.\-]?\d{2,4}){2,4}",
-    ],
+#: The PII deny-lists (tracing/privacy.py; docs/architecture.md, "Privacy"). Attribute
+#: names: regular expressions matched against each dotted segment of a name, whole.
+PII_KEY_PATTERNS = env.list("PII_KEY_PATTERNS", default=list(privacy.DEFAULT_KEY_PATTERNS))
+#: Values masked wherever they appear in free text, whatever the field is called. Write
+#: patterns that start where their first token starts (a look-behind) and use possessive
+#: runs: values are long, and a backtracking pattern costs the square of their length.
+PII_VALUE_PATTERNS = env.list("PII_VALUE_PATTERNS", default=list(privacy.DEFAULT_VALUE_PATTERNS))
+#: Attribute names never masked by name (semantic conventions naming hosts, URLs, peers).
+PII_SPARE_KEY_PATTERNS = env.list(
+    "PII_SPARE_KEY_PATTERNS", default=list(privacy.DEFAULT_SPARE_KEY_PATTERNS)
 )
 HOP_RETENTION_DAYS = env.int("HOP_RETENTION_DAYS", default=90)
 

@@ -26,6 +26,7 @@ urlpatterns = [
     path("executive/", executive.page, name="executive"),
     path("executive/<slug:chart>.csv", executive.csv_download, name="executive-csv"),
     path("systems/", systems.index, name="systems"),
-    path("systems/<str:name>/", systems.detail, name="system"),
+    # path, not str: a name with a "/" (stored before names were checked) still links
+    path("systems/<path:name>/", systems.detail, name="system"),
     path("", include("observatory.dashboards.urls")),
 ]

@@ -25,12 +25,13 @@ from urllib.parse import unquote
 
 import orjson
 
-from tracing import conventions
+from tracing import conventions, limits
 from tracing.records import DecodeError, DecodeResult, HopRecord, Key, Rejection
 
 __all__ = [
     "BATCH_CONTENT_TYPE",
     "STRUCTURED_CONTENT_TYPE",
+    "TimeOutOfRange",
     "UnsupportedMediaType",
     "decode",
     "parse_rfc3339",
@@ -52,6 +53,20 @@ _RFC3339_RE: Final = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 )
 _STAGES: Final = frozenset(conventions.ALL_STAGES)
+#: How CloudEvents name the hop fields, for the reasons of refused events.
+_WIRE: Final = limits.Wire(
+    system="data.system",
+    stage="data.stage",
+    channel="data.channel",
+    store_id="data.store_id",
+    currency="data.currency",
+    amount="data.amount",
+    retry_attempt="data.retry_attempt",
+    start_time="time",
+    end_time="data.duration_ms",
+    key_prefix="data.keys.",
+    attributes="data.attributes",
+)
 
 
 class UnsupportedMediaType(DecodeError):
@@ -71,11 +86,17 @@ class _Reject(Exception):
     """One event is refused; the message names the field at fault."""
 
 
+class TimeOutOfRange(ValueError):
+    """An RFC 3339 time whose offset takes it outside the years a datetime holds."""
+
+
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 timestamp (offset required) into an aware UTC datetime.
 
     Fractions finer than a microsecond (Shopify sends nanoseconds) are truncated.
-    Raises ValueError for anything else, including a date without a time or an offset.
+    Raises ValueError for anything else, including a date without a time or an offset,
+    and :class:`TimeOutOfRange` (a ValueError) when the offset shifts the time out of
+    years 1 to 9999 (``0001-01-01T00:00:00+01:00``).
     """
     match = _RFC3339_RE.match(value.strip())
     if match is None:
@@ -90,7 +111,10 @@ def parse_rfc3339(value: str) -> datetime:
     moment = datetime(
         int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz
     )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise TimeOutOfRange(f"outside the years a time can hold: {value!r}") from None
 
 
 def decode(
@@ -143,15 +167,16 @@ def decode(
     for index, event in enumerate(events):
         try:
             result.records.append(_record(event, received))
-        except _Reject as exc:
+        except (_Reject, limits.OutOfBounds) as exc:
             ident = event.get("id") if isinstance(event, dict) else None
             result.rejected.append(
                 Rejection(
                     index=index,
                     reason=f"event {index}: {exc}",
-                    ident=ident if isinstance(ident, str) else "",
+                    ident=ident[:256] if isinstance(ident, str) else "",
                 )
             )
+    result.truncated = sum(1 for r in result.records if "truncated" in r.extra)
     return result
 
 
@@ -193,8 +218,9 @@ def _record(event: Any, received: datetime) -> HopRecord:
             raise _Reject(f"missing required attribute {name!r}")
     if event["specversion"] != "1.0":
         raise _Reject(f"specversion must be '1.0' (got {_show(event['specversion'])})")
-    event_id = _attribute(event, "id")
-    source = _attribute(event, "source")
+    # id and source make the delivery identity: refused, never cut
+    event_id = limits.identifier(_attribute(event, "id"), limits.EVENT_ID, "id", in_bytes=True)
+    source = limits.identifier(_attribute(event, "source"), limits.SOURCE, "source", in_bytes=True)
     event_type = _attribute(event, "type")
     subject = event.get("subject")
     if subject is not None and not isinstance(subject, str):
@@ -207,6 +233,8 @@ def _record(event: Any, received: datetime) -> HopRecord:
             raise _Reject(f"time: not an RFC 3339 timestamp ({_show(raw_time)})")
         try:
             start = parse_rfc3339(raw_time)
+        except TimeOutOfRange:
+            raise _Reject(f"time: outside years 1970 to 2200 ({_show(raw_time)})") from None
         except ValueError:
             raise _Reject(f"time: not an RFC 3339 timestamp ({_show(raw_time)})") from None
 
@@ -250,7 +278,7 @@ def _record(event: Any, received: datetime) -> HopRecord:
     if extensions:
         extra["extensions"] = extensions
 
-    return HopRecord(
+    record = HopRecord(
         uid=f"event:{source}:{event_id}",
         via=conventions.VIA_EVENT,
         system=system,
@@ -272,6 +300,8 @@ def _record(event: Any, received: datetime) -> HopRecord:
         attributes=attributes,
         extra=extra,
     )
+    limits.enforce(record, _WIRE)
+    return record
 
 
 def _attribute(event: Mapping[str, Any], name: str) -> str:
@@ -296,7 +326,7 @@ def _system(value: Any) -> str:
     if not isinstance(value, str):
         raise _Reject("data.system: must be a string")
     system = value.strip().lower()
-    if not _SYSTEM_RE.match(system):
+    if not _SYSTEM_RE.fullmatch(system):
         raise _Reject(
             f"data.system: must be one lower-case word of letters, digits, '_' or '-' "
             f"(got {_show(value)})"
@@ -313,7 +343,7 @@ def _keys(value: Any) -> list[Key]:
     keys: list[Key] = []
     seen: set[tuple[str, str]] = set()
     for kind, raw in value.items():
-        if not _KIND_RE.match(kind):
+        if not _KIND_RE.fullmatch(kind):
             raise _Reject(f"data.keys.{kind[:64]}: key kind must be lower_snake_case")
         if isinstance(raw, list):
             for position, item in enumerate(raw):
@@ -345,6 +375,8 @@ def _key_value(value: Any, field: str) -> str:
         raise _Reject(f"{field}: must be a string or an integer (got {_json_type(value)})")
     if len(text) > conventions.MAX_KEY_VALUE_LENGTH:
         raise _Reject(f"{field}: value longer than {conventions.MAX_KEY_VALUE_LENGTH} characters")
+    if "\x00" in text:
+        raise _Reject(f"{field}: must not contain a NUL byte")
     return text
 
 
@@ -400,7 +432,7 @@ def _amount(value: Any) -> Decimal | None:
 def _currency(value: Any) -> str:
     if value is None or value == "":
         return ""
-    if not isinstance(value, str) or not _CURRENCY_RE.match(value.strip()):
+    if not isinstance(value, str) or not _CURRENCY_RE.fullmatch(value.strip()):
         raise _Reject(f"data.currency: must be a 3-letter ISO 4217 code (got {_show(value)})")
     return value.strip().upper()
 

@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from tracing import conventions
+from tracing import conventions, limits
 from tracing.records import Key
 
 _KIND_RE = re.compile(conventions.KEY_KIND_PATTERN)
+_SYSTEM_RE = re.compile(conventions.SYSTEM_PATTERN)
+#: What a service name loses to become a system name (docs/architecture.md, "Bounds").
+_NOT_SYSTEM = re.compile(r"[^a-z0-9_\-]+")
 _PREFIX = conventions.KEY_PREFIX
 _PREFIX_LEN = len(_PREFIX)
 _MAX_LEN = conventions.MAX_KEY_VALUE_LENGTH
@@ -63,6 +66,12 @@ class KeyRules:
         for name, kind in self.attribute_kinds.items():
             if not isinstance(kind, str) or not _KIND_RE.fullmatch(kind):
                 raise ValueError(f"rule for attribute {name!r}: key kind must be lower_snake_case")
+        for service, system in self.service_systems.items():
+            if not isinstance(system, str) or not _SYSTEM_RE.fullmatch(system.strip().lower()):
+                raise ValueError(
+                    f"rule for service {service!r}: system must be one lower-case word of "
+                    "letters, digits, '_' or '-'"
+                )
         # Frozen dataclass: bypass __setattr__ once, to freeze the caller's dicts.
         object.__setattr__(self, "attribute_kinds", _frozen(self.attribute_kinds))
         object.__setattr__(
@@ -88,6 +97,10 @@ def _too_long(attribute: str) -> ValueError:
     )
 
 
+def _nul(attribute: str) -> ValueError:
+    return ValueError(f"attribute {attribute!r}: key value must not contain a NUL byte")
+
+
 def _key_value(attribute: str, value: Any) -> str:
     """One scalar attribute value as a key value ("" means: skip it)."""
     if isinstance(value, str):
@@ -106,6 +119,8 @@ def _key_value(attribute: str, value: Any) -> str:
         raise _bad_value(attribute)
     if len(text) > _MAX_LEN:
         raise _too_long(attribute)
+    if "\x00" in text:
+        raise _nul(attribute)
     return text
 
 
@@ -115,6 +130,8 @@ def _append(out: list[Key], attribute: str, kind: str, value: Any) -> None:
         text = value.strip()
         if len(text) > _MAX_LEN:
             raise _too_long(attribute)
+        if "\x00" in text:
+            raise _nul(attribute)
         if text:
             out.append(_new_key(Key, (kind, text, False)))
     elif isinstance(value, list | tuple):
@@ -152,7 +169,7 @@ def named_keys(key_attrs: Mapping[str, Any]) -> list[Key]:
         if kind not in _valid_kinds:
             _check_kind(name, kind)
         # The common cases of _append, inlined: a string, or an integer id.
-        if type(value) is str and len(value) <= _MAX_LEN:
+        if type(value) is str and len(value) <= _MAX_LEN and "\x00" not in value:
             value = value.strip()
             if value:
                 out.append(_new_key(Key, (kind, value, False)))
@@ -235,18 +252,31 @@ def _system_value(value: Any) -> str:
     return str(value).strip().lower()
 
 
+def system_from_service(service: str) -> str:
+    """A service name made a system name: lower-cased, each run of other characters than
+    letters, digits, '_' and '-' made one '-', at most 64 characters; "unknown" when that
+    leaves no name starting with a letter. ``Order Service`` is ``order-service``."""
+    name = _NOT_SYSTEM.sub("-", service.strip().lower()[:1024]).strip("-_")
+    name = name[: limits.SYSTEM].rstrip("-_")
+    return name if _SYSTEM_RE.fullmatch(name) else "unknown"
+
+
 def resource_system(resource_attrs: Mapping[str, Any], rules: KeyRules) -> str:
-    """The system a resource's spans belong to when a span does not name its own."""
+    """The system a resource's spans belong to when a span does not name its own.
+
+    An explicit ``retail.system`` comes back as sent (lower-cased): the decoder refuses it
+    if it is no system name. A ``service.name`` is mapped by the rules, else made a
+    system name (:func:`system_from_service`).
+    """
     system = _system_value(resource_attrs.get(conventions.SYSTEM))
     if system:
         return system
     service = resource_attrs.get(conventions.SERVICE_NAME)
     if isinstance(service, str) and service.strip():
-        service = service.strip()
-        mapped = rules.service_systems.get(service.lower())
+        mapped = rules.service_systems.get(service.strip().lower())
         if mapped:
             return mapped
-        return service.lower()
+        return system_from_service(service)
     return "unknown"
 
 

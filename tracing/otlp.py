@@ -18,7 +18,7 @@ import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 from google.protobuf.message import DecodeError as _ProtobufDecodeError
@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from tracing import conventions
+from tracing import conventions, limits
 from tracing.keys import (
     DEFAULT_RULES,
     KeyRules,
@@ -45,7 +45,7 @@ try:  # googleapis-common-protos, a dependency of opentelemetry-exporter-otlp-pr
 except ImportError:  # pragma: no cover - encode google.rpc.Status by hand instead
     _status_pb2 = None
 
-__all__ = ["decode_json", "decode_protobuf", "encode_response", "encode_status"]
+__all__ = ["decode_json", "decode_protobuf", "encode_response", "encode_status", "grpc_code"]
 
 STATUS_CODE_ERROR = 2
 EXCEPTION_EVENT = "exception"
@@ -70,6 +70,21 @@ _CHANNEL = conventions.CHANNEL
 _STORE_ID = conventions.STORE_ID
 _ORDER_CURRENCY = conventions.ORDER_CURRENCY
 _fromtimestamp = datetime.fromtimestamp
+_enforce = limits.enforce
+#: How OTLP names the hop fields, for the reasons of refused spans.
+_WIRE = limits.Wire(
+    system=conventions.SYSTEM,
+    stage=conventions.STAGE,
+    channel=conventions.CHANNEL,
+    store_id=conventions.STORE_ID,
+    currency=conventions.ORDER_CURRENCY,
+    amount=conventions.ORDER_AMOUNT,
+    retry_attempt=conventions.RETRY_ATTEMPT,
+    start_time="startTimeUnixNano",
+    end_time="endTimeUnixNano",
+    key_prefix=conventions.KEY_PREFIX,
+    free_source=True,  # the resource's service.name
+)
 #: Stands for "no events" / "no links": most spans have none, and a tuple is not tracked by
 #: the garbage collector the way two fresh lists per span would be.
 _NONE: tuple[dict[str, Any], ...] = ()
@@ -91,18 +106,23 @@ class _Resource(NamedTuple):
 
     attrs: dict[str, Any]
     keys: list[Key]
-    key_error: str  # a bad retail.key.* on the resource rejects each of its spans
+    key_error: str  # a bad retail.key.* (or attribute) on the resource rejects its spans
     system: str
     service: str
     hop: dict[str, Any]  # hop fields set on the resource: defaults for its spans
+    #: the attributes as each span's extra detail shows them: held to the limits once
+    #: here rather than once per span (tracing/limits.py), and how many values were cut
+    shown: dict[str, Any]
+    cut: int
 
 
 def _resource(attrs: dict[str, Any], rules: KeyRules) -> _Resource:
     try:
         keys = prefixed_keys(attrs)
+        shown, cut = limits.clean_json(attrs, "resource attribute")
         key_error = ""
     except ValueError as exc:
-        keys, key_error = [], f"resource {exc}"
+        keys, key_error, shown, cut = [], f"resource {exc}", {}, 0
     service = attrs.get(conventions.SERVICE_NAME)
     return _Resource(
         attrs,
@@ -111,6 +131,8 @@ def _resource(attrs: dict[str, Any], rules: KeyRules) -> _Resource:
         resource_system(attrs, rules),
         service.strip() if isinstance(service, str) else "",
         {k: v for k, v in attrs.items() if k in _HOP_FIELDS and k != conventions.SYSTEM},
+        shown,
+        cut,
     )
 
 
@@ -260,7 +282,7 @@ def _hop(
                 amount = _decimal(value)
         value = get(_ORDER_CURRENCY)
         if value is not None:
-            currency = _text(value)
+            currency = _text(value).upper()
         value = get(_CHANNEL)
         if value is not None:
             channel = _text(value)
@@ -274,24 +296,29 @@ def _hop(
         if value is not None:
             replay = _bool(value)
 
-    if res.attrs and scope and kind:  # the usual span: one dict display, no stores
+    shown = res.shown
+    if shown and scope and kind:  # the usual span: one dict display, no stores
         # A copy of the resource per span: the server may mask one record's extra in place.
-        extra: dict[str, Any] = {"resource": res.attrs.copy(), "scope": scope, "kind": kind}
+        extra: dict[str, Any] = {"resource": shown.copy(), "scope": scope, "kind": kind}
     else:
         extra = {}
-        if res.attrs:
-            extra["resource"] = res.attrs.copy()
+        if shown:
+            extra["resource"] = shown.copy()
         if scope:
             extra["scope"] = scope
         if kind:
             extra["kind"] = kind
-    if links:
-        extra["links"] = list(links)
-    if events:
-        extra["events"] = list(events)
+    extra_cut = res.cut
+    if links or events:  # rare: held to the limits here, the rest of extra already is
+        more, n = limits.clean_json({"links": list(links), "events": list(events)}, "")
+        extra_cut += n
+        if links:
+            extra["links"] = more["links"]
+        if events:
+            extra["events"] = more["events"]
 
     # Positional: a third faster than keywords on this path; tests pin the field order.
-    return HopRecord(
+    record = HopRecord(
         f"otlp:{trace_hex}:{span_hex}",  # uid
         _VIA,  # via
         system,
@@ -316,6 +343,15 @@ def _hop(
         free,  # attributes
         extra,
     )
+    # OutOfBounds is a ValueError: the span is refused
+    _enforce(record, _WIRE, extra_clean=True, extra_cut=extra_cut)
+    return record
+
+
+def _scope_name(name: str) -> str:
+    if len(name) > limits.TEXT or "\x00" in name:
+        return limits.fit(name, limits.TEXT)
+    return name
 
 
 def _reject(index: int, ident: str, reason: str) -> Rejection:
@@ -429,7 +465,7 @@ def decode_protobuf(
     for resource_spans in request.resource_spans:
         res = _resource(_pb_attrs(resource_spans.resource.attributes), rules)
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope.name
+            scope = _scope_name(scope_spans.scope.name)
             for span in scope_spans.spans:
                 index += 1
                 span_id = span.span_id
@@ -501,7 +537,12 @@ def decode_protobuf(
                     )
                 except ValueError as exc:
                     rejected.append(_reject(index, span_hex, str(exc)))
+    result.truncated = _count_truncated(records)
     return result
+
+
+def _count_truncated(records: list[HopRecord]) -> int:
+    return sum(1 for r in records if "truncated" in r.extra)
 
 
 # --- JSON --------------------------------------------------------------------------------
@@ -557,7 +598,7 @@ def _j_value(value: Any) -> Any:
                 return inner
             raise ValueError("stringValue must be a string")
         if tag == "intValue":
-            return _j_int(inner, "intValue")
+            return limits.int64(_j_int(inner, "intValue"), "intValue")
         if tag == "boolValue":
             if isinstance(inner, bool):
                 return inner
@@ -596,11 +637,14 @@ def _j_attrs(attributes: Any) -> dict[str, Any]:
         if type(key) is not str:
             raise ValueError("each attribute must be an object with a string key")
         value = kv.get("value")
-        if type(value) is dict:
-            text = value.get("stringValue")  # the common case, without the call below
-            out[key] = text if type(text) is str else _j_value(value)
-        else:
-            out[key] = None if value is None else _j_value(value)
+        try:
+            if type(value) is dict:
+                text = value.get("stringValue")  # the common case, without the call below
+                out[key] = text if type(text) is str else _j_value(value)
+            else:
+                out[key] = None if value is None else _j_value(value)
+        except ValueError as exc:  # name the attribute: the reason of the refused span
+            raise ValueError(f"attribute {key[: limits.ATTRIBUTE_NAME]!r}: {exc}") from None
     return out
 
 
@@ -738,13 +782,14 @@ def decode_json(
             scope_where = f"{where}.scopeSpans[{s}]"
             scope_spans = _j_object(scope_spans, scope_where)
             scope = _j_object(scope_spans.get("scope"), f"{scope_where}.scope").get("name")
-            scope = scope if isinstance(scope, str) else ""
+            scope = _scope_name(scope) if isinstance(scope, str) else ""
             for span in _j_list(scope_spans.get("spans"), f"{scope_where}.spans"):
                 index += 1
                 try:
                     records.append(_j_span(span, res, scope, rules, received_at))
                 except (ValueError, TypeError, AttributeError, RecursionError) as exc:
                     rejected.append(_reject(index, _j_ident(span), str(exc)))
+    result.truncated = _count_truncated(records)
     return result
 
 
@@ -786,8 +831,29 @@ def _varint(number: int) -> bytes:
             return bytes(out)
 
 
+#: The gRPC status code of an OTLP/HTTP error answer, by HTTP status (the OTLP/HTTP spec
+#: sends a google.rpc.Status, whose code is a gRPC code, not the HTTP status).
+GRPC_CODES: Final = {
+    400: 3,  # INVALID_ARGUMENT
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    413: 8,  # RESOURCE_EXHAUSTED
+    415: 3,  # INVALID_ARGUMENT: a body in no encoding OTLP/HTTP has
+    429: 8,  # RESOURCE_EXHAUSTED
+    503: 14,  # UNAVAILABLE
+}
+
+
+def grpc_code(http_status: int) -> int:
+    """The gRPC code for an HTTP error status: INVALID_ARGUMENT for any other 4xx,
+    INTERNAL (13) for any other 5xx."""
+    return GRPC_CODES.get(http_status, 3 if 400 <= http_status < 500 else 13)
+
+
 def encode_status(code: int, message: str, *, json: bool) -> bytes:
-    """A ``google.rpc.Status`` body for a 4xx/5xx answer, in the request's encoding."""
+    """A ``google.rpc.Status`` body for a 4xx/5xx answer, in the request's encoding.
+
+    ``code`` is the gRPC status code (:func:`grpc_code` of the HTTP status)."""
     if json:
         return orjson.dumps({"code": code, "message": message})
     if _status_pb2 is not None:

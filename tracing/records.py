@@ -74,6 +74,9 @@ class DecodeResult:
 
     records: list[HopRecord] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    #: how many of the records had a value cut to fit storage (each lists its cut fields in
+    #: ``extra["truncated"]``; tracing/limits.py)
+    truncated: int = 0
 
 
 class DecodeError(ValueError):

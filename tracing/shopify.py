@@ -25,8 +25,8 @@ from typing import Any, Final
 
 import orjson
 
-from tracing import conventions
-from tracing.cloudevents import parse_rfc3339
+from tracing import conventions, limits
+from tracing.cloudevents import TimeOutOfRange, parse_rfc3339
 from tracing.records import DecodeError, DecodeResult, HopRecord, Key
 
 __all__ = ["SYSTEM", "decode", "verify_hmac"]
@@ -39,6 +39,19 @@ _ORDER_SUMMARY: Final = ("financial_status", "fulfillment_status", "cancel_reaso
 _FULFILLMENT_SUMMARY: Final = ("status", "shipment_status", "tracking_company", "name", "service")
 #: Return fields copied into attributes.
 _RETURN_SUMMARY: Final = ("status", "name")
+#: Where each hop field of a delivery comes from, for the reason of a refused one.
+_WIRE: Final = limits.Wire(
+    system="system",
+    stage="stage",
+    channel="source_name",
+    store_id="location_id",
+    currency="currency",
+    amount="total_price",
+    retry_attempt="retry",
+    start_time="X-Shopify-Triggered-At",
+    end_time="X-Shopify-Triggered-At",
+    key_prefix="payload key ",
+)
 
 
 def verify_hmac(raw_body: bytes, header_value: str | None, secrets: Sequence[str]) -> bool:
@@ -71,8 +84,10 @@ def decode(raw_body: bytes, headers: Mapping[str, str], received_at: datetime) -
     ``X-Shopify-Triggered-At``, else the payload's ``updated_at`` / ``created_at``, else
     ``received_at``.
 
-    Raises :class:`~tracing.records.DecodeError` when the topic or both ids are missing or the
-    body is not a JSON object. Call :func:`verify_hmac` first: this function trusts its input.
+    Raises :class:`~tracing.records.DecodeError` when the topic or both ids are missing, the
+    body is not a JSON object, or a value does not fit storage (tracing/limits.py: the shop
+    domain and event id at most 255 bytes, no NUL byte; the amount, currency, store and
+    times in range). Call :func:`verify_hmac` first: this function trusts its input.
     """
     lowered = {name.lower(): value.strip() for name, value in headers.items()}
     topic = lowered.get("x-shopify-topic", "").lower()
@@ -85,6 +100,13 @@ def decode(raw_body: bytes, headers: Mapping[str, str], received_at: datetime) -
             "cannot deduplicate the delivery"
         )
     shop = lowered.get("x-shopify-shop-domain", "").lower()
+    try:  # the delivery identity: refused, never cut
+        limits.identifier(
+            event_id, limits.SHOPIFY_EVENT_ID, _event_id_header(lowered), in_bytes=True
+        )
+        limits.identifier(shop, limits.SHOP_DOMAIN, "X-Shopify-Shop-Domain", in_bytes=True)
+    except limits.OutOfBounds as exc:
+        raise DecodeError(str(exc)) from None
 
     if not raw_body.strip():
         raise DecodeError("the Shopify webhook body is empty")
@@ -187,7 +209,15 @@ def decode(raw_body: bytes, headers: Mapping[str, str], received_at: datetime) -
         attributes=attributes,
         extra=extra,
     )
-    return DecodeResult(records=[record])
+    try:
+        truncated = limits.enforce(record, _WIRE)
+    except limits.OutOfBounds as exc:
+        raise DecodeError(str(exc)) from None
+    return DecodeResult(records=[record], truncated=1 if truncated else 0)
+
+
+def _event_id_header(lowered: Mapping[str, str]) -> str:
+    return "X-Shopify-Event-Id" if lowered.get("x-shopify-event-id") else "X-Shopify-Webhook-Id"
 
 
 class _Keys:
@@ -261,11 +291,21 @@ def _objects(value: Any) -> list[Mapping[str, Any]]:
 def _business_time(
     triggered_at: str | None, payload: Mapping[str, Any], received_at: datetime
 ) -> datetime:
-    candidates: list[Any] = [triggered_at, payload.get("updated_at"), payload.get("created_at")]
-    for candidate in candidates:
+    """The first of the candidate times that parses; one that parses but lies outside years
+    1970 to 2200 refuses the delivery (``DecodeError`` naming it)."""
+    candidates: list[tuple[str, Any]] = [
+        ("X-Shopify-Triggered-At", triggered_at),
+        ("updated_at", payload.get("updated_at")),
+        ("created_at", payload.get("created_at")),
+    ]
+    for name, candidate in candidates:
         if isinstance(candidate, str) and candidate.strip():
             try:
-                return parse_rfc3339(candidate)
+                return limits.moment(parse_rfc3339(candidate), name)
+            except TimeOutOfRange:
+                raise DecodeError(f"{name}: outside years 1970 to 2200") from None
+            except limits.OutOfBounds as exc:
+                raise DecodeError(str(exc)) from None
             except ValueError:
                 continue
     if received_at.tzinfo is None:

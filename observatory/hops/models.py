@@ -3,6 +3,9 @@
 Every span, status event and Shopify delivery becomes one Hop; its business keys are
 separate HopKey rows, searchable by value alone and by kind and value. A re-delivery of
 the same hop stores nothing new; it is recorded as a DuplicateDelivery of the first.
+
+Column sizes come from ``tracing.limits``, whose rules hold every decoded value to them
+(docs/architecture.md, "Bounds at the edge").
 """
 
 from __future__ import annotations
@@ -10,17 +13,19 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from tracing import limits
+
 
 class Hop(models.Model):
     id = models.BigAutoField(primary_key=True)
     #: Delivery identity: ``otlp:<trace>:<span>``, ``event:<source>:<id>``,
     #: ``shopify:<shop>:<event id>``. Unique (a constraint, not ``unique=True``, which on
     #: PostgreSQL adds a second, LIKE-only index every insert and update would maintain).
-    uid = models.CharField(max_length=600)
+    uid = models.CharField(max_length=limits.UID)
     via = models.CharField(max_length=16, help_text="otlp, event or shopify")
-    source = models.CharField(max_length=255, blank=True)
-    system = models.CharField(max_length=64)
-    operation = models.CharField(max_length=255)
+    source = models.CharField(max_length=limits.SOURCE, blank=True)
+    system = models.CharField(max_length=limits.SYSTEM)
+    operation = models.CharField(max_length=limits.OPERATION)
     start_time = models.DateTimeField(help_text="business time of the hop")
     end_time = models.DateTimeField()
     duration_ms = models.FloatField(default=0)
@@ -31,12 +36,14 @@ class Hop(models.Model):
     parent_span_id = models.CharField(max_length=16, blank=True)
     retry_attempt = models.IntegerField(default=0)
     replay = models.BooleanField(default=False)
-    platform_status = models.CharField(max_length=128, blank=True)
-    stage = models.CharField(max_length=32, blank=True)
-    channel = models.CharField(max_length=32, blank=True)
-    store_id = models.CharField(max_length=64, blank=True)
-    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-    currency = models.CharField(max_length=3, blank=True)
+    platform_status = models.CharField(max_length=limits.PLATFORM_STATUS, blank=True)
+    stage = models.CharField(max_length=limits.STAGE, blank=True)
+    channel = models.CharField(max_length=limits.CHANNEL, blank=True)
+    store_id = models.CharField(max_length=limits.STORE_ID, blank=True)
+    amount = models.DecimalField(
+        max_digits=limits.AMOUNT_DIGITS, decimal_places=limits.AMOUNT_PLACES, null=True, blank=True
+    )
+    currency = models.CharField(max_length=limits.CURRENCY, blank=True)
     received_at = models.DateTimeField()
     attributes = models.JSONField(default=dict, blank=True)
     #: links, span events, resource attributes: for display, never queried.
@@ -59,8 +66,8 @@ class HopKey(models.Model):
     #: transaction as their hop, and a deferred foreign-key check per key row cost the
     #: ingest hot path about a third of its PostgreSQL time (bench/ingest.py).
     hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="keys", db_constraint=False)
-    kind = models.CharField(max_length=64)
-    value = models.CharField(max_length=256)
+    kind = models.CharField(max_length=limits.KEY_KIND)
+    value = models.CharField(max_length=limits.KEY_VALUE)
     #: True when the value came from an array (one batch hop naming many orders).
     fanout = models.BooleanField(default=False)
 

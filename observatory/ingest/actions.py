@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from observatory.access.models import IngestToken
-from observatory.hops.actions import do_store_hops
+from observatory.hops.actions import do_store_hops, mask_hops
 from observatory.lib import live
 from observatory.lib.clock import now
 from observatory.triage.tasks import pipeline_tick
@@ -67,9 +67,11 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
     out.rejected.sort(key=lambda r: r.index)
     if not placed:
         return out
+    records = [r for _, r in placed]
+    mask_hops(records)  # before the transaction: it holds SQLite's write lock throughout
     received = now()
     with transaction.atomic():
-        result = do_store_hops([r for _, r in placed], received_at=received)
+        result = do_store_hops(records, received_at=received, masked=True)
         if result.stored:
             systems = Counter(r.system for _, r in placed if r.uid in result.stored)
             live.publish_on_commit("hops.stored", {"systems": dict(systems)})

@@ -1,14 +1,17 @@
 """The ingest endpoints of CONTRACT section 2: thin, strict, and fast.
 
-Each view authenticates, reads the body within the limit, hands decoding to ``tracing``
-and storing to ``ingest.actions``, and answers in the sender's own protocol. The database
+Each view first passes its door (``DOORS``): the checks made before a byte of the body is
+read (media type, a declared size over ``INGEST_MAX_BODY_BYTES``, the token). Under ASGI
+``gate.IngestGate`` runs the same door before Django buffers the body, and hands the token
+on. Then the view reads the body within the limit, hands decoding to ``tracing`` and
+storing to ``ingest.actions``, and answers in the sender's own protocol. The database
 being unreachable is a 503 with ``Retry-After`` so that senders retry, never a loss.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache, wraps
 from typing import Any
 
@@ -43,7 +46,11 @@ def key_rules() -> KeyRules:
 
 
 def _media_type(request: HttpRequest) -> str:
-    return request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    return _media(request.META.get("CONTENT_TYPE", ""))
+
+
+def _media(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def _json(status: int, payload: dict[str, Any], **headers: str) -> HttpResponse:
@@ -66,11 +73,89 @@ def ingest_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     return csrf_exempt(require_POST(wraps(view)(view)))
 
 
+# --- the doors: what is refused before the body is read -------------------------------------
+
+#: Where ``gate.IngestGate`` leaves the token its door let in (the ASGI scope).
+PASSED_TOKEN = "observatory.ingest_token"
+#: A door: (lower-cased headers, query parameters) -> the token, or the refusal to send.
+Door = Callable[[Mapping[str, str], Mapping[str, str]], "IngestToken | HttpResponse"]
+
+
+def _too_large(headers: Mapping[str, str]) -> str:
+    """Why the declared size is refused, or "" (no Content-Length is read as a stream)."""
+    declared = headers.get("content-length", "").strip()
+    limit = settings.INGEST_MAX_BODY_BYTES
+    if declared.isdigit() and int(declared) > limit:
+        return f"body of {declared} bytes is over the limit of {limit} bytes"
+    return ""
+
+
+def _denied(token: Denied) -> dict[str, str]:
+    return {"Retry_After": RETRY_AFTER_S} if token.status == 503 else {}
+
+
+def otlp_door(headers: Mapping[str, str], query: Mapping[str, str]) -> IngestToken | HttpResponse:
+    media = _media(headers.get("content-type", ""))
+    as_json = media == "application/json"
+    if media not in ("application/x-protobuf", "application/json"):
+        return _otlp_error(
+            415,
+            f"Content-Type '{media or '(none)'}' is not supported: "
+            "send application/x-protobuf or application/json",
+            True,
+        )
+    too_large = _too_large(headers)
+    if too_large:
+        return _otlp_error(413, too_large, as_json)
+    token = _authenticate(tokens.bearer(headers.get("authorization")))
+    if isinstance(token, Denied):
+        return _otlp_error(token.status, token.message, as_json, **_denied(token))
+    return token
+
+
+def events_door(headers: Mapping[str, str], query: Mapping[str, str]) -> IngestToken | HttpResponse:
+    too_large = _too_large(headers)
+    if too_large:
+        return _json(413, {"error": too_large})
+    token = _authenticate(tokens.bearer(headers.get("authorization")))
+    if isinstance(token, Denied):
+        return _json(token.status, {"error": token.message}, **_denied(token))
+    return token
+
+
+def shopify_door(
+    headers: Mapping[str, str], query: Mapping[str, str]
+) -> IngestToken | HttpResponse:
+    too_large = _too_large(headers)
+    if too_large:
+        return _json(413, {"error": too_large})
+    # Shopify cannot add an Authorization header to its deliveries, so the ingest token
+    # may also ride in the subscription URL: /webhooks/shopify?token=<ingest token>.
+    plain = tokens.bearer(headers.get("authorization")) or query.get("token")
+    token = _authenticate(plain)
+    if isinstance(token, Denied):
+        message = token.message
+        if token.status == 401:
+            message = SHOPIFY_MISSING_TOKEN if not plain else SHOPIFY_UNKNOWN_TOKEN
+        return _json(token.status, {"error": message}, **_denied(token))
+    return token
+
+
+def _pass(request: HttpRequest, door: Door) -> IngestToken | HttpResponse:
+    """The token the ASGI gate let in for this request, else the door's own answer."""
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict) and isinstance(scope.get(PASSED_TOKEN), IngestToken):
+        return scope[PASSED_TOKEN]
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return door(headers, request.GET)
+
+
 # --- OTLP/HTTP traces (CONTRACT 2.1) ------------------------------------------------------
 
 
 def _otlp_error(status: int, message: str, as_json: bool, **headers: str) -> HttpResponse:
-    body = otlp.encode_status(status, message, json=as_json)
+    # google.rpc.Status carries the gRPC code (UNAUTHENTICATED for a 401 ...), not the HTTP one
+    body = otlp.encode_status(otlp.grpc_code(status), message, json=as_json)
     ctype = "application/json" if as_json else "application/x-protobuf"
     response = HttpResponse(body, status=status, content_type=ctype)
     for name, value in headers.items():
@@ -80,19 +165,11 @@ def _otlp_error(status: int, message: str, as_json: bool, **headers: str) -> Htt
 
 @ingest_endpoint
 def otlp_traces(request: HttpRequest) -> HttpResponse:
+    token = _pass(request, otlp_door)
+    if isinstance(token, HttpResponse):
+        return token
     media = _media_type(request)
     as_json = media == "application/json"
-    if media not in ("application/x-protobuf", "application/json"):
-        return _otlp_error(
-            415,
-            f"Content-Type '{media or '(none)'}' is not supported: "
-            "send application/x-protobuf or application/json",
-            True,
-        )
-    token = _authenticate(tokens.bearer(request.headers.get("Authorization")))
-    if isinstance(token, Denied):
-        extra = {"Retry_After": RETRY_AFTER_S} if token.status == 503 else {}
-        return _otlp_error(token.status, token.message, as_json, **extra)
     try:
         body = read_body(request, settings.INGEST_MAX_BODY_BYTES)
         decode = otlp.decode_json if as_json else otlp.decode_protobuf
@@ -112,6 +189,9 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     message = "; ".join(r.reason for r in result.rejected[:5])
     if len(result.rejected) > 5:
         message += f"; and {len(result.rejected) - 5} more"
+    if decoded.truncated:  # a warning, in the spec's form when nothing was rejected
+        cut = f"{decoded.truncated} span(s) stored with values cut to fit (extra.truncated)"
+        message = f"{message}; {cut}" if message else cut
     ctype = "application/json" if as_json else "application/x-protobuf"
     return HttpResponse(
         otlp.encode_response(len(result.rejected), message, json=as_json),
@@ -133,15 +213,20 @@ def _event_answer(result: Ingested) -> dict[str, Any]:
         "rejected": [
             {"index": r.index, "id": r.ident, "reason": r.reason} for r in result.rejected
         ],
+        # stored, with values cut to fit storage: which fields
+        "truncated": [
+            {"index": i, "fields": r.extra["truncated"]}
+            for i, r in result.stored
+            if "truncated" in r.extra
+        ],
     }
 
 
 @ingest_endpoint
 def events(request: HttpRequest) -> HttpResponse:
-    token = _authenticate(tokens.bearer(request.headers.get("Authorization")))
-    if isinstance(token, Denied):
-        extra = {"Retry_After": RETRY_AFTER_S} if token.status == 503 else {}
-        return _json(token.status, {"error": token.message}, **extra)
+    token = _pass(request, events_door)
+    if isinstance(token, HttpResponse):
+        return token
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
         body = read_body(request, settings.INGEST_MAX_BODY_BYTES)
@@ -168,15 +253,20 @@ def events(request: HttpRequest) -> HttpResponse:
 # --- Shopify webhooks (CONTRACT 2.3) ---------------------------------------------------------
 
 
+SHOPIFY_MISSING_TOKEN = (
+    "missing ingest token: Shopify cannot send headers, so add ?token=<ingest token> to the "
+    "subscription URL (/webhooks/shopify?token=...), or send 'Authorization: Bearer <ingest token>'"
+)
+SHOPIFY_UNKNOWN_TOKEN = (
+    "unknown ingest token (read from the ?token= query parameter or the Authorization header)"
+)
+
+
 @ingest_endpoint
 def shopify_webhook(request: HttpRequest) -> HttpResponse:
-    # Shopify cannot add an Authorization header to its deliveries, so the ingest token
-    # may also ride in the subscription URL: /webhooks/shopify?token=<ingest token>.
-    plain = tokens.bearer(request.headers.get("Authorization")) or request.GET.get("token")
-    token = _authenticate(plain)
-    if isinstance(token, Denied):
-        extra = {"Retry_After": RETRY_AFTER_S} if token.status == 503 else {}
-        return _json(token.status, {"error": token.message}, **extra)
+    token = _pass(request, shopify_door)
+    if isinstance(token, HttpResponse):
+        return token
     try:
         raw = read_body(request, settings.INGEST_MAX_BODY_BYTES)
     except BodyError as exc:
@@ -202,3 +292,15 @@ def shopify_webhook(request: HttpRequest) -> HttpResponse:
         return _json(400, {"error": result.rejected[0].reason})
     status = "duplicate" if result.duplicates and not result.stored else "accepted"
     return _json(200, {"status": status})
+
+
+#: For the ASGI gate: its answers are the views' own.
+otlp_error = _otlp_error
+json_answer = _json
+
+#: Each ingest view's door, for the ASGI gate (which resolves the path to the view).
+DOORS: dict[Callable[..., HttpResponse], Door] = {
+    otlp_traces: otlp_door,
+    events: events_door,
+    shopify_webhook: shopify_door,
+}

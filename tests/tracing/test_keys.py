@@ -218,6 +218,31 @@ def test_system_from_the_service_map_then_the_service_name() -> None:
     assert system_for({}, {"service.name": "shopify-bridge"}, NO_RULES) == "shopify-bridge"
 
 
+def test_service_names_become_system_names() -> None:
+    assert system_for({}, {"service.name": "Order Service"}, NO_RULES) == "order-service"
+    assert system_for({}, {"service.name": "erp/eu"}, NO_RULES) == "erp-eu"
+    assert system_for({}, {"service.name": "wms\x00bridge"}, NO_RULES) == "wms-bridge"
+    assert system_for({}, {"service.name": "A" * 100_000}, NO_RULES) == "a" * 64
+    assert system_for({}, {"service.name": "1password"}, NO_RULES) == "unknown"
+    assert system_for({}, {"service.name": "../"}, NO_RULES) == "unknown"
+
+
+def test_an_explicit_system_is_returned_as_sent_for_the_decoder_to_judge() -> None:
+    # the decoders refuse a span whose retail.system is no system name (tracing/limits.py)
+    assert system_for({"retail.system": "ERP/EU"}, {}, NO_RULES) == "erp/eu"
+
+
+def test_a_service_rule_naming_no_system_is_refused_at_configuration() -> None:
+    with pytest.raises(ValueError, match="'erp-connector'"):
+        KeyRules(service_systems={"erp-connector": "erp/eu"})
+
+
+def test_a_nul_byte_in_a_key_value_is_refused() -> None:
+    for value in ("#1\x00", ["#1", "#2\x00"]):
+        with pytest.raises(ValueError, match="NUL"):
+            extract_keys({"retail.key.order_number": value}, {}, NO_RULES)
+
+
 def test_system_unknown_when_nothing_names_it() -> None:
     assert system_for({}, {}, RULES) == "unknown"
     assert system_for({"retail.system": ""}, {"service.name": "  "}, RULES) == "unknown"
@@ -226,10 +251,13 @@ def test_system_unknown_when_nothing_names_it() -> None:
 # --- properties ------------------------------------------------------------------------------
 
 kinds = st.from_regex(re.compile(r"[a-z][a-z0-9_]{0,20}"), fullmatch=True)
+no_nul = st.characters(
+    blacklist_categories=("Cs",), blacklist_characters="\x00"
+)  # a NUL refuses the span: tested apart
 values = st.one_of(
-    st.text(max_size=40),
+    st.text(no_nul, max_size=40),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.lists(st.text(max_size=20), max_size=4),
+    st.lists(st.text(no_nul, max_size=20), max_size=4),
 )
 
 

@@ -662,23 +662,25 @@ def test_ids_are_accepted_exactly_when_valid(
             assert result.rejected[0].reason.startswith("span ")
 
 
+#: NUL bytes become U+FFFD in storage (tested apart): leave them out of round trips
+texts = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=10
+)
 scalars = st.one_of(
-    st.text(max_size=10),
+    texts,
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
 )
 any_values = st.recursive(
     scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(texts, inner, max_size=3)),
     max_leaves=8,
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(attrs=st.dictionaries(st.text(max_size=12), any_values, max_size=6))
+@given(attrs=st.dictionaries(texts, any_values, max_size=6))
 def test_attribute_values_survive_both_encodings(attrs: dict[str, Any]) -> None:
     attrs = {k: v for k, v in attrs.items() if not k.startswith("retail.")}
     body = pb_request([pb_span(0, attributes=attrs)])

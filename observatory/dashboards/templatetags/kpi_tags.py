@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.urls import NoReverseMatch, reverse
 
 from observatory.dashboards.kpi_figures import human_s
 
@@ -55,6 +56,16 @@ def system_name(value: str) -> str:
     """``erp`` -> ``ERP``, ``shopify`` -> ``Shopify``."""
     text = str(value or "")
     return SYSTEM_NAMES.get(text.lower()) or text[:1].upper() + text[1:]
+
+
+@register.filter
+def system_url(value: str) -> str:
+    """The page of system ``value``, whatever its name holds; the systems index for a name
+    no URL can carry (hops stored before system names were checked at ingest, say)."""
+    try:
+        return reverse("system", args=[str(value or "")])
+    except NoReverseMatch:
+        return reverse("systems")
 
 
 @register.filter

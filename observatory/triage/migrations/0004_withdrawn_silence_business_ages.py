@@ -24,7 +24,7 @@ def detection_ages(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("hops", "0007_streams"),
+        ("hops", "0008_streams"),
         ("transactions", "0006_sla_skippable"),
         ("triage", "0003_failed_hop_index_by_id"),
     ]

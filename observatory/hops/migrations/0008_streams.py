@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("hops", "0006_drop_stitched_at"),
+        ("hops", "0007_bounded_fields"),
     ]
 
     operations = [
