@@ -103,8 +103,10 @@ class Truth:
         return [{c["ref"], c.get("other_ref", "")} - {""} for c in self.doc.get("conflicts", [])]
 
     def stage(self, t: dict[str, Any], name: str) -> datetime | None:
+        """When ``t`` reached stage ``name``, if its hop was delivered (what was never sent
+        cannot be known)."""
         s = t.get("stages", {}).get(name)
-        return parse_time(s["at"]) if s else None
+        return parse_time(s["at"]) if s and s.get("delivered", True) else None
 
     def problem_orders(self) -> set[str]:
         """Orders with a real problem: a missed deadline, a failed step, posted twice, a

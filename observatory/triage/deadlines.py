@@ -548,6 +548,20 @@ def _silence(ctx: Context, result: Tally) -> None:
         cut = ctx.cutoff(system)
         if cut is not None:
             qs = qs.filter(**{f"{start}__gte": cut - p.allowed})
+        if system not in ctx.marks:
+            # never heard from at all: silent only once orders have waited on it as long
+            # as a system that stopped would have been quiet (at start-up the first hops
+            # of a backfill arrive before the system's own)
+            quiet = ctx.wall - timedelta(seconds=settings.SILENCE_AFTER_S)
+            qs = qs.filter(
+                Exists(
+                    StageReached.objects.filter(
+                        transaction_id=OuterRef("pk"),
+                        stage=p.from_stage,
+                        hop__received_at__lte=quiet,
+                    )
+                )
+            )
         agg = qs.aggregate(n=Count("id"), oldest=Min(start))
         if not agg["n"]:
             continue
