@@ -101,10 +101,11 @@ def do_record_arrivals(
         (r.system, r.store_id): r for r in Stream.objects.filter(system__in={s for s, _ in grouped})
     }
     new, changed = [], []
+    steady: dict[tuple[str, str], list[float]] = {}
     for key, arrivals in grouped.items():
         row = rows.get(key)
         state = state_of(row) if row else _new_state(*key, lim)
-        after = streams.record(state, arrivals, lim)
+        after, steady[key] = streams.record(state, arrivals, lim)
         if row is None:
             row = Stream(**{f: getattr(after, f) for f in _STATE_FIELDS})
             new.append(row)
@@ -115,7 +116,7 @@ def do_record_arrivals(
             changed.append(row)
     Stream.objects.bulk_create(new)
     Stream.objects.bulk_update(changed, _UPDATE_FIELDS)
-    _record_lags(grouped, rows)
+    _record_lags(grouped, steady, rows)
 
 
 def _new_state(system: str, store_id: str, lim: streams.Limits) -> streams.StreamState:
@@ -127,10 +128,14 @@ def _new_state(system: str, store_id: str, lim: streams.Limits) -> streams.Strea
 
 
 def _record_lags(
-    grouped: dict[tuple[str, str], list[streams.Arrival]], rows: dict[tuple[str, str], Stream]
+    grouped: dict[tuple[str, str], list[streams.Arrival]],
+    steady: dict[tuple[str, str], list[float]],
+    rows: dict[tuple[str, str], Stream],
 ) -> None:
-    """Add the arrivals' lags to their stream's sketch of the hour they arrived in."""
+    """Add the arrivals' lags (all, and the steady ones) to their stream's sketches of the
+    hour they arrived in (a chunk's steady lags go to the hour of its newest arrival)."""
     adds: dict[tuple[int, datetime], tuple[list[float], int]] = {}
+    calm: dict[tuple[int, datetime], list[float]] = defaultdict(list)
     for key, arrivals in grouped.items():
         row = rows[key]
         for a in arrivals:
@@ -139,6 +144,9 @@ def _record_lags(
             lags.append(a.lag_s)
             if a.lag_s > row.max_delay_s:
                 adds[(row.id, hour)] = (lags, late + 1)
+        newest = max(a.received_at for a in arrivals).replace(minute=0, second=0, microsecond=0)
+        calm[(row.id, newest)].extend(steady.get(key, []))
+        adds.setdefault((row.id, newest), ([], 0))
     held = {
         (r.stream_id, r.hour): r
         for r in StreamLag.objects.filter(
@@ -149,6 +157,7 @@ def _record_lags(
     changed: list[StreamLag] = []
     for (stream_id, hour), (lags, late) in adds.items():
         fresh = Sketch.from_values(lags)
+        fresh_steady = Sketch.from_values(calm.get((stream_id, hour), []))
         lag_row = held.get((stream_id, hour))
         if lag_row is None:
             new.append(
@@ -158,15 +167,17 @@ def _record_lags(
                     count=len(lags),
                     late=late,
                     sketch=fresh.encode(),
+                    steady=fresh_steady.encode(),
                 )
             )
             continue
         lag_row.sketch = merge([Sketch.decode(lag_row.sketch), fresh]).encode()
+        lag_row.steady = merge([Sketch.decode(lag_row.steady), fresh_steady]).encode()
         lag_row.count += len(lags)
         lag_row.late += late
         changed.append(lag_row)
     StreamLag.objects.bulk_create(new)
-    StreamLag.objects.bulk_update(changed, ["sketch", "count", "late"])
+    StreamLag.objects.bulk_update(changed, ["sketch", "steady", "count", "late"])
 
 
 def do_measure_streams(*, wall: Clock = now) -> int:
@@ -176,7 +187,7 @@ def do_measure_streams(*, wall: Clock = now) -> int:
     since = wall() - timedelta(hours=settings.TELEMETRY_LAG_HOURS)
     sketches: dict[int, list[Sketch]] = defaultdict(list)
     for stream_id, blob in StreamLag.objects.filter(hour__gte=since).values_list(
-        "stream_id", "sketch"
+        "stream_id", "steady"
     ):
         sketches[stream_id].append(Sketch.decode(blob))
     changed = []

@@ -172,7 +172,10 @@ class StreamLag(models.Model):
     hour = models.DateTimeField()
     count = models.BigIntegerField(default=0)
     late = models.BigIntegerField(default=0)
+    #: every hop's lag (what the pages show)
     sketch = models.BinaryField()
+    #: the steady lags only (``streams.record``): what the delays are measured on
+    steady = models.BinaryField(default=b"")
 
     class Meta:
         constraints = [

@@ -7,8 +7,9 @@ system, or, for the systems whose stores report on their own (the POS), one stor
 ``docs/watermarks.md`` explains the model; in short:
 
 * **Maximum telemetry delay** (``max_delay_s``): how late a stream's hops may normally
-  arrive. Configured per system, or else measured: the 99th percentile of its arrival lags
-  that are within the ceiling, held between a floor and that ceiling.
+  arrive. Configured per system, or else measured: the 99th percentile of its steady
+  arrival lags (hops in step with the stream, not a backfill's or a straggler's) that
+  are within the ceiling, held between a floor and that ceiling.
 * **Late hops**: a hop whose lag exceeds the stream's maximum delay belongs to data that is
   catching up: a backfill, an offline store's upload, a webhook retried hours later, a
   stopped worker's backlog. While such hops keep arriving (the latest within
@@ -102,14 +103,25 @@ def _min(a: datetime | None, b: datetime | None) -> datetime | None:
     return min(a, b)
 
 
-def record(state: StreamState, arrivals: Iterable[Arrival], limits: Limits) -> StreamState:
-    """``state`` after ``arrivals`` (in any order; a batch of one stitch chunk)."""
+def record(
+    state: StreamState, arrivals: Iterable[Arrival], limits: Limits
+) -> tuple[StreamState, list[float]]:
+    """``state`` after ``arrivals`` (in any order; a batch of one stitch chunk), and the
+    *steady* lags among them: those of hops in step with the stream (a business time no
+    older than its newest on-time one, or newest one before any was on time, less its
+    maximum delay). The maximum delay and the
+    skew are measured on steady lags only: a backfill's hops, or a webhook retried hours
+    late, arrive behind the stream and say nothing about how late its live hops come."""
     window = timedelta(seconds=limits.late_window_s)
     s = state
     n = late_n = 0
+    steady: list[float] = []
     for a in sorted(arrivals, key=lambda a: a.received_at):
         n += 1
         at = a.at
+        cursor = s.on_time_up_to or s.reported_up_to
+        if cursor is None or at >= cursor - timedelta(seconds=s.max_delay_s):
+            steady.append(a.lag_s)
         s = replace(
             s,
             reported_up_to=_max(s.reported_up_to, at),
@@ -132,7 +144,7 @@ def record(state: StreamState, arrivals: Iterable[Arrival], limits: Limits) -> S
         else:
             s = replace(s, late_floor=_min(s.late_floor, at))
         s = replace(s, late_arrival_at=_max(s.late_arrival_at, a.received_at))
-    return replace(s, hops=s.hops + n, late_hops=s.late_hops + late_n)
+    return replace(s, hops=s.hops + n, late_hops=s.late_hops + late_n), steady
 
 
 def catching_up(state: StreamState, wall: datetime, limits: Limits) -> bool:
@@ -167,7 +179,7 @@ def silent(state: StreamState | None, wall: datetime) -> bool:
 
 
 def measure(lags: Sketch, limits: Limits, configured_s: float | None = None) -> tuple[float, float]:
-    """(maximum delay, skew) from a sketch of recent arrival lags.
+    """(maximum delay, skew) from a sketch of recent steady arrival lags (``record``).
 
     The maximum delay is ``configured_s`` when set, else the 99th percentile of the lags
     within the ceiling, held between the floor and the ceiling. The skew is the 99th

@@ -25,7 +25,7 @@ def arrive(*pairs: tuple[float, float]) -> list[Arrival]:
 
 
 def test_a_live_stream_is_complete_up_to_its_newest_report_less_its_skew() -> None:
-    s = streams.record(StreamState("erp"), arrive((0, 1), (10, 12), (20, 21)), LIM)
+    s, _ = streams.record(StreamState("erp"), arrive((0, 1), (10, 12), (20, 21)), LIM)
     assert s.reported_up_to == s.on_time_up_to == at(20)
     assert streams.watermark(s, at(22), LIM) == at(15)
     assert not streams.catching_up(s, at(22), LIM)
@@ -36,13 +36,14 @@ def test_history_beside_live_traffic_holds_the_watermark_back_while_it_streams()
     """A backfill of yesterday streaming in beside today's live hops: the stream is not
     complete past the backfill's position, however new its live hops are."""
     day = 86400
-    s = streams.record(StreamState("erp"), arrive((day, day + 1)), LIM)  # live, now
-    s = streams.record(s, arrive((3600, day + 2), (3700, day + 3)), LIM)  # yesterday
+    s, _ = streams.record(StreamState("erp"), arrive((day, day + 1)), LIM)  # live, now
+    s, steady = streams.record(s, arrive((3600, day + 2), (3700, day + 3)), LIM)  # yesterday
+    assert steady == []  # behind the live hops: they say nothing about the live delay
     assert s.reported_up_to == at(day)
     assert streams.catching_up(s, at(day + 5), LIM)
     assert streams.watermark(s, at(day + 5), LIM) == at(3600)
     # the backfill moves on: its oldest recent hop is the watermark
-    s = streams.record(s, arrive((7200, day + 40), (9000, day + 41)), LIM)
+    s, _ = streams.record(s, arrive((7200, day + 40), (9000, day + 41)), LIM)
     assert streams.watermark(s, at(day + 45), LIM) == at(3600)  # the previous window counts
     assert streams.watermark(s, at(day + 70.5), LIM) == at(7200)
     # the backfill is over: complete up to the newest report
@@ -51,7 +52,7 @@ def test_history_beside_live_traffic_holds_the_watermark_back_while_it_streams()
 
 
 def test_a_sender_clock_in_the_future_cannot_push_the_watermark_past_the_arrival() -> None:
-    s = streams.record(StreamState("pos", "ST1"), arrive((500, 10)), LIM)
+    s, _ = streams.record(StreamState("pos", "ST1"), arrive((500, 10)), LIM)
     assert s.reported_up_to == at(10)
 
 
@@ -80,7 +81,7 @@ def test_the_watermark_never_passes_a_hop_still_arriving(
     arrivals = [Arrival(at(b), at(b + delay)) for b, delay in hops]
     arrivals = [a for a in arrivals if a.received_at <= now]  # what has arrived by then
     assume(arrivals)
-    state = streams.record(StreamState("erp"), arrivals, LIM)
+    state, _ = streams.record(StreamState("erp"), arrivals, LIM)
     mark = streams.watermark(state, now, LIM)
     assert mark is not None and mark <= state.reported_up_to  # type: ignore[operator]
     recent_late = [
@@ -90,3 +91,14 @@ def test_the_watermark_never_passes_a_hop_still_arriving(
     ]
     for a in recent_late:
         assert mark <= a.at
+
+
+def test_steady_lags_are_those_in_step_with_the_stream() -> None:
+    # a relay every five minutes: each batch is in step (newer than what came before)
+    s, steady = streams.record(StreamState("carrier"), arrive((0, 290), (100, 300)), LIM)
+    assert steady == [290.0, 200.0]
+    s, steady = streams.record(s, arrive((310, 600), (500, 601)), LIM)
+    assert steady == [290.0, 101.0]
+    # a webhook retried an hour late arrives behind the stream: not steady
+    s, steady = streams.record(s, arrive((-3000, 602)), LIM)
+    assert steady == []

@@ -43,6 +43,7 @@ class Migration(migrations.Migration):
                 ("count", models.BigIntegerField(default=0)),
                 ("late", models.BigIntegerField(default=0)),
                 ("sketch", models.BinaryField()),
+                ("steady", models.BinaryField(default=b"")),
                 (
                     "stream",
                     models.ForeignKey(
