@@ -26,6 +26,14 @@ def create_database(base: str, name: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def drop_database(base: str, name: str) -> None:
+    import psycopg
+
+    admin = scratch_url(base, "postgres").replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def open_scratch(name: str, *, reuse: bool = False) -> None:
     """Django on the scratch database ``name`` (created anew unless ``reuse``)."""
     base = os.environ.get("DATABASE_URL", "")

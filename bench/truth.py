@@ -365,7 +365,7 @@ def run_scenario(scenario: str, args: argparse.Namespace, database: str) -> dict
 
         server = postgres_server()
         assert server is not None
-        name = f"observatory_truth_{scenario.replace('-', '_')}"
+        name = f"observatory_truth_{scenario.replace('-', '_')}_{os.getpid()}"
         create_database(server, name)
         db = scratch_url(server, name)
     env = {"PIPELINE_TICK_S": "5"}
@@ -399,6 +399,10 @@ def run_scenario(scenario: str, args: argparse.Namespace, database: str) -> dict
         out["orders"] = len([t for t in truth.txs if t["kind"] == "order"])
         out["simulated_s"] = simulated
         out["last_line"] = result.stdout.strip().splitlines()[-1]
+    if db is not None:
+        from bench.scratch import drop_database
+
+        drop_database(postgres_server() or "", db.rsplit("/", 1)[-1])
     return out
 
 
