@@ -8,8 +8,8 @@ system, or, for the systems whose stores report on their own (the POS), one stor
 
 * **Maximum telemetry delay** (``max_delay_s``): how late a stream's hops may normally
   arrive. Configured per system, or else measured: the 99th percentile of its steady
-  arrival lags (hops in step with the stream, not a backfill's or a straggler's) that
-  are within the ceiling, held between a floor and that ceiling.
+  arrival lags (within twice the delay measured before: not a backfill's or a
+  straggler's) that are within the ceiling, held between a floor and that ceiling.
 * **Late hops**: a hop whose lag exceeds the stream's maximum delay belongs to data that is
   catching up: a backfill, an offline store's upload, a webhook retried hours later, a
   stopped worker's backlog. While such hops keep arriving (the latest within
@@ -32,8 +32,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Final
 
 from observatory.lib.sketch import Sketch
+
+#: a lag up to this many times the stream's maximum delay is steady (measured on)
+STEADY_FACTOR: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,11 @@ def record(
     state: StreamState, arrivals: Iterable[Arrival], limits: Limits
 ) -> tuple[StreamState, list[float]]:
     """``state`` after ``arrivals`` (in any order; a batch of one stitch chunk), and the
-    *steady* lags among them: those of hops in step with the stream (a business time no
-    older than its newest on-time one, or newest one before any was on time, less its
-    maximum delay). The maximum delay and the
-    skew are measured on steady lags only: a backfill's hops, or a webhook retried hours
-    late, arrive behind the stream and say nothing about how late its live hops come."""
+    *steady* lags among them: those within twice the stream's maximum delay. The maximum
+    delay and the skew are measured on steady lags only, so that a backfill, an upload or
+    a webhook retried hours late (lags far beyond what the stream usually shows) do not
+    stretch them, while a stream whose hops do come later (a relay every few minutes)
+    moves its maximum delay up, doubling at most per measurement."""
     window = timedelta(seconds=limits.late_window_s)
     s = state
     n = late_n = 0
@@ -119,8 +123,7 @@ def record(
     for a in sorted(arrivals, key=lambda a: a.received_at):
         n += 1
         at = a.at
-        cursor = s.on_time_up_to or s.reported_up_to
-        if cursor is None or at >= cursor - timedelta(seconds=s.max_delay_s):
+        if a.lag_s <= STEADY_FACTOR * s.max_delay_s:
             steady.append(a.lag_s)
         s = replace(
             s,

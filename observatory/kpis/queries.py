@@ -808,11 +808,7 @@ def judged_by(
             qs = qs.filter(channel=p.channel)
         elif specific[(p.transaction_kind, p.from_stage, p.to_stage)]:
             qs = qs.exclude(channel__in=specific[(p.transaction_kind, p.from_stage, p.to_stage)])
-        reaching = [
-            stage_field(s_)
-            for s_ in sla.satisfying(p)
-            if stage_field(s_) in columns
-        ]
+        reaching = [stage_field(s_) for s_ in sla.satisfying(p) if stage_field(s_) in columns]
         out.append((p, qs, reaching))
     return out
 
