@@ -226,6 +226,8 @@ class AlertOut(Schema):
     inhibited_by: int | None
     #: the silence muting it, if any
     silenced_by: int | None
+    #: an incident that began and ended before its data arrived: recorded, never sent
+    found_in_history: bool = False
     notifications: list[NotificationOut]
 
 
@@ -251,6 +253,7 @@ def alert_out(a: Alert) -> AlertOut:
         detail=dict(a.detail or {}),
         inhibited_by=a.inhibited_by_id,
         silenced_by=a.silenced_by_id,
+        found_in_history=a.found_in_history,
         notifications=[notification_out(n) for n in a.notifications.all()],
     )
 

@@ -174,7 +174,7 @@ def test_an_offline_store_uploading_its_day_is_not_late(ingest_client: Client) -
 
 
 def test_history_beside_live_traffic_is_judged_on_business_time(
-    ingest_client: Client,
+    ingest_client: Client, api_client: Client
 ) -> None:
     """A day of history streams in while live orders flow. The history's first orders
     arrive before the ERP's own old hops about them: judging them then would be a false
@@ -225,6 +225,10 @@ def test_history_beside_live_traffic_is_judged_on_business_time(
     assert history_alert.state == "resolved" and history_alert.detail["orders"] == 1
     assert "found in history" in history_alert.summary
     assert not Notification.objects.filter(event__alert=history_alert).exists()
+    listed = {a["id"]: a for a in api_client.get("/api/v1/alerts").json()["items"]}
+    assert listed[history_alert.id]["found_in_history"] is True
+    assert listed[history_alert.id]["notifications"] == []
+    assert listed[firing.id]["found_in_history"] is False
 
 
 def test_a_system_going_silent_is_one_problem_with_the_orders_waiting_on_it(
