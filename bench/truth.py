@@ -78,21 +78,23 @@ class Truth:
                     self.refs_of_value[str(v)].add(t["ref"])
             self.refs_of_value[t["ref"]].add(t["ref"])
 
-    def missed(self) -> set[tuple[str, str]]:
+    def missed(self, until: datetime | None = None) -> set[tuple[str, str]]:
+        until = until or self.horizon
         return {
             (t["ref"], m["stage"])
             for t in self.txs
             for m in t.get("missed", [])
-            if parse_time(m["deadline"]) <= self.horizon
+            if parse_time(m["deadline"]) <= until
         }
 
-    def failed(self) -> set[str]:
+    def failed(self, until: datetime | None = None) -> set[str]:
+        until = until or self.horizon
         out = set()
         for t in self.txs:
             fails = t.get("failures")
             if fails is None:
                 fails = [f for f in t.get("faults", []) if f == "erp_503"]
-            if any(not isinstance(f, dict) or parse_time(f["at"]) <= self.horizon for f in fails):
+            if any(not isinstance(f, dict) or parse_time(f["at"]) <= until for f in fails):
                 out.add(t["ref"])
         return out
 
@@ -109,9 +111,10 @@ class Truth:
         return parse_time(s["at"]) if s and s.get("delivered", True) else None
 
     def problem_orders(self) -> set[str]:
-        """Orders with a real problem: a missed deadline, a failed step, posted twice, a
+        """Orders with a real problem by the end of the run (what the KPI counts once the
+        worker has judged everything): a missed deadline, a failed step, posted twice, a
         conflicting id."""
-        out = {r for r, _ in self.missed()} | self.failed() | self.duplicates()
+        out = {r for r, _ in self.missed(self.end)} | self.failed(self.end) | self.duplicates()
         for c in self.conflicts():
             out |= c
         return {r for r in out if self.by_ref.get(r, {}).get("kind") == "order"}
