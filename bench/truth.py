@@ -115,8 +115,8 @@ class Truth:
         worker has judged everything): a missed deadline, a failed step, posted twice, a
         conflicting id."""
         out = {r for r, _ in self.missed(self.end)} | self.failed(self.end) | self.duplicates()
-        for c in self.conflicts():
-            out |= c
+        # the order given another order's sales-order number (the other one was fine)
+        out |= {c["ref"] for c in self.doc.get("conflicts", [])}
         return {r for r in out if self.by_ref.get(r, {}).get("kind") == "order"}
 
 
@@ -324,7 +324,9 @@ def _alerts(stack: Any, truth: Truth) -> dict[str, Any]:
 
 def _kpis(stack: Any, truth: Truth, margin_s: float) -> dict[str, Any]:
     since = truth.start - timedelta(days=30)
-    until = truth.end - timedelta(seconds=margin_s)
+    # orders whose web deadline falls before the horizon: after the run's end no hop comes,
+    # and a posting due then would be judged missing, while the truth stops at the end
+    until = truth.end - timedelta(seconds=margin_s + 120)
     mine = stack.get("/api/v1/kpis", since=since.isoformat(), until=until.isoformat())["kpis"]
     # deliveries over the whole run (the truth counts every one it handed out)
     whole = stack.get(
@@ -442,8 +444,19 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--settle", type=float, default=120.0)
-    parser.add_argument("--margin", type=float, default=900.0)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=150.0,
+        help="seconds the worker goes on after the simulator ends (longer than the systems' "
+        "maximum delays: every deadline of the run becomes knowable)",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=15.0,
+        help="deadlines and failures in the run's last seconds are left out of the scores",
+    )
     parser.add_argument(
         "--databases",
         default="sqlite,postgresql",

@@ -479,7 +479,7 @@ def _transaction(
             ],
             "faults": _unique(f for at, f in record.faults if at <= end),
             "failures": [
-                {"at": iso(at), "system": system, "operation": operation}
+                {"at": iso(stamp(at)), "system": system, "operation": operation}
                 for at, system, operation in record.failures
                 if at <= end
             ],

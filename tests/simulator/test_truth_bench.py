@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from bench.truth import run_scenario
+from bench.truth import report, run_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +23,14 @@ def test_chaos_against_its_ground_truth() -> None:
     url = os.environ.get("DATABASE_URL", "")
     database = "postgresql" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
     args = argparse.Namespace(
-        seed=11, backfill_days=0.1, rate=1.0, speed=10.0, duration=90.0, settle=75.0, margin=150.0
+        seed=12, backfill_days=0.1, rate=1.0, speed=10.0, duration=150.0, settle=100.0, margin=15.0
     )
     r = run_scenario("chaos", args, database)
+    print(report("chaos", r))  # shown when an assertion fails
     for kind, k in r["kinds"].items():
         assert k["precision"] >= 0.99 and k["recall"] >= 0.99, (kind, k)
-    assert r["kinds"]["duplicate"]["truth"] > 0 and r["kinds"]["conflict"]["truth"] > 0
+    # the run is big enough to hold lost orders and conflicting ids (one in 150 orders)
+    assert r["kinds"]["stuck"]["truth"] > 0 and r["kinds"]["conflict"]["truth"] > 0
     assert r["alerts"]["unsupported"] == [], r["alerts"]
     for name, k in r["kpis"].items():
         if k["truth"]:
