@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "observatory.kpis",
     "observatory.alerts",
     "observatory.dashboards",
+    "observatory.pipeline",
     "observatory.simulator",
 ]
 
@@ -160,12 +161,12 @@ CELERY_TASK_DEFAULT_QUEUE = "observatory"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 #: The pipeline in order: each tick stitches every waiting hop, then sweeps SLAs and opens
-#: or closes exceptions (observatory.triage.actions.do_pipeline_tick). Ingest also nudges a
-#: tick after each commit that stored hops, at most once a second per process.
+#: or closes exceptions (observatory.pipeline.wiring.tick). Ingest also nudges a tick
+#: after each commit that stored hops, at most once a second per process.
 PIPELINE_TICK_S = env.float("PIPELINE_TICK_S", default=5.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "pipeline-tick": {
-        "task": "observatory.triage.tasks.pipeline_tick",
+        "task": "observatory.pipeline.tasks.tick",
         "schedule": timedelta(seconds=PIPELINE_TICK_S),
         # a tick that waited longer than a tick is superseded by the next one
         "options": {"expires": PIPELINE_TICK_S},

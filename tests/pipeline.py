@@ -12,7 +12,8 @@ from typing import Any
 
 from observatory.hops.queries import settled
 from observatory.lib.clock import now
-from observatory.triage.actions import TickResult, do_pipeline_tick
+from observatory.pipeline.wiring import TickResult
+from observatory.pipeline.wiring import tick as do_pipeline_tick
 
 
 def tick(**kwargs: Any) -> TickResult:

@@ -58,6 +58,7 @@ from observatory.alerts.transports import (
     TransportError,
     transport_for,
 )
+from observatory.kpis.models import AlertSeen
 from observatory.lib import http, live
 from observatory.lib.clock import Clock, now
 
@@ -285,7 +286,32 @@ def _save_alerts(
             row.inhibited_by_id = holder_id
             relink.append(row)
     Alert.objects.bulk_update(relink, ["inhibited_by_id"], batch_size=200)
+    hand_down([rows[s.fingerprint] for s in step.alerts])
     return rows
+
+
+def hand_down(alerts: Iterable[Alert]) -> None:
+    """Give the KPIs the facts they need of alerts that fired (``kpis.AlertSeen``): the
+    KPIs sit below alerts and never read them."""
+    seen = [
+        AlertSeen(
+            alert_id=a.id,
+            channel=(a.labels or {}).get("channel", ""),
+            store=(a.labels or {}).get("store", ""),
+            system=(a.labels or {}).get("system", ""),
+            fired_at=a.fired_at,
+            resolved_at=a.resolved_at,
+        )
+        for a in alerts
+        if a.fired_at is not None and not a.found_in_history
+    ]
+    AlertSeen.objects.bulk_create(
+        seen,
+        update_conflicts=True,
+        unique_fields=["alert_id"],
+        update_fields=["channel", "store", "system", "fired_at", "resolved_at"],
+        batch_size=500,
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -21,8 +21,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from observatory.dashboards import ops
-from observatory.kpis import series
+from observatory.dashboards import ops, series
 from observatory.lib import live
 from observatory.lib.clock import now
 

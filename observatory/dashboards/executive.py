@@ -22,8 +22,9 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from observatory.dashboards import kpi_figures as figs
+from observatory.dashboards import series
 from observatory.dashboards.kpi_figures import to_json as figure_json
-from observatory.kpis import queries, series
+from observatory.kpis import queries
 from observatory.kpis.compute import ALL, HOUR, floor_to, rate
 from observatory.kpis.models import BacklogSample
 from observatory.lib.clock import now

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from observatory.alerts.models import FIRING, Alert
+from observatory.dashboards import series
 from observatory.hops.queries import Lags, Mark, stream_lags, stream_marks, system_marks
-from observatory.kpis import series
 from observatory.triage.models import SILENCE, UNRESOLVED, Issue
 
 OK = "ok"

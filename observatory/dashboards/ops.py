@@ -21,9 +21,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from observatory.dashboards import queries as page_queries
+from observatory.dashboards import series
 from observatory.dashboards.kpi_figures import human_s
 from observatory.kpis import queries as kpi_queries
-from observatory.kpis import series
 from observatory.lib.clock import now
 
 LIVE_TEMPLATE = "dashboards/_ops_live.html"

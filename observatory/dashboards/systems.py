@@ -11,13 +11,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from observatory.dashboards import health
+from observatory.dashboards import health, series
 from observatory.dashboards import kpi_figures as figs
 from observatory.dashboards.api import summary
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.dashboards.templatetags.kpi_tags import system_name
 from observatory.hops.queries import stream_lags
-from observatory.kpis import series
 from observatory.lib.clock import now
 
 #: Period choices: (parameter, words, length)

@@ -8,17 +8,19 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from celery import current_app
 from django.db import transaction
 
 from observatory.access.models import IngestToken
 from observatory.hops.actions import do_store_hops, mask_hops
 from observatory.lib import live
 from observatory.lib.clock import now
-from observatory.triage.tasks import pipeline_tick
 from tracing.records import DecodeResult, HopRecord, Rejection
 
 log = logging.getLogger(__name__)
 
+#: The pipeline tick (``observatory.pipeline.tasks``), nudged after each commit.
+PIPELINE_TICK = "observatory.pipeline.tasks.tick"
 #: At most one stitcher nudge per this many seconds per process.
 NUDGE_INTERVAL_S = 1.0
 _nudge_lock = threading.Lock()
@@ -104,6 +106,9 @@ def nudge_stitcher() -> None:
         _nudge_at = at
     delay = at - t
     try:
-        pipeline_tick.apply_async(countdown=delay if delay > 0.001 else None, retry=False)
+        # by name: the write edge never imports the stages above it
+        current_app.send_task(
+            PIPELINE_TICK, countdown=delay if delay > 0.001 else None, retry=False
+        )
     except Exception:
         log.warning("could not enqueue the stitcher nudge", exc_info=True)

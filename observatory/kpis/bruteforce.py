@@ -13,12 +13,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 
 from observatory.hops.models import DuplicateDelivery, Hop
 from observatory.kpis import compute, registry
-from observatory.kpis.queries import ALERT_FIRED, ALERT_MODEL, ALERT_RESOLVED, LIVE_SLACK
+from observatory.kpis.models import AlertSeen
+from observatory.kpis.queries import LIVE_SLACK
 from observatory.lib.clock import now as clock_now
 from observatory.transactions.models import (
     STAGE_COLUMNS,
@@ -255,19 +255,13 @@ def kpi_values(
     aging_out["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
 
     alert_times: list[float] = []
-    try:
-        model = apps.get_model(*ALERT_MODEL)
-    except LookupError:
-        model = None
-    if model is not None:
-        for a in model.objects.all():
-            fired, done = getattr(a, ALERT_FIRED, None), getattr(a, ALERT_RESOLVED, None)
-            labels = getattr(a, "labels", {}) or {}
-            wanted = {"channel": channel, "store": store, "system": system}
-            if any(v and labels.get(k) != v for k, v in wanted.items()):
-                continue
-            if fired is not None and done is not None and since <= fired < until:
-                alert_times.append((done - fired).total_seconds())
+    for a in AlertSeen.objects.all():
+        labels = {"channel": a.channel, "store": a.store, "system": a.system}
+        wanted = {"channel": channel, "store": store, "system": system}
+        if any(v and labels.get(k) != v for k, v in wanted.items()):
+            continue
+        if a.resolved_at is not None and since <= a.fired_at < until:
+            alert_times.append((a.resolved_at - a.fired_at).total_seconds())
 
     a50, a95, a99 = _quantiles(a2p, (0.5, 0.95, 0.99))
     f50, f95 = _quantiles(ful, (0.5, 0.95))

@@ -260,3 +260,22 @@ class OpenStage(models.Model):
 
     def __str__(self) -> str:
         return f"transaction {self.transaction_id} misses {self.stage} (overdue after {self.overdue_after})"
+
+
+class AlertSeen(models.Model):
+    """An alert that fired, as the alerts stage hands it down (the KPIs sit below alerts
+    and never read them): when it fired and resolved, and the labels a KPI filter matches
+    it by. ``resolution_time.alerts_mean_s`` reads these rows alone."""
+
+    alert_id = models.BigIntegerField(primary_key=True)
+    channel = models.CharField(max_length=32, blank=True, default="")
+    store = models.CharField(max_length=64, blank=True, default="")
+    system = models.CharField(max_length=64, blank=True, default="")
+    fired_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["fired_at"], name="kpi_alert_fired")]
+
+    def __str__(self) -> str:
+        return f"alert {self.alert_id} fired {self.fired_at:%Y-%m-%d %H:%M:%S}"

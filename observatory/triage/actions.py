@@ -147,31 +147,6 @@ def do_resolve(issue_id: int, who: str, *, note: str = "", clock: Clock = now) -
 # --- the pipeline ---------------------------------------------------------------------------
 
 
-@dataclass
-class TickResult:
-    #: transactions.actions.StitchResult(hops, transactions_created, merged, conflicts)
-    stitched: Any
-    swept: SweepResult
-
-
-def do_pipeline_tick(
-    *, clock: Clock = now, wall: Clock | None = None, full: bool = False
-) -> TickResult:
-    """One turn of the pipeline: stitch every waiting hop, then sweep.
-
-    ``clock`` is business "now" for the SLA sweep; ``wall`` the real time the streams'
-    watermarks are read at (the stitcher stamps its own wall-clock times); see
-    ``do_sweep`` for its default. ``full`` rescans every transaction instead of the
-    recent ones.
-    """
-    # imported here: the stitcher is the stage below and is written beside this module
-    from observatory.transactions.actions import do_stitch
-
-    stitched = do_stitch()
-    swept = do_sweep(clock=clock, wall=wall, full=full)
-    return TickResult(stitched=stitched, swept=swept)
-
-
 def do_sweep(*, clock: Clock = now, wall: Clock | None = None, full: bool = False) -> SweepResult:
     """Open and close exceptions from what the stitcher wrote, in one transaction.
 

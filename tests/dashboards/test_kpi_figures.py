@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import orjson
 
 from observatory.dashboards import kpi_figures as figs
+from observatory.dashboards.series import LAG_BINS, lag_distribution
 from observatory.kpis.compute import Sketch
-from observatory.kpis.series import LAG_BINS, lag_distribution
 
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -34,6 +34,7 @@ from observatory.alerts.models import RESOLVED as ALERT_RESOLVED
 from observatory.hops.models import DuplicateDelivery, Hop, HopKey
 from observatory.kpis.actions import do_fill_rollups
 from observatory.kpis.compute import exact_quantile
+from observatory.pipeline.wiring import tick as do_pipeline_tick
 from observatory.simulator import catalog
 from observatory.simulator.timing import WAREHOUSE_CLOSE_H, WAREHOUSE_OPEN_H, is_open
 from observatory.transactions.actions import do_stitch
@@ -45,7 +46,6 @@ from observatory.transactions.models import (
     TransactionHop,
     TransactionKey,
 )
-from observatory.triage.actions import do_pipeline_tick
 from observatory.triage.models import CONFLICT, DUPLICATE, FAILED_HOP, OPEN, RESOLVED, STUCK, Issue
 from observatory.triage.sla import satisfying_stages
 

@@ -15,8 +15,8 @@ from django.test import Client
 from observatory.alerts.actions import do_evaluate
 from observatory.alerts.models import FIRING, Alert, Notification, Rule
 from observatory.lib.clock import now
+from observatory.pipeline.wiring import tick as do_pipeline_tick
 from observatory.transactions.models import Transaction
-from observatory.triage.actions import do_pipeline_tick
 from observatory.triage.models import (
     OPEN,
     RESOLVED,

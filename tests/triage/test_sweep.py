@@ -13,6 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from observatory.pipeline.tasks import tick as pipeline_tick
 from observatory.transactions.actions import do_stitch
 from observatory.transactions.models import Conflict, TransactionKey
 from observatory.triage.actions import do_sweep
@@ -27,7 +28,6 @@ from observatory.triage.models import (
     Issue,
     OwnerRoute,
 )
-from observatory.triage.tasks import pipeline_tick
 from tests.triage.helpers import T0, contract_policies, ev, order_events, reporting, send, stitch
 
 S = timedelta(seconds=1)
@@ -59,7 +59,9 @@ def test_web_order_stuck_once_the_erp_has_reported_past_its_deadline_then_closed
     ingest_client: Client,
 ) -> None:
     send(ingest_client, captured("#1001", T0, shopify_order_id="91001"), *reporting(T0, "erp"))
-    assert stitch(T0 + 30 * S) == "stitched 2 hops into 2 transactions; 0 stuck opened, 0 closed"
+    assert stitch(T0 + 30 * S) == (
+        "stitched 2 hops: 2 transactions created, 2 touched, 0 merged; 0 stuck opened, 0 closed"
+    )
     # 60 s have passed, but the ERP has reported nothing past the deadline yet: its posting
     # may be on its way (late telemetry is not a late order)
     assert stitch(T0 + 61 * S).endswith("0 stuck opened, 0 closed")
@@ -81,7 +83,10 @@ def test_web_order_stuck_once_the_erp_has_reported_past_its_deadline_then_closed
     assert Issue.objects.count() == 1
 
     send(ingest_client, order_events("#1001", T0 + 70 * S)[1])
-    assert stitch(T0 + 130 * S) == "stitched 1 hop into 0 transactions; 0 stuck opened, 1 closed"
+    # the posting joined the order: no transaction created, one touched
+    assert stitch(T0 + 130 * S) == (
+        "stitched 1 hop: 0 transactions created, 1 touched, 0 merged; 0 stuck opened, 1 closed"
+    )
     issue.refresh_from_db()
     assert issue.state == RESOLVED
     assert issue.resolved_by == "system" and issue.resolution == "posted reached"
@@ -377,7 +382,7 @@ def test_a_stage_that_came_late_before_any_sweep_is_recorded_on_business_time(
     send(ingest_client, captured("#1022", T0))
     send(ingest_client, ev("shopify", {"order_number": "#1022"}, T0 + 90 * S, stage="cancelled"))
     assert stitch(T0 + DAY).startswith(
-        "stitched 7 hops into 4 transactions; 2 stuck opened, 2 closed"
+        "stitched 7 hops: 4 transactions created, 4 touched, 0 merged; 2 stuck opened, 2 closed"
     )
     late = Issue.objects.get(kind=STUCK, transaction__keys__value="#1020")
     assert (late.state, late.resolution, late.resolved_by) == (RESOLVED, "posted reached", "system")

@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.apps import apps
 from django.db import connection
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Sum
 from django.db.models.functions import TruncDay
 from django.utils.dateparse import parse_datetime
 
+from observatory.alerts import queries as alert_queries
+from observatory.alerts.models import RESOLVED as ALERT_RESOLVED
+from observatory.alerts.models import Alert
 from observatory.hops.models import Hop
 from observatory.kpis import compute, queries
 from observatory.kpis.compute import ALL, DAY, HOUR, Sketch
-from observatory.kpis.models import BacklogSample, HopRollup, OrderRollup
+from observatory.kpis.models import AlertSeen, BacklogSample, HopRollup, OrderRollup
 from observatory.lib.clock import now as clock_now
 from observatory.transactions.models import Transaction, TransactionHop
 from observatory.triage import queries as triage_queries
@@ -302,13 +304,9 @@ def backlog_now(at: datetime | None = None) -> list[dict[str, Any]]:
     ]
 
 
-def firing_alerts(limit: int = 8) -> dict[str, Any] | None:
-    """The alerts panel, when the alerts app is installed (it sits above this one)."""
-    if not apps.is_installed("observatory.alerts"):
-        return None
-    from importlib import import_module
-
-    return dict(import_module("observatory.alerts.queries").panel(limit))
+def firing_alerts(limit: int = 8) -> dict[str, Any]:
+    """The alerts panel: counts and the unresolved alerts."""
+    return dict(alert_queries.panel(limit))
 
 
 def fingerprint() -> tuple[Any, ...]:
@@ -323,11 +321,10 @@ def fingerprint() -> tuple[Any, ...]:
         f"(SELECT COUNT(*) FROM {issue} WHERE state IN (%s, %s))",
     ]
     params: list[Any] = list(UNRESOLVED)
-    if apps.is_installed("observatory.alerts"):
-        alert = apps.get_model("alerts", "Alert")._meta.db_table
-        parts.append(f"(SELECT MAX(last_eval_at) FROM {alert} WHERE state <> %s)")
-        params.append(RESOLVED)
-        parts.append(f"(SELECT MAX(resolved_at) FROM {alert})")
+    alert = Alert._meta.db_table
+    parts.append(f"(SELECT MAX(last_eval_at) FROM {alert} WHERE state <> %s)")
+    params.append(ALERT_RESOLVED)
+    parts.append(f"(SELECT MAX(resolved_at) FROM {alert})")
     with connection.cursor() as cur:
         cur.execute("SELECT " + ", ".join(parts), params)
         return tuple(str(v) for v in cur.fetchone())
@@ -521,23 +518,20 @@ def daily_resolution(
         .values("day")
         .annotate(n=Count("pk"), mean=Avg(queries.resolution_time()))
     }
-    alerts: dict[datetime, tuple[int, float | None]] = {}
-    if apps.is_installed("observatory.alerts"):
-        model = apps.get_model("alerts", "Alert")
-        took = ExpressionWrapper(F("resolved_at") - F("fired_at"), output_field=DurationField())
-        aq = model.objects.filter(
-            fired_at__gte=since, fired_at__lt=until, resolved_at__isnull=False
-        )
-        if channel:
-            aq = aq.filter(labels__channel=channel)
-        if store:
-            aq = aq.filter(labels__store=store)
-        alerts = {
-            r["day"]: (r["n"], _mean_s(r["mean"]))
-            for r in aq.annotate(day=TruncDay("fired_at", tzinfo=UTC))
-            .values("day")
-            .annotate(n=Count("pk"), mean=Avg(took))
-        }
+    took = ExpressionWrapper(F("resolved_at") - F("fired_at"), output_field=DurationField())
+    aq = AlertSeen.objects.filter(
+        fired_at__gte=since, fired_at__lt=until, resolved_at__isnull=False
+    )
+    if channel:
+        aq = aq.filter(channel=channel)
+    if store:
+        aq = aq.filter(store=store)
+    alerts: dict[datetime, tuple[int, float | None]] = {
+        r["day"]: (r["n"], _mean_s(r["mean"]))
+        for r in aq.annotate(day=TruncDay("fired_at", tzinfo=UTC))
+        .values("day")
+        .annotate(n=Count("pk"), mean=Avg(took))
+    }
     out = []
     for day in compute.buckets_in([(since, until)], DAY):
         en, em = exc.get(day, (0, None))

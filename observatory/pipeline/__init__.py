@@ -1,0 +1,1 @@
+"""The wiring of the pipeline: which stage follows which (docs/architecture.md)."""

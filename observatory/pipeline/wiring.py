@@ -1,0 +1,59 @@
+"""The pipeline in order, in one place: each stage reads what the stage below wrote.
+
+``tick`` is what the worker runs every ``PIPELINE_TICK_S`` (and ingest nudges after a
+commit): stitch every waiting hop into transactions, then sweep the exception queue. The
+KPI fill and the alert evaluation and delivery run on their own beats
+(``CELERY_BEAT_SCHEDULE`` in settings); ``once`` runs one pass of all of it, in order,
+for ``manage.py pipeline``, scripts and cron.
+
+Only this module (and the settings' schedule) knows the order; the stages never import
+the stages above them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from observatory.alerts.actions import (
+    DeliverResult,
+    EvaluateResult,
+    do_deliver,
+    do_evaluate,
+)
+from observatory.kpis.actions import FillResult, do_fill_rollups
+from observatory.lib.clock import Clock, now
+from observatory.transactions.actions import StitchResult, do_stitch
+from observatory.triage.actions import SweepResult, do_sweep
+
+
+@dataclass
+class TickResult:
+    stitched: StitchResult
+    swept: SweepResult
+
+
+def tick(*, clock: Clock = now, wall: Clock | None = None, full: bool = False) -> TickResult:
+    """Stitch every waiting hop, then sweep. ``clock`` is business "now" for the sweep,
+    ``wall`` the real time the streams are read at (``triage.actions.do_sweep``); ``full``
+    rescans every transaction instead of the ones the stitcher just touched."""
+    stitched = do_stitch()
+    swept = do_sweep(clock=clock, wall=wall, full=full)
+    return TickResult(stitched=stitched, swept=swept)
+
+
+@dataclass
+class OnceResult:
+    tick: TickResult
+    filled: FillResult
+    evaluated: EvaluateResult
+    delivered: DeliverResult
+
+
+def once(*, clock: Clock = now, wall: Clock | None = None, full: bool = False) -> OnceResult:
+    """One pass of everything the worker's schedule does, in order: stitch, sweep, fill
+    the KPI rollups, evaluate the alert rules, deliver what they queued."""
+    ticked = tick(clock=clock, wall=wall, full=full)
+    filled = do_fill_rollups()
+    evaluated = do_evaluate(clock=clock)
+    delivered = do_deliver(clock=clock)
+    return OnceResult(tick=ticked, filled=filled, evaluated=evaluated, delivered=delivered)
