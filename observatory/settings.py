@@ -164,6 +164,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 #: or closes exceptions (observatory.pipeline.wiring.tick). Ingest also nudges a tick
 #: after each commit that stored hops, at most once a second per process.
 PIPELINE_TICK_S = env.float("PIPELINE_TICK_S", default=5.0)
+#: The stages that claim what the stitcher touched (transactions, and hops by business
+#: hour), each from its own queue: the hand-off between stages (docs/architecture.md).
+PIPELINE_CONSUMERS = ("triage", "kpis")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "pipeline-tick": {
         "task": "observatory.pipeline.tasks.tick",
@@ -275,9 +278,8 @@ TRIAGE_DEFAULT_OWNER = env.str("TRIAGE_DEFAULT_OWNER", default="integration")
 #: Stage -> the system expected to reach it, over the built-in table in triage/sla.py
 #: (e.g. TRIAGE_STAGE_SYSTEMS=posted=erp,shipped=wms).
 TRIAGE_STAGE_SYSTEMS = env.dict("TRIAGE_STAGE_SYSTEMS", default={})
-#: How far back (seconds) each sweep rescans transactions updated since the last sweep,
-#: to cover stitches that committed after it started.
-TRIAGE_RESCAN_OVERLAP_S = env.int("TRIAGE_RESCAN_OVERLAP_S", default=600)
+#: Transactions the stitcher touched that one sweep takes on at most (the rest: the next).
+TRIAGE_CLAIM = env.int("TRIAGE_CLAIM", default=10_000)
 
 # --- watermarks (docs/watermarks.md) ---
 #: Systems whose stores are reporting streams of their own (each store has its watermark).

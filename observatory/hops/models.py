@@ -184,3 +184,21 @@ class StreamLag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream_id} lags @ {self.hour:%Y-%m-%d %H:00}"
+
+
+class TouchedHour(models.Model):
+    """A business hour some hop of which was stitched, or delivered again, queued for each
+    stage that reads hops by hour (``settings.PIPELINE_CONSUMERS``); that stage claims its
+    rows (deletes them) as the stitcher claims ``Waiting`` hops: no wall-clock marks."""
+
+    id = models.BigAutoField(primary_key=True)
+    consumer = models.CharField(max_length=32)
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "hour"], name="touchedhour_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}: {self.hour:%Y-%m-%d %H:00}"

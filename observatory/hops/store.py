@@ -26,7 +26,8 @@ from typing import Any
 import orjson
 from django.db import IntegrityError, connection, transaction
 
-from observatory.hops.models import DuplicateDelivery, Hop, HopKey, Stitched, Waiting
+from observatory.hops.models import DuplicateDelivery, Hop, HopKey, Stitched, TouchedHour, Waiting
+from observatory.lib import queues
 from tracing.records import HopRecord
 
 HOP_TABLE = Hop._meta.db_table
@@ -183,6 +184,15 @@ def store_records(records: Sequence[HopRecord], received_at: datetime) -> StoreR
     ids = {**existing, **result.stored}
     result.duplicates = [uid for uid in unique if uid in existing] + repeats
     _record_duplicates([ids[uid] for uid in result.duplicates], received_at)
+    # a repeat counts in its hop's hour: the stages that count deliveries redo that hour
+    queues.enqueue(
+        TouchedHour,
+        "hour",
+        (
+            unique[uid].start_time.replace(minute=0, second=0, microsecond=0)
+            for uid in result.duplicates
+        ),
+    )
     return result
 
 

@@ -3,15 +3,15 @@
 ``do_fill_rollups`` does three things, each in its own database transaction(s):
 
 1. **Collect** (one transaction): find the hour buckets that changes since the last
-   collection touched, queue them as ``DirtyHour`` rows, and move the fill marker. Changes
-   are found on what the stages below already stamp, re-read with an overlap (a stitch
-   stamps ``updated_at`` when it starts and commits later):
+   collection touched, and queue them as ``DirtyHour`` rows. The stages below hand their
+   changes over in queues the fill claims (``lib.queues``: no wall-clock mark):
 
-   * transactions whose ``updated_at`` moved: the hour of their anchor time now and the
-     hour ``TxBucket`` says they were counted in before (a merge empties the loser; a
-     late capture moves the anchor); when their channel or store changed, or they won a
-     merge, the hours of all their hops too (hops are counted under their channel);
-   * hops stitched since, and duplicate deliveries received since: their hops' hours;
+   * transactions the stitcher touched (``transactions.Touched``): the hour of their
+     anchor time now and the hour ``TxBucket`` says they were counted in before (a merge
+     empties the loser; a late capture moves the anchor); when their channel or store
+     changed, or they won a merge, the hours of all their hops too (hops are counted
+     under their channel);
+   * the business hours of hops stitched, or delivered again (``hops.TouchedHour``);
    * exceptions opened, or moved to another transaction by a merge, which ``IssueSeen``
      has not counted where they now are: their transactions' hours (``IssueSeen`` also
      keeps each exception's channel and store, which follow its transaction's);
@@ -58,7 +58,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Least, TruncHour
 
-from observatory.hops.models import DuplicateDelivery, Hop
+from observatory.hops.models import Hop, TouchedHour
 from observatory.kpis import compute, queries
 from observatory.kpis.compute import DAY, HOUR, MINUTE
 from observatory.kpis.models import (
@@ -73,9 +73,15 @@ from observatory.kpis.models import (
     OrderRollup,
     TxBucket,
 )
-from observatory.lib import live
+from observatory.lib import live, queues
 from observatory.lib.clock import now
-from observatory.transactions.models import Merge, Transaction, TransactionHop, stage_field
+from observatory.transactions.models import (
+    Merge,
+    Touched,
+    Transaction,
+    TransactionHop,
+    stage_field,
+)
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 from observatory.triage.models import WITHDRAWN, Issue
@@ -84,13 +90,11 @@ log = logging.getLogger(__name__)
 
 LIVE_TOPIC = "kpis.changed"
 _LOCK_ID = 0x6B_7069_6673  # "kpifs"
+#: the fill's name on the stitcher's queues (touched transactions, hours of hops)
+CONSUMER = "kpis"
 _STATE = "rollups"
 _IN = 900  # ids per IN (...) on SQLite
 HOUR_STEP = timedelta(hours=1)
-
-
-def overlap() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "KPIS_FILL_OVERLAP_S", 300)))
 
 
 def chunk_hours() -> int:
@@ -186,9 +190,12 @@ def _collect(full: bool, result: FillResult) -> None:
     hops: set[datetime] = set()
     if full or state.marker is None:
         result.full = True
+        # everything is read afresh: what was queued for the fill is in it
+        queues.clear(Touched, CONSUMER)
+        queues.clear(TouchedHour, CONSUMER)
         _collect_all(orders, hops, policies)
     else:
-        _collect_since(state.marker - overlap(), orders, hops, policies)
+        _collect_claimed(orders, hops, policies)
         if state.fingerprint != digest:
             # the SLA policies changed: who is late for what, and every within-deadline
             # count, are to be judged again
@@ -272,21 +279,26 @@ def _collect_all(
     refresh_open_stages(None, policies)
 
 
-def _collect_since(
-    since: datetime, orders: set[datetime], hops: set[datetime], policies: Sequence[sla.Policy]
+def _collect_claimed(
+    orders: set[datetime], hops: set[datetime], policies: Sequence[sla.Policy]
 ) -> None:
+    """Claim what the stitcher (and the hop store) handed over since the last fill: the
+    transactions it touched and the business hours of the hops it took or saw again."""
     reattribute: set[int] = set()
-    touched = list(
-        Transaction.objects.filter(updated_at__gte=since).values_list(
-            "id",
-            "kind",
-            "captured_at",
-            "inventory_adjusted_at",
-            "channel",
-            "store_id",
-            "merged_into_id",
+    claimed = queues.claim(Touched, "transaction_id", CONSUMER)
+    touched: list[tuple[Any, ...]] = []
+    for chunk in _chunks(claimed):
+        touched.extend(
+            Transaction.objects.filter(id__in=chunk).values_list(
+                "id",
+                "kind",
+                "captured_at",
+                "inventory_adjusted_at",
+                "channel",
+                "store_id",
+                "merged_into_id",
+            )
         )
-    )
     for chunk in _chunks(touched):
         ids = [r[0] for r in chunk]
         old = {b.transaction_id: b for b in TxBucket.objects.filter(transaction_id__in=ids)}
@@ -308,7 +320,13 @@ def _collect_since(
     if touched:
         refresh_open_stages([r[0] for r in touched], policies)
     moved = set(reattribute)
-    reattribute.update(Merge.objects.filter(at__gte=since).values_list("winner_id", flat=True))
+    for chunk in _chunks(claimed):
+        # transactions that took over another one just now: their hops change hands
+        reattribute.update(
+            Merge.objects.filter(winner_id__in=chunk, loser_id__in=claimed).values_list(
+                "winner_id", flat=True
+            )
+        )
     for chunk in _chunks(sorted(moved)):
         # their exceptions are counted under the channel and store they have now
         of_tx = Transaction.objects.filter(pk=OuterRef("transaction_id"))
@@ -323,18 +341,8 @@ def _collect_since(
             .values_list("h", flat=True)
             .distinct()
         )
-    hops.update(
-        Hop.objects.filter(stitched__at__gte=since)
-        .annotate(h=TruncHour("start_time", tzinfo=UTC))
-        .values_list("h", flat=True)
-        .distinct()
-    )
-    hops.update(
-        DuplicateDelivery.objects.filter(received_at__gte=since)
-        .annotate(h=TruncHour("hop__start_time", tzinfo=UTC))
-        .values_list("h", flat=True)
-        .distinct()
-    )
+    # the hours of hops stitched, or delivered again
+    hops.update(queues.claim(TouchedHour, "hour", CONSUMER))
     _collect_issues(orders)
 
 

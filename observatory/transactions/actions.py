@@ -42,8 +42,8 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 
 from observatory.hops.actions import do_record_arrivals
-from observatory.hops.models import Hop, HopKey, Stitched, Waiting
-from observatory.lib import live
+from observatory.hops.models import Hop, HopKey, Stitched, TouchedHour, Waiting
+from observatory.lib import live, queues
 from observatory.lib.clock import Clock, now
 from observatory.transactions import stages as st
 from observatory.transactions.models import (
@@ -52,6 +52,7 @@ from observatory.transactions.models import (
     Merge,
     StageReached,
     StatusMap,
+    Touched,
     Transaction,
     TransactionHop,
     TransactionKey,
@@ -261,6 +262,9 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
     writer = _Writer(hops, derived, inputs, at, result)
     writer.apply(resolution, component_keys)
     _count_unknown(claimed, hops, derived, at, result)
+    # hand the changed transactions, and the hours of the hops, to the stages that follow
+    queues.enqueue(Touched, "transaction_id", writer.touched | writer.merged_away)
+    queues.enqueue(TouchedHour, "hour", (_hour(hops[h].start_time) for h in claimed))
     # the streams' watermarks advance with what the sweep can now see
     do_record_arrivals(
         (h.system, h.store_id, h.start_time, h.received_at) for h in map(hops.__getitem__, claimed)
@@ -278,6 +282,10 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
             },
         )
     return first_claim, result
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 def _claim(limit: int, at: datetime) -> list[int]:
@@ -414,6 +422,8 @@ class _Writer:
         self.at = at
         self.result = result
         self.touched: set[int] = set()
+        #: transactions merged into another by this chunk (they hold nothing any more)
+        self.merged_away: set[int] = set()
 
     def apply(self, resolution: Any, component_keys: set[KeyPair]) -> None:
         groups = resolution.groups
@@ -543,6 +553,7 @@ class _Writer:
                 tx_updates.append((*cols, tx))
                 self.touched.add(tx)
         self.touched.update(losers.values())
+        self.merged_away = set(losers)
         self.result.touched = len(self.touched)
 
         # conflicts, with the transactions on each side

@@ -326,3 +326,22 @@ class SlaPolicy(models.Model):
     def __str__(self) -> str:
         scope = f" ({self.channel})" if self.channel else ""
         return f"{self.from_stage} -> {self.to_stage} within {self.deadline_s}s{scope}"
+
+
+class Touched(models.Model):
+    """A transaction the stitcher created or changed (or merged away), queued for each stage
+    that follows transactions (``settings.PIPELINE_CONSUMERS``: triage, the KPI fill); that
+    stage claims its rows (deletes them) as the stitcher claims hops: the hand-off is the
+    same queue everywhere, never a wall-clock mark."""
+
+    id = models.BigAutoField(primary_key=True)
+    consumer = models.CharField(max_length=32)
+    transaction_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "transaction_id"], name="touched_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}: transaction {self.transaction_id}"

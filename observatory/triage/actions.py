@@ -13,7 +13,7 @@ and per stage, never one per transaction or hop.
 * ``failed_hop``: failed hops attached to a transaction open one per (transaction, system,
   operation), counting repeats; it closes when a later hop of the same system and
   operation on that transaction succeeds. Hops are claimed in ``TriagedHop`` so each is
-  looked at once; only hops stitched since the last sweep (minus an overlap) are scanned,
+  looked at once; only the failed hops of transactions the stitcher touched are scanned,
   through a partial index on failed hops that triage's migration adds to the hop table.
 * ``duplicate``: the stitcher refuses to give a transaction two ERP sales orders; such a
   ``Conflict`` means the order was posted twice. Two ``captured`` stages from hops with
@@ -33,7 +33,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -42,11 +42,12 @@ from django.db.models import Exists, OuterRef, Subquery
 
 from observatory.hops.actions import do_measure_streams
 from observatory.hops.queries import settled, system_marks
-from observatory.lib import live
+from observatory.lib import live, queues
 from observatory.lib.clock import Clock, now
 from observatory.transactions.models import (
     Conflict,
     StageReached,
+    Touched,
     Transaction,
     TransactionHop,
 )
@@ -62,7 +63,6 @@ from observatory.triage.models import (
     SYSTEM_ACTOR,
     UNRESOLVED,
     Issue,
-    SweepMark,
     TriagedHop,
 )
 from tracing import conventions as c
@@ -74,6 +74,8 @@ LIVE_TOPIC = "exceptions.changed"
 #: channel order ids: two captures of one transaction with two of these are a duplicate
 CHANNEL_ORDER_KINDS = (c.ORDER_NUMBER, c.SHOPIFY_ORDER_ID, c.MARKETPLACE_ORDER_ID, c.POS_RECEIPT)
 _LOCK_ID = 0x7472_6961_6765  # "triage"
+#: triage's name on the stitcher's queue of touched transactions
+CONSUMER = "triage"
 _BATCH = 1000
 
 
@@ -154,10 +156,10 @@ def do_sweep(*, clock: Clock = now, wall: Clock | None = None, full: bool = Fals
     reporting streams are read at (their watermarks say which deadlines are knowable:
     ``deadlines.py``). By default the real time; when only ``clock`` is given (judging
     "as of" a business time), a moment after everything sent so far, so that no stream
-    counts as still catching up (``hops.queries.settled``). Only transactions touched since the previous sweep (less
-    settings.TRIAGE_RESCAN_OVERLAP_S) are rescanned for new failed hops, double captures
-    and stages that came late, unless ``full``; open deadlines are always all checked
-    (index scans on the stage columns).
+    counts as still catching up (``hops.queries.settled``). Only the transactions the
+    stitcher touched since (claimed from triage's queue, ``transactions.Touched``) are
+    rescanned for new failed hops, double captures and stages that came late, unless
+    ``full``; open deadlines are always all checked (index scans on the stage columns).
     """
     at = clock()
     if wall is None:
@@ -167,8 +169,11 @@ def do_sweep(*, clock: Clock = now, wall: Clock | None = None, full: bool = Fals
         if not _try_lock():
             result.skipped = True
             return result
-        mark = _advance_mark()
-        since = None if full else mark
+        if full:
+            queues.clear(Touched, CONSUMER)
+            touched: list[int] | None = None
+        else:
+            touched = queues.claim(Touched, "transaction_id", CONSUMER, settings.TRIAGE_CLAIM)
         owner = queries.owner_router()
         walled = wall()
         do_measure_streams(wall=lambda: walled)
@@ -180,15 +185,15 @@ def do_sweep(*, clock: Clock = now, wall: Clock | None = None, full: bool = Fals
                 marks=system_marks(walled),
                 policies=queries.policies(),
                 owner=owner,
-                since=since,
+                touched=touched,
             ),
             result,
         )
         found_at = walled
-        _open_failed(found_at, since, owner, result)
+        _open_failed(found_at, touched, owner, result)
         _close_failed(result)
         _open_from_conflicts(found_at, owner, result)
-        _open_captured_twice(found_at, since, owner, result)
+        _open_captured_twice(found_at, touched, owner, result)
         if result.changed:
             live.publish_on_commit(LIVE_TOPIC, asdict(result))
     return result
@@ -200,18 +205,6 @@ def _try_lock() -> bool:
     with connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_ID])
         return bool(cur.fetchone()[0])
-
-
-def _advance_mark() -> datetime | None:
-    """Record this sweep's start; return where the rescan starts (None: from the start)."""
-    wall = now()
-    mark = SweepMark.objects.select_for_update().filter(name="triage").first()
-    if mark is None:
-        SweepMark.objects.create(name="triage", started_at=wall)
-        return None
-    since = mark.started_at - timedelta(seconds=settings.TRIAGE_RESCAN_OVERLAP_S)
-    SweepMark.objects.filter(name="triage").update(started_at=wall)
-    return since
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -325,13 +318,13 @@ def _op_key(system: str, operation: str) -> str:
 
 
 def _open_failed(
-    at: datetime, since: datetime | None, owner: Callable[[str], str], result: SweepResult
+    at: datetime, touched: list[int] | None, owner: Callable[[str], str], result: SweepResult
 ) -> None:
     links = TransactionHop.objects.filter(
         hop__outcome=c.ERROR, transaction__merged_into__isnull=True
     ).exclude(Exists(TriagedHop.objects.filter(hop_id=OuterRef("hop_id"))))
-    if since is not None:
-        links = links.filter(hop__stitched__at__gte=since)
+    if touched is not None:
+        links = links.filter(transaction_id__in=touched)
     rows = list(
         links.order_by("hop__start_time", "hop_id").values_list(
             "transaction_id",
@@ -589,11 +582,11 @@ def _held_keys(keys: Iterable[str]) -> set[str]:
 
 
 def _open_captured_twice(
-    at: datetime, since: datetime | None, owner: Callable[[str], str], result: SweepResult
+    at: datetime, touched: list[int] | None, owner: Callable[[str], str], result: SweepResult
 ) -> None:
     stages = StageReached.objects.filter(stage="captured", transaction__merged_into__isnull=True)
-    if since is not None:
-        stages = stages.filter(transaction__updated_at__gte=since)
+    if touched is not None:
+        stages = stages.filter(transaction_id__in=touched)
     hops_of: dict[int, dict[int, tuple[str, datetime]]] = defaultdict(dict)
     for tx_id, hop_id, system, when in stages.values_list(
         "transaction_id", "hop_id", "system", "at"

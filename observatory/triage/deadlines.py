@@ -88,8 +88,8 @@ class Context:
     marks: Mapping[str, Mark]
     policies: list[sla.Policy]
     owner: Callable[[str], str]
-    #: rescan transactions touched since (None: everything)
-    since: datetime | None
+    #: the transactions the stitcher touched since the last sweep (None: everything)
+    touched: list[int] | None
     labels: dict[int, str] = field(default_factory=dict)
 
     def system(self, stage: str) -> str:
@@ -237,10 +237,10 @@ def _winners(ids: Iterable[int]) -> dict[int, int]:
 def _rejudge(ctx: Context, result: Tally) -> None:
     held_q = Q(state__in=UNRESOLVED)
     resolved_by_us = Q(state=RESOLVED, resolved_by=SYSTEM_ACTOR)
-    if ctx.since is None:
+    if ctx.touched is None:
         held_q |= resolved_by_us
     else:
-        held_q |= resolved_by_us & Q(transaction__updated_at__gte=ctx.since)
+        held_q |= resolved_by_us & Q(transaction_id__in=ctx.touched)
     held = list(Issue.objects.filter(held_q, kind=STUCK, transaction__isnull=False))
     gone = Issue.objects.filter(kind=STUCK, state__in=UNRESOLVED, transaction__isnull=True)
     result.stuck_closed += gone.update(
@@ -424,10 +424,12 @@ def _open(ctx: Context, result: Tally) -> None:
         for col in [*map(stage_field, ends), "cancelled_at"]:
             late = late.exclude(**{f"{col}__lte": _plus(start, p)})
         lo = _advance(marks, moved, p, threshold)
-        recent = Q(updated_at__gte=ctx.since) if ctx.since is not None else Q()
-        if ctx.since is not None and lo is not None:
-            recent |= Q(**{f"{start}__gte": lo})
-        late = late.filter(recent) if ctx.since is not None else late
+        if ctx.touched is not None:
+            # what changed, and deadlines that became knowable since the last sweep
+            recent = Q(pk__in=ctx.touched)
+            if lo is not None:
+                recent |= Q(**{f"{start}__gte": lo})
+            late = late.filter(recent)
         columns = ["id", "channel", start, "cancelled_at", *map(stage_field, ends)]
         rows = [
             *_missing(qs, p).order_by(start, "id").values_list(*columns),

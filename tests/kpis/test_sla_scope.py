@@ -29,11 +29,6 @@ MIGRATION = importlib.import_module(
 )
 
 
-@pytest.fixture(autouse=True)
-def no_overlap(settings: Any) -> None:
-    settings.KPIS_FILL_OVERLAP_S = 0
-
-
 def shipped_orders(client: Client) -> None:
     """One order per channel, captured three hours ago, posted in time, shipped two hours
     ago, and never seen by Shopify as fulfilled."""
