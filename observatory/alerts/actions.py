@@ -59,7 +59,7 @@ from observatory.alerts.transports import (
     transport_for,
 )
 from observatory.kpis.models import AlertSeen
-from observatory.lib import http, live
+from observatory.lib import bulk, http, live
 from observatory.lib.clock import Clock, now
 
 log = logging.getLogger(__name__)
@@ -178,11 +178,7 @@ def _write_state(row: Alert, state: evaluate.AlertState, at: datetime) -> None:
 
 
 def _try_lock() -> bool:
-    if connection.vendor != "postgresql":
-        return True  # SQLite: BEGIN IMMEDIATE (settings) already serialises writers
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_ID])
-        return bool(cur.fetchone()[0])
+    return bulk.try_lock(_LOCK_ID)
 
 
 def do_evaluate(*, clock: Clock = now) -> EvaluateResult:
@@ -566,16 +562,12 @@ def _claim(at: datetime, limit: int, only: Sequence[int] | None = None) -> list[
     if only is not None:
         due = due.filter(id__in=list(only))
     ordered = due.order_by("next_attempt_at", "id")
-    if connection.vendor == "postgresql":
-        with transaction.atomic():
-            ids = list(
-                ordered.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit]
-            )
-            Notification.objects.filter(id__in=ids).update(claimed_until=lease)
-        return ids
-    # one conditional UPDATE per row: whoever changes the row owns it
-    ids = list(ordered.values_list("id", flat=True)[:limit])
-    return [i for i in ids if due.filter(id=i).update(claimed_until=lease)]
+    # PostgreSQL: concurrent claims skip each other's rows; SQLite: the transaction holds
+    # the write lock from BEGIN, so claims run one after the other
+    with transaction.atomic():
+        ids = list(ordered.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
+        Notification.objects.filter(id__in=ids).update(claimed_until=lease)
+    return ids
 
 
 def channel_config(channel: Channel) -> ChannelConfig:

@@ -73,7 +73,7 @@ from observatory.kpis.models import (
     OrderRollup,
     TxBucket,
 )
-from observatory.lib import live, queues
+from observatory.lib import bulk, live, queues
 from observatory.lib.clock import now
 from observatory.transactions.models import (
     Merge,
@@ -147,9 +147,7 @@ def do_fill_rollups(
 
 
 def _lock() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])
+    bulk.lock(_LOCK_ID)
 
 
 def _chunks(items: Sequence[Any], size: int = _IN) -> Iterable[Sequence[Any]]:
@@ -472,8 +470,9 @@ def refresh_open_stages(
             allowed = timedelta(seconds=policy.deadline_s + policy.batch_allowance_s)
             start = stage_field(policy.from_stage)
             ends = [*reaching, "cancelled_at"]
-            if connection.vendor == "postgresql":
-                # LEAST skips NULLs there: the first end reached, NULL when none was
+            if bulk.postgresql():
+                # one INSERT ... SELECT there (a full rebuild is minutes at a million
+                # orders otherwise); LEAST skips NULLs there: the first end reached, NULL when none was
                 closed = Least(*[F(c) for c in ends]) if len(ends) > 1 else F(ends[0])
                 rows = (
                     qs.annotate(
@@ -549,9 +548,8 @@ def policies_digest(policies: Sequence[sla.Policy]) -> str:
 
 
 def _work_chunk(at: datetime, result: FillResult) -> bool:
-    claim = DirtyHour.objects.order_by("family", "hour")
-    if connection.vendor == "postgresql":
-        claim = claim.select_for_update(skip_locked=True)
+    # concurrent fills skip each other's rows (PostgreSQL; SQLite runs them one at a time)
+    claim = DirtyHour.objects.order_by("family", "hour").select_for_update(skip_locked=True)
     rows = list(claim.values_list("id", "family", "hour")[: chunk_hours()])
     if not rows:
         return False
@@ -629,21 +627,9 @@ HOP_COLUMNS = (
 
 
 def _insert_rows(model: Any, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Insert plain tuples: COPY on PostgreSQL, executemany elsewhere (no model objects:
-    a day of store-level rollups is thousands of rows)."""
-    table = model._meta.db_table
-    with connection.cursor() as wrapper:
-        if connection.vendor == "postgresql":
-            with wrapper.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        adapt = connection.ops.adapt_datetimefield_value
-        marks = ", ".join(["%s"] * len(columns))
-        wrapper.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
-            [tuple(adapt(v) if isinstance(v, datetime) else v for v in row) for row in rows],
-        )
+    """Insert plain tuples (no model objects: a day of store-level rollups is thousands of
+    rows), by ``lib.bulk``: binary COPY on PostgreSQL."""
+    bulk.insert(bulk.Table.of(model, columns), list(rows))
 
 
 def _blob(sketch: compute.Sketch) -> bytes | None:

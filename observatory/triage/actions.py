@@ -37,12 +37,12 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef, Subquery
 
 from observatory.hops.actions import do_measure_streams
 from observatory.hops.queries import settled, system_marks
-from observatory.lib import live, queues
+from observatory.lib import bulk, live, queues
 from observatory.lib.clock import Clock, now
 from observatory.transactions.models import (
     Conflict,
@@ -200,11 +200,7 @@ def do_sweep(*, clock: Clock = now, wall: Clock | None = None, full: bool = Fals
 
 
 def _try_lock() -> bool:
-    if connection.vendor != "postgresql":
-        return True  # SQLite: BEGIN IMMEDIATE (settings) already serialises writers
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_ID])
-        return bool(cur.fetchone()[0])
+    return bulk.try_lock(_LOCK_ID)
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -1,0 +1,323 @@
+"""Set-based SQL for the hot paths (the hop store, the stitcher), on PostgreSQL and SQLite.
+
+The one place where the two databases are told apart for bulk work; ``docs/architecture.md``
+says what each costs and why:
+
+* a written table is a :class:`Table`: its columns and their types, read off the model
+  that owns it, so a column list is never kept in step by position with a list of types;
+* :func:`insert`: binary ``COPY`` on PostgreSQL (half the client CPU of text COPY), an
+  ``executemany`` of adapted values on SQLite;
+* :func:`run`: a statement with its parameters bound on the server and its rows read in
+  binary on PostgreSQL (psycopg adapts a list element by element, and parsing timestamps
+  from text was a fifth of the stitcher's time); large arrays go as one text literal each
+  (:func:`int_array`, :func:`text_array`);
+* :func:`select_in`, :func:`update`, :func:`delete_ids`: the usual shapes, in one
+  statement on PostgreSQL and in chunks of bound parameters on SQLite;
+* :func:`take_ids`: ids for rows written with explicit ids: from the sequence on
+  PostgreSQL; on SQLite past the highest id ever given (``sqlite_sequence``), which is safe
+  because its transactions begin ``IMMEDIATE`` and hold the write lock (settings).
+
+Every statement goes through Django's connection and its cursor wrappers, so query logs
+(``CaptureQueriesContext``) and ``connection.execute_wrapper`` see them, COPY included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from django.db import connection, models
+from django.db.backends.utils import CursorDebugWrapper
+
+#: bound parameters per statement on SQLite (its classic limit is 999)
+CHUNK = 900
+
+#: PostgreSQL wire type of each Django field type, for binary COPY
+_PG_TYPES = {
+    "AutoField": "int4",
+    "BigAutoField": "int8",
+    "BigIntegerField": "int8",
+    "BinaryField": "bytea",
+    "BooleanField": "bool",
+    "DateField": "date",
+    "CharField": "text",
+    "DateTimeField": "timestamptz",
+    "DecimalField": "numeric",
+    "FloatField": "float8",
+    "ForeignKey": "int8",
+    "IntegerField": "int4",
+    "JSONField": "jsonb",
+    "OneToOneField": "int8",
+    "PositiveBigIntegerField": "int8",
+    "PositiveIntegerField": "int4",
+    "PositiveSmallIntegerField": "int2",
+    "SmallIntegerField": "int2",
+    "TextField": "text",
+}
+_JSONB_VERSION = b"\x01"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    #: PostgreSQL wire type for binary COPY (``jsonb`` values go in jsonb's binary form)
+    pg_type: str
+    field: models.Field[Any, Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A written table: its name and the columns a writer sets, in the writer's order."""
+
+    name: str
+    columns: tuple[Column, ...]
+
+    @classmethod
+    def of(cls, model: type[models.Model], names: Sequence[str]) -> Table:
+        """The columns ``names`` (attribute or column names) of ``model``'s table."""
+        by_column = {f.column: f for f in model._meta.concrete_fields}
+        by_name = {f.name: f for f in model._meta.concrete_fields}
+        cols = []
+        for name in names:
+            f = by_column.get(name) or by_name[name]
+            kind = f.get_internal_type()
+            target = f.target_field.get_internal_type() if f.is_relation else kind
+            pg = _PG_TYPES.get(target if f.is_relation else kind, "text")
+            cols.append(Column(f.column, pg, f))
+        return cls(model._meta.db_table, tuple(cols))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
+def postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def jsonb(value: dict[str, Any] | None) -> bytes:
+    """``value`` in jsonb's binary form (a version byte, then the JSON text)."""
+    return _JSONB_VERSION + (orjson.dumps(value, default=str) if value else b"{}")
+
+
+def int_array(ids: Iterable[int]) -> str:
+    """A ``bigint[]`` parameter as its text literal (cast it in the SQL: ``%s::bigint[]``):
+    a join, where psycopg would adapt the list element by element (3 µs each)."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
+def text_array(values: Iterable[str]) -> str:
+    """A ``text[]`` parameter as its text literal (``%s::text[]``), every element quoted."""
+    return (
+        "{"
+        + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
+
+
+# --- through Django's cursor, seen by its query log and execute wrappers --------------------
+
+
+@contextmanager
+def _logged(wrapper: Any, sql: str, params: Any) -> Iterator[None]:
+    with (
+        wrapper.debug_sql(sql, params) if isinstance(wrapper, CursorDebugWrapper) else nullcontext()
+    ):
+        yield
+
+
+def run(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql``; its rows (``[]`` for a statement that returns none). On PostgreSQL the
+    parameters are bound on the server and rows read in binary."""
+    with connection.cursor() as wrapper:
+        if not postgresql():
+            wrapper.execute(sql, list(params))
+            return list(wrapper.fetchall()) if wrapper.description else []
+
+        def binary(sql: str, params: Any, many: bool, context: Any) -> Any:
+            from psycopg import Cursor
+
+            with connection.wrap_database_errors, Cursor(connection.connection) as raw:
+                raw.execute(sql, params, binary=True)
+                return list(raw.fetchall()) if raw.description else []
+
+        with _logged(wrapper, sql, params):
+            rows: list[tuple[Any, ...]] = wrapper._execute_with_wrappers(sql, params, False, binary)
+            return rows
+
+
+def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    if not rows:
+        return
+    if not postgresql():
+        rows = [tuple(adapt(v) for v in row) for row in rows]
+    with connection.cursor() as cur:
+        cur.executemany(sql, rows)
+
+
+def adapt(value: Any) -> Any:
+    """A Python value as SQLite takes it in raw SQL (psycopg adapts them itself)."""
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _bound(column: Column, value: Any) -> Any:
+    """``value`` of ``column`` as a bound parameter: a jsonb value (:func:`jsonb`) as its
+    JSON text; on SQLite, datetimes and decimals as text too."""
+    if column.pg_type == "jsonb" and isinstance(value, bytes):
+        value = value[1:].decode()
+    return value if postgresql() else adapt(value)
+
+
+def insert(table: Table, rows: Iterable[Sequence[Any]]) -> None:
+    """Insert ``rows`` (values in ``table.columns`` order; jsonb ones as :func:`jsonb`)."""
+    cols = ", ".join(table.names)
+    if postgresql():
+        sql = f"COPY {table.name} ({cols}) FROM STDIN (FORMAT BINARY)"
+        # psycopg's own errors (a unique violation, the server going away mid-COPY) become
+        # Django's, as for any statement through its cursor
+        with (
+            connection.cursor() as wrapper,
+            _logged(wrapper, sql, None),
+            connection.wrap_database_errors,
+            wrapper.cursor.copy(sql) as copy,
+        ):
+            copy.set_types([c.pg_type if c.pg_type != "jsonb" else "bytea" for c in table.columns])
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join(["%s"] * len(table.columns))
+    bound = [tuple(_bound(c, v) for c, v in zip(table.columns, row, strict=True)) for row in rows]
+    if bound:
+        with connection.cursor() as cur:
+            cur.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", bound)
+
+
+def select_in(table: str, cols: str, column: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """``SELECT cols FROM table WHERE column IN values`` (one statement on PostgreSQL)."""
+    if not values:
+        return []
+    if postgresql():
+        if isinstance(values[0], int):
+            return run(
+                f"SELECT {cols} FROM {table} WHERE {column} = ANY(%s::bigint[])",
+                [int_array(values)],
+            )
+        return run(
+            f"SELECT {cols} FROM {table} WHERE {column} = ANY(%s::text[])", [text_array(values)]
+        )
+    out: list[tuple[Any, ...]] = []
+    with connection.cursor() as cur:
+        for chunk in chunks(values):
+            marks = ", ".join(["%s"] * len(chunk))
+            cur.execute(f"SELECT {cols} FROM {table} WHERE {column} IN ({marks})", list(chunk))
+            out.extend(cur.fetchall())
+    return out
+
+
+def update(table: str, cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """``UPDATE table SET cols = row[:-1] WHERE id = row[-1]`` for each row."""
+    sets = ", ".join(f"{c} = %s" for c in cols)
+    executemany(f"UPDATE {table} SET {sets} WHERE id = %s", rows)
+
+
+def delete_ids(table: str, ids: Sequence[int], column: str = "id") -> None:
+    if not ids:
+        return
+    if postgresql():
+        run(f"DELETE FROM {table} WHERE {column} = ANY(%s::bigint[])", [int_array(ids)])
+        return
+    with connection.cursor() as cur:
+        for chunk in chunks(ids):
+            cur.execute(
+                f"DELETE FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})",
+                list(chunk),
+            )
+
+
+_sequences: dict[str, str] = {}
+
+
+def take_ids(table: str, n: int) -> list[int]:
+    """Ids for ``n`` rows of ``table`` written with explicit ids (see the module
+    docstring: the sequence on PostgreSQL; under the write lock on SQLite)."""
+    if n == 0:
+        return []
+    with connection.cursor() as cur:
+        if postgresql():
+            if table not in _sequences:
+                cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+                _sequences[table] = cur.fetchone()[0]
+            cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [_sequences[table], n])
+            return [r[0] for r in cur.fetchall()]
+        cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
+        top = cur.fetchone()[0]
+        cur.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+        seq = cur.fetchone()
+        top = max(top, seq[0] if seq else 0)
+        return list(range(top + 1, top + 1 + n))
+
+
+# --- serialising writers ----------------------------------------------------------------
+
+
+def lock(key: int) -> None:
+    """Wait for the transaction-scoped advisory lock ``key`` (PostgreSQL). SQLite needs
+    none: its transactions begin ``IMMEDIATE`` and hold the one write lock (settings)."""
+    if postgresql():
+        run("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def try_lock(key: int) -> bool:
+    """Take the transaction-scoped advisory lock ``key`` if free (always on SQLite)."""
+    if not postgresql():
+        return True
+    return bool(run("SELECT pg_try_advisory_xact_lock(%s)", [key])[0][0])
+
+
+def plan_for_many_small_lookups() -> None:
+    """Many small index lookups in this transaction: PostgreSQL's JIT compiling them costs
+    more than they do."""
+    if postgresql():
+        run("SET LOCAL jit = off")
+
+
+# --- idempotent inserts ---------------------------------------------------------------------
+
+
+def insert_new(table: Table, rows: Sequence[Sequence[Any]], unique: str) -> set[Any]:
+    """Insert those of ``rows`` whose ``unique`` column value is not stored yet (one
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk, on both databases); the
+    ``unique`` values inserted."""
+    at = table.index(unique)
+    marks = "(" + ", ".join(["%s"] * len(table.columns)) + ")"
+    per = max(1, (CHUNK if not postgresql() else 30_000) // len(table.columns))
+    stored: set[Any] = set()
+    for chunk in chunks(rows, per):
+        values = [_bound(c, v) for row in chunk for c, v in zip(table.columns, row, strict=True)]
+        stored.update(
+            r[0]
+            for r in run(
+                f"INSERT INTO {table.name} ({', '.join(table.names)}) VALUES "
+                f"{', '.join([marks] * len(chunk))} ON CONFLICT ({unique}) DO NOTHING "
+                f"RETURNING {table.names[at]}",
+                values,
+            )
+        )
+    return stored
