@@ -174,10 +174,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         # a tick that waited longer than a tick is superseded by the next one
         "options": {"expires": PIPELINE_TICK_S},
     },
-    "hops-retention": {
-        "task": "observatory.hops.tasks.purge_expired",
-        "schedule": timedelta(hours=1),
-    },
 }
 
 # --- channels ---------------------------------------------------------------------------
@@ -227,7 +223,30 @@ PII_VALUE_PATTERNS = env.list("PII_VALUE_PATTERNS", default=list(privacy.DEFAULT
 PII_SPARE_KEY_PATTERNS = env.list(
     "PII_SPARE_KEY_PATTERNS", default=list(privacy.DEFAULT_SPARE_KEY_PATTERNS)
 )
-HOP_RETENTION_DAYS = env.int("HOP_RETENTION_DAYS", default=90)
+
+# --- retention (docs/retention.md) -----------------------------------------------------------
+#: How many days each kind of data is kept. ``transactions`` covers their keys, stage
+#: timelines, merges, conflicts and exceptions, counted from a transaction's last change;
+#: ``alerts``, alert events, notifications and delivery attempts; rollups, the KPI tables
+#: at that resolution (day rollups, samples and seen facts go with the hour ones).
+RETENTION_DAYS = {
+    "hops": env.int("RETENTION_HOPS_DAYS", default=90),
+    "transactions": env.int("RETENTION_TRANSACTIONS_DAYS", default=400),
+    "alerts": env.int("RETENTION_ALERTS_DAYS", default=90),
+    "minute_rollups": env.int("RETENTION_MINUTE_ROLLUPS_DAYS", default=14),
+    "hour_rollups": env.int("RETENTION_HOUR_ROLLUPS_DAYS", default=400),
+}
+#: Rows deleted per statement (and per transaction) by the prune.
+PRUNE_CHUNK = env.int("PRUNE_CHUNK", default=5000)
+#: How often the worker prunes (and makes the hop table's partitions ahead), seconds.
+PRUNE_EVERY_S = env.int("PRUNE_EVERY_S", default=3600)
+#: On PostgreSQL, how many days of hop partitions the worker keeps made ahead.
+HOP_PARTITIONS_AHEAD_DAYS = env.int("HOP_PARTITIONS_AHEAD_DAYS", default=3)
+CELERY_BEAT_SCHEDULE["prune"] = {
+    "task": "observatory.pipeline.tasks.prune",
+    "schedule": timedelta(seconds=PRUNE_EVERY_S),
+    "options": {"expires": PRUNE_EVERY_S},
+}
 
 # --- alerts (CONTRACT 6, issue 6) ------------------------------------------------------------
 #: How often every alert rule is evaluated (seconds); each evaluation queues notifications.
@@ -253,13 +272,8 @@ CELERY_BEAT_SCHEDULE["alerts-deliver"] = {
 # --- KPIs (CONTRACT 5, issue 5) ---------------------------------------------------------------
 #: How often the rollup fill runs (seconds): it recomputes only the hours that changed.
 KPIS_FILL_EVERY_S = env.float("KPIS_FILL_EVERY_S", default=10.0)
-#: How far back each fill re-reads changes, to cover stitches that committed after it started.
-KPIS_FILL_OVERLAP_S = env.int("KPIS_FILL_OVERLAP_S", default=300)
 #: Hour buckets recomputed per committed chunk of a fill.
 KPIS_FILL_CHUNK_HOURS = env.int("KPIS_FILL_CHUNK_HOURS", default=48)
-#: Minute rollups are kept this many days; hour and day rollups KPIS_RETENTION_DAYS.
-KPIS_MINUTE_RETENTION_DAYS = env.int("KPIS_MINUTE_RETENTION_DAYS", default=3)
-KPIS_RETENTION_DAYS = env.int("KPIS_RETENTION_DAYS", default=400)
 #: How often the reconciliation backlog is sampled for its trend (seconds).
 KPIS_BACKLOG_SAMPLE_S = env.int("KPIS_BACKLOG_SAMPLE_S", default=3600)
 #: How often an open ops dashboard re-reads its figures when nothing was pushed (seconds).
@@ -268,10 +282,6 @@ CELERY_BEAT_SCHEDULE["kpis-fill"] = {
     "task": "observatory.kpis.tasks.fill_rollups",
     "schedule": timedelta(seconds=KPIS_FILL_EVERY_S),
     "options": {"expires": KPIS_FILL_EVERY_S},
-}
-CELERY_BEAT_SCHEDULE["kpis-purge"] = {
-    "task": "observatory.kpis.tasks.purge_rollups",
-    "schedule": timedelta(hours=1),
 }
 #: The team owning exceptions of a system with no OwnerRoute row (nor a "*" row).
 TRIAGE_DEFAULT_OWNER = env.str("TRIAGE_DEFAULT_OWNER", default="integration")

@@ -13,14 +13,16 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from observatory.lib.indexes import TimeIndex
 from tracing import limits
 
 
 class Hop(models.Model):
+    #: On PostgreSQL the table is partitioned by day on the id (``lib.partitions``): the
+    #: id says which day's partition holds the hop.
     id = models.BigAutoField(primary_key=True)
     #: Delivery identity: ``otlp:<trace>:<span>``, ``event:<source>:<id>``,
-    #: ``shopify:<shop>:<event id>``. Unique (a constraint, not ``unique=True``, which on
-    #: PostgreSQL adds a second, LIKE-only index every insert and update would maintain).
+    #: ``shopify:<shop>:<event id>``; unique through :class:`Receipt`.
     uid = models.CharField(max_length=limits.UID)
     via = models.CharField(max_length=16, help_text="otlp, event or shopify")
     source = models.CharField(max_length=limits.SOURCE, blank=True)
@@ -50,10 +52,13 @@ class Hop(models.Model):
     extra = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["uid"], name="hop_uid_unique")]
         indexes = [
             models.Index(fields=["trace_id"], name="hop_trace", condition=~Q(trace_id="")),
             models.Index(fields=["system", "start_time"], name="hop_system_time"),
+            # the KPI fill's reads of an hour of hops by business time
+            TimeIndex(fields=["start_time"], name="hop_start", pages_per_range=16),
+            # the failed-hop sweep: failed hops past the last one it judged
+            models.Index(fields=["id"], name="hop_failed", condition=Q(outcome="error")),
         ]
 
     def __str__(self) -> str:
@@ -105,8 +110,7 @@ class Waiting(models.Model):
 
 class Stitched(models.Model):
     """When the stitcher took a hop (appended with each claim). The KPI fill and the
-    failed-hop sweep read "hops stitched since" by ``at`` (a BRIN index on PostgreSQL,
-    created with the KPI source indexes: ``at`` grows with the table)."""
+    failed-hop sweep read "hops stitched since" by ``at``."""
 
     hop = models.OneToOneField(
         Hop,
@@ -117,15 +121,41 @@ class Stitched(models.Model):
     )
     at = models.DateTimeField()
 
+    class Meta:
+        indexes = [TimeIndex(fields=["at"], name="stitched_at", pages_per_range=16)]
+
     def __str__(self) -> str:
         return f"hop {self.hop_id} stitched at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class Receipt(models.Model):
+    """The delivery identity of every stored hop, unique: what makes the store
+    idempotent. A table of its own because a unique index on a partitioned table must
+    include the partition key, so the hop table's partitions could not keep a uid unique
+    across days; here a span sent again a day later is still known. Written with its hop,
+    deleted with it by the prune."""
+
+    hop = models.OneToOneField(
+        Hop, on_delete=models.CASCADE, primary_key=True, related_name="receipt", db_constraint=False
+    )
+    uid = models.CharField(max_length=limits.UID)
+
+    class Meta:
+        # a constraint, not ``unique=True``, which on PostgreSQL adds a second, LIKE-only
+        # index every insert would maintain
+        constraints = [models.UniqueConstraint(fields=["uid"], name="receipt_uid_unique")]
+
+    def __str__(self) -> str:
+        return self.uid
 
 
 class DuplicateDelivery(models.Model):
     """A re-delivery of a hop already stored (the same span, event or webhook again)."""
 
     id = models.BigAutoField(primary_key=True)
-    hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="duplicates")
+    hop = models.ForeignKey(
+        Hop, on_delete=models.CASCADE, related_name="duplicates", db_constraint=False
+    )
     received_at = models.DateTimeField(db_index=True)
 
     def __str__(self) -> str:

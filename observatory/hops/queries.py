@@ -167,3 +167,22 @@ def stream_lags(wall: datetime, *, system: str | None = None) -> dict[tuple[str,
             histogram=tuple(sketch.histogram()) if system is not None else (),
         )
     return out
+
+
+#: above every hop id (they stay below 2**53)
+_ABOVE_ALL = 1 << 62
+
+
+def pruned_below() -> int:
+    """Hop ids grow with time and the prune removes the oldest hops, so a hop id below
+    the lowest one still stored names a pruned hop (every id does when none is)."""
+    low = Hop.objects.aggregate(low=Min("id"))["low"]
+    return _ABOVE_ALL if low is None else int(low)
+
+
+def first_received_since(at: datetime) -> int:
+    """The id of the first hop received at or after ``at`` (above every id when none
+    was): hop ids grow with the time they are received, so the hops below it are the
+    ones received before."""
+    first = Hop.objects.filter(received_at__gte=at).aggregate(first=Min("id"))["first"]
+    return _ABOVE_ALL if first is None else int(first)

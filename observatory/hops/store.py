@@ -2,13 +2,15 @@
 
 One request's records go in with a handful of statements whatever their number:
 
-take ids for the hops (``lib.bulk.take_ids``), then write the hops, their keys and their
-places in the stitcher's queue (binary ``COPY`` on PostgreSQL, ``executemany`` on SQLite)
-inside a savepoint. New hops are the common case, so nothing is looked up first: the
-unique uid index is the check. If any hop was stored before (a re-sent batch) or by a
-concurrent request, the savepoint is rolled back and the batch goes in through
-``INSERT ... ON CONFLICT (uid) DO NOTHING RETURNING``, after which the ids of the hops
-already stored are looked up. ``lib.bulk`` is where the two databases differ.
+take ids for the hops (``lib.bulk.take_ids``), write their receipts (uids), then the hops,
+their keys and their places in the stitcher's queue (binary ``COPY`` on PostgreSQL,
+``executemany`` on SQLite). New hops are the common case, so nothing is looked up first:
+the receipts go in inside a savepoint and their unique uid index is the check. If any hop
+was stored before (a re-sent batch, a day or a month later: receipts are one table across
+the hop table's day partitions) or by a concurrent request, the savepoint is rolled back
+and the receipts go in through ``INSERT ... ON CONFLICT (uid) DO NOTHING RETURNING``;
+only the hops whose receipt went in are written, and the ids of the others are looked
+up. ``lib.bulk`` is where the two databases differ.
 
 Callers own the transaction (``hops.actions.do_store_hops``).
 """
@@ -17,13 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from observatory.hops.models import DuplicateDelivery, Hop, HopKey, Stitched, TouchedHour, Waiting
-from observatory.lib import bulk, queues
+from observatory.hops.models import (
+    DuplicateDelivery,
+    Hop,
+    HopKey,
+    Receipt,
+    Stitched,
+    TouchedHour,
+    Waiting,
+)
+from observatory.lib import bulk, partitions, queues
 from tracing.records import HopRecord
 
 #: The written tables, their columns read off the models (``lib.bulk.Table``)
@@ -59,6 +69,9 @@ HOPS = bulk.Table.of(
 )
 KEYS = bulk.Table.of(HopKey, ("hop_id", "kind", "value", "fanout"))
 WAITING = bulk.Table.of(Waiting, ("hop_id",))
+RECEIPTS = bulk.Table.of(Receipt, ("hop_id", "uid"))
+#: partitioned by day on the hop id on PostgreSQL (``lib.partitions``)
+DAY_PARTITIONED = (HOPS.name, KEYS.name, Stitched._meta.db_table)
 HOP_TABLE = HOPS.name
 
 
@@ -140,26 +153,25 @@ def store_records(records: Sequence[HopRecord], received_at: datetime) -> StoreR
 
 def existing_ids(uids: list[str]) -> dict[str, int]:
     """uid -> hop id for those of ``uids`` already stored."""
-    return dict(bulk.select_in(HOP_TABLE, "uid, id", "uid", uids))
+    return dict(bulk.select_in(RECEIPTS.name, "uid, hop_id", "uid", uids))
 
 
 def _insert(new: list[HopRecord], received_at: datetime) -> dict[str, int]:
-    """New hops are the common case, so nothing is looked up first: the rows go in at
-    once (binary COPY on PostgreSQL) inside a savepoint, and the unique uid index is the
-    check. If a hop was stored before (a re-sent batch) or by a concurrent request, the
-    savepoint is rolled back and the batch goes in again keeping only what is new."""
+    """Write the hops of ``new`` whose uid has no receipt yet; uid -> id of those."""
+    # the partitions the database's clock can give ids in now (the worker makes them
+    # days ahead: this is a catalog lookup once a day per process)
+    for table in DAY_PARTITIONED:
+        partitions.ensure(table, (datetime.now(UTC) - timedelta(days=1)).date(), 3)
     ids = bulk.take_ids(HOP_TABLE, len(new))
     pairs = list(zip(ids, new, strict=True))
-    rows = [_hop_row(i, r, received_at) for i, r in pairs]
+    receipts = [(i, r.uid) for i, r in pairs]
     try:
         with transaction.atomic():  # a savepoint: the fallback below may need it
-            bulk.insert(HOPS, rows)
-            _queue_keys(pairs)
-        return {r.uid: i for i, r in pairs}
-    except IntegrityError:
-        pass  # some of these uids are stored already
-    kept = bulk.insert_new(HOPS, rows, "uid")
-    pairs = [(i, r) for i, r in pairs if r.uid in kept]
+            bulk.insert(RECEIPTS, receipts)
+    except IntegrityError:  # some of these uids are stored already
+        kept = bulk.insert_new(RECEIPTS, receipts, "uid")
+        pairs = [(i, r) for i, r in pairs if r.uid in kept]
+    bulk.insert(HOPS, [_hop_row(i, r, received_at) for i, r in pairs])
     _queue_keys(pairs)
     return {r.uid: i for i, r in pairs}
 

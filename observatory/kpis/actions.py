@@ -808,25 +808,3 @@ def _sample_backlog(at: datetime, *, force: bool = False) -> bool:
         batch_size=1000,
     )
     return True
-
-
-# --- retention --------------------------------------------------------------------------------
-
-
-def do_purge_rollups(*, at: datetime | None = None) -> dict[str, int]:
-    """Drop minute rows past their retention, and every row past the KPI retention."""
-    at = at or now()
-    cutoff = queries.minutes_from(at)
-    keep = at - timedelta(days=int(getattr(settings, "KPIS_RETENTION_DAYS", 400)))
-    out = {}
-    with transaction.atomic():
-        out["minute"] = (
-            OrderRollup.objects.filter(resolution=MINUTE, bucket__lt=cutoff).delete()[0]
-            + HopRollup.objects.filter(resolution=MINUTE, bucket__lt=cutoff).delete()[0]
-        )
-        out["old"] = (
-            OrderRollup.objects.filter(bucket__lt=keep).delete()[0]
-            + HopRollup.objects.filter(bucket__lt=keep).delete()[0]
-            + BacklogSample.objects.filter(at__lt=keep).delete()[0]
-        )
-    return out

@@ -73,7 +73,7 @@ LIVE_SLACK = timedelta(seconds=5)
 
 
 def minute_retention_days() -> int:
-    return int(getattr(settings, "KPIS_MINUTE_RETENTION_DAYS", 3))
+    return int(settings.RETENTION_DAYS["minute_rollups"])
 
 
 def minutes_from(at: datetime | None = None) -> datetime:

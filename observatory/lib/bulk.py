@@ -13,9 +13,11 @@ says what each costs and why:
   (:func:`int_array`, :func:`text_array`);
 * :func:`select_in`, :func:`update`, :func:`delete_ids`: the usual shapes, in one
   statement on PostgreSQL and in chunks of bound parameters on SQLite;
-* :func:`take_ids`: ids for rows written with explicit ids: from the sequence on
-  PostgreSQL; on SQLite past the highest id ever given (``sqlite_sequence``), which is safe
-  because its transactions begin ``IMMEDIATE`` and hold the write lock (settings).
+* :func:`take_ids`: ids for rows written with explicit ids: the id column's default on
+  PostgreSQL (a sequence, or a day-partitioned table's function); on SQLite past the
+  highest id ever given (``sqlite_sequence``), which is safe because its transactions begin
+  ``IMMEDIATE`` and hold the write lock (settings);
+* :func:`prune`: deletion by age in bounded chunks, for retention.
 
 Every statement goes through Django's connection and its cursor wrappers, so query logs
 (``CaptureQueriesContext``) and ``connection.execute_wrapper`` see them, COPY included.
@@ -31,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.backends.utils import CursorDebugWrapper
 
 #: bound parameters per statement on SQLite (its classic limit is 999)
@@ -251,20 +253,31 @@ def delete_ids(table: str, ids: Sequence[int], column: str = "id") -> None:
             )
 
 
-_sequences: dict[str, str] = {}
+_id_sources: dict[str, str] = {}
 
 
 def take_ids(table: str, n: int) -> list[int]:
     """Ids for ``n`` rows of ``table`` written with explicit ids (see the module
-    docstring: the sequence on PostgreSQL; under the write lock on SQLite)."""
+    docstring): on PostgreSQL what the id column's default gives (a day-partitioned
+    table's own function, ``lib.partitions``), else its sequence; on SQLite past the
+    highest id ever given, under the write lock."""
     if n == 0:
         return []
     with connection.cursor() as cur:
         if postgresql():
-            if table not in _sequences:
-                cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-                _sequences[table] = cur.fetchone()[0]
-            cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [_sequences[table], n])
+            if table not in _id_sources:
+                cur.execute(
+                    "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a"
+                    " ON a.attrelid = d.adrelid AND a.attnum = d.adnum"
+                    " WHERE d.adrelid = %s::regclass AND a.attname = 'id'",
+                    [table],
+                )
+                default = cur.fetchone()
+                if default is None:  # an identity column
+                    cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+                    default = (f"nextval('{cur.fetchone()[0]}')",)
+                _id_sources[table] = default[0]
+            cur.execute(f"SELECT {_id_sources[table]} FROM generate_series(1, %s)", [n])
             return [r[0] for r in cur.fetchall()]
         cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
         top = cur.fetchone()[0]
@@ -272,6 +285,46 @@ def take_ids(table: str, n: int) -> list[int]:
         seq = cur.fetchone()
         top = max(top, seq[0] if seq else 0)
         return list(range(top + 1, top + 1 + n))
+
+
+def prune(
+    table: str,
+    where: str,
+    params: Sequence[Any] = (),
+    *,
+    chunk: int,
+    key: str = "id",
+    also: Sequence[tuple[str, str]] = (),
+    unlink: Sequence[tuple[str, str]] = (),
+) -> Iterator[int]:
+    """Delete the rows of ``table`` matching ``where``, ``chunk`` at a time, lowest
+    ``key`` first, each chunk in a transaction of its own together with the rows of
+    ``also`` (``(table, column)`` pairs) that point at it, and with the references of
+    ``unlink`` to it set to NULL; yields each chunk's count.
+
+    Bounded work per statement, as healthchecks' and GlitchTip's prune commands do: no
+    lock is held for long, and an interrupted prune has lost nothing it did."""
+    while True:
+        with transaction.atomic():
+            ids = [
+                r[0]
+                for r in run(
+                    f"SELECT {key} FROM {table} WHERE {where} ORDER BY {key} LIMIT {int(chunk)}",
+                    params,
+                )
+            ]
+            if not ids:
+                return
+            for other, column in also:
+                delete_ids(other, ids, column)
+            for other, column in unlink:
+                for part in chunks(ids):
+                    marks = ", ".join(["%s"] * len(part))
+                    run(f"UPDATE {other} SET {column} = NULL WHERE {column} IN ({marks})", part)
+            delete_ids(table, ids, key)
+        yield len(ids)
+        if len(ids) < chunk:
+            return
 
 
 # --- serialising writers ----------------------------------------------------------------

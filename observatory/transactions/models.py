@@ -93,6 +93,12 @@ class Transaction(models.Model):
             models.Index(fields=["-created_at", "-id"], name="tx_newest"),
             models.Index(fields=["captured_at"], name="tx_captured"),
             models.Index(fields=["updated_at"], name="tx_updated"),
+            # the inventory KPIs: adjustments by time
+            models.Index(
+                fields=["inventory_adjusted_at"],
+                name="tx_adjusted",
+                condition=Q(inventory_adjusted_at__isnull=False),
+            ),
             # the default SLAs' open questions, each a partial index (reference/performance.md)
             models.Index(
                 fields=["captured_at"],
@@ -126,7 +132,8 @@ class Transaction(models.Model):
 # Keys, memberships and stage-reached rows are written only by the stitcher, set-based, in
 # the transaction that also writes what they point at; they carry no database foreign-key
 # constraints (``db_constraint=False``): the deferred check per row cost the stitcher a
-# sixth of its time at commit (bench/stitch.py). Django still cascades deletions.
+# sixth of its time at commit (bench/stitch.py). Nothing here points at a hop with a
+# constraint either: hops are pruned sooner than transactions (docs/retention.md).
 
 
 class TransactionKey(models.Model):
@@ -197,7 +204,9 @@ class StageReached(models.Model):
     at = models.DateTimeField(help_text="business time the stage was reached")
     system = models.CharField(max_length=64)
     platform_status = models.CharField(max_length=128, blank=True)
-    hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    #: the hop that brought it: the timeline outlives it (hops are kept a shorter time,
+    #: docs/retention.md), so the hop may be gone
+    hop = models.ForeignKey(Hop, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
 
     class Meta:
         ordering = ["at", "id"]
@@ -218,7 +227,10 @@ class Merge(models.Model):
     id = models.BigAutoField(primary_key=True)
     winner = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="merges")
     loser_id = models.BigIntegerField()
-    hop = models.ForeignKey(Hop, null=True, on_delete=models.SET_NULL, related_name="+")
+    #: the hop that linked them (it may since have been pruned)
+    hop = models.ForeignKey(
+        Hop, null=True, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
     keys = models.JSONField(default=list, help_text="the loser's keys, as [kind, value]")
     at = models.DateTimeField(auto_now_add=True)
 
@@ -231,7 +243,9 @@ class Conflict(models.Model):
     one-per-transaction kind (two order numbers). Triage opens a ``conflict`` exception."""
 
     id = models.BigAutoField(primary_key=True)
-    hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="+")
+    #: the hop refused (it may since have been pruned: the conflict is kept as long as its
+    #: transactions)
+    hop = models.ForeignKey(Hop, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
     kind = models.CharField(max_length=64)
     value = models.CharField(max_length=256, help_text="the value the hop carried")
     existing_value = models.CharField(max_length=256, help_text="the value already held")

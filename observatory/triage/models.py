@@ -87,7 +87,15 @@ class Issue(models.Model):
     transaction = models.ForeignKey(
         Transaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="issues"
     )
-    hop = models.ForeignKey(Hop, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    #: the failed or refused hop (hops are pruned sooner than exceptions: it may be gone)
+    hop = models.ForeignKey(
+        Hop,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+    )
     #: the system expected to act (stuck) or the one that failed / sent the bad hop
     system = models.CharField(max_length=64, blank=True)
     #: the operation of the failed hop (failed_hop)
@@ -136,7 +144,9 @@ class TriagedHop(models.Model):
     a fan-out hop's memberships are all written by the stitch that placed it.
     """
 
-    hop = models.OneToOneField(Hop, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    hop = models.OneToOneField(
+        Hop, primary_key=True, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     at = models.DateTimeField()
 
     def __str__(self) -> str:

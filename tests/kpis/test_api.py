@@ -127,7 +127,7 @@ def test_answers_run_a_fixed_number_of_statements(
         ],
         "ended long ago": [
             (at - timedelta(days=60, hours=3), at - timedelta(days=30)),
-            (at - timedelta(days=44, seconds=9), at - timedelta(days=10, minutes=13)),
+            (at - timedelta(days=44, seconds=9), at - timedelta(days=20, minutes=13)),
         ],
     }
     filters = [{}, {"channel": "web"}, {"channel": "pos", "store": "ST-1"}, {"system": "erp"}]

@@ -394,7 +394,10 @@ def test_exceptions_follow_their_order_into_its_channel(ingest_client: Client) -
 def test_an_edge_in_an_hour_without_minute_rollups_is_read_once(
     ingest_client: Client, settings: Any
 ) -> None:
-    settings.KPIS_MINUTE_RETENTION_DAYS = 1  # T's day has hour rollups only
+    settings.RETENTION_DAYS = {
+        **settings.RETENTION_DAYS,
+        "minute_rollups": 1,
+    }  # T's day has hour rollups only
     send(
         ingest_client,
         *[

@@ -36,7 +36,7 @@ DAYS = 2.0
 @pytest.fixture
 def short_minute_retention(settings: Any) -> None:
     # minute rollups for the last day only: older partial hours are read raw
-    settings.KPIS_MINUTE_RETENTION_DAYS = 1
+    settings.RETENTION_DAYS = {**settings.RETENTION_DAYS, "minute_rollups": 1}
 
 
 def windows(start: Any) -> Iterator[tuple[str, Any, Any, dict[str, str]]]:

@@ -10,8 +10,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from observatory.hops.models import Hop
-from observatory.hops.store import HOPS, _hop_row
+from observatory.hops.models import Hop, Receipt
+from observatory.hops.store import HOPS, RECEIPTS, _hop_row
 from observatory.lib import bulk
 from tracing.records import HopRecord
 
@@ -39,11 +39,17 @@ def test_insert_then_insert_new_keeps_what_is_new() -> None:
     with CaptureQueriesContext(connection) as seen:
         bulk.insert(HOPS, [row(ids[0], "u1"), row(ids[1], "u2")])
     assert len(seen) == 1  # one COPY, or one executemany
+    bulk.insert(RECEIPTS, [(ids[0], "u1"), (ids[1], "u2")])
     with pytest.raises(IntegrityError), transaction.atomic():
-        bulk.insert(HOPS, [row(ids[2], "u2")])
-    assert bulk.insert_new(HOPS, [row(ids[2], "u2"), row(ids[2], "u3")], "uid") == {"u3"}
+        bulk.insert(RECEIPTS, [(ids[2], "u2")])
+    assert bulk.insert_new(RECEIPTS, [(ids[2], "u2"), (ids[2], "u3")], "uid") == {"u3"}
+    assert dict(Receipt.objects.values_list("uid", "hop_id")) == {
+        "u1": ids[0],
+        "u2": ids[1],
+        "u3": ids[2],
+    }
     stored = {h.uid: (h.amount, h.attributes, h.start_time) for h in Hop.objects.all()}
-    assert stored == {u: (Decimal("12.50"), {"a": 1}, T) for u in ("u1", "u2", "u3")}
+    assert stored == {u: (Decimal("12.50"), {"a": 1}, T) for u in ("u1", "u2")}
 
 
 def test_reads_bound_on_the_server_are_logged() -> None:

@@ -19,6 +19,6 @@ class Migration(migrations.Migration):
         ),
         migrations.RunSQL(
             "CREATE INDEX triage_hop_failed_id ON hops_hop (id) WHERE outcome = 'error'",
-            "DROP INDEX triage_hop_failed_id",
+            "DROP INDEX IF EXISTS triage_hop_failed_id",
         ),
     ]
