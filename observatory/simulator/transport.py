@@ -1,4 +1,4 @@
-"""The senders: how a model :class:`~observatory.simulator.model.Step` reaches Observatory.
+"""The senders: how a model :class:`~observatory.simulator.entities.Step` reaches Observatory.
 
 Three ways in, as real integrations use them (CONTRACT 2):
 
@@ -54,9 +54,9 @@ from opentelemetry.trace import Link, Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
 from observatory.simulator import catalog as cat
-from observatory.simulator.model import EVENT, SPAN, WEBHOOK, Step
+from observatory.simulator.entities import Step
 from observatory.simulator.payloads import render
-from observatory.simulator.telemetry import DEFAULT_TELEMETRY, Telemetry
+from observatory.simulator.telemetry import DEFAULT_TELEMETRY, EVENT, SPAN, WEBHOOK, Telemetry
 from tracing import instrument
 from tracing.instrument import EmitError, EventEmitter
 
