@@ -49,18 +49,16 @@ really happened, for ``simulate --truth``.
 
 from __future__ import annotations
 
-import heapq
 import random
-import uuid
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
 from observatory.simulator import catalog as cat
+from observatory.simulator.engine import Action, Engine, seeded_uuid
 from observatory.simulator.entities import (
     CANCEL_RATE,
     CENT,
@@ -103,7 +101,6 @@ from observatory.simulator.timing import (
     next_local_time,
     next_open,
 )
-from observatory.simulator.truth import Truth
 
 # What other modules and the tests import from here: the simulation, and the records and
 # constants of :mod:`.entities` it is made of.
@@ -143,32 +140,12 @@ __all__ = [
 ]
 
 
-_Action = Callable[[datetime], None]
-
-
-class Simulation:
-    """The event queue of one run; see the module docstring."""
+class Simulation(Engine):
+    """One run of the model; see the module docstring."""
 
     def __init__(self, plan: Plan, *, record_truth: bool = False) -> None:
-        if plan.start.tzinfo is None:
-            raise ValueError("plan.start must be an aware datetime")
-        self.plan = plan
-        self.scenario = plan.scenario
-        self.seed = plan.seed
-        self.start = plan.start
+        super().__init__(plan, record_truth=record_truth)
         self.orders_by_channel: Counter[str] = Counter()
-        self.faults: Counter[str] = Counter()
-        self.counts: Counter[str] = Counter()
-        #: notable telemetry delays of the hops handed out
-        self.delayed: Counter[str] = Counter()
-        # Two queues: what live orders do goes out first, the history fills the gaps (a
-        # backfill of days must not hold back the live trickle of a demo).
-        self._live_heap: list[tuple[datetime, int, Step | _Action]] = []
-        self._history_heap: list[tuple[datetime, int, Step | _Action]] = []
-        #: the queue of the entity being processed: its steps and actions go there too
-        self._in_live = False
-        self._seq = 0
-        self._steps_queued = 0
         self._arrivals_open = True
         self._live_started = 0
         self._history_done = False
@@ -180,19 +157,6 @@ class Simulation:
         # POS receipts waiting for their batch, per (live?, store); ticks per (live?, time)
         self._pos_pending: dict[tuple[bool, str], list[Order]] = {}
         self._pos_ticks: set[tuple[bool, datetime]] = set()
-
-        ids = random.Random(f"{plan.seed}/ids")
-        self._number_base = ids.randrange(1_001, 900_000)
-        self._shopify_base = 5_600_000_000_000 + ids.randrange(10**11) * 100
-        self._customer_base = 7_100_000_000_000 + ids.randrange(10**11) * 100
-        self._so_base = ids.randrange(100_000, 800_000)
-        self._shipment_base = ids.randrange(100_000, 800_000)
-        self._fulfillment_base = 5_200_000_000 + ids.randrange(10**7) * 100
-        self._invoice_base = ids.randrange(100_000, 800_000)
-        self._return_base = 9_400_000_000 + ids.randrange(10**7) * 100
-        self._refund_base = 9_800_000_000 + ids.randrange(10**7) * 100
-        self._update_base = ids.randrange(100_000, 800_000)
-        self._receipt_base = ids.randrange(100, 900)
 
         arrivals = random.Random(f"{plan.seed}/arrivals")
         # Every id derives from an entity's position (history: its place in the precomputed
@@ -211,13 +175,12 @@ class Simulation:
         self.delivery = Delivery(
             plan.telemetry, plan.seed, plan.start, begin if whole_day else None
         )
-        self.truth = Truth(plan) if record_truth else None
         #: per block of orders: where the shipped-unposted one is looked for, which it is
         self._unposted: dict[int, tuple[int, int]] = {}
 
         self.fault_anchor = self._fault_anchor()
         self.erp_outage: tuple[datetime, datetime] | None = None
-        self.wms_silence: tuple[datetime, datetime] | None = None
+        self.wms_silence = None
         if self.fault_anchor is not None:
             if self.scenario.erp_outage_s:
                 end = self.fault_anchor + timedelta(seconds=self.scenario.erp_outage_s)
@@ -244,11 +207,6 @@ class Simulation:
         return self._order_count
 
     @property
-    def pending(self) -> int:
-        """Steps planned and not handed out yet."""
-        return self._steps_queued
-
-    @property
     def live(self) -> bool:
         """Whether this run has a live phase (orders after the start)."""
         return self._live_enabled()
@@ -273,84 +231,10 @@ class Simulation:
             return None
         return len(self._history) + self.plan.live_orders
 
-    def next_time(self) -> datetime | None:
-        """When the next step or action is due (simulated), None when all is done."""
-        heads = [heap[0][0] for heap in (self._live_heap, self._history_heap) if heap]
-        return min(heads) if heads else None
-
-    def history_pending(self) -> bool:
-        """Whether hops of the history (due before the start) are still to be handed out."""
-        return bool(self._history_heap) and self._history_heap[0][0] <= self.start
-
     def stop_arrivals(self) -> None:
         """No new live orders or inventory updates from now on; planned hops still come,
         and so does the rest of the history."""
         self._arrivals_open = False
-
-    def pop_due(self, until: datetime, limit: int = 1_000) -> list[Step]:
-        """The steps due at or before ``until`` (simulated), at most ``limit``, in order."""
-        out: list[Step] = []
-        for live, heap in ((True, self._live_heap), (False, self._history_heap)):
-            while heap and heap[0][0] <= until and len(out) < limit:
-                moment, _, item = heapq.heappop(heap)
-                if isinstance(item, Step):
-                    if item.fault:
-                        self.faults[item.fault] += 1
-                    if item.dropped:
-                        continue
-                    self._steps_queued -= 1
-                    if item.delay:
-                        self.delayed[item.delay] += 1
-                    if self.truth is not None:
-                        self.truth.handed(item)
-                    out.append(item)
-                else:
-                    self._in_live = live
-                    item(moment)
-        return out
-
-    def not_sent(self, steps: list[Step]) -> None:
-        """Steps handed out by :meth:`pop_due` that were not sent after all (a run
-        stopped in the middle of a batch): the ground truth must not count them."""
-        for step in steps:
-            if step.delay:
-                self.delayed[step.delay] -= 1
-            if self.truth is not None:
-                self.truth.not_handed(step)
-
-    def steps_until(self, until: datetime) -> Iterator[Step]:
-        """Every step due at or before ``until``, in order (for tests and backfills)."""
-        while True:
-            batch = self.pop_due(until)
-            if not batch:
-                return
-            yield from batch
-
-    # --- the queue ---------------------------------------------------------------------
-
-    def _push(self, moment: datetime, item: Step | _Action) -> None:
-        self._seq += 1
-        heap = self._live_heap if self._in_live else self._history_heap
-        heapq.heappush(heap, (moment, self._seq, item))
-
-    def _schedule(self, steps: list[Step]) -> None:
-        truth = self.truth
-        for step in steps:
-            if self.wms_silence and step.system == "wms":
-                begin, end = self.wms_silence
-                if begin <= step.at < end:
-                    # never sent; counted as a fault when it would have been
-                    step.fault, step.dropped = "wms_silent_dropped", True
-                    if truth is not None:
-                        truth.planned(step)
-                    self._push(step.send_at, step)
-                    continue
-            self.delivery.apply(step)
-            if truth is not None:
-                truth.planned(step)
-            self._steps_queued += 1
-            step.live = self._in_live
-            self._push(step.send_at, step)
 
     # --- arrivals ----------------------------------------------------------------------
 
@@ -418,7 +302,7 @@ class Simulation:
             return self._history[int(0.4 * len(self._history))][0]
         return None
 
-    def _history_arrival(self, i: int) -> _Action:
+    def _history_arrival(self, i: int) -> Action:
         def arrive(moment: datetime) -> None:
             self._start_order(moment, self._history[i][1], index=i, live=False)
             if i + 1 < len(self._history):
@@ -446,7 +330,7 @@ class Simulation:
         if limit is None or self._live_started < limit:
             self._push_next_live(moment)
 
-    def _history_update(self, i: int) -> _Action:
+    def _history_update(self, i: int) -> Action:
         def arrive(moment: datetime) -> None:
             self._start_update(moment, i)
             if i + 1 < len(self._history_updates):
@@ -468,11 +352,6 @@ class Simulation:
         self._push_next_live_update(moment)
 
     # --- building orders ---------------------------------------------------------------
-
-    def _rng(self, kind: str, index: int) -> random.Random:
-        # One stream per entity: an order's plan never depends on how many random
-        # numbers another order drew.
-        return random.Random(f"{self.seed}/{kind}/{index}")
 
     def _channel_of(self, index: int) -> str:
         if index < len(self._history):
@@ -578,7 +457,7 @@ class Simulation:
             shipping=Decimal("0.00"),
             tax=Decimal("0.00"),
             total=Decimal("0.00"),
-            correlation_id=str(_uuid(rng)),
+            correlation_id=str(seeded_uuid(rng)),
             discount_code=code,
         )
         if channel == "web":
@@ -589,7 +468,7 @@ class Simulation:
                 rank = self._history_web[index]
             order.number = self._number_base + rank - 1
             order.shopify_id = self._shopify_base + index * 100 + rng.randrange(100)
-            order.token = _uuid(rng).hex
+            order.token = seeded_uuid(rng).hex
             order.confirmation = "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", k=9))
             province, city, tax_rate = rng.choice(cat.REGIONS)
             first, last = rng.choice(cat.FIRST_NAMES), rng.choice(cat.LAST_NAMES)
@@ -630,83 +509,6 @@ class Simulation:
         if not any(weights):
             weights = [s.weight for s in cat.STORES]
         return rng.choices(cat.STORES, weights=weights)[0]
-
-    # --- step builders -----------------------------------------------------------------
-
-    def _span(self, order_ref: str, at: datetime, system: str, operation: str, **kw: Any) -> Step:
-        return Step(
-            at=at,
-            send_at=kw.pop("send_at", at),
-            via=SPAN,
-            system=system,
-            operation=operation,
-            keys=kw.pop("keys"),
-            ref=order_ref,
-            **kw,
-        )
-
-    def _event(
-        self,
-        rng: random.Random,
-        order_ref: str,
-        at: datetime,
-        system: str,
-        operation: str,
-        *,
-        source: str,
-        event_type: str,
-        **kw: Any,
-    ) -> Step:
-        return Step(
-            at=at,
-            send_at=kw.pop("send_at", at),
-            via=EVENT,
-            system=system,
-            operation=operation,
-            keys=kw.pop("keys"),
-            ref=order_ref,
-            source=source,
-            event_type=event_type,
-            event_id=str(_uuid(rng)),
-            **kw,
-        )
-
-    def _webhooks(
-        self, rng: random.Random, order: Order, at: datetime, topic: str, **spec: Any
-    ) -> list[Step]:
-        """One Shopify delivery, and a second one of the same event in chaos runs."""
-        event_id = str(_uuid(rng))
-        webhook = WebhookSpec(
-            topic=topic, order=order, event_id=event_id, webhook_id=str(_uuid(rng)), **spec
-        )
-        first = Step(
-            at=at,
-            send_at=at,
-            via=WEBHOOK,
-            system="shopify",
-            operation=topic,
-            keys=_shopify_keys(webhook),
-            ref=order.ref,
-            webhook=webhook,
-        )
-        steps = [first]
-        if self.scenario.duplicate_rate and rng.random() < self.scenario.duplicate_rate:
-            again = WebhookSpec(**{**_spec_fields(webhook), "webhook_id": str(_uuid(rng))})
-            delay = lognormal(rng, 8, 1.0, 1, 60)
-            steps.append(
-                Step(
-                    at=at,
-                    send_at=at + delay,
-                    via=WEBHOOK,
-                    system="shopify",
-                    operation=topic,
-                    keys=dict(first.keys),
-                    ref=order.ref,
-                    webhook=again,
-                    fault="duplicate_delivery",
-                )
-            )
-        return steps
 
     # --- the ERP -----------------------------------------------------------------------
 
@@ -1523,10 +1325,6 @@ def _pos_weight(slot: datetime) -> float:
     )
 
 
-def _uuid(rng: random.Random) -> uuid.UUID:
-    return uuid.UUID(int=rng.getrandbits(128), version=4)
-
-
 def _tracking_number(carrier: str, rng: random.Random) -> str:
     if carrier == "UPS":
         digits = "".join(rng.choices("0123456789", k=8))
@@ -1544,23 +1342,3 @@ def _ups_check_digit(body: str) -> int:
         value = int(char) if char.isdigit() else (ord(char) - 63) % 10
         total += value * (2 if i % 2 else 1)
     return (10 - total % 10) % 10
-
-
-def _shopify_keys(spec: WebhookSpec) -> dict[str, str | list[str]]:
-    """The keys Observatory's Shopify decoder reads from this delivery (for summaries)."""
-    order = spec.order
-    keys: dict[str, str | list[str]] = {"shopify_order_id": str(order.shopify_id)}
-    if spec.topic.startswith("orders/"):
-        keys["order_number"] = order.name
-    if spec.shipment is not None:
-        keys["fulfillment_id"] = str(spec.shipment.fulfillment_id)
-        keys["tracking_number"] = spec.shipment.tracking_number
-    if spec.refund is not None:
-        keys["return_id"] = str(spec.refund.return_id)
-        if spec.topic.startswith("refunds/"):
-            keys["refund_id"] = str(spec.refund.refund_id)
-    return keys
-
-
-def _spec_fields(spec: WebhookSpec) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in WebhookSpec.__dataclass_fields__}
