@@ -58,7 +58,7 @@ from itertools import accumulate
 from typing import Any
 
 from observatory.simulator import catalog as cat
-from observatory.simulator.engine import Action, Engine, seeded_uuid
+from observatory.simulator.engine import Action, seeded_uuid
 from observatory.simulator.entities import (
     CANCEL_RATE,
     CENT,
@@ -89,6 +89,7 @@ from observatory.simulator.entities import (
     history_volume,
     money,
 )
+from observatory.simulator.erp import ErpConnector
 from observatory.simulator.telemetry import EVENT, SPAN, WEBHOOK, Delivery
 from observatory.simulator.timing import (
     POS_CURVE,
@@ -140,7 +141,7 @@ __all__ = [
 ]
 
 
-class Simulation(Engine):
+class Simulation(ErpConnector):
     """One run of the model; see the module docstring."""
 
     def __init__(self, plan: Plan, *, record_truth: bool = False) -> None:
@@ -179,7 +180,7 @@ class Simulation(Engine):
         self._unposted: dict[int, tuple[int, int]] = {}
 
         self.fault_anchor = self._fault_anchor()
-        self.erp_outage: tuple[datetime, datetime] | None = None
+        self.erp_outage = None
         self.wms_silence = None
         if self.fault_anchor is not None:
             if self.scenario.erp_outage_s:
@@ -510,105 +511,7 @@ class Simulation(Engine):
             weights = [s.weight for s in cat.STORES]
         return rng.choices(cat.STORES, weights=weights)[0]
 
-    # --- the ERP -----------------------------------------------------------------------
-
-    def _erp_down(self, moment: datetime) -> bool:
-        return self.erp_outage is not None and self.erp_outage[0] <= moment < self.erp_outage[1]
-
-    def _erp_post(
-        self,
-        rng: random.Random,
-        ref: str,
-        at: datetime,
-        *,
-        operation: str,
-        keys: dict[str, str | list[str]],
-        ok_keys: dict[str, str | list[str]],
-        parent: str | None,
-        message: str,
-        stage: str | None = None,
-        platform_status: str | None = None,
-        **kw: Any,
-    ) -> tuple[list[Step], datetime]:
-        """The connector's posting to the ERP, with its failed attempts and retries.
-
-        Attempt 0 continues the ``parent`` trace; each failed attempt publishes a retry
-        message that the next attempt consumes (a new trace, linked). Returns the steps
-        and the time the posting succeeded.
-        """
-        steps: list[Step] = []
-        attempt = 0
-        consumed: str | None = None
-        transient = rng.random() < TRANSIENT_ERP_FAILURE
-        latency = self.scenario.erp_latency
-        http = {
-            "http.request.method": "POST",
-            "server.address": "4711230.suitetalk.api.netsuite.com",
-            "url.path": "/services/rest/record/v1/salesOrder",
-        }
-        while True:
-            down = self._erp_down(at)
-            if down or (transient and attempt == 0):
-                retry_message = f"{message}:retry:{attempt + 1}"
-                if down:
-                    error = "NetSuite answered 503 Service Unavailable"
-                    duration = lognormal(rng, 0.35, 0.4, 0.05, 3).total_seconds()
-                    failure = {"http.response.status_code": 503, "error.type": "503"}
-                    backoff = min(ERP_BACKOFF_CAP_S, ERP_BACKOFF_BASE_S * 2**attempt)
-                    wait = timedelta(seconds=backoff * rng.uniform(0.8, 1.2))
-                else:
-                    error = "NetSuite request timed out after 30 s"
-                    duration = 30.0
-                    failure = {"error.type": "timeout"}
-                    wait = timedelta(seconds=rng.uniform(10, 25))
-                steps.append(
-                    self._span(
-                        ref,
-                        at,
-                        "erp",
-                        operation,
-                        keys=dict(keys),
-                        service=cat.SERVICE_ERP_CONNECTOR,
-                        span_kind="client",
-                        parent=parent if attempt == 0 else None,
-                        consume=consumed,
-                        publish=retry_message,
-                        outcome="error",
-                        error=error,
-                        duration_s=duration,
-                        retry_attempt=attempt,
-                        attributes={**http, **failure},
-                        fault="erp_503" if down else None,
-                        **kw,
-                    )
-                )
-                at = at + timedelta(seconds=duration) + wait
-                consumed = retry_message
-                attempt += 1
-                continue
-            duration = lognormal(rng, 1.2 * latency, 0.5, 0.2, 12 * latency).total_seconds()
-            steps.append(
-                self._span(
-                    ref,
-                    at,
-                    "erp",
-                    operation,
-                    keys={**keys, **ok_keys},
-                    service=cat.SERVICE_ERP_CONNECTOR,
-                    span_kind="client",
-                    parent=parent if attempt == 0 else None,
-                    consume=consumed,
-                    stage=stage,
-                    platform_status=platform_status,
-                    duration_s=duration,
-                    retry_attempt=attempt,
-                    attributes={**http, "http.response.status_code": 200},
-                    **kw,
-                )
-            )
-            if attempt and any(step.fault == "erp_503" for step in steps):
-                steps[-1].fault = "posted_after_outage"
-            return steps, at + timedelta(seconds=duration)
+    # --- posting orders ----------------------------------------------------------------
 
     def _consume_and_post(
         self,
