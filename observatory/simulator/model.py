@@ -12,35 +12,28 @@ business-hours curves; cross-order work (POS batches every 15 minutes, the ERP b
 down, ids reused by a faulty ERP) is decided by the simulation's own state, in heap
 order, so the result does not depend on how callers slice time.
 
-The flows (``system: what``; ``stage`` where the sender knows it, else the platform's
-own status word for the server's status maps):
+:class:`Simulation` is composed of one class per concern, each in its module:
 
-web order
-    shopify: ``orders/create`` and ``orders/paid`` webhooks -> middleware: the Shopify
-    bridge receives the webhook and publishes to a queue (the trace breaks) -> middleware:
-    validation consumes it (new trace, linked, keys from baggage; ``validated``) -> erp:
-    the connector posts the sales order (NetSuite ``Pending Fulfillment``, key
-    ``erp_sales_order``; retries on failures) -> wms: ``released``, ``picked`` (pick and
-    pack), ``shipped`` per shipment (``shipment_id``, ``tracking_number``; 12 % of
-    multi-line orders ship in two shipments a day apart) -> carrier: EasyPost or
-    AfterShip status words -> shopify: ``fulfillments/create`` (fulfillment synced),
-    ``fulfillments/update``, ``orders/fulfilled`` -> erp: ``Billed`` in the nightly
-    billing run (``invoice_id``). 2 % are cancelled after posting (``orders/cancelled``).
-return (7 % of delivered web orders)
-    shopify ``returns/request`` -> wms ``return_received`` -> shopify ``refunds/create``
-    -> erp ``refund_settled``.
-POS sale
-    pos: the sale (``captured``, ``pos_receipt`` like ``ST12-0042-118``, ``store_id``)
-    -> erp: one batch posting per store every 15 minutes carrying the array of receipts
-    (a fan-out hop) and a ``batch_id`` (``posted``).
-marketplace order
-    marketplace: order notification (``captured``) -> middleware import (``validated``)
-    -> erp posting -> the same warehouse and carrier flow -> marketplace: shipment
-    confirmed -> erp billing.
-inventory update
-    erp or wms: ``inventory_adjusted`` (``inventory_update_id``, ``sku``, ``location``)
-    -> shopify and pos: ``inventory_published`` after a sync lag.
+``engine``      the queue, handing steps out, the hop builders, the seeded ids
+``erp``         the ERP connector's posting, its failures and retries
+``orders``      web and marketplace orders: webhooks, middleware, posting, chaos faults
+``fulfilment``  warehouse, carriers, the Shopify fulfillment sync, billing
+``returns``     the return of a delivered web order
+``pos``         POS sales and their 15-minute batch postings
+``inventory``   stock moves and their publication to the channels
+``entities``    the records and rates all of them use (re-exported here)
 
+This module adds the arrivals and the rest of the public interface. The history's orders
+and inventory updates are drawn up front, spread over ``history_days`` on the hourly
+curves; live ones arrive one after the other (exponential gaps at ``live_rate`` times the
+scenario's traffic) until ``live_orders`` or :meth:`Simulation.stop_arrivals`. Every id
+derives from an entity's position (history: its place in the precomputed list; live:
+after all of the history), never from processing order. A run's faults start at its
+fault anchor: ``live_fault_delay_s`` after the start with live orders, else when 40 % of
+the history's orders have arrived.
+
+The flows' hops (``system: what``; ``stage`` where the sender knows it, else the
+platform's own status word for the server's status maps) are described in their modules.
 Scenario faults are described in :mod:`observatory.simulator.scenarios`. When each hop
 reaches Observatory (``Step.send_at``: relayed, late, retried, buffered) is decided by
 :mod:`observatory.simulator.telemetry`; :mod:`observatory.simulator.truth` records what
@@ -55,7 +48,6 @@ from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import accumulate
-from typing import Any
 
 from observatory.simulator import catalog as cat
 from observatory.simulator.engine import Action, seeded_uuid
@@ -89,18 +81,16 @@ from observatory.simulator.entities import (
     history_volume,
     money,
 )
-from observatory.simulator.erp import ErpConnector
-from observatory.simulator.fulfilment import Fulfilment
-from observatory.simulator.returns import Returns
+from observatory.simulator.inventory import Inventory
+from observatory.simulator.orders import Orders
+from observatory.simulator.pos import PointOfSale
 from observatory.simulator.telemetry import EVENT, SPAN, WEBHOOK, Delivery
 from observatory.simulator.timing import (
     POS_CURVE,
     WAREHOUSE_CLOSE_H,
     WAREHOUSE_OPEN_H,
     WEB_CURVE,
-    ceil_to,
     curve_weight,
-    lognormal,
 )
 
 # What other modules and the tests import from here: the simulation, and the records and
@@ -141,8 +131,8 @@ __all__ = [
 ]
 
 
-class Simulation(ErpConnector, Fulfilment, Returns):
-    """One run of the model; see the module docstring."""
+class Simulation(Orders, PointOfSale, Inventory):
+    """One run of the model: its arrivals, composed with every flow (module docstring)."""
 
     def __init__(self, plan: Plan, *, record_truth: bool = False) -> None:
         super().__init__(plan, record_truth=record_truth)
@@ -154,10 +144,7 @@ class Simulation(ErpConnector, Fulfilment, Returns):
         self._order_count = 0
         self._live_web = 0
         self._live_updates = 0
-        self._live_channels: list[str] = []
-        # POS receipts waiting for their batch, per (live?, store); ticks per (live?, time)
-        self._pos_pending: dict[tuple[bool, str], list[Order]] = {}
-        self._pos_ticks: set[tuple[bool, datetime]] = set()
+        self._live_channels = []
 
         arrivals = random.Random(f"{plan.seed}/arrivals")
         # Every id derives from an entity's position (history: its place in the precomputed
@@ -176,8 +163,6 @@ class Simulation(ErpConnector, Fulfilment, Returns):
         self.delivery = Delivery(
             plan.telemetry, plan.seed, plan.start, begin if whole_day else None
         )
-        #: per block of orders: where the shipped-unposted one is looked for, which it is
-        self._unposted: dict[int, tuple[int, int]] = {}
 
         self.fault_anchor = self._fault_anchor()
         self.erp_outage = None
@@ -262,6 +247,7 @@ class Simulation(ErpConnector, Fulfilment, Returns):
         return slots
 
     def _history_arrivals(self, rng: random.Random, count: int) -> list[tuple[datetime, str]]:
+        """When and on which channel each order of the history arrives, in time order."""
         if count <= 0 or self.plan.history_days <= 0:
             return []
         begin = self.start - timedelta(days=self.plan.history_days)
@@ -281,6 +267,7 @@ class Simulation(ErpConnector, Fulfilment, Returns):
         return out
 
     def _history_update_times(self, rng: random.Random, count: int) -> list[datetime]:
+        """When each inventory update of the history happens, mostly in warehouse hours."""
         if count <= 0 or self.plan.history_days <= 0:
             return []
         begin = self.start - timedelta(days=self.plan.history_days)
@@ -297,6 +284,7 @@ class Simulation(ErpConnector, Fulfilment, Returns):
         return out
 
     def _fault_anchor(self) -> datetime | None:
+        """Where the scenario's fault windows start (None: a run with no orders)."""
         if self._live_enabled():
             return self.start + timedelta(seconds=self.plan.live_fault_delay_s)
         if self._history:
@@ -354,63 +342,8 @@ class Simulation(ErpConnector, Fulfilment, Returns):
 
     # --- building orders ---------------------------------------------------------------
 
-    def _channel_of(self, index: int) -> str:
-        if index < len(self._history):
-            return self._history[index][1]
-        return self._live_channels[index - len(self._history)]
-
-    def _is_lost(self, index: int) -> bool:
-        """Whether a web order's queue message is lost (chaos): a function of its index."""
-        rate = self.scenario.lost_rate
-        if not rate or self._channel_of(index) != "web":
-            return False
-        return random.Random(f"{self.seed}/lost/{index}").random() < rate
-
-    def _is_unposted(self, index: int) -> bool:
-        """Whether a web order is shipped but never posted (chaos): in every block of
-        ``unposted_every`` orders, the first web order not lost from a seeded position on.
-        Decided from indexes only, like :meth:`_conflict_target`."""
-        every = self.scenario.unposted_every
-        if not every or self._channel_of(index) != "web" or self._is_lost(index):
-            return False
-        block = index // every * every
-        first, chosen = self._unposted.get(block, (-1, -1))
-        if first < 0:
-            first = block + random.Random(f"{self.seed}/unposted/{block}").randrange(every)
-        elif chosen >= 0:
-            return chosen == index
-        for j in range(first, index + 1):
-            if self._channel_of(j) == "web" and not self._is_lost(j):
-                self._unposted[block] = (first, j)
-                return j == index
-        self._unposted[block] = (first, -1)
-        return False
-
-    def _conflict_target(self, index: int) -> str | None:
-        """The sales-order number a faulty ERP reuses for this order, if it does (chaos).
-
-        In every block of ``conflict_every`` orders, the first web or marketplace order
-        that gets posted is given the number of the nearest earlier order that was posted.
-        Decided from indexes only (history channels are known in advance, live ones
-        arrive in order), so it does not depend on how the queues interleave.
-        """
-        every = self.scenario.conflict_every
-        if not every:
-            return None
-
-        def posted(j: int) -> bool:
-            return (
-                self._channel_of(j) != "pos" and not self._is_lost(j) and not self._is_unposted(j)
-            )
-
-        block = index // every * every
-        first = next((j for j in range(max(block, 1), index + 1) if posted(j)), None)
-        if first != index:
-            return None
-        target = next((j for j in range(index - 1, -1, -1) if posted(j)), None)
-        return None if target is None else f"SO-{self._so_base + target}"
-
     def _start_order(self, moment: datetime, channel: str, *, index: int, live: bool) -> None:
+        """Build the order at ``index`` and queue its channel's flow."""
         self._order_count += 1
         self.last_arrival = moment
         self.orders_by_channel[channel] += 1
@@ -429,6 +362,7 @@ class Simulation(ErpConnector, Fulfilment, Returns):
     def _new_order(
         self, index: int, channel: str, moment: datetime, rng: random.Random, *, live: bool
     ) -> Order:
+        """The order as placed: its lines, amounts and its channel's ids and customer."""
         count = rng.choices((1, 2, 3, 4), weights=(50, 30, 15, 5))[0]
         products = rng.choices(cat.PRODUCTS, weights=[p.weight for p in cat.PRODUCTS], k=count)
         merged: dict[str, Line] = {}
@@ -510,425 +444,6 @@ class Simulation(ErpConnector, Fulfilment, Returns):
         if not any(weights):
             weights = [s.weight for s in cat.STORES]
         return rng.choices(cat.STORES, weights=weights)[0]
-
-    # --- posting orders ----------------------------------------------------------------
-
-    def _consume_and_post(
-        self,
-        order: Order,
-        rng: random.Random,
-        at: datetime,
-        keys: dict[str, str | list[str]],
-        *,
-        operation: str,
-        service: str,
-        context: str,
-        duration_median_s: float,
-        erp_factor: float,
-        attributes: dict[str, Any],
-        consume: str | None = None,
-        post: bool = True,
-    ) -> tuple[list[Step], datetime, bool]:
-        """The middleware consumer that validates a web or marketplace order at ``at``
-        (saved as ``context``), then its ERP posting: (steps, posted at, conflicted).
-        ``post`` False: the posting message is dead-lettered (steps, validated at, False)."""
-        duration = lognormal(rng, duration_median_s, 0.5, 0.05, 5).total_seconds()
-        intake = self._span(
-            order.ref,
-            at,
-            "middleware",
-            operation,
-            keys={**keys, "correlation_id": order.correlation_id},
-            service=service,
-            span_kind="consumer",
-            consume=consume,
-            save_as=context,
-            stage="validated",
-            duration_s=duration,
-            channel=order.channel,
-            amount=order.total,
-            currency=order.currency,
-            attributes=attributes,
-        )
-        if not post:
-            intake.fault = "shipped_unposted"
-            return [intake], at + timedelta(seconds=duration), False
-        post_at = (
-            at
-            + timedelta(seconds=duration)
-            + lognormal(rng, erp_factor * self.scenario.erp_latency, 0.7, 0.5, 35)
-        )
-        posting, posted, conflicted = self._post_order(order, rng, post_at, context, keys)
-        return [intake, *posting], posted, conflicted
-
-    def _post_order(
-        self, order: Order, rng: random.Random, at: datetime, parent: str, base_keys: dict
-    ) -> tuple[list[Step], datetime, bool]:
-        """Post one web or marketplace order; returns (steps, posted at, conflicted)."""
-        so = order.erp_sales_order
-        # A faulty ERP (a number range reused after a failover) may answer with the
-        # sales-order number of another order.
-        reused = self._conflict_target(order.index)
-        conflicted = reused is not None
-        if reused is not None:
-            so = reused
-        steps, posted = self._erp_post(
-            rng,
-            order.ref,
-            at,
-            operation="netsuite.salesOrder.create",
-            keys=base_keys,
-            ok_keys={"erp_sales_order": so},
-            parent=parent,
-            message=f"q:{order.index}:post",
-            platform_status=cat.NETSUITE_PENDING_FULFILLMENT,
-            channel=order.channel,
-            amount=order.total,
-            currency=order.currency,
-        )
-        if conflicted:
-            steps[-1].fault = "conflicting_id"
-        replayed = bool(self.scenario.replay_rate) and rng.random() < self.scenario.replay_rate
-        # A conflicted order is not replayed: Observatory refused its first posting's link,
-        # so a second one could not be told apart from a first (two faults in one order).
-        if replayed and not conflicted:
-            # The ERP does not recognise the replayed message: it creates a second sales
-            # order with a number of its own, so the order is posted twice.
-            again = posted + lognormal(rng, 300, 0.6, 60, 1800)
-            steps.append(
-                self._span(
-                    order.ref,
-                    again,
-                    "erp",
-                    "netsuite.salesOrder.create",
-                    keys={
-                        **base_keys,
-                        "erp_sales_order": f"SO-{self._so_base + REPLAY_SO_OFFSET + order.index}",
-                    },
-                    service=cat.SERVICE_ERP_CONNECTOR,
-                    span_kind="client",
-                    parent=parent,
-                    platform_status=cat.NETSUITE_PENDING_FULFILLMENT,
-                    duration_s=lognormal(rng, 1.2, 0.5, 0.2, 12).total_seconds(),
-                    replay=True,
-                    channel=order.channel,
-                    amount=order.total,
-                    currency=order.currency,
-                    attributes={"messaging.message.redelivered": True},
-                    fault="replayed_posting",
-                )
-            )
-        return steps, posted, conflicted
-
-    # --- web orders --------------------------------------------------------------------
-
-    def _web_order(self, order: Order, rng: random.Random) -> list[Step]:
-        t0 = order.placed_at
-        ref = order.ref
-        steps = self._webhooks(rng, order, t0, "orders/create")
-        steps += self._webhooks(rng, order, t0 + lognormal(rng, 4, 0.6, 1, 60), "orders/paid")
-        order_keys: dict[str, str | list[str]] = {
-            "shopify_order_id": str(order.shopify_id),
-            "order_number": order.name,
-        }
-        received = t0 + lognormal(rng, 0.8, 0.5, 0.2, 5)
-        message = f"q:{order.index}:validate"
-        steps.append(
-            self._span(
-                ref,
-                received,
-                "middleware",
-                "POST /webhooks/shopify/orders-create",
-                keys={**order_keys, "correlation_id": order.correlation_id},
-                service=cat.SERVICE_SHOPIFY_BRIDGE,
-                span_kind="server",
-                publish=message,
-                duration_s=lognormal(rng, 0.08, 0.5, 0.01, 1).total_seconds(),
-                channel="web",
-                amount=order.total,
-                currency=order.currency,
-                attributes={
-                    "http.request.method": "POST",
-                    "http.route": "/webhooks/shopify/orders-create",
-                    "messaging.system": "rabbitmq",
-                    "messaging.destination.name": "orders.validate",
-                    "messaging.operation.type": "send",
-                },
-            )
-        )
-        if self._is_lost(order.index):
-            # The message never reaches the validator: the order exists in Shopify only.
-            steps[-1].fault = "lost_event"
-            return steps
-        validated = received + lognormal(rng, 2.5, 0.9, 0.1, 40)
-        unposted = self._is_unposted(order.index)
-        posting, posted, conflicted = self._consume_and_post(
-            order,
-            rng,
-            validated,
-            order_keys,
-            operation="process orders.validate",
-            service=cat.SERVICE_MIDDLEWARE,
-            context=f"ctx:{order.index}:validated",
-            consume=message,
-            duration_median_s=0.45,
-            erp_factor=6,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.destination.name": "orders.validate",
-                "messaging.operation.type": "process",
-                "validation.checks": "schema,address,tax,fraud",
-            },
-            post=not unposted,
-        )
-        steps += posting
-        if unposted:
-            # The ERP never hears of it (no sales order, no invoice); a 3PL connector
-            # pulls the order from Shopify and ships it all the same.
-            order.erp_sales_order = order.invoice_id = ""
-            fulfilment, _ = self._fulfil(order, rng, posted)
-            return steps + fulfilment
-        if conflicted:
-            # The ERP holds the order under another order's number: nothing downstream.
-            return steps
-        if rng.random() < CANCEL_RATE:
-            cancelled = posted + lognormal(rng, 480, 0.6, 120, 2400)
-            steps += self._webhooks(
-                rng, order, cancelled, "orders/cancelled", cancelled_at=cancelled
-            )
-            steps.append(
-                self._event(
-                    rng,
-                    ref,
-                    cancelled + lognormal(rng, 40, 0.6, 5, 600),
-                    "erp",
-                    "salesOrder.cancelled",
-                    source=cat.SOURCE_ERP,
-                    event_type="com.netsuite.salesorder.cancelled.v1",
-                    keys={"erp_sales_order": order.erp_sales_order, "order_number": order.name},
-                    platform_status=cat.NETSUITE_CANCELLED,
-                    channel="web",
-                )
-            )
-            self.counts["cancelled"] += 1
-            return steps
-        fulfilment, delivered = self._fulfil(order, rng, posted)
-        steps += fulfilment
-        if delivered is not None and rng.random() < RETURN_RATE:
-            steps += self._return(order, rng, delivered)
-        return steps
-
-    # --- POS ---------------------------------------------------------------------------
-
-    def _pos_sale(self, order: Order, rng: random.Random) -> list[Step]:
-        store = order.store
-        assert store is not None
-        step = self._span(
-            order.ref,
-            order.placed_at,
-            "pos",
-            "pos.sale.complete",
-            keys={"pos_receipt": order.receipt, "store_id": store.store_id},
-            service=cat.SERVICE_POS,
-            span_kind="server",
-            stage="captured",
-            channel="pos",
-            store_id=store.store_id,
-            amount=order.total,
-            currency=order.currency,
-            duration_s=lognormal(rng, 1.2, 0.5, 0.2, 15).total_seconds(),
-            attributes={
-                "retail.location_id": store.store_id,
-                "pos.register": order.register,
-                "pos.tender": rng.choices(("card", "cash", "wallet"), weights=(70, 12, 18))[0],
-            },
-        )
-        live = self._in_live
-        self._pos_pending.setdefault((live, store.store_id), []).append(order)
-        boundary = ceil_to(order.placed_at, POS_BATCH_MINUTES)
-        if (live, boundary) not in self._pos_ticks:
-            self._pos_ticks.add((live, boundary))
-            self._push(boundary, self._pos_batch)
-        return [step]
-
-    def _pos_batch(self, boundary: datetime) -> None:
-        """Every 15 minutes: one ERP posting per store carrying all its new receipts.
-
-        History and live sales are batched apart (a boundary just after the start may
-        see two batches of one store), so batches do not depend on how queues interleave.
-        """
-        live = self._in_live
-        self._pos_ticks.discard((live, boundary))
-        for store in cat.STORES:
-            pending = self._pos_pending.get((live, store.store_id), [])
-            batch = [o for o in pending if o.placed_at <= boundary]
-            if not batch:
-                continue
-            self._pos_pending[(live, store.store_id)] = [
-                o for o in pending if o.placed_at > boundary
-            ]
-            stamp = boundary + timedelta(hours=store.utc_offset_h)
-            batch_id = f"POSB-{store.store_id}-{stamp:%Y%m%d-%H%M}"
-            rng = random.Random(f"{self.seed}/batch/{batch_id}/{int(live)}")
-            total = sum((o.total for o in batch), Decimal("0"))
-            steps, _ = self._erp_post(
-                rng,
-                batch_id,
-                boundary + lognormal(rng, 70, 0.5, 10, 360),
-                operation="netsuite.cashSale.batchCreate",
-                keys={
-                    "pos_receipt": [o.receipt for o in batch],
-                    "batch_id": batch_id,
-                    "store_id": store.store_id,
-                },
-                ok_keys={},
-                parent=None,
-                message=f"q:{batch_id}:post",
-                stage="posted",
-                channel="pos",
-                store_id=store.store_id,
-                amount=total,
-                currency=cat.CURRENCY,
-            )
-            for step in steps:
-                step.attributes["batch.size"] = len(batch)
-            self.counts["pos_batches"] += 1
-            self._schedule(steps)
-
-    # --- marketplace ---------------------------------------------------------------------
-
-    def _marketplace_order(self, order: Order, rng: random.Random) -> list[Step]:
-        t0 = order.placed_at
-        ref = order.ref
-        keys: dict[str, str | list[str]] = {"marketplace_order_id": order.marketplace_id}
-        steps = [
-            self._event(
-                rng,
-                ref,
-                t0,
-                "marketplace",
-                "order.created",
-                source=cat.SOURCE_MARKETPLACE,
-                event_type="com.amazon.sp.order.created.v1",
-                keys=dict(keys),
-                stage="captured",
-                platform_status="Unshipped",
-                channel="marketplace",
-                amount=order.total,
-                currency=order.currency,
-            )
-        ]
-        imported = t0 + lognormal(rng, 5, 0.6, 1, 45)
-        posting, posted, conflicted = self._consume_and_post(
-            order,
-            rng,
-            imported,
-            keys,
-            operation="process marketplace.orders",
-            service=cat.SERVICE_MARKETPLACE,
-            context=f"ctx:{order.index}:imported",
-            duration_median_s=0.5,
-            erp_factor=5,
-            attributes={
-                "messaging.system": "aws_sqs",
-                "messaging.destination.name": "sp-api-order-notifications",
-                "messaging.operation.type": "process",
-            },
-        )
-        steps += posting
-        if conflicted:
-            return steps
-        fulfilment, _ = self._fulfil(order, rng, posted)
-        return steps + fulfilment
-
-    # --- inventory ---------------------------------------------------------------------
-
-    def _inventory_load(self, moment: datetime) -> float:
-        """0..1: how loaded the inventory sync is (peak-sale makes its lag grow).
-
-        Live: it fills up over the first ten simulated minutes. History: half loaded all
-        the time, fully at the busiest hour of the web curve.
-        """
-        if moment > self.start:
-            return min(1.0, (moment - self.start).total_seconds() / 600)
-        busy = curve_weight("web", moment, cat.SHOP_UTC_OFFSET_H) / max(WEB_CURVE)
-        return 0.5 + 0.5 * min(1.0, busy)
-
-    def _start_update(self, moment: datetime, index: int) -> None:
-        self.counts["inventory_updates"] += 1
-        rng = self._rng("update", index)
-        update_id = f"IU-{self._update_base + index}"
-        if self.truth is not None:
-            self.truth.update(update_id)
-        product = rng.choices(cat.PRODUCTS, weights=[p.weight for p in cat.PRODUCTS])[0]
-        from_wms = rng.random() < 0.6
-        if from_wms:
-            location = rng.choices(cat.WAREHOUSES, weights=[w.weight for w in cat.WAREHOUSES])[
-                0
-            ].code
-            system, source = "wms", cat.SOURCE_WMS
-            reason = rng.choice(("cycle_count", "receipt", "damage", "transfer"))
-        else:
-            location = rng.choice([*(s.store_id for s in cat.STORES), "DC-NJ1"])
-            system, source = "erp", cat.SOURCE_ERP
-            reason = rng.choice(("inventory_adjustment", "item_receipt", "transfer_order"))
-        delta = rng.choice((-3, -2, -1, 1, 2, 5, 12, 24, 48))
-        keys: dict[str, str | list[str]] = {
-            "inventory_update_id": update_id,
-            "sku": product.sku,
-            "location": location,
-        }
-        attrs = {
-            "retail.inventory.sku": product.sku,
-            "retail.inventory.location": location,
-            "retail.inventory.source_time": moment,
-            "inventory.reason": reason,
-            "inventory.delta": delta,
-        }
-        steps = [
-            self._event(
-                rng,
-                update_id,
-                moment,
-                system,
-                f"inventory.{reason}",
-                source=source,
-                event_type=f"com.northwind.{system}.inventory.adjusted.v1",
-                keys=dict(keys),
-                stage="inventory_adjusted",
-                attributes=dict(attrs),
-            )
-        ]
-        growth = self.scenario.inventory_lag_growth
-        factor = 1.0 + (growth - 1.0) * self._inventory_load(moment)
-        # One sync service publishes to both channels: its queue delays both alike.
-        if growth <= 1:
-            queue = lognormal(rng, 30, 0.6, 3, 150)
-        else:
-            queue = lognormal(rng, 30 * factor, 0.9, 3, 1800)
-        to_shopify = queue + lognormal(rng, 4, 0.5, 0.5, 60)
-        picked_up = ceil_to(moment + queue + timedelta(seconds=1), POS_STOCK_SYNC_MINUTES)
-        to_pos = (picked_up - moment) + lognormal(rng, 10, 0.5, 1, 30)
-        for target, lag, operation in (
-            ("shopify", to_shopify, "graphql inventorySetQuantities"),
-            ("pos", to_pos, "pos.stock.push"),
-        ):
-            steps.append(
-                self._span(
-                    update_id,
-                    moment + lag,
-                    target,
-                    operation,
-                    keys=dict(keys),
-                    service=cat.SERVICE_INVENTORY,
-                    span_kind="client",
-                    stage="inventory_published",
-                    duration_s=lognormal(rng, 0.4, 0.5, 0.05, 5).total_seconds(),
-                    attributes=dict(attrs),
-                    fault="inventory_lag_over_sla" if growth > 1 and lag > INVENTORY_SLA else None,
-                )
-            )
-        self._schedule(steps)
 
 
 # --- helpers -----------------------------------------------------------------------------
