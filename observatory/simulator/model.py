@@ -12,35 +12,28 @@ business-hours curves; cross-order work (POS batches every 15 minutes, the ERP b
 down, ids reused by a faulty ERP) is decided by the simulation's own state, in heap
 order, so the result does not depend on how callers slice time.
 
-The flows (``system: what``; ``stage`` where the sender knows it, else the platform's
-own status word for the server's status maps):
+:class:`Simulation` is composed of one class per concern, each in its module:
 
-web order
-    shopify: ``orders/create`` and ``orders/paid`` webhooks -> middleware: the Shopify
-    bridge receives the webhook and publishes to a queue (the trace breaks) -> middleware:
-    validation consumes it (new trace, linked, keys from baggage; ``validated``) -> erp:
-    the connector posts the sales order (NetSuite ``Pending Fulfillment``, key
-    ``erp_sales_order``; retries on failures) -> wms: ``released``, ``picked`` (pick and
-    pack), ``shipped`` per shipment (``shipment_id``, ``tracking_number``; 12 % of
-    multi-line orders ship in two shipments a day apart) -> carrier: EasyPost or
-    AfterShip status words -> shopify: ``fulfillments/create`` (fulfillment synced),
-    ``fulfillments/update``, ``orders/fulfilled`` -> erp: ``Billed`` in the nightly
-    billing run (``invoice_id``). 2 % are cancelled after posting (``orders/cancelled``).
-return (7 % of delivered web orders)
-    shopify ``returns/request`` -> wms ``return_received`` -> shopify ``refunds/create``
-    -> erp ``refund_settled``.
-POS sale
-    pos: the sale (``captured``, ``pos_receipt`` like ``ST12-0042-118``, ``store_id``)
-    -> erp: one batch posting per store every 15 minutes carrying the array of receipts
-    (a fan-out hop) and a ``batch_id`` (``posted``).
-marketplace order
-    marketplace: order notification (``captured``) -> middleware import (``validated``)
-    -> erp posting -> the same warehouse and carrier flow -> marketplace: shipment
-    confirmed -> erp billing.
-inventory update
-    erp or wms: ``inventory_adjusted`` (``inventory_update_id``, ``sku``, ``location``)
-    -> shopify and pos: ``inventory_published`` after a sync lag.
+``engine``      the queue, handing steps out, the hop builders, the seeded ids
+``erp``         the ERP connector's posting, its failures and retries
+``orders``      web and marketplace orders: webhooks, middleware, posting, chaos faults
+``fulfilment``  warehouse, carriers, the Shopify fulfillment sync, billing
+``returns``     the return of a delivered web order
+``pos``         POS sales and their 15-minute batch postings
+``inventory``   stock moves and their publication to the channels
+``entities``    the records and rates all of them use (re-exported here)
 
+This module adds the arrivals and the rest of the public interface. The history's orders
+and inventory updates are drawn up front, spread over ``history_days`` on the hourly
+curves; live ones arrive one after the other (exponential gaps at ``live_rate`` times the
+scenario's traffic) until ``live_orders`` or :meth:`Simulation.stop_arrivals`. Every id
+derives from an entity's position (history: its place in the precomputed list; live:
+after all of the history), never from processing order. A run's faults start at its
+fault anchor: ``live_fault_delay_s`` after the start with live orders, else when 40 % of
+the history's orders have arrived.
+
+The flows' hops (``system: what``; ``stage`` where the sender knows it, else the
+platform's own status word for the server's status maps) are described in their modules.
 Scenario faults are described in :mod:`observatory.simulator.scenarios`. When each hop
 reaches Observatory (``Step.send_at``: relayed, late, retried, buffered) is decided by
 :mod:`observatory.simulator.telemetry`; :mod:`observatory.simulator.truth` records what
@@ -49,299 +42,101 @@ really happened, for ``simulate --truth``.
 
 from __future__ import annotations
 
-import heapq
 import random
-import uuid
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from itertools import accumulate
-from typing import Any, Final
 
 from observatory.simulator import catalog as cat
-from observatory.simulator.scenarios import Scenario
-from observatory.simulator.telemetry import (
-    DEFAULT_TELEMETRY,
-    EVENT,
-    SPAN,
-    WEBHOOK,
-    Delivery,
-    Telemetry,
+from observatory.simulator.engine import Action, seeded_uuid
+from observatory.simulator.entities import (
+    CANCEL_RATE,
+    CENT,
+    CHANNEL_SHARES,
+    DAILY_ORDERS,
+    ERP_BACKOFF_BASE_S,
+    ERP_BACKOFF_CAP_S,
+    FAILED_DELIVERY_RATE,
+    HISTORY_CHANNEL_WEIGHTS,
+    INVENTORY_PER_ORDER,
+    INVENTORY_SLA,
+    LIVE_FAULT_DELAY_S,
+    POS_BATCH_MINUTES,
+    POS_STOCK_SYNC_MINUTES,
+    REPLAY_SO_OFFSET,
+    RETURN_RATE,
+    SPLIT_RATE,
+    TRANSIENT_ERP_FAILURE,
+    WMS_SILENCE_OFFSET,
+    Customer,
+    Line,
+    Order,
+    Plan,
+    Refund,
+    Shipment,
+    Step,
+    WebhookSpec,
+    history_volume,
+    money,
 )
+from observatory.simulator.inventory import Inventory
+from observatory.simulator.orders import Orders
+from observatory.simulator.pos import PointOfSale
+from observatory.simulator.telemetry import EVENT, SPAN, WEBHOOK, Delivery
 from observatory.simulator.timing import (
     POS_CURVE,
     WAREHOUSE_CLOSE_H,
     WAREHOUSE_OPEN_H,
     WEB_CURVE,
-    ceil_to,
     curve_weight,
-    lognormal,
-    next_local_time,
-    next_open,
 )
-from observatory.simulator.truth import Mark, Truth
 
-#: Orders per day of history at traffic 1 (a mid-sized retailer's web,
-#: store and marketplace orders together).
-DAILY_ORDERS: Final = 200
-#: Channel mix of live traffic (history follows the hourly curves instead).
-CHANNEL_SHARES: Final = {"web": 0.55, "pos": 0.33, "marketplace": 0.12}
-#: History mix at equal curve weight: the POS curve is zero at night, so its daytime
-#: share is larger than its overall one.
-HISTORY_CHANNEL_WEIGHTS: Final = {"web": 0.55, "pos": 0.55, "marketplace": 0.12}
-INVENTORY_PER_ORDER: Final = 0.35
-RETURN_RATE: Final = 0.07
-CANCEL_RATE: Final = 0.02
-SPLIT_RATE: Final = 0.12
-TRANSIENT_ERP_FAILURE: Final = 0.015
-FAILED_DELIVERY_RATE: Final = 0.03
-POS_BATCH_MINUTES: Final = 15
-POS_STOCK_SYNC_MINUTES: Final = 1
-#: Where faults start in a live run: this many simulated seconds after the start.
-LIVE_FAULT_DELAY_S: Final = 60.0
-#: Where the silent-warehouse window starts, after the fault anchor.
-WMS_SILENCE_OFFSET: Final = timedelta(minutes=15)
-#: The ERP connector's retry backoff: 20 s doubling per attempt, at most 5 minutes.
-ERP_BACKOFF_BASE_S: Final = 20.0
-ERP_BACKOFF_CAP_S: Final = 300.0
-#: Sales orders the ERP creates again for a replayed posting (chaos) are numbered from here
-#: on, past the ordinary ones: they never name another order's sales order.
-REPLAY_SO_OFFSET: Final = 1_000_000
-#: The inventory SLA (CONTRACT 4), to count the slow publications injected.
-INVENTORY_SLA: Final = timedelta(minutes=5)
-
-CENT: Final = Decimal("0.01")
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def history_volume(days: float, scenario: Scenario) -> int:
-    """How many orders ``days`` of history hold at the scenario's traffic."""
-    return max(0, round(days * DAILY_ORDERS * scenario.traffic))
+# What other modules and the tests import from here: the simulation, and the records and
+# constants of :mod:`.entities` it is made of.
+__all__ = [
+    "CANCEL_RATE",
+    "CENT",
+    "CHANNEL_SHARES",
+    "DAILY_ORDERS",
+    "ERP_BACKOFF_BASE_S",
+    "ERP_BACKOFF_CAP_S",
+    "EVENT",
+    "FAILED_DELIVERY_RATE",
+    "HISTORY_CHANNEL_WEIGHTS",
+    "INVENTORY_PER_ORDER",
+    "INVENTORY_SLA",
+    "LIVE_FAULT_DELAY_S",
+    "POS_BATCH_MINUTES",
+    "POS_STOCK_SYNC_MINUTES",
+    "REPLAY_SO_OFFSET",
+    "RETURN_RATE",
+    "SPAN",
+    "SPLIT_RATE",
+    "TRANSIENT_ERP_FAILURE",
+    "WEBHOOK",
+    "WMS_SILENCE_OFFSET",
+    "Customer",
+    "Line",
+    "Order",
+    "Plan",
+    "Refund",
+    "Shipment",
+    "Simulation",
+    "Step",
+    "WebhookSpec",
+    "history_volume",
+    "money",
+]
 
 
-# --- what the model hands out --------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Customer:
-    id: int
-    first_name: str
-    last_name: str
-    email: str
-    province: str
-    city: str
-    tax_rate: Decimal
-
-
-@dataclass(slots=True)
-class Line:
-    line_id: int
-    product: cat.Product
-    quantity: int
-
-    @property
-    def total(self) -> Decimal:
-        return self.product.price * self.quantity
-
-
-@dataclass(slots=True)
-class Shipment:
-    shipment_id: str
-    #: 1-based position in the order (Shopify names fulfillments ``#1001.1``)
-    number: int
-    warehouse: cat.Warehouse
-    carrier: cat.Carrier
-    tracking_number: str
-    fulfillment_id: int
-    lines: list[Line]
-
-
-@dataclass(slots=True)
-class Order:
-    index: int
-    channel: str
-    placed_at: datetime
-    lines: list[Line]
-    subtotal: Decimal
-    discount: Decimal
-    shipping: Decimal
-    tax: Decimal
-    total: Decimal
-    currency: str = cat.CURRENCY
-    discount_code: str = ""
-    shopify_id: int = 0
-    number: int = 0
-    token: str = ""
-    confirmation: str = ""
-    customer: Customer | None = None
-    store: cat.Store | None = None
-    register: str = ""
-    receipt: str = ""
-    marketplace_id: str = ""
-    correlation_id: str = ""
-    erp_sales_order: str = ""
-    invoice_id: str = ""
-    shipments: list[Shipment] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        """Shopify's display name, the ``order_number`` key (``#1001``)."""
-        return f"#{self.number}"
-
-    @property
-    def ref(self) -> str:
-        """How people name this order: the key its channel gives it."""
-        if self.channel == "web":
-            return self.name
-        if self.channel == "pos":
-            return self.receipt
-        return self.marketplace_id
-
-
-@dataclass(slots=True)
-class Refund:
-    refund_id: int
-    return_id: int
-    lines: list[Line]
-    amount: Decimal
-    transaction_id: int
-
-
-@dataclass(slots=True)
-class WebhookSpec:
-    """One Shopify webhook delivery, rendered into a body by :mod:`.payloads`."""
-
-    topic: str
-    order: Order
-    #: ``X-Shopify-Event-Id``: the same on every delivery of one event
-    event_id: str
-    #: ``X-Shopify-Webhook-Id``: new for each delivery
-    webhook_id: str
-    financial_status: str = "paid"
-    fulfillment_status: str | None = None
-    shipment: Shipment | None = None
-    shipment_status: str | None = None
-    refund: Refund | None = None
-    cancelled_at: datetime | None = None
-
-
-@dataclass(slots=True)
-class Step:
-    """One hop to send: what it says, when it happened (``at``) and when it arrives.
-
-    ``at`` is the business time (a span's start, an event's ``time``, a webhook's
-    ``X-Shopify-Triggered-At``); ``send_at`` >= ``at`` is when the sender delivers it
-    (later for late scans and duplicate deliveries). Both are simulated times.
-
-    ``keys`` lists every business key the hop carries (a list value fans the hop out).
-    Spans also name their context: ``parent`` continues the trace of an earlier span
-    saved under that name with ``save_as``; ``publish`` puts the span's context into the
-    headers of a queue message of that name; ``consume`` starts a new trace from such a
-    message, linked to its producer (CONTRACT 1: a queue breaks the trace).
-    """
-
-    at: datetime
-    send_at: datetime
-    via: str
-    system: str
-    operation: str
-    keys: dict[str, str | list[str]]
-    #: the order, return or update this hop is about (for summaries and tests)
-    ref: str
-    stage: str | None = None
-    platform_status: str | None = None
-    outcome: str = "ok"
-    error: str | None = None
-    duration_s: float = 0.0
-    channel: str | None = None
-    store_id: str | None = None
-    amount: Decimal | None = None
-    currency: str | None = None
-    retry_attempt: int = 0
-    replay: bool = False
-    attributes: dict[str, Any] = field(default_factory=dict)
-    # spans
-    service: str = ""
-    span_kind: str = "internal"
-    parent: str | None = None
-    save_as: str | None = None
-    publish: str | None = None
-    consume: str | None = None
-    # events
-    source: str = ""
-    event_type: str = ""
-    event_id: str = ""
-    # webhooks
-    webhook: WebhookSpec | None = None
-    #: the scenario fault this hop carries, if any
-    fault: str | None = None
-    #: whether it belongs to a live order or update (else to the history)
-    live: bool = False
-    #: planned but never sent (the silent warehouse)
-    dropped: bool = False
-    #: a notable telemetry delay of its delivery (``shopify_retry``, ``offline_store``)
-    delay: str | None = None
-    #: what the ground truth remembers of it (only with ``record_truth``)
-    mark: Mark | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What to simulate.
-
-    ``history_orders`` orders are spread over the ``history_days`` before ``start`` on
-    the business-hours curves (their hops due after ``start`` are handed out as live
-    ones). After the history, orders keep arriving at ``live_rate`` per simulated second
-    (times the scenario's traffic) until ``live_orders`` of them (None: until
-    :meth:`Simulation.stop_arrivals`); ``live_rate`` 0 means no live orders.
-    ``live_fault_delay_s``: how long after ``start`` the faults of a run with live orders
-    begin (simulated seconds); a run without live orders has them in its history.
-    ``telemetry``: how hops are delivered (:mod:`.telemetry`; on by default).
-    """
-
-    seed: int
-    start: datetime
-    scenario: Scenario
-    history_days: float = 0.0
-    history_orders: int = 0
-    live_rate: float = 0.0
-    live_orders: int | None = None
-    live_fault_delay_s: float = LIVE_FAULT_DELAY_S
-    telemetry: Telemetry = DEFAULT_TELEMETRY
-
-
-_Action = Callable[[datetime], None]
-
-
-class Simulation:
-    """The event queue of one run; see the module docstring."""
+class Simulation(Orders, PointOfSale, Inventory):
+    """One run of the model: its arrivals, composed with every flow (module docstring)."""
 
     def __init__(self, plan: Plan, *, record_truth: bool = False) -> None:
-        if plan.start.tzinfo is None:
-            raise ValueError("plan.start must be an aware datetime")
-        self.plan = plan
-        self.scenario = plan.scenario
-        self.seed = plan.seed
-        self.start = plan.start
+        super().__init__(plan, record_truth=record_truth)
         self.orders_by_channel: Counter[str] = Counter()
-        self.faults: Counter[str] = Counter()
-        self.counts: Counter[str] = Counter()
-        #: notable telemetry delays of the hops handed out
-        self.delayed: Counter[str] = Counter()
-        # Two queues: what live orders do goes out first, the history fills the gaps (a
-        # backfill of days must not hold back the live trickle of a demo).
-        self._live_heap: list[tuple[datetime, int, Step | _Action]] = []
-        self._history_heap: list[tuple[datetime, int, Step | _Action]] = []
-        #: the queue of the entity being processed: its steps and actions go there too
-        self._in_live = False
-        self._seq = 0
-        self._steps_queued = 0
         self._arrivals_open = True
         self._live_started = 0
         self._history_done = False
@@ -349,23 +144,7 @@ class Simulation:
         self._order_count = 0
         self._live_web = 0
         self._live_updates = 0
-        self._live_channels: list[str] = []
-        # POS receipts waiting for their batch, per (live?, store); ticks per (live?, time)
-        self._pos_pending: dict[tuple[bool, str], list[Order]] = {}
-        self._pos_ticks: set[tuple[bool, datetime]] = set()
-
-        ids = random.Random(f"{plan.seed}/ids")
-        self._number_base = ids.randrange(1_001, 900_000)
-        self._shopify_base = 5_600_000_000_000 + ids.randrange(10**11) * 100
-        self._customer_base = 7_100_000_000_000 + ids.randrange(10**11) * 100
-        self._so_base = ids.randrange(100_000, 800_000)
-        self._shipment_base = ids.randrange(100_000, 800_000)
-        self._fulfillment_base = 5_200_000_000 + ids.randrange(10**7) * 100
-        self._invoice_base = ids.randrange(100_000, 800_000)
-        self._return_base = 9_400_000_000 + ids.randrange(10**7) * 100
-        self._refund_base = 9_800_000_000 + ids.randrange(10**7) * 100
-        self._update_base = ids.randrange(100_000, 800_000)
-        self._receipt_base = ids.randrange(100, 900)
+        self._live_channels = []
 
         arrivals = random.Random(f"{plan.seed}/arrivals")
         # Every id derives from an entity's position (history: its place in the precomputed
@@ -384,13 +163,10 @@ class Simulation:
         self.delivery = Delivery(
             plan.telemetry, plan.seed, plan.start, begin if whole_day else None
         )
-        self.truth = Truth(plan) if record_truth else None
-        #: per block of orders: where the shipped-unposted one is looked for, which it is
-        self._unposted: dict[int, tuple[int, int]] = {}
 
         self.fault_anchor = self._fault_anchor()
-        self.erp_outage: tuple[datetime, datetime] | None = None
-        self.wms_silence: tuple[datetime, datetime] | None = None
+        self.erp_outage = None
+        self.wms_silence = None
         if self.fault_anchor is not None:
             if self.scenario.erp_outage_s:
                 end = self.fault_anchor + timedelta(seconds=self.scenario.erp_outage_s)
@@ -417,11 +193,6 @@ class Simulation:
         return self._order_count
 
     @property
-    def pending(self) -> int:
-        """Steps planned and not handed out yet."""
-        return self._steps_queued
-
-    @property
     def live(self) -> bool:
         """Whether this run has a live phase (orders after the start)."""
         return self._live_enabled()
@@ -446,84 +217,10 @@ class Simulation:
             return None
         return len(self._history) + self.plan.live_orders
 
-    def next_time(self) -> datetime | None:
-        """When the next step or action is due (simulated), None when all is done."""
-        heads = [heap[0][0] for heap in (self._live_heap, self._history_heap) if heap]
-        return min(heads) if heads else None
-
-    def history_pending(self) -> bool:
-        """Whether hops of the history (due before the start) are still to be handed out."""
-        return bool(self._history_heap) and self._history_heap[0][0] <= self.start
-
     def stop_arrivals(self) -> None:
         """No new live orders or inventory updates from now on; planned hops still come,
         and so does the rest of the history."""
         self._arrivals_open = False
-
-    def pop_due(self, until: datetime, limit: int = 1_000) -> list[Step]:
-        """The steps due at or before ``until`` (simulated), at most ``limit``, in order."""
-        out: list[Step] = []
-        for live, heap in ((True, self._live_heap), (False, self._history_heap)):
-            while heap and heap[0][0] <= until and len(out) < limit:
-                moment, _, item = heapq.heappop(heap)
-                if isinstance(item, Step):
-                    if item.fault:
-                        self.faults[item.fault] += 1
-                    if item.dropped:
-                        continue
-                    self._steps_queued -= 1
-                    if item.delay:
-                        self.delayed[item.delay] += 1
-                    if self.truth is not None:
-                        self.truth.handed(item)
-                    out.append(item)
-                else:
-                    self._in_live = live
-                    item(moment)
-        return out
-
-    def not_sent(self, steps: list[Step]) -> None:
-        """Steps handed out by :meth:`pop_due` that were not sent after all (a run
-        stopped in the middle of a batch): the ground truth must not count them."""
-        for step in steps:
-            if step.delay:
-                self.delayed[step.delay] -= 1
-            if self.truth is not None:
-                self.truth.not_handed(step)
-
-    def steps_until(self, until: datetime) -> Iterator[Step]:
-        """Every step due at or before ``until``, in order (for tests and backfills)."""
-        while True:
-            batch = self.pop_due(until)
-            if not batch:
-                return
-            yield from batch
-
-    # --- the queue ---------------------------------------------------------------------
-
-    def _push(self, moment: datetime, item: Step | _Action) -> None:
-        self._seq += 1
-        heap = self._live_heap if self._in_live else self._history_heap
-        heapq.heappush(heap, (moment, self._seq, item))
-
-    def _schedule(self, steps: list[Step]) -> None:
-        truth = self.truth
-        for step in steps:
-            if self.wms_silence and step.system == "wms":
-                begin, end = self.wms_silence
-                if begin <= step.at < end:
-                    # never sent; counted as a fault when it would have been
-                    step.fault, step.dropped = "wms_silent_dropped", True
-                    if truth is not None:
-                        truth.planned(step)
-                    self._push(step.send_at, step)
-                    continue
-            self.delivery.apply(step)
-            if truth is not None:
-                truth.planned(step)
-            self._steps_queued += 1
-            step.live = self._in_live
-            self._push(step.send_at, step)
 
     # --- arrivals ----------------------------------------------------------------------
 
@@ -550,6 +247,7 @@ class Simulation:
         return slots
 
     def _history_arrivals(self, rng: random.Random, count: int) -> list[tuple[datetime, str]]:
+        """When and on which channel each order of the history arrives, in time order."""
         if count <= 0 or self.plan.history_days <= 0:
             return []
         begin = self.start - timedelta(days=self.plan.history_days)
@@ -569,6 +267,7 @@ class Simulation:
         return out
 
     def _history_update_times(self, rng: random.Random, count: int) -> list[datetime]:
+        """When each inventory update of the history happens, mostly in warehouse hours."""
         if count <= 0 or self.plan.history_days <= 0:
             return []
         begin = self.start - timedelta(days=self.plan.history_days)
@@ -585,13 +284,14 @@ class Simulation:
         return out
 
     def _fault_anchor(self) -> datetime | None:
+        """Where the scenario's fault windows start (None: a run with no orders)."""
         if self._live_enabled():
             return self.start + timedelta(seconds=self.plan.live_fault_delay_s)
         if self._history:
             return self._history[int(0.4 * len(self._history))][0]
         return None
 
-    def _history_arrival(self, i: int) -> _Action:
+    def _history_arrival(self, i: int) -> Action:
         def arrive(moment: datetime) -> None:
             self._start_order(moment, self._history[i][1], index=i, live=False)
             if i + 1 < len(self._history):
@@ -619,7 +319,7 @@ class Simulation:
         if limit is None or self._live_started < limit:
             self._push_next_live(moment)
 
-    def _history_update(self, i: int) -> _Action:
+    def _history_update(self, i: int) -> Action:
         def arrive(moment: datetime) -> None:
             self._start_update(moment, i)
             if i + 1 < len(self._history_updates):
@@ -642,68 +342,8 @@ class Simulation:
 
     # --- building orders ---------------------------------------------------------------
 
-    def _rng(self, kind: str, index: int) -> random.Random:
-        # One stream per entity: an order's plan never depends on how many random
-        # numbers another order drew.
-        return random.Random(f"{self.seed}/{kind}/{index}")
-
-    def _channel_of(self, index: int) -> str:
-        if index < len(self._history):
-            return self._history[index][1]
-        return self._live_channels[index - len(self._history)]
-
-    def _is_lost(self, index: int) -> bool:
-        """Whether a web order's queue message is lost (chaos): a function of its index."""
-        rate = self.scenario.lost_rate
-        if not rate or self._channel_of(index) != "web":
-            return False
-        return random.Random(f"{self.seed}/lost/{index}").random() < rate
-
-    def _is_unposted(self, index: int) -> bool:
-        """Whether a web order is shipped but never posted (chaos): in every block of
-        ``unposted_every`` orders, the first web order not lost from a seeded position on.
-        Decided from indexes only, like :meth:`_conflict_target`."""
-        every = self.scenario.unposted_every
-        if not every or self._channel_of(index) != "web" or self._is_lost(index):
-            return False
-        block = index // every * every
-        first, chosen = self._unposted.get(block, (-1, -1))
-        if first < 0:
-            first = block + random.Random(f"{self.seed}/unposted/{block}").randrange(every)
-        elif chosen >= 0:
-            return chosen == index
-        for j in range(first, index + 1):
-            if self._channel_of(j) == "web" and not self._is_lost(j):
-                self._unposted[block] = (first, j)
-                return j == index
-        self._unposted[block] = (first, -1)
-        return False
-
-    def _conflict_target(self, index: int) -> str | None:
-        """The sales-order number a faulty ERP reuses for this order, if it does (chaos).
-
-        In every block of ``conflict_every`` orders, the first web or marketplace order
-        that gets posted is given the number of the nearest earlier order that was posted.
-        Decided from indexes only (history channels are known in advance, live ones
-        arrive in order), so it does not depend on how the queues interleave.
-        """
-        every = self.scenario.conflict_every
-        if not every:
-            return None
-
-        def posted(j: int) -> bool:
-            return (
-                self._channel_of(j) != "pos" and not self._is_lost(j) and not self._is_unposted(j)
-            )
-
-        block = index // every * every
-        first = next((j for j in range(max(block, 1), index + 1) if posted(j)), None)
-        if first != index:
-            return None
-        target = next((j for j in range(index - 1, -1, -1) if posted(j)), None)
-        return None if target is None else f"SO-{self._so_base + target}"
-
     def _start_order(self, moment: datetime, channel: str, *, index: int, live: bool) -> None:
+        """Build the order at ``index`` and queue its channel's flow."""
         self._order_count += 1
         self.last_arrival = moment
         self.orders_by_channel[channel] += 1
@@ -722,6 +362,7 @@ class Simulation:
     def _new_order(
         self, index: int, channel: str, moment: datetime, rng: random.Random, *, live: bool
     ) -> Order:
+        """The order as placed: its lines, amounts and its channel's ids and customer."""
         count = rng.choices((1, 2, 3, 4), weights=(50, 30, 15, 5))[0]
         products = rng.choices(cat.PRODUCTS, weights=[p.weight for p in cat.PRODUCTS], k=count)
         merged: dict[str, Line] = {}
@@ -751,7 +392,7 @@ class Simulation:
             shipping=Decimal("0.00"),
             tax=Decimal("0.00"),
             total=Decimal("0.00"),
-            correlation_id=str(_uuid(rng)),
+            correlation_id=str(seeded_uuid(rng)),
             discount_code=code,
         )
         if channel == "web":
@@ -762,7 +403,7 @@ class Simulation:
                 rank = self._history_web[index]
             order.number = self._number_base + rank - 1
             order.shopify_id = self._shopify_base + index * 100 + rng.randrange(100)
-            order.token = _uuid(rng).hex
+            order.token = seeded_uuid(rng).hex
             order.confirmation = "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", k=9))
             province, city, tax_rate = rng.choice(cat.REGIONS)
             first, last = rng.choice(cat.FIRST_NAMES), rng.choice(cat.LAST_NAMES)
@@ -804,884 +445,6 @@ class Simulation:
             weights = [s.weight for s in cat.STORES]
         return rng.choices(cat.STORES, weights=weights)[0]
 
-    # --- step builders -----------------------------------------------------------------
-
-    def _span(self, order_ref: str, at: datetime, system: str, operation: str, **kw: Any) -> Step:
-        return Step(
-            at=at,
-            send_at=kw.pop("send_at", at),
-            via=SPAN,
-            system=system,
-            operation=operation,
-            keys=kw.pop("keys"),
-            ref=order_ref,
-            **kw,
-        )
-
-    def _event(
-        self,
-        rng: random.Random,
-        order_ref: str,
-        at: datetime,
-        system: str,
-        operation: str,
-        *,
-        source: str,
-        event_type: str,
-        **kw: Any,
-    ) -> Step:
-        return Step(
-            at=at,
-            send_at=kw.pop("send_at", at),
-            via=EVENT,
-            system=system,
-            operation=operation,
-            keys=kw.pop("keys"),
-            ref=order_ref,
-            source=source,
-            event_type=event_type,
-            event_id=str(_uuid(rng)),
-            **kw,
-        )
-
-    def _webhooks(
-        self, rng: random.Random, order: Order, at: datetime, topic: str, **spec: Any
-    ) -> list[Step]:
-        """One Shopify delivery, and a second one of the same event in chaos runs."""
-        event_id = str(_uuid(rng))
-        webhook = WebhookSpec(
-            topic=topic, order=order, event_id=event_id, webhook_id=str(_uuid(rng)), **spec
-        )
-        first = Step(
-            at=at,
-            send_at=at,
-            via=WEBHOOK,
-            system="shopify",
-            operation=topic,
-            keys=_shopify_keys(webhook),
-            ref=order.ref,
-            webhook=webhook,
-        )
-        steps = [first]
-        if self.scenario.duplicate_rate and rng.random() < self.scenario.duplicate_rate:
-            again = WebhookSpec(**{**_spec_fields(webhook), "webhook_id": str(_uuid(rng))})
-            delay = lognormal(rng, 8, 1.0, 1, 60)
-            steps.append(
-                Step(
-                    at=at,
-                    send_at=at + delay,
-                    via=WEBHOOK,
-                    system="shopify",
-                    operation=topic,
-                    keys=dict(first.keys),
-                    ref=order.ref,
-                    webhook=again,
-                    fault="duplicate_delivery",
-                )
-            )
-        return steps
-
-    # --- the ERP -----------------------------------------------------------------------
-
-    def _erp_down(self, moment: datetime) -> bool:
-        return self.erp_outage is not None and self.erp_outage[0] <= moment < self.erp_outage[1]
-
-    def _erp_post(
-        self,
-        rng: random.Random,
-        ref: str,
-        at: datetime,
-        *,
-        operation: str,
-        keys: dict[str, str | list[str]],
-        ok_keys: dict[str, str | list[str]],
-        parent: str | None,
-        message: str,
-        stage: str | None = None,
-        platform_status: str | None = None,
-        **kw: Any,
-    ) -> tuple[list[Step], datetime]:
-        """The connector's posting to the ERP, with its failed attempts and retries.
-
-        Attempt 0 continues the ``parent`` trace; each failed attempt publishes a retry
-        message that the next attempt consumes (a new trace, linked). Returns the steps
-        and the time the posting succeeded.
-        """
-        steps: list[Step] = []
-        attempt = 0
-        consumed: str | None = None
-        transient = rng.random() < TRANSIENT_ERP_FAILURE
-        latency = self.scenario.erp_latency
-        http = {
-            "http.request.method": "POST",
-            "server.address": "4711230.suitetalk.api.netsuite.com",
-            "url.path": "/services/rest/record/v1/salesOrder",
-        }
-        while True:
-            down = self._erp_down(at)
-            if down or (transient and attempt == 0):
-                retry_message = f"{message}:retry:{attempt + 1}"
-                if down:
-                    error = "NetSuite answered 503 Service Unavailable"
-                    duration = lognormal(rng, 0.35, 0.4, 0.05, 3).total_seconds()
-                    failure = {"http.response.status_code": 503, "error.type": "503"}
-                    backoff = min(ERP_BACKOFF_CAP_S, ERP_BACKOFF_BASE_S * 2**attempt)
-                    wait = timedelta(seconds=backoff * rng.uniform(0.8, 1.2))
-                else:
-                    error = "NetSuite request timed out after 30 s"
-                    duration = 30.0
-                    failure = {"error.type": "timeout"}
-                    wait = timedelta(seconds=rng.uniform(10, 25))
-                steps.append(
-                    self._span(
-                        ref,
-                        at,
-                        "erp",
-                        operation,
-                        keys=dict(keys),
-                        service=cat.SERVICE_ERP_CONNECTOR,
-                        span_kind="client",
-                        parent=parent if attempt == 0 else None,
-                        consume=consumed,
-                        publish=retry_message,
-                        outcome="error",
-                        error=error,
-                        duration_s=duration,
-                        retry_attempt=attempt,
-                        attributes={**http, **failure},
-                        fault="erp_503" if down else None,
-                        **kw,
-                    )
-                )
-                at = at + timedelta(seconds=duration) + wait
-                consumed = retry_message
-                attempt += 1
-                continue
-            duration = lognormal(rng, 1.2 * latency, 0.5, 0.2, 12 * latency).total_seconds()
-            steps.append(
-                self._span(
-                    ref,
-                    at,
-                    "erp",
-                    operation,
-                    keys={**keys, **ok_keys},
-                    service=cat.SERVICE_ERP_CONNECTOR,
-                    span_kind="client",
-                    parent=parent if attempt == 0 else None,
-                    consume=consumed,
-                    stage=stage,
-                    platform_status=platform_status,
-                    duration_s=duration,
-                    retry_attempt=attempt,
-                    attributes={**http, "http.response.status_code": 200},
-                    **kw,
-                )
-            )
-            if attempt and any(step.fault == "erp_503" for step in steps):
-                steps[-1].fault = "posted_after_outage"
-            return steps, at + timedelta(seconds=duration)
-
-    def _consume_and_post(
-        self,
-        order: Order,
-        rng: random.Random,
-        at: datetime,
-        keys: dict[str, str | list[str]],
-        *,
-        operation: str,
-        service: str,
-        context: str,
-        duration_median_s: float,
-        erp_factor: float,
-        attributes: dict[str, Any],
-        consume: str | None = None,
-        post: bool = True,
-    ) -> tuple[list[Step], datetime, bool]:
-        """The middleware consumer that validates a web or marketplace order at ``at``
-        (saved as ``context``), then its ERP posting: (steps, posted at, conflicted).
-        ``post`` False: the posting message is dead-lettered (steps, validated at, False)."""
-        duration = lognormal(rng, duration_median_s, 0.5, 0.05, 5).total_seconds()
-        intake = self._span(
-            order.ref,
-            at,
-            "middleware",
-            operation,
-            keys={**keys, "correlation_id": order.correlation_id},
-            service=service,
-            span_kind="consumer",
-            consume=consume,
-            save_as=context,
-            stage="validated",
-            duration_s=duration,
-            channel=order.channel,
-            amount=order.total,
-            currency=order.currency,
-            attributes=attributes,
-        )
-        if not post:
-            intake.fault = "shipped_unposted"
-            return [intake], at + timedelta(seconds=duration), False
-        post_at = (
-            at
-            + timedelta(seconds=duration)
-            + lognormal(rng, erp_factor * self.scenario.erp_latency, 0.7, 0.5, 35)
-        )
-        posting, posted, conflicted = self._post_order(order, rng, post_at, context, keys)
-        return [intake, *posting], posted, conflicted
-
-    def _post_order(
-        self, order: Order, rng: random.Random, at: datetime, parent: str, base_keys: dict
-    ) -> tuple[list[Step], datetime, bool]:
-        """Post one web or marketplace order; returns (steps, posted at, conflicted)."""
-        so = order.erp_sales_order
-        # A faulty ERP (a number range reused after a failover) may answer with the
-        # sales-order number of another order.
-        reused = self._conflict_target(order.index)
-        conflicted = reused is not None
-        if reused is not None:
-            so = reused
-        steps, posted = self._erp_post(
-            rng,
-            order.ref,
-            at,
-            operation="netsuite.salesOrder.create",
-            keys=base_keys,
-            ok_keys={"erp_sales_order": so},
-            parent=parent,
-            message=f"q:{order.index}:post",
-            platform_status=cat.NETSUITE_PENDING_FULFILLMENT,
-            channel=order.channel,
-            amount=order.total,
-            currency=order.currency,
-        )
-        if conflicted:
-            steps[-1].fault = "conflicting_id"
-        replayed = bool(self.scenario.replay_rate) and rng.random() < self.scenario.replay_rate
-        # A conflicted order is not replayed: Observatory refused its first posting's link,
-        # so a second one could not be told apart from a first (two faults in one order).
-        if replayed and not conflicted:
-            # The ERP does not recognise the replayed message: it creates a second sales
-            # order with a number of its own, so the order is posted twice.
-            again = posted + lognormal(rng, 300, 0.6, 60, 1800)
-            steps.append(
-                self._span(
-                    order.ref,
-                    again,
-                    "erp",
-                    "netsuite.salesOrder.create",
-                    keys={
-                        **base_keys,
-                        "erp_sales_order": f"SO-{self._so_base + REPLAY_SO_OFFSET + order.index}",
-                    },
-                    service=cat.SERVICE_ERP_CONNECTOR,
-                    span_kind="client",
-                    parent=parent,
-                    platform_status=cat.NETSUITE_PENDING_FULFILLMENT,
-                    duration_s=lognormal(rng, 1.2, 0.5, 0.2, 12).total_seconds(),
-                    replay=True,
-                    channel=order.channel,
-                    amount=order.total,
-                    currency=order.currency,
-                    attributes={"messaging.message.redelivered": True},
-                    fault="replayed_posting",
-                )
-            )
-        return steps, posted, conflicted
-
-    # --- web orders --------------------------------------------------------------------
-
-    def _web_order(self, order: Order, rng: random.Random) -> list[Step]:
-        t0 = order.placed_at
-        ref = order.ref
-        steps = self._webhooks(rng, order, t0, "orders/create")
-        steps += self._webhooks(rng, order, t0 + lognormal(rng, 4, 0.6, 1, 60), "orders/paid")
-        order_keys: dict[str, str | list[str]] = {
-            "shopify_order_id": str(order.shopify_id),
-            "order_number": order.name,
-        }
-        received = t0 + lognormal(rng, 0.8, 0.5, 0.2, 5)
-        message = f"q:{order.index}:validate"
-        steps.append(
-            self._span(
-                ref,
-                received,
-                "middleware",
-                "POST /webhooks/shopify/orders-create",
-                keys={**order_keys, "correlation_id": order.correlation_id},
-                service=cat.SERVICE_SHOPIFY_BRIDGE,
-                span_kind="server",
-                publish=message,
-                duration_s=lognormal(rng, 0.08, 0.5, 0.01, 1).total_seconds(),
-                channel="web",
-                amount=order.total,
-                currency=order.currency,
-                attributes={
-                    "http.request.method": "POST",
-                    "http.route": "/webhooks/shopify/orders-create",
-                    "messaging.system": "rabbitmq",
-                    "messaging.destination.name": "orders.validate",
-                    "messaging.operation.type": "send",
-                },
-            )
-        )
-        if self._is_lost(order.index):
-            # The message never reaches the validator: the order exists in Shopify only.
-            steps[-1].fault = "lost_event"
-            return steps
-        validated = received + lognormal(rng, 2.5, 0.9, 0.1, 40)
-        unposted = self._is_unposted(order.index)
-        posting, posted, conflicted = self._consume_and_post(
-            order,
-            rng,
-            validated,
-            order_keys,
-            operation="process orders.validate",
-            service=cat.SERVICE_MIDDLEWARE,
-            context=f"ctx:{order.index}:validated",
-            consume=message,
-            duration_median_s=0.45,
-            erp_factor=6,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.destination.name": "orders.validate",
-                "messaging.operation.type": "process",
-                "validation.checks": "schema,address,tax,fraud",
-            },
-            post=not unposted,
-        )
-        steps += posting
-        if unposted:
-            # The ERP never hears of it (no sales order, no invoice); a 3PL connector
-            # pulls the order from Shopify and ships it all the same.
-            order.erp_sales_order = order.invoice_id = ""
-            fulfilment, _ = self._fulfil(order, rng, posted)
-            return steps + fulfilment
-        if conflicted:
-            # The ERP holds the order under another order's number: nothing downstream.
-            return steps
-        if rng.random() < CANCEL_RATE:
-            cancelled = posted + lognormal(rng, 480, 0.6, 120, 2400)
-            steps += self._webhooks(
-                rng, order, cancelled, "orders/cancelled", cancelled_at=cancelled
-            )
-            steps.append(
-                self._event(
-                    rng,
-                    ref,
-                    cancelled + lognormal(rng, 40, 0.6, 5, 600),
-                    "erp",
-                    "salesOrder.cancelled",
-                    source=cat.SOURCE_ERP,
-                    event_type="com.netsuite.salesorder.cancelled.v1",
-                    keys={"erp_sales_order": order.erp_sales_order, "order_number": order.name},
-                    platform_status=cat.NETSUITE_CANCELLED,
-                    channel="web",
-                )
-            )
-            self.counts["cancelled"] += 1
-            return steps
-        fulfilment, delivered = self._fulfil(order, rng, posted)
-        steps += fulfilment
-        if delivered is not None and rng.random() < RETURN_RATE:
-            steps += self._return(order, rng, delivered)
-        return steps
-
-    # --- warehouse, carriers, billing ------------------------------------------------------
-
-    def _new_shipments(self, order: Order, rng: random.Random) -> list[Shipment]:
-        warehouse = rng.choices(cat.WAREHOUSES, weights=[w.weight for w in cat.WAREHOUSES])[0]
-        groups = [order.lines]
-        if len(order.lines) >= 2 and rng.random() < SPLIT_RATE:
-            cut = rng.randrange(1, len(order.lines))
-            groups = [order.lines[:cut], order.lines[cut:]]
-        shipments = []
-        for number, lines in enumerate(groups, start=1):
-            carrier = rng.choices(cat.CARRIERS, weights=[c.weight for c in cat.CARRIERS])[0]
-            serial = order.index * 2 + number
-            shipments.append(
-                Shipment(
-                    shipment_id=f"SH-{self._shipment_base + serial}",
-                    number=number,
-                    warehouse=warehouse,
-                    carrier=carrier,
-                    tracking_number=_tracking_number(carrier.name, rng),
-                    fulfillment_id=self._fulfillment_base + serial,
-                    lines=lines,
-                )
-            )
-        if len(shipments) > 1:
-            self.counts["split_orders"] += 1
-        self.counts["shipments"] += len(shipments)
-        return shipments
-
-    def _wms(
-        self,
-        rng: random.Random,
-        order: Order,
-        shipment: Shipment,
-        at: datetime,
-        what: str,
-        **kw: Any,
-    ) -> Step:
-        keys: dict[str, str | list[str]] = (
-            {"erp_sales_order": order.erp_sales_order}
-            if order.erp_sales_order  # else shipped by a 3PL from the Shopify order
-            else {"order_number": order.name, "shopify_order_id": str(order.shopify_id)}
-        )
-        keys["shipment_id"] = shipment.shipment_id
-        keys.update(kw.pop("extra_keys", {}))
-        return self._event(
-            rng,
-            order.ref,
-            at,
-            "wms",
-            f"shipment.{what.lower()}",
-            source=cat.SOURCE_WMS,
-            event_type=f"com.northwind.wms.shipment.{what.lower()}.v1",
-            keys=keys,
-            platform_status=what,
-            channel=order.channel,
-            attributes={"retail.location_id": shipment.warehouse.code, **kw.pop("attrs", {})},
-            **kw,
-        )
-
-    def _fulfil(
-        self, order: Order, rng: random.Random, posted: datetime
-    ) -> tuple[list[Step], datetime | None]:
-        """Warehouse release to delivery and billing; returns (steps, last delivery)."""
-        steps: list[Step] = []
-        order.shipments = self._new_shipments(order, rng)
-        wh = order.shipments[0].warehouse
-        hours = (wh.utc_offset_h, WAREHOUSE_OPEN_H, WAREHOUSE_CLOSE_H)
-        released = next_open(posted + lognormal(rng, 720, 0.8, 60, 3 * 3600), *hours)
-        last_ship = released
-        last_sync = released
-        delivered_last: datetime | None = None
-        for shipment in order.shipments:
-            steps.append(self._wms(rng, order, shipment, released, "RELEASED", stage="released"))
-            picked = released + lognormal(rng, 1500, 0.7, 180, 4 * 3600)
-            if shipment.number > 1:  # the back-ordered part ships about a day later
-                picked += lognormal(rng, 86_400, 0.3, 12 * 3600, 3 * 86_400)
-            picked = next_open(picked, *hours)
-            steps.append(self._wms(rng, order, shipment, picked, "PICKED", stage="picked"))
-            packed = next_open(picked + lognormal(rng, 360, 0.5, 60, 3600), *hours)
-            steps.append(self._wms(rng, order, shipment, packed, "PACKED", stage="picked"))
-            shipped = next_open(packed + lognormal(rng, 5400, 0.8, 600, 8 * 3600), *hours)
-            steps.append(
-                self._wms(
-                    rng,
-                    order,
-                    shipment,
-                    shipped,
-                    "SHIPPED",
-                    stage="shipped",
-                    extra_keys={"tracking_number": shipment.tracking_number},
-                    attrs={"carrier": shipment.carrier.name},
-                )
-            )
-            last_ship = max(last_ship, shipped)
-            carrier_steps, scan_seen, delivered = self._carrier(order, shipment, rng, shipped)
-            steps += carrier_steps
-            delivered_last = max(delivered_last or delivered, delivered)
-            if order.channel == "web":
-                if scan_seen is not None:
-                    # the 3PL connector waits for the carrier's acceptance scan
-                    synced = scan_seen + lognormal(rng, 120, 0.6, 20, 900)
-                else:
-                    synced = shipped + lognormal(rng, 90, 0.8, 10, 720)
-                last_sync = max(last_sync, synced)
-                steps += self._webhooks(
-                    rng,
-                    order,
-                    synced,
-                    "fulfillments/create",
-                    shipment=shipment,
-                    # as Shopify sends it: no shipment status until the carrier reports
-                    shipment_status=None,
-                )
-                if rng.random() < 0.7:
-                    steps += self._webhooks(
-                        rng,
-                        order,
-                        delivered + lognormal(rng, 300, 0.7, 30, 3600),
-                        "fulfillments/update",
-                        shipment=shipment,
-                        shipment_status="delivered",
-                    )
-            else:
-                confirmed = shipped + lognormal(rng, 180, 0.7, 20, 1800)
-                steps.append(
-                    self._span(
-                        order.ref,
-                        confirmed,
-                        "marketplace",
-                        "POST /orders/v0/orders/shipmentConfirmation",
-                        keys={
-                            "marketplace_order_id": order.marketplace_id,
-                            "tracking_number": shipment.tracking_number,
-                        },
-                        service=cat.SERVICE_MARKETPLACE,
-                        span_kind="client",
-                        platform_status="Shipped",
-                        channel="marketplace",
-                        duration_s=lognormal(rng, 0.6, 0.5, 0.1, 8).total_seconds(),
-                        attributes={"carrier": shipment.carrier.name},
-                    )
-                )
-        if order.channel == "web":
-            steps += self._webhooks(
-                rng,
-                order,
-                last_sync + lognormal(rng, 3, 0.5, 1, 30),
-                "orders/fulfilled",
-                fulfillment_status="fulfilled",
-            )
-        if not order.erp_sales_order:  # the ERP never had it: nothing to bill
-            return steps, delivered_last
-        billed = next_local_time(last_ship, cat.SHOP_UTC_OFFSET_H, 2) + lognormal(
-            rng, 900, 0.6, 60, 5400
-        )
-        steps.append(
-            self._event(
-                rng,
-                order.ref,
-                billed,
-                "erp",
-                "salesOrder.billed",
-                source=cat.SOURCE_ERP,
-                event_type="com.netsuite.salesorder.billed.v1",
-                keys={"erp_sales_order": order.erp_sales_order, "invoice_id": order.invoice_id},
-                platform_status=cat.NETSUITE_BILLED,
-                channel=order.channel,
-                amount=order.total,
-                currency=order.currency,
-            )
-        )
-        return steps, delivered_last
-
-    def _carrier(
-        self, order: Order, shipment: Shipment, rng: random.Random, shipped: datetime
-    ) -> tuple[list[Step], datetime | None, datetime]:
-        """Tracking updates; returns (steps, when a late scan reached us, delivered at)."""
-        words = cat.TRACKING_WORDS[shipment.carrier.tracking_provider]
-        late = bool(self.scenario.late_scan_rate) and rng.random() < self.scenario.late_scan_rate
-        delay = lognormal(rng, 8 * 3600, 0.5, 3 * 3600, 30 * 3600) if late else timedelta(0)
-        label = shipped + lognormal(rng, 240, 0.6, 30, 1800)
-        scan = shipped + lognormal(rng, 3 * 3600, 0.5, 1800, 20 * 3600)
-        transit = lognormal(rng, 2.2 * 86_400, 0.35, 0.8 * 86_400, 7 * 86_400)
-        delivered = next_open(scan + transit, shipment.warehouse.utc_offset_h, 9, 20)
-        failed: datetime | None = None
-        if rng.random() < FAILED_DELIVERY_RATE:
-            failed = delivered
-            delivered = next_open(
-                delivered + timedelta(days=1), shipment.warehouse.utc_offset_h, 9, 20
-            )
-        out_for_delivery = delivered - lognormal(rng, 4 * 3600, 0.4, 3600, 7 * 3600)
-        out_for_delivery = max(out_for_delivery, scan + timedelta(minutes=30))
-
-        def update(at: datetime, word: str, send_delay: timedelta = timedelta(0)) -> Step:
-            step = self._event(
-                rng,
-                order.ref,
-                at,
-                "carrier",
-                "tracker.updated",
-                source=cat.SOURCE_CARRIER,
-                event_type=f"com.{shipment.carrier.tracking_provider}.tracker.updated",
-                keys={"tracking_number": shipment.tracking_number},
-                platform_status=word,
-                send_at=at + send_delay,
-                attributes={
-                    "carrier": shipment.carrier.name,
-                    "tracking_provider": shipment.carrier.tracking_provider,
-                },
-            )
-            if send_delay:
-                step.fault = "late_scan"
-            return step
-
-        steps = [update(label, words["label"], delay), update(scan, words["scan"], delay)]
-        if failed is not None:
-            steps.append(update(failed, words["failed"]))
-        steps += [update(out_for_delivery, words["out"]), update(delivered, words["delivered"])]
-        return steps, (scan + delay if late else None), delivered
-
-    # --- returns -------------------------------------------------------------------------
-
-    def _return(self, order: Order, rng: random.Random, delivered: datetime) -> list[Step]:
-        n = order.index
-        self.counts["returns"] += 1
-        lines = [rng.choice(order.lines)]
-        tax_rate = order.customer.tax_rate if order.customer else Decimal("0")
-        amount = money(sum((line.total for line in lines), Decimal("0")) * (1 + tax_rate))
-        refund = Refund(
-            refund_id=self._refund_base + n,
-            return_id=self._return_base + n,
-            lines=lines,
-            amount=amount,
-            transaction_id=self._refund_base + 50_000_000 + n,
-        )
-        return_id = str(refund.return_id)
-        if self.truth is not None:
-            self.truth.return_(return_id, order, amount)
-        requested = delivered + lognormal(rng, 5 * 86_400, 0.5, 86_400, 28 * 86_400)
-        steps = self._webhooks(rng, order, requested, "returns/request", refund=refund)
-        wh = order.shipments[0].warehouse
-        received = next_open(
-            requested + lognormal(rng, 4.5 * 86_400, 0.4, 1.5 * 86_400, 14 * 86_400),
-            wh.utc_offset_h,
-            WAREHOUSE_OPEN_H,
-            WAREHOUSE_CLOSE_H,
-        )
-        steps.append(
-            self._event(
-                rng,
-                return_id,
-                received,
-                "wms",
-                "return.received",
-                source=cat.SOURCE_WMS,
-                event_type="com.northwind.wms.return.received.v1",
-                keys={"return_id": return_id, "erp_sales_order": order.erp_sales_order},
-                stage="return_received",
-                platform_status="RECEIVED",
-                attributes={"retail.location_id": wh.code},
-            )
-        )
-        refunded = received + lognormal(rng, 18 * 3600, 0.6, 1800, 4 * 86_400)
-        steps += self._webhooks(rng, order, refunded, "refunds/create", refund=refund)
-        settled = refunded + lognormal(rng, 4 * 3600, 0.8, 600, 20 * 3600)
-        steps.append(
-            self._event(
-                rng,
-                return_id,
-                settled,
-                "erp",
-                "customerRefund.settled",
-                source=cat.SOURCE_ERP,
-                event_type="com.netsuite.customerrefund.settled.v1",
-                keys={"return_id": return_id, "refund_id": str(refund.refund_id)},
-                stage="refund_settled",
-                amount=amount,
-                currency=order.currency,
-            )
-        )
-        for step in steps:
-            step.ref = return_id
-        return steps
-
-    # --- POS ---------------------------------------------------------------------------
-
-    def _pos_sale(self, order: Order, rng: random.Random) -> list[Step]:
-        store = order.store
-        assert store is not None
-        step = self._span(
-            order.ref,
-            order.placed_at,
-            "pos",
-            "pos.sale.complete",
-            keys={"pos_receipt": order.receipt, "store_id": store.store_id},
-            service=cat.SERVICE_POS,
-            span_kind="server",
-            stage="captured",
-            channel="pos",
-            store_id=store.store_id,
-            amount=order.total,
-            currency=order.currency,
-            duration_s=lognormal(rng, 1.2, 0.5, 0.2, 15).total_seconds(),
-            attributes={
-                "retail.location_id": store.store_id,
-                "pos.register": order.register,
-                "pos.tender": rng.choices(("card", "cash", "wallet"), weights=(70, 12, 18))[0],
-            },
-        )
-        live = self._in_live
-        self._pos_pending.setdefault((live, store.store_id), []).append(order)
-        boundary = ceil_to(order.placed_at, POS_BATCH_MINUTES)
-        if (live, boundary) not in self._pos_ticks:
-            self._pos_ticks.add((live, boundary))
-            self._push(boundary, self._pos_batch)
-        return [step]
-
-    def _pos_batch(self, boundary: datetime) -> None:
-        """Every 15 minutes: one ERP posting per store carrying all its new receipts.
-
-        History and live sales are batched apart (a boundary just after the start may
-        see two batches of one store), so batches do not depend on how queues interleave.
-        """
-        live = self._in_live
-        self._pos_ticks.discard((live, boundary))
-        for store in cat.STORES:
-            pending = self._pos_pending.get((live, store.store_id), [])
-            batch = [o for o in pending if o.placed_at <= boundary]
-            if not batch:
-                continue
-            self._pos_pending[(live, store.store_id)] = [
-                o for o in pending if o.placed_at > boundary
-            ]
-            stamp = boundary + timedelta(hours=store.utc_offset_h)
-            batch_id = f"POSB-{store.store_id}-{stamp:%Y%m%d-%H%M}"
-            rng = random.Random(f"{self.seed}/batch/{batch_id}/{int(live)}")
-            total = sum((o.total for o in batch), Decimal("0"))
-            steps, _ = self._erp_post(
-                rng,
-                batch_id,
-                boundary + lognormal(rng, 70, 0.5, 10, 360),
-                operation="netsuite.cashSale.batchCreate",
-                keys={
-                    "pos_receipt": [o.receipt for o in batch],
-                    "batch_id": batch_id,
-                    "store_id": store.store_id,
-                },
-                ok_keys={},
-                parent=None,
-                message=f"q:{batch_id}:post",
-                stage="posted",
-                channel="pos",
-                store_id=store.store_id,
-                amount=total,
-                currency=cat.CURRENCY,
-            )
-            for step in steps:
-                step.attributes["batch.size"] = len(batch)
-            self.counts["pos_batches"] += 1
-            self._schedule(steps)
-
-    # --- marketplace ---------------------------------------------------------------------
-
-    def _marketplace_order(self, order: Order, rng: random.Random) -> list[Step]:
-        t0 = order.placed_at
-        ref = order.ref
-        keys: dict[str, str | list[str]] = {"marketplace_order_id": order.marketplace_id}
-        steps = [
-            self._event(
-                rng,
-                ref,
-                t0,
-                "marketplace",
-                "order.created",
-                source=cat.SOURCE_MARKETPLACE,
-                event_type="com.amazon.sp.order.created.v1",
-                keys=dict(keys),
-                stage="captured",
-                platform_status="Unshipped",
-                channel="marketplace",
-                amount=order.total,
-                currency=order.currency,
-            )
-        ]
-        imported = t0 + lognormal(rng, 5, 0.6, 1, 45)
-        posting, posted, conflicted = self._consume_and_post(
-            order,
-            rng,
-            imported,
-            keys,
-            operation="process marketplace.orders",
-            service=cat.SERVICE_MARKETPLACE,
-            context=f"ctx:{order.index}:imported",
-            duration_median_s=0.5,
-            erp_factor=5,
-            attributes={
-                "messaging.system": "aws_sqs",
-                "messaging.destination.name": "sp-api-order-notifications",
-                "messaging.operation.type": "process",
-            },
-        )
-        steps += posting
-        if conflicted:
-            return steps
-        fulfilment, _ = self._fulfil(order, rng, posted)
-        return steps + fulfilment
-
-    # --- inventory ---------------------------------------------------------------------
-
-    def _inventory_load(self, moment: datetime) -> float:
-        """0..1: how loaded the inventory sync is (peak-sale makes its lag grow).
-
-        Live: it fills up over the first ten simulated minutes. History: half loaded all
-        the time, fully at the busiest hour of the web curve.
-        """
-        if moment > self.start:
-            return min(1.0, (moment - self.start).total_seconds() / 600)
-        busy = curve_weight("web", moment, cat.SHOP_UTC_OFFSET_H) / max(WEB_CURVE)
-        return 0.5 + 0.5 * min(1.0, busy)
-
-    def _start_update(self, moment: datetime, index: int) -> None:
-        self.counts["inventory_updates"] += 1
-        rng = self._rng("update", index)
-        update_id = f"IU-{self._update_base + index}"
-        if self.truth is not None:
-            self.truth.update(update_id)
-        product = rng.choices(cat.PRODUCTS, weights=[p.weight for p in cat.PRODUCTS])[0]
-        from_wms = rng.random() < 0.6
-        if from_wms:
-            location = rng.choices(cat.WAREHOUSES, weights=[w.weight for w in cat.WAREHOUSES])[
-                0
-            ].code
-            system, source = "wms", cat.SOURCE_WMS
-            reason = rng.choice(("cycle_count", "receipt", "damage", "transfer"))
-        else:
-            location = rng.choice([*(s.store_id for s in cat.STORES), "DC-NJ1"])
-            system, source = "erp", cat.SOURCE_ERP
-            reason = rng.choice(("inventory_adjustment", "item_receipt", "transfer_order"))
-        delta = rng.choice((-3, -2, -1, 1, 2, 5, 12, 24, 48))
-        keys: dict[str, str | list[str]] = {
-            "inventory_update_id": update_id,
-            "sku": product.sku,
-            "location": location,
-        }
-        attrs = {
-            "retail.inventory.sku": product.sku,
-            "retail.inventory.location": location,
-            "retail.inventory.source_time": moment,
-            "inventory.reason": reason,
-            "inventory.delta": delta,
-        }
-        steps = [
-            self._event(
-                rng,
-                update_id,
-                moment,
-                system,
-                f"inventory.{reason}",
-                source=source,
-                event_type=f"com.northwind.{system}.inventory.adjusted.v1",
-                keys=dict(keys),
-                stage="inventory_adjusted",
-                attributes=dict(attrs),
-            )
-        ]
-        growth = self.scenario.inventory_lag_growth
-        factor = 1.0 + (growth - 1.0) * self._inventory_load(moment)
-        # One sync service publishes to both channels: its queue delays both alike.
-        if growth <= 1:
-            queue = lognormal(rng, 30, 0.6, 3, 150)
-        else:
-            queue = lognormal(rng, 30 * factor, 0.9, 3, 1800)
-        to_shopify = queue + lognormal(rng, 4, 0.5, 0.5, 60)
-        picked_up = ceil_to(moment + queue + timedelta(seconds=1), POS_STOCK_SYNC_MINUTES)
-        to_pos = (picked_up - moment) + lognormal(rng, 10, 0.5, 1, 30)
-        for target, lag, operation in (
-            ("shopify", to_shopify, "graphql inventorySetQuantities"),
-            ("pos", to_pos, "pos.stock.push"),
-        ):
-            steps.append(
-                self._span(
-                    update_id,
-                    moment + lag,
-                    target,
-                    operation,
-                    keys=dict(keys),
-                    service=cat.SERVICE_INVENTORY,
-                    span_kind="client",
-                    stage="inventory_published",
-                    duration_s=lognormal(rng, 0.4, 0.5, 0.05, 5).total_seconds(),
-                    attributes=dict(attrs),
-                    fault="inventory_lag_over_sla" if growth > 1 and lag > INVENTORY_SLA else None,
-                )
-            )
-        self._schedule(steps)
-
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -1694,46 +457,3 @@ def _pos_weight(slot: datetime) -> float:
         / total
         * (max(WEB_CURVE) / max(POS_CURVE))
     )
-
-
-def _uuid(rng: random.Random) -> uuid.UUID:
-    return uuid.UUID(int=rng.getrandbits(128), version=4)
-
-
-def _tracking_number(carrier: str, rng: random.Random) -> str:
-    if carrier == "UPS":
-        digits = "".join(rng.choices("0123456789", k=8))
-        body = f"9W7A48{rng.choice(('01', '02', '03'))}{digits}"
-        return f"1Z{body}{_ups_check_digit(body)}"
-    if carrier == "FedEx":
-        return "7" + "".join(rng.choices("0123456789", k=11))
-    return "9400" + "".join(rng.choices("0123456789", k=18))
-
-
-def _ups_check_digit(body: str) -> int:
-    """UPS's check digit over the 15 characters after ``1Z``."""
-    total = 0
-    for i, char in enumerate(body):
-        value = int(char) if char.isdigit() else (ord(char) - 63) % 10
-        total += value * (2 if i % 2 else 1)
-    return (10 - total % 10) % 10
-
-
-def _shopify_keys(spec: WebhookSpec) -> dict[str, str | list[str]]:
-    """The keys Observatory's Shopify decoder reads from this delivery (for summaries)."""
-    order = spec.order
-    keys: dict[str, str | list[str]] = {"shopify_order_id": str(order.shopify_id)}
-    if spec.topic.startswith("orders/"):
-        keys["order_number"] = order.name
-    if spec.shipment is not None:
-        keys["fulfillment_id"] = str(spec.shipment.fulfillment_id)
-        keys["tracking_number"] = spec.shipment.tracking_number
-    if spec.refund is not None:
-        keys["return_id"] = str(spec.refund.return_id)
-        if spec.topic.startswith("refunds/"):
-            keys["refund_id"] = str(spec.refund.refund_id)
-    return keys
-
-
-def _spec_fields(spec: WebhookSpec) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in WebhookSpec.__dataclass_fields__}

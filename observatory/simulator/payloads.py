@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from observatory.simulator import catalog as cat
-from observatory.simulator.model import Line, Order, Shipment, WebhookSpec, money
+from observatory.simulator.entities import Line, Order, Shipment, WebhookSpec, money
 
 SAMPLES: Final = Path(__file__).with_name("shopify_samples")
 _SHOP_TZ: Final = timezone(timedelta(hours=cat.SHOP_UTC_OFFSET_H))

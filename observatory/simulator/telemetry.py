@@ -1,6 +1,6 @@
 """Telemetry delay: when each hop reaches Observatory, as opposed to when it happened.
 
-A :class:`~observatory.simulator.model.Step`'s ``at`` is the business time (what
+A :class:`~observatory.simulator.entities.Step`'s ``at`` is the business time (what
 happened, and the time stamped on the hop); ``send_at`` is when its sender hands it to
 Observatory. Real integrations deliver late, in batches and out of order across systems,
 so a late hop must not be mistaken for a late order. :class:`Delivery` moves ``send_at``
@@ -54,7 +54,7 @@ from observatory.simulator import catalog as cat
 from observatory.simulator.timing import lognormal
 
 if TYPE_CHECKING:
-    from observatory.simulator.model import Step
+    from observatory.simulator.entities import Step
 
 #: How a step travels (``Step.via``): an OTLP span, a CloudEvent, a Shopify webhook.
 SPAN: Final = "span"

@@ -100,7 +100,8 @@ from observatory.simulator.slas import POLICIES, Reached, missed
 from observatory.simulator.telemetry import SHOPIFY_RETRY, WEBHOOK, OfflineWindow
 
 if TYPE_CHECKING:
-    from observatory.simulator.model import Order, Plan, Simulation, Step
+    from observatory.simulator.entities import Order, Plan, Step
+    from observatory.simulator.model import Simulation
 
 VERSION: Final = 1
 
