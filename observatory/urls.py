@@ -2,12 +2,16 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
 
 from observatory import health
 from observatory.api import api
 from observatory.dashboards import executive, ops, systems
 from observatory.ingest import views as ingest
+from observatory.lib.guard import IdConverter
+
+# <id:pk>: a row id that fits the database (before the app URL maps below load)
+register_converter(IdConverter, "id")
 
 urlpatterns = [
     path("v1/traces", ingest.otlp_traces, name="otlp-traces"),

@@ -15,6 +15,9 @@ from django.views.decorators.http import require_GET, require_POST
 from observatory.dashboards import figures, queries, roles
 from observatory.triage import actions as triage_actions
 
+#: The highest page number a list takes (past the end is an empty page anyway).
+MAX_PAGE = 100_000
+
 
 @require_GET
 @login_required
@@ -83,10 +86,8 @@ def exception_action(request: HttpRequest, pk: int, action: str) -> HttpResponse
 
 
 def _page_number(request: HttpRequest) -> int:
-    try:
-        return max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        return 1
+    raw = request.GET.get("page", "1").strip()
+    return min(max(1, int(raw)), MAX_PAGE) if raw.isdigit() and len(raw) < 10 else 1
 
 
 def _next_url(request: HttpRequest, default: str) -> str:

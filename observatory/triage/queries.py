@@ -64,11 +64,14 @@ BATCH_KINDS = frozenset({c.BATCH_ID, c.FILE})
 
 
 class BadRequest(ValueError):
-    """A request parameter that cannot be used; ``field`` names it."""
+    """A request parameter that cannot be used; ``field`` names it, ``location`` says
+    where it is (``query``, ``path``, ``body``). The API answers 422 naming it."""
 
-    def __init__(self, field_name: str, message: str) -> None:
+    def __init__(self, field_name: str, message: str, location: str = "query") -> None:
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
+        self.message = message
+        self.location = location
 
 
 # --- owners ---------------------------------------------------------------------------------
@@ -153,7 +156,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at_s, pk = orjson.loads(raw)
         at = datetime.fromisoformat(at_s)
-        if at.tzinfo is None or not isinstance(pk, int):
+        if at.tzinfo is None or not isinstance(pk, int) or not 0 < pk <= 2**63 - 1:
             raise ValueError
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise BadRequest("cursor", "not a cursor this API handed out") from None
