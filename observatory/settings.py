@@ -184,6 +184,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+#: Sign-in throttling (observatory/access/throttle.py): failures per username and per
+#: client address within the window, and how long a locked one waits. Counted in the
+#: default cache (per process unless CACHES points at a shared one).
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default=20)
+LOGIN_FAILURE_WINDOW_S = env.float("LOGIN_FAILURE_WINDOW_S", default=900.0)
+LOGIN_LOCKOUT_S = env.float("LOGIN_LOCKOUT_S", default=900.0)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
 from observatory import health
+from observatory.access import views as access_views
 from observatory.api import api
 from observatory.dashboards import executive, ops, systems
 from observatory.ingest import views as ingest
@@ -20,7 +21,8 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    # Django's sign-in, throttled per username and client address (access/throttle.py)
+    path("accounts/login/", access_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("alerts/", include("observatory.alerts.urls")),
