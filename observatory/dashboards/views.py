@@ -50,7 +50,7 @@ def order(request: HttpRequest, pk: int) -> HttpResponse:
     if tx.id != pk:
         messages.info(request, f"Transaction {pk} was merged into this one.")
         return redirect("dashboards:order", pk=tx.id)
-    page = queries.order_page(tx)
+    page = queries.order_page(tx, hop_page=_page_number(request, "hops"))
     chart = figures.figure_json(figures.swimlane(page.hops, page.hop_stages))
     return render(request, "dashboards/order.html", {"page": page, "chart": chart})
 
@@ -85,8 +85,8 @@ def exception_action(request: HttpRequest, pk: int, action: str) -> HttpResponse
     return HttpResponseRedirect(_next_url(request, reverse("dashboards:exceptions")))
 
 
-def _page_number(request: HttpRequest) -> int:
-    raw = request.GET.get("page", "1").strip()
+def _page_number(request: HttpRequest, name: str = "page") -> int:
+    raw = request.GET.get(name, "1").strip()
     return min(max(1, int(raw)), MAX_PAGE) if raw.isdigit() and len(raw) < 10 else 1
 
 
