@@ -14,6 +14,9 @@ from observatory.lib.guard import IdConverter
 # <id:pk>: a row id that fits the database (before the app URL maps below load)
 register_converter(IdConverter, "id")
 
+#: A URL no route matches: JSON under /api/ (the JSON API's shape), the usual page elsewhere.
+handler404 = "observatory.lib.guard.not_found"
+
 urlpatterns = [
     path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
     path("api/v1/events", ingest.events, name="events"),

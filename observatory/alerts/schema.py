@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
+from pydantic import WithJsonSchema
 
 from observatory.alerts.models import Alert, Channel, Notification, Rule, Silence, mask_url
-from observatory.alerts.validation import LABEL_PATTERN
+from observatory.alerts.validation import EMAIL_PATTERN, LABEL_PATTERN
 from observatory.lib.params import (
     MAX_INT32,
+    NO_NUL,
     DbId,
     Instant,
     Int32,
@@ -22,8 +24,25 @@ from observatory.lib.params import (
 #: A label name (a word) and a label value, of a rule or a silence matcher.
 LabelName = Annotated[str, text(64, LABEL_PATTERN)]
 LabelText = Annotated[str, text(200)]
-#: One e-mail address: no spaces, no control characters, no list separators.
-Address = Annotated[str, text(254, r"^[^\s@,;<>\x00-\x1f\x7f]+@[^\s@,;<>\x00-\x1f\x7f]+$")]
+#: One plain e-mail address (ASCII, as Django's validator reads it): no spaces, control
+#: characters, list separators or display names.
+Address = Annotated[str, text(254, EMAIL_PATTERN)]
+
+
+def _labels_schema(min_items: int) -> dict[str, Any]:
+    """label name -> value, both bounded, said as JSON Schema says it (pydantic's own
+    form, ``patternProperties``, would let any other name through)."""
+    return {
+        "type": "object",
+        "minProperties": min_items,
+        "maxProperties": 50,
+        "propertyNames": {"pattern": LABEL_PATTERN, "maxLength": 64},
+        "additionalProperties": {"type": "string", "maxLength": 200, "pattern": NO_NUL},
+    }
+
+
+Labels = Annotated[dict[LabelName, LabelText], WithJsonSchema(_labels_schema(0))]
+Matchers = Annotated[dict[LabelName, LabelText], WithJsonSchema(_labels_schema(1))]
 
 
 class ChannelIn(Schema):
@@ -89,7 +108,7 @@ class RuleIn(Schema):
     for_s: Int32 = 0
     repeat_s: Int32 = 14400
     keep_firing_s: Int32 = Field(0, description="stay firing this long after it clears")
-    labels: dict[LabelName, LabelText] = Field(default_factory=dict, max_length=50)
+    labels: Labels = Field(default_factory=dict, max_length=50)
     channels: list[DbId] = Field(
         default_factory=list, max_length=100, description="channel ids; none: every active channel"
     )
@@ -167,7 +186,7 @@ def rule_out(r: Rule) -> RuleOut:
 
 
 class SilenceIn(Schema):
-    matchers: dict[LabelName, LabelText] = Field(
+    matchers: Matchers = Field(
         ..., min_length=1, max_length=50, description="label -> value; every one must match"
     )
     starts_at: Instant | None = Field(

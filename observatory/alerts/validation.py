@@ -29,9 +29,14 @@ OPS: Final = (">", ">=", "<", "<=")
 _SYSTEM = re.compile(r"^[a-z][a-z0-9_\-.]{0,63}$")
 LABEL_PATTERN: Final = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 _LABEL = re.compile(LABEL_PATTERN)
-#: One address, nothing around it: no spaces or control characters (a CR or LF would
-#: start a new mail header), no list separators, no display name.
-_EMAIL = re.compile(r"[^@\s,;<>\x00-\x1f\x7f]+@[^@\s,;<>\x00-\x1f\x7f]+\.[^@\s,;<>\x00-\x1f\x7f]+")
+#: One plain address, nothing around it: ASCII, as Django's validator reads it (a dot-atom,
+#: then a domain of labels), so no spaces or control characters (a CR or LF would start a
+#: new mail header), no list separators, no display name. The API's schema says the same.
+EMAIL_PATTERN: Final = (
+    r"^[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+(\.[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{1,62}[A-Za-z0-9]$"
+)
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def rule_problems(rule: Any) -> dict[str, str]:

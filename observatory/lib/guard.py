@@ -65,3 +65,13 @@ class IdConverter:
 
     def to_url(self, value: int | str) -> str:
         return str(value)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``: a JSON ``{"detail"}`` under ``/api/`` (a path no route matches, such
+    as an order key with a line break), Django's own page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "no such resource"}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception or Exception("not found"))
