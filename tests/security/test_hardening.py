@@ -27,7 +27,8 @@ STRONG_KEY = "k3y-" + "x8Fq2Lm9Zr7Tw4Yb6Nc1Vd5Hs0Jg3Kp" * 2
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    dropped = ("SECRET_KEY", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")  # set by the browser tests
+    base = {k: v for k, v in os.environ.items() if k not in dropped}
     base.pop("DJANGO_SETTINGS_MODULE", None)
     merged = {**base, **env}
     return subprocess.run(
