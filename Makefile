@@ -52,7 +52,7 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy tracing observatory
 	$(VENV)/bin/lint-imports
-	$(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=observatory.test_settings $(PY) manage.py makemigrations --check --dry-run
 
 unit: $(DEV_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -71,7 +71,7 @@ BENCHES ?= ingest decode_otlp stitch kpis lookup alerts_latency truth
 bench: $(DEV_STAMP)
 	@for b in $(BENCHES); do \
 	  echo "== bench/$$b.py"; \
-	  DATABASE_URL=$(BENCH_DB) $(PY) bench/$$b.py || exit 1; \
+	  DATABASE_URL=$(BENCH_DB) SECRET_KEY=$${SECRET_KEY:-bench-$$(date +%s%N)} $(PY) bench/$$b.py || exit 1; \
 	done
 
 clean:

@@ -8,11 +8,14 @@ on kombu's filesystem broker, the in-memory channel layer. Production sets
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
+from observatory.lib.headers import DEFAULT_POLICY as DEFAULT_CSP
 from tracing import privacy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -22,9 +25,66 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-observatory-key-change-me-in-production")
+#: The development key: only ever used with DEBUG on.
+DEVELOPMENT_SECRET_KEY = "dev-insecure-observatory-key-change-me-in-production"
+
+
+def _secret_key() -> str:
+    """SECRET_KEY: from the environment; with DEBUG on, the development key; on the
+    embedded defaults (no DATABASE_URL: ``make run``, the demo), a random key generated
+    once and kept in ``DATA_DIR/secret-key``. A deployment (DATABASE_URL set, DEBUG off)
+    without SECRET_KEY refuses to start, as does any with the development key."""
+    key = env.str("SECRET_KEY", default="")
+    if key == DEVELOPMENT_SECRET_KEY and not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is the built-in development key, which only DEBUG=1 may use: set "
+            "SECRET_KEY to a long random value of your own"
+        )
+    if key:
+        return key
+    if DEBUG:
+        return DEVELOPMENT_SECRET_KEY
+    if env.str("DATABASE_URL", default=""):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. It signs sessions, CSRF tokens and alert links, and must "
+            "be the same on every node: set SECRET_KEY to a long random value (e.g. the "
+            "output of: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'). "
+            "Only the embedded defaults (no DATABASE_URL) generate one by themselves."
+        )
+    path = DATA_DIR / "secret-key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50) + "\n")
+    return path.read_text().strip()
+
+
+try:
+    SECRET_KEY = _secret_key()
+except FileExistsError:  # another process wrote it first
+    SECRET_KEY = (DATA_DIR / "secret-key").read_text().strip()
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- security headers and TLS (docs/architecture.md, "Security") -------------------------------
+#: Behind a proxy that terminates TLS and sets X-Forwarded-Proto: secure cookies, HSTS and a
+#: redirect of plain HTTP (the probes excepted).
+OBSERVATORY_TLS = env.bool("OBSERVATORY_TLS", default=False)
+if OBSERVATORY_TLS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+#: The Content-Security-Policy of every answer (observatory/lib/headers.py); "" for none.
+CONTENT_SECURITY_POLICY = env.str("CONTENT_SECURITY_POLICY", default=DEFAULT_CSP)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -34,6 +94,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # ninja's Swagger UI from its own static files (no CDN, no inline script)
+    "ninja",
     "observatory.access",
     "observatory.hops",
     "observatory.ingest",
@@ -48,13 +110,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "observatory.lib.headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # a NUL in a path or query string is refused before any view (PostgreSQL cannot hold it)
+    "observatory.lib.guard.NulGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # the database being unreachable is a 503 with Retry-After on every page
+    "observatory.lib.outage.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "observatory.urls"
@@ -103,11 +170,13 @@ else:
     _db["CONN_MAX_AGE"] = 0
     _db.setdefault("OPTIONS", {}).update(
         {
-            "connect_timeout": 5,
+            "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=2),
             "pool": {
                 "min_size": env.int("DB_POOL_MIN", default=2),
                 "max_size": env.int("DB_POOL_MAX", default=10),
-                "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+                # how long a request waits for a connection: an outage answers 503 within
+                # about this, well inside an OpenTelemetry exporter's 10 s timeout
+                "timeout": env.float("DB_POOL_TIMEOUT", default=1.0),
             },
         }
     )
@@ -116,6 +185,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+#: Sign-in throttling (observatory/access/throttle.py): failures per username and per
+#: client address within the window, and how long a locked one waits. Counted in the
+#: default cache (per process unless CACHES points at a shared one).
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env.int("LOGIN_MAX_FAILURES_PER_ADDRESS", default=20)
+LOGIN_FAILURE_WINDOW_S = env.float("LOGIN_FAILURE_WINDOW_S", default=900.0)
+LOGIN_LOCKOUT_S = env.float("LOGIN_LOCKOUT_S", default=900.0)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -315,7 +391,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # no token in any log line (observatory/lib/logredact.py; access loggers: access.apps)
+    "filters": {"redact": {"()": "observatory.lib.logredact.RedactTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

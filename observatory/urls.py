@@ -2,12 +2,20 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
 
 from observatory import health
+from observatory.access import views as access_views
 from observatory.api import api
 from observatory.dashboards import executive, ops, systems
 from observatory.ingest import views as ingest
+from observatory.lib.guard import IdConverter
+
+# <id:pk>: a row id that fits the database (before the app URL maps below load)
+register_converter(IdConverter, "id")
+
+#: A URL no route matches: JSON under /api/ (the JSON API's shape), the usual page elsewhere.
+handler404 = "observatory.lib.guard.not_found"
 
 urlpatterns = [
     path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
@@ -16,7 +24,8 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    # Django's sign-in, throttled per username and client address (access/throttle.py)
+    path("accounts/login/", access_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("alerts/", include("observatory.alerts.urls")),

@@ -3,8 +3,8 @@
 CONTRACT 2.2. A request is decoded as a whole (its mode, its JSON) and then judged event by
 event: a bad event becomes a :class:`~tracing.records.Rejection` naming the field at fault and
 never takes the good events of the same batch down with it. Duplicates are not this module's
-business: two events with the same ``(source, id)`` both come back as records with the same
-``uid``, and the server's idempotent insert counts the second as a duplicate delivery.
+business: two events with the same ``(source, id)`` of one system (``data.system``) both come
+back as records with the same ``uid``, and the server's idempotent insert counts the second as a duplicate delivery.
 
 What an event carries (``data`` is a JSON object)::
 
@@ -279,7 +279,10 @@ def _record(event: Any, received: datetime) -> HopRecord:
         extra["extensions"] = extensions
 
     record = HopRecord(
-        uid=f"event:{source}:{event_id}",
+        # the system is part of the identity: one system's deliveries never collide with
+        # another's, so a token limited to a system can neither pre-empt another system's
+        # event ids nor learn from a "duplicate" answer that one exists
+        uid=f"event:{system}:{source}:{event_id}",
         via=conventions.VIA_EVENT,
         system=system,
         operation=operation,

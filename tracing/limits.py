@@ -50,8 +50,9 @@ KEY_VALUE: Final = conventions.MAX_KEY_VALUE_LENGTH
 EVENT_ID: Final = 1024
 SHOP_DOMAIN: Final = 255
 SHOPIFY_EVENT_ID: Final = 255
-#: ``event:<source>:<id>`` is the longest uid there is.
-UID: Final = len("event:") + SOURCE + 1 + EVENT_ID + 57  # 1600, with room to spare
+#: ``event:<system>:<source>:<id>`` is the longest uid there is (a system is at most 64
+#: ASCII characters: ``SYSTEM_PATTERN``).
+UID: Final = len("event:") + SYSTEM + 1 + SOURCE + 1 + EVENT_ID + 92  # 1700, with room to spare
 #: The status message, and any one string inside attributes or extra detail.
 TEXT: Final = 8192
 ATTRIBUTE_NAME: Final = 256

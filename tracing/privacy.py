@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import orjson
 
-from tracing import limits
+from tracing import conventions, limits
 from tracing.records import HopRecord
 
 MASK: Final = "[masked]"
@@ -304,9 +304,13 @@ class MaskPolicy:
             source.encode("utf-8", "surrogatepass"), key=self._digest_key, digest_size=8
         ).hexdigest()
         token = f"{MASK[:-1]}:{digest}]"
-        prefix, sep, rest = record.uid.partition(":")
-        if sep and rest.startswith(source + ":"):
-            record.uid = f"{prefix}:{token}:{rest[len(source) + 1 :]}"
+        # the uid is ``<via>:<source>:...``; an event's is ``event:<system>:<source>:<id>``
+        if record.via == conventions.VIA_EVENT:
+            head = f"event:{record.system}:"
+        else:
+            head = record.uid.partition(":")[0] + ":"
+        if record.uid.startswith(head + source + ":"):
+            record.uid = f"{head}{token}:{record.uid[len(head) + len(source) + 1 :]}"
         record.source = limits.fit(masked, limits.SOURCE)
 
 

@@ -4,16 +4,16 @@ token or an admin session."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from observatory.access.auth import require_write
+from observatory.access.auth import can_write, require_write
 from observatory.alerts import actions, queries
 from observatory.alerts.models import ALERT_STATES, Channel, Rule, Silence
 from observatory.alerts.schema import (
@@ -31,10 +31,16 @@ from observatory.alerts.schema import (
     rule_out,
     silence_out,
 )
+from observatory.lib.answers import answers
 from observatory.lib.clock import now
+from observatory.lib.params import MAX_INT64, DbId, Text256, one_of, text
+from observatory.triage.queries import BadRequest
 
 router = Router(tags=["alerts"])
 _STATES = {s for s, _ in ALERT_STATES}
+#: a row id in a path: 1 to 2^63 - 1
+PATH_ID = Path(..., ge=1, le=MAX_INT64)
+AlertStates = Annotated[str, text(100, one_of(sorted(_STATES), several=True))]
 
 
 def actor(request: HttpRequest) -> str:
@@ -67,27 +73,28 @@ def _bad(field: str, msg: str) -> NinjaValidationError:
 
 
 class AlertFilters(Schema):
-    state: str = Field(
+    state: AlertStates = Field(
         "", description="pending, firing, resolved, or several joined with commas (all: empty)"
     )
     acknowledged: bool | None = None
-    rule: int | None = Field(None, description="only this rule's alerts")
+    rule: DbId | None = Field(None, description="only this rule's alerts")
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, description="next_cursor of the previous page")
+    cursor: Text256 | None = Field(None, description="next_cursor of the previous page")
 
 
-@router.get("/alerts", response=AlertPageOut, summary="Alerts, newest first, with notifications")
+@router.get(
+    "/alerts",
+    response=answers({200: AlertPageOut}),
+    summary="Alerts, newest first, with notifications",
+)
 def list_alerts(request: HttpRequest, filters: Query[AlertFilters]) -> AlertPageOut:
     states = tuple(s.strip() for s in filters.state.split(",") if s.strip())
-    unknown = set(states) - _STATES
-    if unknown:
-        raise HttpError(400, f"unknown state {', '.join(sorted(unknown))}")
     before = None
     if filters.cursor:
-        try:
-            before = int(filters.cursor)
-        except ValueError:
-            raise HttpError(400, "bad cursor") from None
+        cursor = filters.cursor.strip()
+        if not cursor.isdigit() or not 0 < int(cursor) <= MAX_INT64:
+            raise BadRequest("cursor", "not a cursor this API handed out")
+        before = int(cursor)
     rows = queries.alerts(
         states=states,
         acknowledged=filters.acknowledged,
@@ -103,8 +110,12 @@ def list_alerts(request: HttpRequest, filters: Query[AlertFilters]) -> AlertPage
     )
 
 
-@router.get("/alerts/{alert_id}", response=AlertOut, summary="One alert with its notifications")
-def get_alert(request: HttpRequest, alert_id: int) -> AlertOut:
+@router.get(
+    "/alerts/{alert_id}",
+    response=answers({200: AlertOut}, 404),
+    summary="One alert with its notifications",
+)
+def get_alert(request: HttpRequest, alert_id: int = PATH_ID) -> AlertOut:
     alert = queries.alert_with_notifications(alert_id)
     if alert is None:
         raise HttpError(404, f"no alert {alert_id}")
@@ -113,10 +124,10 @@ def get_alert(request: HttpRequest, alert_id: int) -> AlertOut:
 
 @router.post(
     "/alerts/{alert_id}/ack",
-    response=AlertOut,
+    response=answers({200: AlertOut}, 404, 409),
     summary="Acknowledge an alert: no more reminders (write scope or an admin session)",
 )
-def acknowledge(request: HttpRequest, alert_id: int) -> AlertOut:
+def acknowledge(request: HttpRequest, alert_id: int = PATH_ID) -> AlertOut:
     require_write(request)
     try:
         actions.do_acknowledge(alert_id, actor(request))
@@ -130,14 +141,21 @@ def acknowledge(request: HttpRequest, alert_id: int) -> AlertOut:
 # --- channels ---------------------------------------------------------------------------------
 
 
-@router.get("/alert-channels", response=list[ChannelOut], summary="Notification channels")
+@router.get(
+    "/alert-channels",
+    response=answers({200: list[ChannelOut]}),
+    summary="Notification channels",
+    description="The webhook URL is shown whole only to a write-scoped token or an admin "
+    "session; to anyone else it is masked after its host. Bot tokens are never shown.",
+)
 def list_channels(request: HttpRequest) -> list[ChannelOut]:
-    return [channel_out(c) for c in Channel.objects.order_by("id")]
+    reveal = can_write(request)
+    return [channel_out(c, reveal=reveal) for c in Channel.objects.order_by("id")]
 
 
 @router.post(
     "/alert-channels",
-    response={201: ChannelOut},
+    response=answers({201: ChannelOut}, 409, body=True),
     summary="Add a Slack (webhook or bot token) or email channel",
 )
 def create_channel(request: HttpRequest, body: ChannelIn) -> Status[ChannelOut]:
@@ -163,15 +181,15 @@ def create_channel(request: HttpRequest, body: ChannelIn) -> Status[ChannelOut]:
         ):
             raise HttpError(409, f"a channel named {body.name!r} exists") from None
         raise _invalid(exc) from None
-    return Status(201, channel_out(channel))
+    return Status(201, channel_out(channel, reveal=True))
 
 
 @router.post(
     "/alert-channels/{channel_id}/test",
-    response=TestOut,
+    response=answers({200: TestOut}, 404),
     summary="Send the channel a test message now",
 )
-def test_channel(request: HttpRequest, channel_id: int) -> TestOut:
+def test_channel(request: HttpRequest, channel_id: int = PATH_ID) -> TestOut:
     require_write(request)
     if not Channel.objects.filter(pk=channel_id).exists():
         raise HttpError(404, f"no channel {channel_id}")
@@ -182,12 +200,16 @@ def test_channel(request: HttpRequest, channel_id: int) -> TestOut:
 # --- rules ------------------------------------------------------------------------------------
 
 
-@router.get("/alert-rules", response=list[RuleOut], summary="Alerting rules")
+@router.get("/alert-rules", response=answers({200: list[RuleOut]}), summary="Alerting rules")
 def list_rules(request: HttpRequest) -> list[RuleOut]:
     return [rule_out(r) for r in Rule.objects.prefetch_related("channels").order_by("id")]
 
 
-@router.post("/alert-rules", response={201: RuleOut}, summary="Add an alerting rule")
+@router.post(
+    "/alert-rules",
+    response=answers({201: RuleOut}, 409, body=True),
+    summary="Add an alerting rule",
+)
 def create_rule(request: HttpRequest, body: RuleIn) -> Status[RuleOut]:
     require_write(request)
     fields = body.dict()
@@ -212,7 +234,9 @@ def create_rule(request: HttpRequest, body: RuleIn) -> Status[RuleOut]:
 # --- silences ---------------------------------------------------------------------------------
 
 
-@router.get("/silences", response=list[SilenceOut], summary="Silences, newest first")
+@router.get(
+    "/silences", response=answers({200: list[SilenceOut]}), summary="Silences, newest first"
+)
 def list_silences(request: HttpRequest, expired: bool = False) -> list[SilenceOut]:
     at = now()
     qs = Silence.objects.order_by("-starts_at", "-id")
@@ -223,16 +247,13 @@ def list_silences(request: HttpRequest, expired: bool = False) -> list[SilenceOu
 
 @router.post(
     "/silences",
-    response={201: SilenceOut},
+    response=answers({201: SilenceOut}, body=True),
     summary="Silence alerts whose labels match, from starts_at to ends_at",
 )
 def create_silence(request: HttpRequest, body: SilenceIn) -> Status[SilenceOut]:
     require_write(request)
     at = now()
     starts_at = body.starts_at or at
-    for name, value in (("starts_at", starts_at), ("ends_at", body.ends_at)):
-        if value.tzinfo is None:
-            raise _bad(name, "needs a time zone (e.g. 2026-11-20T10:00:00Z)")
     if body.ends_at <= starts_at:
         raise _bad("ends_at", "must be after starts_at")
     if body.ends_at <= at:
@@ -250,8 +271,12 @@ def create_silence(request: HttpRequest, body: SilenceIn) -> Status[SilenceOut]:
     return Status(201, silence_out(silence, at))
 
 
-@router.post("/silences/{silence_id}/expire", response=SilenceOut, summary="End a silence now")
-def expire_silence(request: HttpRequest, silence_id: int) -> SilenceOut:
+@router.post(
+    "/silences/{silence_id}/expire",
+    response=answers({200: SilenceOut}, 404),
+    summary="End a silence now",
+)
+def expire_silence(request: HttpRequest, silence_id: int = PATH_ID) -> SilenceOut:
     require_write(request)
     silence = actions.do_expire_silence(silence_id)
     if silence is None:

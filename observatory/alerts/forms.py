@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from observatory.alerts.models import Channel, Rule, Silence
+from observatory.alerts.models import Channel, Rule, Silence, mask_url
 from observatory.alerts.validation import STAGES, email_problems, matcher_problems
 from observatory.lib import http
 
@@ -90,10 +90,15 @@ class ChannelForm(forms.ModelForm):
         model = Channel
         fields = ["name", "kind", "webhook_url", "bot_token", "slack_channel", "to", "active"]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reveal: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["to"] = ", ".join(self.instance.to or [])
+        if not reveal:
+            # only the admin group sees where a channel posts: the URL is its secret
+            self.initial["webhook_url"] = mask_url(self.instance.webhook_url)
+            for field in self.fields.values():
+                field.disabled = True
 
     def clean_to(self) -> list[str]:
         raw = self.cleaned_data.get("to") or ""

@@ -15,6 +15,7 @@ outbox of notifications, every delivery attempt, channels and silences.
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -81,6 +82,25 @@ EMAIL = "email"
 CHANNEL_KINDS = [(SLACK, "Slack"), (EMAIL, "email")]
 
 
+def mask_url(url: str) -> str:
+    """A webhook URL with everything after its host hidden: the path of a Slack incoming
+    webhook is its secret (``https://hooks.slack.com/…``)."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "…"
+    return f"{parts.scheme}://{parts.hostname}/…"
+
+
+def mask_secret(value: str) -> str:
+    """A token with only its kind shown (``xoxb-…``)."""
+    if not value:
+        return ""
+    kind = value.split("-", 1)[0] if "-" in value[:6] else ""
+    return f"{kind}-…" if kind else "…"
+
+
 class Channel(models.Model):
     """Where notifications go: a Slack incoming webhook, a Slack bot token and channel
     (messages are then updated in place on acknowledgement and resolution), or email."""
@@ -121,13 +141,12 @@ class Channel(models.Model):
 
     @property
     def target(self) -> str:
-        """Where it posts, for display (secrets elided)."""
+        """Where it posts, for display to anyone (secrets elided)."""
         if self.kind == EMAIL:
             return ", ".join(self.to)
         if self.bot_token:
-            return f"bot {self.bot_token[:9]}… → {self.slack_channel}"
-        url = self.webhook_url
-        return url[:40] + "…" if len(url) > 44 else url
+            return f"bot {mask_secret(self.bot_token)} → {self.slack_channel}"
+        return mask_url(self.webhook_url)
 
     def clean(self) -> None:
         if self.kind == SLACK:

@@ -3,20 +3,61 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
+from pydantic import WithJsonSchema
 
-from observatory.alerts.models import Alert, Channel, Notification, Rule, Silence
+from observatory.alerts.models import Alert, Channel, Notification, Rule, Silence, mask_url
+from observatory.alerts.validation import EMAIL_PATTERN, LABEL_PATTERN
+from observatory.lib.params import (
+    MAX_INT32,
+    NO_NUL,
+    DbId,
+    Instant,
+    Int32,
+    Text32,
+    Text64,
+    text,
+)
+
+#: A label name (a word) and a label value, of a rule or a silence matcher.
+LabelName = Annotated[str, text(64, LABEL_PATTERN)]
+LabelText = Annotated[str, text(200)]
+#: One plain e-mail address (ASCII, as Django's validator reads it): no spaces, control
+#: characters, list separators or display names.
+Address = Annotated[str, text(254, EMAIL_PATTERN)]
+
+
+def _labels_schema(min_items: int) -> dict[str, Any]:
+    """label name -> value, both bounded, said as JSON Schema says it (pydantic's own
+    form, ``patternProperties``, would let any other name through)."""
+    return {
+        "type": "object",
+        "minProperties": min_items,
+        "maxProperties": 50,
+        "propertyNames": {"pattern": LABEL_PATTERN, "maxLength": 64},
+        "additionalProperties": {"type": "string", "maxLength": 200, "pattern": NO_NUL},
+    }
+
+
+Labels = Annotated[dict[LabelName, LabelText], WithJsonSchema(_labels_schema(0))]
+Matchers = Annotated[dict[LabelName, LabelText], WithJsonSchema(_labels_schema(1))]
 
 
 class ChannelIn(Schema):
-    name: str = Field(..., min_length=1, max_length=100)
+    name: Annotated[str, text(100, min_length=1)]
     kind: Literal["slack", "email"]
-    webhook_url: str = Field("", description="Slack incoming webhook URL")
-    bot_token: str = Field("", description="Slack bot token (xoxb-...), with channel")
-    channel: str = Field("", description="Slack channel id or #name, with bot_token")
-    to: list[str] = Field(default_factory=list, description="email addresses")
+    webhook_url: Annotated[str, text(500)] = Field("", description="Slack incoming webhook URL")
+    bot_token: Annotated[str, text(255)] = Field(
+        "", description="Slack bot token (xoxb-...), with channel"
+    )
+    channel: Annotated[str, text(100)] = Field(
+        "", description="Slack channel id or #name, with bot_token"
+    )
+    to: list[Address] = Field(
+        default_factory=list, max_length=50, description="email addresses, one each"
+    )
 
 
 class ChannelOut(Schema):
@@ -27,6 +68,8 @@ class ChannelOut(Schema):
     mode: str
     #: where it posts, secrets elided
     target: str
+    #: whole for a write-scoped token or an admin session, else masked after the host
+    webhook_url: str
     channel: str
     to: list[str]
     active: bool
@@ -37,13 +80,16 @@ class ChannelOut(Schema):
     created_at: datetime
 
 
-def channel_out(c: Channel) -> ChannelOut:
+def channel_out(c: Channel, *, reveal: bool = False) -> ChannelOut:
+    """A channel as the API shows it: its webhook URL whole only when ``reveal`` (to
+    those who may change channels); a bot token never."""
     return ChannelOut(
         id=c.id,
         name=c.name,
         kind=c.kind,
         mode=c.mode,
         target=c.target,
+        webhook_url=c.webhook_url if reveal else mask_url(c.webhook_url),
         channel=c.slack_channel,
         to=list(c.to or []),
         active=c.active,
@@ -56,29 +102,31 @@ def channel_out(c: Channel) -> ChannelOut:
 
 
 class RuleIn(Schema):
-    name: str = Field(..., min_length=1, max_length=150)
+    name: Annotated[str, text(150, min_length=1)]
     kind: Literal["kpi", "stuck", "error_rate", "silence"]
     severity: Literal["critical", "warning", "info"] = "warning"
-    for_s: int = Field(0, ge=0)
-    repeat_s: int = Field(14400, ge=0)
-    keep_firing_s: int = Field(0, ge=0, description="stay firing this long after it clears")
-    labels: dict[str, str] = Field(default_factory=dict)
-    channels: list[int] = Field(
-        default_factory=list, description="channel ids; none: every active channel"
+    for_s: Int32 = 0
+    repeat_s: Int32 = 14400
+    keep_firing_s: Int32 = Field(0, description="stay firing this long after it clears")
+    labels: Labels = Field(default_factory=dict, max_length=50)
+    channels: list[DbId] = Field(
+        default_factory=list, max_length=100, description="channel ids; none: every active channel"
     )
-    description: str = ""
+    description: Annotated[str, text(2000)] = ""
     active: bool = True
-    kpi: str = ""
-    field: str = ""
+    kpi: Text64 = ""
+    field: Text64 = ""
     op: Literal["", ">", ">=", "<", "<="] = ""
-    threshold: float | None = None
-    window_s: int | None = Field(None, ge=1)
-    stage: str = ""
-    channel: str = Field("", description="sales channel: web, pos, marketplace…")
-    system: str = ""
-    operation: str = ""
-    while_system: str = ""
-    min_count: int = Field(1, ge=1, description="error_rate: hops needed in the window")
+    threshold: float | None = Field(None, allow_inf_nan=False)
+    window_s: int | None = Field(None, ge=1, le=MAX_INT32)
+    stage: Text32 = ""
+    channel: Text32 = Field("", description="sales channel: web, pos, marketplace…")
+    system: Text64 = ""
+    operation: Annotated[str, text(255)] = ""
+    while_system: Text64 = ""
+    min_count: int = Field(
+        1, ge=1, le=MAX_INT32, description="error_rate: hops needed in the window"
+    )
 
 
 class RuleOut(Schema):
@@ -138,10 +186,14 @@ def rule_out(r: Rule) -> RuleOut:
 
 
 class SilenceIn(Schema):
-    matchers: dict[str, str] = Field(..., description="label -> value; every one must match")
-    starts_at: datetime | None = Field(None, description="default: now")
-    ends_at: datetime
-    comment: str = Field(..., min_length=1)
+    matchers: Matchers = Field(
+        ..., min_length=1, max_length=50, description="label -> value; every one must match"
+    )
+    starts_at: Instant | None = Field(
+        None, description="RFC 3339, UTC without an offset; default: now"
+    )
+    ends_at: Instant = Field(..., description="RFC 3339, UTC without an offset")
+    comment: Annotated[str, text(2000, min_length=1)]
 
 
 class SilenceOut(Schema):

@@ -7,6 +7,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
 from tracing.conventions import ALL_STAGES
 
 #: CONTRACT 5: KPI ids and their fields
@@ -24,8 +27,16 @@ KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
 STAGES: Final = (*ALL_STAGES, "fulfillment_synced")
 OPS: Final = (">", ">=", "<", "<=")
 _SYSTEM = re.compile(r"^[a-z][a-z0-9_\-.]{0,63}$")
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+LABEL_PATTERN: Final = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
+_LABEL = re.compile(LABEL_PATTERN)
+#: One plain address, nothing around it: ASCII, as Django's validator reads it (a dot-atom,
+#: then a domain of labels), so no spaces or control characters (a CR or LF would start a
+#: new mail header), no list separators, no display name. The API's schema says the same.
+EMAIL_PATTERN: Final = (
+    r"^[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+(\.[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{1,62}[A-Za-z0-9]$"
+)
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def rule_problems(rule: Any) -> dict[str, str]:
@@ -81,10 +92,21 @@ def rule_problems(rule: Any) -> dict[str, str]:
 
 
 def email_problems(addresses: Any) -> str:
+    """Why ``addresses`` are not a list of single, plain e-mail addresses ("" if they are)."""
     if not isinstance(addresses, list) or not addresses:
         return "at least one address"
-    bad = [a for a in addresses if not isinstance(a, str) or not _EMAIL.match(a)]
-    return f"not an address: {', '.join(map(str, bad))}" if bad else ""
+    bad = [a for a in addresses if not _is_address(a)]
+    return f"not an address: {', '.join(map(repr, bad))}" if bad else ""
+
+
+def _is_address(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value):
+        return False
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def matcher_problems(matchers: Any) -> str:

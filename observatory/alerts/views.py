@@ -182,7 +182,7 @@ def channel_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             messages.success(request, f"Channel “{saved.name}” saved.")
             return redirect(reverse("alerts:index") + "#channels")
     else:
-        form = ChannelForm(instance=channel)
+        form = ChannelForm(instance=channel, reveal=can_configure(request.user))
     attempts = queries.recent_attempts(channel.id) if channel else []
     return render(
         request,

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Path, Router
 from ninja.errors import HttpError
 
 from observatory.dashboards import health
 from observatory.dashboards.schema import SystemOut, SystemsOut
+from observatory.lib.answers import answers
 from observatory.lib.clock import now
+from observatory.lib.params import NO_NUL
 
 router = Router(tags=["systems"])
 
@@ -47,7 +49,9 @@ def system_out(h: health.Health) -> SystemOut:
     return SystemOut(**data, summary=summary(h))
 
 
-@router.get("/systems", response=SystemsOut, summary="Every system's health and watermark")
+@router.get(
+    "/systems", response=answers({200: SystemsOut}), summary="Every system's health and watermark"
+)
 def list_systems(request: HttpRequest) -> SystemsOut:
     at = now()
     return SystemsOut(at=at, systems=[system_out(h) for h in health.systems(at)])
@@ -55,10 +59,12 @@ def list_systems(request: HttpRequest) -> SystemsOut:
 
 @router.get(
     "/systems/{system}",
-    response={200: SystemOut, 404: dict},
+    response=answers({200: SystemOut}, 404),
     summary="One system's health and watermark",
 )
-def get_system(request: HttpRequest, system: str) -> SystemOut:
+def get_system(
+    request: HttpRequest, system: str = Path(..., min_length=1, max_length=64, pattern=NO_NUL)
+) -> SystemOut:
     found = health.systems(now(), only=system)
     if not found:
         raise HttpError(404, f"system: no hop from {system!r}")

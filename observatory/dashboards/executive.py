@@ -28,6 +28,7 @@ from observatory.kpis import queries
 from observatory.kpis.compute import ALL, HOUR, floor_to, rate
 from observatory.kpis.models import BacklogSample
 from observatory.lib.clock import now
+from observatory.lib.download import attach
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 
@@ -482,7 +483,4 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
         body = _csv(built.columns, built.rows)
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")
     scope = "-".join(p for p in (f.channel, f.store) if p) or "all"
-    response["Content-Disposition"] = (
-        f'attachment; filename="observatory-{chart}-{f.days}d-{scope}-{at:%Y%m%d}.csv"'
-    )
-    return response
+    return attach(response, f"observatory-{chart}-{f.days}d-{scope}-{at:%Y%m%d}.csv")

@@ -235,6 +235,10 @@ class RailStep:
     verdict: str = ""
 
 
+#: Hops shown on one page of an order (an order of 20,000 hops was a 25 MB page).
+HOPS_PER_PAGE = 200
+
+
 @dataclass
 class OrderPage:
     """The order page: triage's read model of one transaction, arranged for reading."""
@@ -244,6 +248,8 @@ class OrderPage:
     rail: list[RailStep]
     #: hop id -> stages that hop reached (for the chart's labels)
     hop_stages: dict[int, list[str]]
+    #: which page of hops (``HOPS_PER_PAGE`` each, in time order) is shown
+    hop_page: int = 1
 
     @property
     def tx(self) -> Transaction:
@@ -283,19 +289,47 @@ class OrderPage:
         return [QueueRow(issue=i, label=self.label) for i in self.issues]
 
     @property
-    def systems(self) -> list[str]:
+    def totals(self) -> triage_queries.HopTotals:
+        """Every hop's count, failures, retries and systems (not only this page's)."""
+        if self.view.hop_totals is not None:
+            return self.view.hop_totals
         seen: dict[str, None] = {}
         for hop in self.hops:
             seen.setdefault(hop.system, None)
-        return list(seen)
+        return triage_queries.HopTotals(
+            count=len(self.hops),
+            failed=sum(1 for h in self.hops if h.outcome == "error"),
+            retries=sum(1 for h in self.hops if h.retry_attempt > 0 or h.replay),
+            systems=list(seen),
+        )
+
+    @property
+    def systems(self) -> list[str]:
+        return self.totals.systems
 
     @property
     def failed_hops(self) -> int:
-        return sum(1 for h in self.hops if h.outcome == "error")
+        return self.totals.failed
 
     @property
     def retries(self) -> int:
-        return sum(1 for h in self.hops if h.retry_attempt > 0 or h.replay)
+        return self.totals.retries
+
+    @property
+    def hop_count(self) -> int:
+        return self.totals.count
+
+    @property
+    def hop_pages(self) -> int:
+        return max(1, -(-self.hop_count // HOPS_PER_PAGE))
+
+    @property
+    def first_hop_number(self) -> int:
+        return (self.hop_page - 1) * HOPS_PER_PAGE + 1
+
+    @property
+    def last_hop_number(self) -> int:
+        return self.first_hop_number + len(self.hops) - 1
 
     @property
     def open_issues(self) -> list[Issue]:
@@ -325,11 +359,15 @@ def _stage_sequence(kind: str) -> tuple[str, ...]:
     return tuple(s for s in ORDER_STAGES if s != sla.CANCELLED)
 
 
-def order_page(tx: Transaction, now: datetime | None = None) -> OrderPage:
+def order_page(tx: Transaction, now: datetime | None = None, hop_page: int = 1) -> OrderPage:
     """Everything the order page shows: ``triage.queries.order_view`` (a fixed number of
-    queries, whatever the order's size) arranged as a timeline and a progress rail."""
+    queries, whatever the order's size) arranged as a timeline and a progress rail, with
+    one page of its hops (``HOPS_PER_PAGE``; the stages and SLAs count every hop)."""
     now = now or clock_now()
-    view = triage_queries.order_view(tx, now)
+    hop_page = max(1, hop_page)
+    view = triage_queries.order_view(
+        tx, now, hop_limit=HOPS_PER_PAGE, hop_offset=(hop_page - 1) * HOPS_PER_PAGE
+    )
     per_stage = sla.by_stage(view.slas)
     hop_stages: dict[int, list[str]] = defaultdict(list)
     rows: dict[str, StageRow] = {}
@@ -366,7 +404,9 @@ def order_page(tx: Transaction, now: datetime | None = None) -> OrderPage:
     ]
     if sla.CANCELLED in rows:
         rail.append(RailStep(stage=sla.CANCELLED, at=rows[sla.CANCELLED].at))
-    return OrderPage(view=view, stages=stages, rail=rail, hop_stages=dict(hop_stages))
+    return OrderPage(
+        view=view, stages=stages, rail=rail, hop_stages=dict(hop_stages), hop_page=hop_page
+    )
 
 
 # --- the exception queue ---------------------------------------------------------------------

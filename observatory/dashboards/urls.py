@@ -11,10 +11,10 @@ app_name = "dashboards"
 urlpatterns = [
     path("", views.home, name="home"),
     path("orders/", views.orders, name="orders"),
-    path("orders/<int:pk>/", views.order, name="order"),
+    path("orders/<id:pk>/", views.order, name="order"),
     path("exceptions/", views.exceptions, name="exceptions"),
     re_path(
-        r"^exceptions/(?P<pk>\d+)/(?P<action>acknowledge|resolve)/$",
+        r"^exceptions/(?P<pk>\d{1,18})/(?P<action>acknowledge|resolve)/$",
         views.exception_action,
         name="exception-action",
     ),

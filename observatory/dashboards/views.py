@@ -15,6 +15,9 @@ from django.views.decorators.http import require_GET, require_POST
 from observatory.dashboards import figures, queries, roles
 from observatory.triage import actions as triage_actions
 
+#: The highest page number a list takes (past the end is an empty page anyway).
+MAX_PAGE = 100_000
+
 
 @require_GET
 @login_required
@@ -47,7 +50,7 @@ def order(request: HttpRequest, pk: int) -> HttpResponse:
     if tx.id != pk:
         messages.info(request, f"Transaction {pk} was merged into this one.")
         return redirect("dashboards:order", pk=tx.id)
-    page = queries.order_page(tx)
+    page = queries.order_page(tx, hop_page=_page_number(request, "hops"))
     chart = figures.figure_json(figures.swimlane(page.hops, page.hop_stages))
     return render(request, "dashboards/order.html", {"page": page, "chart": chart})
 
@@ -82,11 +85,9 @@ def exception_action(request: HttpRequest, pk: int, action: str) -> HttpResponse
     return HttpResponseRedirect(_next_url(request, reverse("dashboards:exceptions")))
 
 
-def _page_number(request: HttpRequest) -> int:
-    try:
-        return max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        return 1
+def _page_number(request: HttpRequest, name: str = "page") -> int:
+    raw = request.GET.get(name, "1").strip()
+    return min(max(1, int(raw)), MAX_PAGE) if raw.isdigit() and len(raw) < 10 else 1
 
 
 def _next_url(request: HttpRequest, default: str) -> str:

@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -27,14 +26,16 @@ from observatory.access.models import IngestToken
 from observatory.access.queries import Denied, ingest_token
 from observatory.ingest.actions import Ingested, OutOfScope, do_ingest
 from observatory.ingest.limits import BodyError, read_body
+from observatory.lib import outage
 from observatory.lib.clock import now
 from tracing import cloudevents, otlp, shopify
 from tracing.keys import KeyRules
 from tracing.records import DecodeError
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_S = "5"
-_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_AFTER_S = outage.RETRY_AFTER_S
+#: Django's errors and psycopg's own (the COPY talks to psycopg's cursor directly)
+_UNAVAILABLE = outage.UNAVAILABLE
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.http import HttpRequest
@@ -10,6 +10,7 @@ from ninja import Query, Router
 
 from observatory.kpis import queries
 from observatory.kpis.schema import KpiAnswerOut, KpiFilters
+from observatory.lib.answers import answers
 from observatory.lib.clock import now
 from observatory.triage.queries import BadRequest
 
@@ -20,27 +21,25 @@ DEFAULT_WINDOW = timedelta(hours=24)
 MAX_WINDOW = timedelta(days=400)
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def window(
     since: datetime | None, until: datetime | None, at: datetime
 ) -> tuple[datetime, datetime]:
-    """The window asked for, with defaults (the last 24 hours), as aware UTC datetimes."""
-    end = _aware(until).astimezone(UTC) if until is not None else at
-    start = _aware(since).astimezone(UTC) if since is not None else end - DEFAULT_WINDOW
+    """The window asked for (aware UTC times, ``lib.params.Instant``), with defaults (the
+    last 24 hours); a start more than ``MAX_WINDOW`` before the end is taken as that (the
+    rollups are kept about that long: nothing is older)."""
+    end = until if until is not None else at
+    start = since if since is not None else end - DEFAULT_WINDOW
     if start >= end:
         raise BadRequest("since", "must be before until")
-    if end - start > MAX_WINDOW:
-        raise BadRequest("since", f"the window may be at most {MAX_WINDOW.days} days")
-    return start, end
+    return max(start, end - MAX_WINDOW), end
 
 
 @router.get(
     "/kpis",
-    response=KpiAnswerOut,
-    summary="Every KPI over a window (CONTRACT 5), optionally for one channel, system, store",
+    response=answers({200: KpiAnswerOut}),
+    summary="Every KPI over a window, optionally for one channel, system, store",
+    description="The answer's since and until are the window used. 422 when since is "
+    "not before until.",
 )
 def kpis(request: HttpRequest, filters: Query[KpiFilters]) -> dict[str, Any]:
     at = now()

@@ -897,10 +897,15 @@ def _open_stages(
     if store is not None:
         qs = qs.filter(store=store)
     if system:
-        overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
-        stages = {s for s in STAGE_COLUMNS if sla.stage_system(s, overrides) == system}
-        qs = qs.filter(stage__in=stages)
+        qs = qs.filter(stage__in=_system_stages(system))
     return qs
+
+
+def _system_stages(system: str) -> set[str]:
+    """The stages ``system`` is expected to reach (none for a system that reaches none:
+    the POS, a marketplace, any unknown name)."""
+    overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
+    return {s for s in STAGE_COLUMNS if sla.stage_system(s, overrides) == system}
 
 
 def backlog_members(
@@ -922,6 +927,8 @@ def backlog_members(
     at = at or clock_now()
     out: dict[str, set[tuple[int, str, str]]] = defaultdict(set)
     if policies is None:
+        if system and not _system_stages(system):
+            return {}
         rows = _open_stages(
             since,
             until,
@@ -961,6 +968,8 @@ def backlog(
     ``policies``, from the stage columns as they stood at ``until``."""
     at = at or clock_now()
     if policies is None:
+        if system and not _system_stages(system):
+            return {"total": 0, "by_stage": {}}  # no backlog can wait on it
         live = _is_live(until, at)
         rows = _open_stages(since, until, channel=channel, store=store, system=system, live=live)
         if live and not system:

@@ -10,15 +10,21 @@ from datetime import datetime
 
 from ninja import Field, Schema
 
+from observatory.lib.params import Instant, Text32, Text64
+
 
 class KpiFilters(Schema):
-    since: datetime | None = Field(
-        None, description="start of the window (RFC 3339); default: 24 hours before until"
+    since: Instant | None = Field(
+        None,
+        description="start of the window (RFC 3339); default: 24 hours before until. "
+        "Rollups are kept 400 days: an earlier start is taken as 400 days before until",
     )
-    until: datetime | None = Field(None, description="end of the window (excluded); default: now")
-    channel: str = Field("", description="only this channel (web, pos, marketplace, ...)")
-    system: str = Field("", description="only this system, where a system applies")
-    store: str = Field("", description="only this store")
+    until: Instant | None = Field(
+        None, description="end of the window (excluded), after since; default: now"
+    )
+    channel: Text32 = Field("", description="only this channel (web, pos, marketplace, ...)")
+    system: Text64 = Field("", description="only this system, where a system applies")
+    store: Text64 = Field("", description="only this store")
 
 
 class AcceptanceToPostingOut(Schema):

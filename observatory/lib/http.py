@@ -103,10 +103,44 @@ def private_allowed() -> bool:
     return bool(getattr(settings, "ALERTS_ALLOW_PRIVATE_URLS", False))
 
 
+#: IPv6 ranges refused outright: transition mechanisms that reach IPv4 through a relay
+#: (6to4 ``2002::/16``, Teredo ``2001::/32``), which a webhook never needs and which can
+#: carry any IPv4 address, loopback and private ones included.
+_TUNNELS = (ipaddress.IPv6Network("2002::/16"), ipaddress.IPv6Network("2001::/32"))
+#: IPv6 forms whose last 32 bits are an IPv4 address: IPv4-mapped ``::ffff:0:0/96``,
+#: IPv4-translated ``::ffff:0:0:0/96``, IPv4-compatible ``::/96`` and NAT64
+#: ``64:ff9b::/96`` and ``64:ff9b:1::/48``. The embedded address is judged as well.
+_EMBEDDING = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries in its last 32 bits, for the forms in
+    ``_EMBEDDING`` (None for any other)."""
+    if any(address in net for net in _EMBEDDING):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_public(address: Address) -> bool:
-    """A globally routable unicast address (not private, loopback, link-local, ...)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """A globally routable unicast address (not private, loopback, link-local, ...); an
+    IPv6 address that tunnels to IPv4 (6to4, Teredo) never is, and one that embeds an
+    IPv4 address is judged by that address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in net for net in _TUNNELS):
+            return False
+        inner = embedded_ipv4(address)
+        if inner is not None:
+            return _is_public_one(inner)
+    return _is_public_one(address)
+
+
+def _is_public_one(address: Address) -> bool:
     return bool(address.is_global) and not address.is_multicast and not address.is_reserved
 
 

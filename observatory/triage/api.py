@@ -6,21 +6,22 @@ lives here, in the layer above both.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from observatory.access.auth import require_write
 from observatory.hops.api import span_out
 from observatory.hops.queries import trace_spans
+from observatory.lib.answers import answers
 from observatory.lib.clock import now
-from observatory.transactions.models import KINDS, STAGE_COLUMNS, Transaction, TransactionKey
+from observatory.lib.params import MAX_INT64, NO_NUL, DbId, Text64, Text256
+from observatory.transactions.models import Transaction, TransactionKey
 from observatory.transactions.queries import lookup
 from observatory.triage import queries, sla
 from observatory.triage.actions import (
@@ -29,7 +30,7 @@ from observatory.triage.actions import (
     do_acknowledge,
     do_resolve,
 )
-from observatory.triage.queries import BadRequest, OrderView
+from observatory.triage.queries import OrderView
 from observatory.triage.schema import (
     AmbiguousOut,
     CandidateOut,
@@ -37,6 +38,8 @@ from observatory.triage.schema import (
     ErrorOut,
     ExceptionOut,
     ExceptionPageOut,
+    IssueKinds,
+    IssueStates,
     OrderFilters,
     OrderOut,
     OrderPageOut,
@@ -55,20 +58,20 @@ router = Router(tags=["exceptions"])
 
 
 class ExceptionFilters(Schema):
-    state: str = Field(
+    state: IssueStates = Field(
         "",
         description="open, acknowledged, resolved, withdrawn, unresolved (the default: "
         "open and acknowledged) or all (withdrawn included); several joined with commas",
     )
-    owner: str = ""
-    kind: str = Field(
+    owner: Text64 = ""
+    kind: IssueKinds = Field(
         "",
         description="stuck, failed_hop, duplicate, conflict, silence or mismatch (or several)",
     )
-    system: str = ""
-    transaction: int | None = Field(None, description="only this transaction's exceptions")
+    system: Text64 = ""
+    transaction: DbId | None = Field(None, description="only this transaction's exceptions")
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = None
+    cursor: Text256 | None = Field(None, description="next_cursor of the previous page")
 
 
 def actor(request: HttpRequest) -> str:
@@ -80,7 +83,11 @@ def actor(request: HttpRequest) -> str:
     return user.get_username() if user is not None else "unknown"
 
 
-@router.get("/exceptions", response=ExceptionPageOut, summary="The exception queue, oldest first")
+@router.get(
+    "/exceptions",
+    response=answers({200: ExceptionPageOut}),
+    summary="The exception queue, oldest first",
+)
 def list_exceptions(request: HttpRequest, filters: Query[ExceptionFilters]) -> ExceptionPageOut:
     states = queries.parse_states(filters.state)
     kinds = queries.parse_kinds(filters.kind)
@@ -120,30 +127,35 @@ def _act(issue_id: int, verb: Any, **kwargs: Any) -> ExceptionOut:
     return exception_out(issue, now(), label="")
 
 
+#: a row id in a path: 1 to 2^63 - 1
+PATH_ID = Path(..., ge=1, le=MAX_INT64)
+
+
 @router.post(
     "/exceptions/{issue_id}/ack",
-    response=ExceptionOut,
+    response=answers({200: ExceptionOut}, 404, 409),
     summary="Acknowledge an exception (write scope or an admin session)",
 )
-def acknowledge(request: HttpRequest, issue_id: int) -> ExceptionOut:
+def acknowledge(request: HttpRequest, issue_id: int = PATH_ID) -> ExceptionOut:
     require_write(request)
     return _act(issue_id, do_acknowledge, who=actor(request))
 
 
 @router.post(
     "/exceptions/{issue_id}/resolve",
-    response=ExceptionOut,
+    response=answers({200: ExceptionOut}, 404, 409, body=True),
     summary="Resolve an exception (write scope or an admin session)",
 )
-def resolve(request: HttpRequest, issue_id: int, body: ResolveIn | None = None) -> ExceptionOut:
+def resolve(
+    request: HttpRequest, issue_id: int = PATH_ID, body: ResolveIn | None = None
+) -> ExceptionOut:
     require_write(request)
     note = body.note if body is not None else ""
     return _act(issue_id, do_resolve, who=actor(request), note=note)
 
 
 orders_router = Router(tags=["orders"])
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_TX_KINDS = {k for k, _ in KINDS}
+_TRACE_ID_PATTERN = r"^[0-9a-fA-F]{32}$"
 KEYS_IN_ORDER = TransactionKey.objects.order_by("kind", "value")
 
 
@@ -218,13 +230,15 @@ def order_out(view: OrderView) -> OrderOut:
 
 @orders_router.get(
     "/orders/{path:key}",
-    response={200: OrderOut, 404: ErrorOut, 409: AmbiguousOut},
+    response=answers({200: OrderOut, 404: ErrorOut, 409: AmbiguousOut}),
     summary="The transaction any key identifies",
     description="A bare value (`#1001`, `1001`, `SO-48213`, a tracking number) is looked "
     "up in every key kind, with and without a leading `#`; `kind=value` is exact. "
     "404 when no key matches; 409 with the candidates when a bare value matches several.",
 )
-def get_order(request: HttpRequest, key: str) -> Status[Any]:
+def get_order(
+    request: HttpRequest, key: str = Path(..., min_length=1, max_length=300, pattern=NO_NUL)
+) -> Status[Any]:
     found = lookup(key)
     if found.transaction is not None:
         return Status(200, order_out(queries.order_view(found.transaction, now())))
@@ -257,15 +271,14 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-@orders_router.get("/orders", response=OrderPageOut, summary="Transactions, newest first")
+@orders_router.get(
+    "/orders", response=answers({200: OrderPageOut}), summary="Transactions, newest first"
+)
 def list_orders(request: HttpRequest, filters: Query[OrderFilters]) -> OrderPageOut:
-    if filters.stage and filters.stage not in STAGE_COLUMNS:
-        raise BadRequest("stage", f"'{filters.stage}' is not one of {', '.join(STAGE_COLUMNS)}")
-    if filters.kind and filters.kind not in _TX_KINDS:
-        raise BadRequest("kind", f"'{filters.kind}' is not one of {', '.join(sorted(_TX_KINDS))}")
-    since, until = _aware(filters.since), _aware(filters.until)
+    since, until = filters.since, filters.until
     if since and until and since >= until:
-        raise BadRequest("until", "must be after since")
+        # an empty window: nothing was first seen in it (schema-valid, so not an error)
+        return OrderPageOut(items=[], next_cursor=None)
     page = queries.orders(
         stage=filters.stage,
         system=filters.system,
@@ -304,14 +317,15 @@ def list_orders(request: HttpRequest, filters: Query[OrderFilters]) -> OrderPage
 
 @orders_router.get(
     "/traces/{trace_id}",
-    response=TraceOut,
+    response=answers({200: TraceOut}, 404),
     tags=["traces"],
     summary="The spans of one trace, and the transactions they belong to",
 )
-def get_trace(request: HttpRequest, trace_id: str) -> TraceOut:
-    trace_id = trace_id.strip().lower()
-    if not _TRACE_ID.match(trace_id):
-        raise HttpError(400, "trace_id must be 32 hexadecimal characters")
+def get_trace(
+    request: HttpRequest,
+    trace_id: str = Path(..., description="32 hexadecimal characters", pattern=_TRACE_ID_PATTERN),
+) -> TraceOut:
+    trace_id = trace_id.lower()
     spans = trace_spans(trace_id)
     if not spans:
         raise HttpError(404, f"no spans stored for trace {trace_id}")

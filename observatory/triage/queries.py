@@ -41,6 +41,7 @@ from observatory.triage.models import (
     Issue,
     OwnerRoute,
 )
+from observatory.triage.order_hops import HopTotals, batch_stage_hops, hop_totals
 from tracing import conventions as c
 
 _CHUNK = 500
@@ -64,11 +65,14 @@ BATCH_KINDS = frozenset({c.BATCH_ID, c.FILE})
 
 
 class BadRequest(ValueError):
-    """A request parameter that cannot be used; ``field`` names it."""
+    """A request parameter that cannot be used; ``field`` names it, ``location`` says
+    where it is (``query``, ``path``, ``body``). The API answers 422 naming it."""
 
-    def __init__(self, field_name: str, message: str) -> None:
+    def __init__(self, field_name: str, message: str, location: str = "query") -> None:
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
+        self.message = message
+        self.location = location
 
 
 # --- owners ---------------------------------------------------------------------------------
@@ -153,7 +157,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at_s, pk = orjson.loads(raw)
         at = datetime.fromisoformat(at_s)
-        if at.tzinfo is None or not isinstance(pk, int):
+        if at.tzinfo is None or not isinstance(pk, int) or not 0 < pk <= 2**63 - 1:
             raise ValueError
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise BadRequest("cursor", "not a cursor this API handed out") from None
@@ -394,26 +398,48 @@ class OrderView:
     duplicates: list[DuplicateDelivery]
     now: datetime
     stage_systems: dict[str, str] = field(default_factory=dict)
+    #: with a page of hops (``hop_limit``): what all of them add up to
+    hop_totals: HopTotals | None = None
 
 
-def order_view(tx: Transaction, now: datetime) -> OrderView:
+def order_view(
+    tx: Transaction, now: datetime, *, hop_limit: int | None = None, hop_offset: int = 0
+) -> OrderView:
     """The read model of one transaction (found with ``transactions.queries.lookup`` or
     ``get_transaction``). Seven queries whatever its size, written as plain WHERE clauses
     (``lib.rows.fetch``): every order lookup runs them, and compiling them through the ORM
-    cost more than running them."""
+    cost more than running them.
+
+    With ``hop_limit``, only that many hops from ``hop_offset`` (in time order) are read,
+    with their keys, and ``hop_totals`` says what all of them add up to (two queries
+    more): an order of 20,000 hops is not read whole for a page that shows a few hundred.
+    """
     keys = fetch(TransactionKey, "transaction_id = %s", [tx.id], "kind, value, id")
     stage_rows = fetch(StageReached, "transaction_id = %s", [tx.id], "at, id")
     members = f"SELECT hop_id FROM {_TXHOP} WHERE transaction_id = %s"
-    hops = fetch(Hop, f"id IN ({members})", [tx.id], "start_time, id")
+    totals = None
+    if hop_limit is None:
+        hops = fetch(Hop, f"id IN ({members})", [tx.id], "start_time, id")
+        hop_keys = fetch(HopKey, f"hop_id IN ({members})", [tx.id], "kind, value, id")
+    else:
+        page = f"start_time, id LIMIT {max(0, int(hop_limit))} OFFSET {max(0, int(hop_offset))}"
+        hops = fetch(Hop, f"id IN ({members})", [tx.id], page)
+        ids = [h.id for h in hops] or [0]
+        marks = ", ".join(["%s"] * len(ids))
+        hop_keys = fetch(HopKey, f"hop_id IN ({marks})", ids, "kind, value, id")
+        totals = hop_totals(tx.id)
     keys_of: dict[int, list[HopKey]] = defaultdict(list)
-    for k in fetch(HopKey, f"hop_id IN ({members})", [tx.id], "kind, value, id"):
+    for k in hop_keys:
         keys_of[k.hop_id].append(k)
     for h in hops:
         # what prefetch_related would leave: hop.keys.all() answers from it
         h._prefetched_objects_cache = {"keys": keys_of.get(h.id, [])}
-    batch_hops = {
-        h.id for h in hops if any(k.kind in BATCH_KINDS or k.fanout for k in h.keys.all())
-    }
+    if hop_limit is None:
+        batch_hops = {
+            h.id for h in hops if any(k.kind in BATCH_KINDS or k.fanout for k in h.keys.all())
+        }
+    else:
+        batch_hops = batch_stage_hops(tx.id, BATCH_KINDS)
     reached: dict[str, sla.Reached] = {}
     for s in stage_rows:
         held = reached.get(s.stage)
@@ -449,6 +475,7 @@ def order_view(tx: Transaction, now: datetime) -> OrderView:
         issues=tx_issues,
         duplicates=duplicates,
         now=now,
+        hop_totals=totals,
     )
 
 

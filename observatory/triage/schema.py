@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from ninja import Field, Schema
 
 from observatory.hops.schema import SpanOut
+from observatory.lib.params import Instant, Text32, Text64, Text256, one_of, text
+from observatory.transactions.models import KINDS, STAGE_COLUMNS
 from observatory.triage import sla
+from observatory.triage.models import KINDS as ISSUE_KINDS
 from observatory.triage.models import Issue
-from observatory.triage.queries import AgeBuckets, issue_age_s
+from observatory.triage.queries import STATE_GROUPS, AgeBuckets, issue_age_s
 
 
 class ExceptionOut(Schema):
@@ -63,7 +66,7 @@ class ExceptionPageOut(Schema):
 
 
 class ResolveIn(Schema):
-    note: str = ""
+    note: Annotated[str, text(255)] = ""
 
 
 def exception_out(issue: Issue, now: datetime, label: str | None = None) -> ExceptionOut:
@@ -218,16 +221,36 @@ class ErrorOut(Schema):
     detail: str
 
 
+IssueStates = Annotated[
+    str,
+    text(
+        200,
+        one_of(sorted(STATE_GROUPS), several=True),
+    ),
+]
+IssueKinds = Annotated[
+    str,
+    text(
+        200,
+        one_of([k for k, _ in ISSUE_KINDS], several=True),
+    ),
+]
+StageName = Annotated[str, text(32, one_of(STAGE_COLUMNS))]
+TxKind = Annotated[str, text(32, one_of([k for k, _ in KINDS]))]
+
+
 class OrderFilters(Schema):
-    stage: str = Field("", description="current stage, e.g. posted")
-    system: str = Field("", description="only transactions with a hop of this system")
+    stage: StageName = Field("", description="current stage, e.g. posted")
+    system: Text64 = Field("", description="only transactions with a hop of this system")
     stuck: bool | None = Field(None, description="true: with an unresolved stuck exception")
-    channel: str = ""
-    kind: str = Field("", description="order, return or inventory_update")
-    since: datetime | None = Field(None, description="first seen at or after (RFC 3339)")
-    until: datetime | None = Field(None, description="first seen before (RFC 3339)")
+    channel: Text32 = ""
+    kind: TxKind = Field("", description="order, return or inventory_update")
+    since: Instant | None = Field(None, description="first seen at or after (RFC 3339)")
+    until: Instant | None = Field(
+        None, description="first seen before (RFC 3339); nothing when not after since"
+    )
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, description="next_cursor of the previous page")
+    cursor: Text256 | None = Field(None, description="next_cursor of the previous page")
 
 
 class TraceTransactionOut(Schema):

@@ -195,7 +195,7 @@ def test_list_alerts_with_state_since_and_notifications(
     assert resolved["since"] == resolved["resolved_at"] == "2026-11-20T10:02:20Z"
     assert [n["event"] for n in resolved["notifications"]] == ["firing", "resolved"]
     assert write_client.post(f"/api/v1/alerts/{item['id']}/ack").status_code == 409
-    assert read_client.get("/api/v1/alerts?state=bogus").status_code == 400
+    assert read_client.get("/api/v1/alerts?state=bogus").status_code == 422
     assert read_client.get(f"/api/v1/alerts/{item['id']}").json()["id"] == item["id"]
     assert read_client.get("/api/v1/alerts/99999").status_code == 404
 

@@ -21,7 +21,7 @@ from tests.dashboards.conftest import PASSWORD, make_user
 
 #: Queries per page for a signed-in ops user: session, user, the page's own reads, and
 #: the group check that decides whether the action buttons show.
-ORDER_PAGE_QUERIES = 11
+ORDER_PAGE_QUERIES = 13
 SEARCH_QUERIES = 6
 QUEUE_QUERIES = 8
 

@@ -70,7 +70,8 @@ def test_structured_erp_posting_maps_every_field() -> None:
     record = decode_structured(sdk_event("erp_order_posted.json"))
 
     assert (
-        record.uid == "event:urn:acme:erp-connector:netsuite:7c1d4a7e-2f61-4b0e-9c55-0d8e3a41b2f9"
+        record.uid
+        == "event:erp:urn:acme:erp-connector:netsuite:7c1d4a7e-2f61-4b0e-9c55-0d8e3a41b2f9"
     )
     assert record.via == conventions.VIA_EVENT
     assert record.system == "erp"
@@ -178,7 +179,7 @@ def test_binary_mode_from_the_sdk_without_content_type() -> None:
     result = decode(body, "", headers, RECEIVED)
 
     [record] = result.records
-    assert record.uid == "event:urn:acme:middleware:easypost-relay:evt_6d1f0a9c3b7e11ef8c2b"
+    assert record.uid == "event:carrier:urn:acme:middleware:easypost-relay:evt_6d1f0a9c3b7e11ef8c2b"
     assert record.start_time == datetime(2024, 6, 11, 9, 41, 5, tzinfo=UTC)
     assert record.platform_status == "in_transit"
     assert record.extra["subject"] == "trk_0f7a1c2e9b5d4e3fa8c6d2b1e0f9a7c3"
@@ -227,7 +228,7 @@ def test_binary_mode_by_hand_like_curl() -> None:
 
     [record] = decode(body, headers["Content-Type"], headers, RECEIVED).records
 
-    assert record.uid == "event:urn:acme:wms:wms-pick-0001"
+    assert record.uid == "event:wms:urn:acme:wms:wms-pick-0001"
     assert record.start_time == RECEIVED  # no ce-time: arrival time
     assert record.end_time == RECEIVED
     assert record.stage == "picked"
@@ -325,9 +326,9 @@ def test_batch_keeps_good_and_duplicate_events_and_names_the_field_of_bad_ones()
     result = decode_batch(batch)
 
     assert [record.uid for record in result.records] == [
-        "event:urn:acme:erp-connector:netsuite:7c1d4a7e-2f61-4b0e-9c55-0d8e3a41b2f9",
-        "event:urn:acme:erp-connector:netsuite:7c1d4a7e-2f61-4b0e-9c55-0d8e3a41b2f9",
-        "event:urn:acme:erp-connector:netsuite/inventory:inv-adj-000731",
+        "event:erp:urn:acme:erp-connector:netsuite:7c1d4a7e-2f61-4b0e-9c55-0d8e3a41b2f9",
+        "event:erp:urn:acme:erp-connector:netsuite:7c1d4a7e-2f61-4b0e-9c55-0d8e3a41b2f9",
+        "event:erp:urn:acme:erp-connector:netsuite/inventory:inv-adj-000731",
     ]
     reasons = {rejection.index: rejection.reason for rejection in result.rejected}
     assert reasons == {

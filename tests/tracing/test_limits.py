@@ -94,7 +94,7 @@ def test_the_patterns_agree_with_the_column_sizes() -> None:
     assert not re.fullmatch(conventions.SYSTEM_PATTERN, "s" * (limits.SYSTEM + 1))
     assert re.fullmatch(conventions.KEY_KIND_PATTERN, "k" * limits.KEY_KIND)
     assert not re.fullmatch(conventions.KEY_KIND_PATTERN, "k" * (limits.KEY_KIND + 1))
-    longest = f"event:{'s' * limits.SOURCE}:{'i' * limits.EVENT_ID}"
+    longest = f"event:{'y' * limits.SYSTEM}:{'s' * limits.SOURCE}:{'i' * limits.EVENT_ID}"
     assert len(longest.encode()) <= limits.UID <= 2704  # a B-tree entry on PostgreSQL
 
 

@@ -222,7 +222,7 @@ def test_nested_maps_and_json_strings_are_masked_by_name() -> None:
 
 def record(**fields: object) -> HopRecord:
     values: dict[str, object] = {
-        "uid": "event:urn:erp:e-1",
+        "uid": "event:erp:urn:erp:e-1",
         "via": "event",
         "system": "erp",
         "operation": "post",
@@ -256,9 +256,9 @@ def test_a_mask_longer_than_what_it_hid_still_fits_the_column() -> None:
 
 
 def test_a_source_with_pii_becomes_a_keyed_digest_in_the_delivery_identity() -> None:
-    one = record(uid="event:mailto:jane@example.com:e-1", source="mailto:jane@example.com")
-    again = record(uid="event:mailto:jane@example.com:e-1", source="mailto:jane@example.com")
-    other = record(uid="event:mailto:john@example.com:e-1", source="mailto:john@example.com")
+    one = record(uid="event:erp:mailto:jane@example.com:e-1", source="mailto:jane@example.com")
+    again = record(uid="event:erp:mailto:jane@example.com:e-1", source="mailto:jane@example.com")
+    other = record(uid="event:erp:mailto:john@example.com:e-1", source="mailto:john@example.com")
     for r in (one, again, other):
         POLICY.mask_record(r)
     assert one.source == f"mailto:{MASK}"
@@ -266,7 +266,9 @@ def test_a_source_with_pii_becomes_a_keyed_digest_in_the_delivery_identity() -> 
     assert one.uid == again.uid  # a re-delivery is still the same delivery
     assert one.uid != other.uid
     keyed = MaskPolicy(digest_key=b"another installation")
-    elsewhere = record(uid="event:mailto:jane@example.com:e-1", source="mailto:jane@example.com")
+    elsewhere = record(
+        uid="event:erp:mailto:jane@example.com:e-1", source="mailto:jane@example.com"
+    )
     keyed.mask_record(elsewhere)
     assert elsewhere.uid != one.uid
 

@@ -59,5 +59,5 @@ def test_a_trace_not_stitched_yet_has_spans_and_no_transactions(
 def test_trace_not_found_and_bad_id(api_client: Client) -> None:
     assert api_client.get(f"/api/v1/traces/{TRACE}").status_code == 404
     bad = api_client.get("/api/v1/traces/not-a-trace")
-    assert bad.status_code == 400
-    assert "trace_id" in bad.json()["detail"]
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["path", "trace_id"]

@@ -62,7 +62,7 @@ def event(event_id: str, case: EventCase | None = None) -> CloudEvent:
 
 
 def _event_uid(ev: CloudEvent) -> str:
-    return f"event:{ev['source'].strip()}:{ev['id'].strip()}"
+    return f"event:{ev.data['system']}:{ev['source'].strip()}:{ev['id'].strip()}"
 
 
 EVENT_CASES = [

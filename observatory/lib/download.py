@@ -1,0 +1,31 @@
+"""File downloads: a ``Content-Disposition`` whose filename is safe whatever went into it.
+
+A filename built from request parameters (``/executive/summary.csv?channel=...``) could
+carry a CR or LF (Django refuses such a header: a 500), quotes or path separators. Only
+letters, digits, ``.``, ``_`` and ``-`` are kept; anything else becomes ``_``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.http import HttpResponse
+from django.utils.http import content_disposition_header
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 120
+
+
+def safe_filename(name: str, default: str = "download") -> str:
+    """``name`` with every run of other characters made one ``_``, without leading dots,
+    at most ``MAX_NAME`` characters."""
+    cleaned = _UNSAFE.sub("_", name).strip("._")[:MAX_NAME]
+    return cleaned or default
+
+
+def attach(response: HttpResponse, filename: str) -> HttpResponse:
+    """Mark ``response`` as a download named ``filename`` (made safe first)."""
+    header = content_disposition_header(as_attachment=True, filename=safe_filename(filename))
+    if header:
+        response["Content-Disposition"] = header
+    return response
