@@ -5,9 +5,8 @@ learn from a "duplicate" answer that one exists). The stored events' uids are re
 to the new form, so a re-delivery of an event stored before still counts as a duplicate;
 the column grows by the system's 64 characters and a separator.
 
-The column is widened in SQL on PostgreSQL only: SQLite does not enforce a varchar's
-length, and its AlterField would rebuild the hop table and lose the indexes other apps'
-migrations put on it."""
+The receipts, which keep uids unique, are rewritten with their hops.
+"""
 
 from django.db import migrations, models
 
@@ -19,27 +18,21 @@ TO_OLD = (
     "UPDATE hops_hop SET uid = 'event:' || substr(uid, 8 + length(system)) "
     "WHERE via = 'event' AND uid LIKE 'event:%'"
 )
-
-
-def _widen(size: int):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(f"ALTER TABLE hops_hop ALTER COLUMN uid TYPE varchar({size})")
-
-    return run
+RECEIPTS = (
+    "UPDATE hops_receipt SET uid = (SELECT h.uid FROM hops_hop h WHERE h.id = hop_id) "
+    "WHERE uid LIKE 'event:%'"
+)
 
 
 class Migration(migrations.Migration):
-    dependencies = [("hops", "0008_streams")]
+    dependencies = [("hops", "0011_partition_by_day")]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.AlterField(
-                    model_name="hop", name="uid", field=models.CharField(max_length=1700)
-                )
-            ],
-            database_operations=[migrations.RunPython(_widen(1700), _widen(1600))],
+        migrations.AlterField(
+            model_name="hop", name="uid", field=models.CharField(max_length=1700)
         ),
-        migrations.RunSQL(TO_NEW, TO_OLD),
+        migrations.AlterField(
+            model_name="receipt", name="uid", field=models.CharField(max_length=1700)
+        ),
+        migrations.RunSQL([TO_NEW, RECEIPTS], [TO_OLD, RECEIPTS]),
     ]
