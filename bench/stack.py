@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -105,6 +106,8 @@ class Stack:
         database_url = database_url or os.environ.get("BENCH_DATABASE_URL")
         if database_url:
             self.env["DATABASE_URL"] = database_url
+            # a deployment-like run: the settings want a key of its own
+            self.env.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
         else:
             self.env.pop("DATABASE_URL", None)
         self.env.pop("CHANNEL_LAYER_URL", None)

@@ -157,6 +157,7 @@ def test_hops_go_after_90_days_and_the_timelines_outlive_them(
     page.force_login(make_user("olivia", "ops"))
     shown = page.get(f"/orders/{answer['id']}/")
     assert shown.status_code == 200 and b"#R1" in shown.content
+    assert b"have been removed by retention" in shown.content
     # minute rollups are kept 14 days, hour ones 400
     assert OrderRollup.objects.filter(resolution=MINUTE).count() == 0
     assert OrderRollup.objects.filter(resolution=HOUR).count() == hours

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
 
@@ -318,6 +319,16 @@ class OrderPage:
     @property
     def hop_count(self) -> int:
         return self.totals.count
+
+    @property
+    def pruned_hops(self) -> int:
+        """Hops this transaction had that retention has since removed (its timeline,
+        keys and exceptions are kept longer: docs/retention.md)."""
+        return max(0, self.tx.hop_count - self.hop_count)
+
+    @property
+    def hop_retention_days(self) -> int:
+        return int(settings.RETENTION_DAYS["hops"])
 
     @property
     def hop_pages(self) -> int:
