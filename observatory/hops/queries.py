@@ -180,9 +180,15 @@ def pruned_below() -> int:
     return _ABOVE_ALL if low is None else int(low)
 
 
-def first_received_since(at: datetime) -> int:
-    """The id of the first hop received at or after ``at`` (above every id when none
-    was): hop ids grow with the time they are received, so the hops below it are the
-    ones received before."""
-    first = Hop.objects.filter(received_at__gte=at).aggregate(first=Min("id"))["first"]
+def first_received_since(at: datetime, floor: int = 0) -> int:
+    """The id of the first hop at or above ``floor`` received at or after ``at`` (above
+    every id when none was): hop ids grow with the time they are received, so the hops
+    from ``floor`` below it are the ones received before. Read in id order from
+    ``floor`` (one partition's index on PostgreSQL), stopping at the first."""
+    first = (
+        Hop.objects.filter(id__gte=floor, received_at__gte=at)
+        .order_by("id")
+        .values_list("id", flat=True)
+        .first()
+    )
     return _ABOVE_ALL if first is None else int(first)

@@ -59,19 +59,36 @@ def do_make_partitions(*, at: datetime | None = None) -> list[str]:
 def do_prune(*, at: datetime | None = None) -> Iterator[tuple[str, int]]:
     """Delete the hops received before the cutoff, and their rows; yields (table, rows
     deleted) as it goes."""
-    chunk = settings.PRUNE_CHUNK
-    # hop ids grow with the time they were received: everything below the first hop
-    # received since the cutoff goes
-    first_kept = first_received_since(cutoff(at or now()))
-    for table in DAY_PARTITIONED:  # whole days first (PostgreSQL)
-        for _, rows in partitions.drop_below(table, first_kept):
+    cut = cutoff(at or now())
+    # ids below ``floor`` were given before the cutoff's day (PostgreSQL; 0 on SQLite,
+    # whose ids carry no day); hop ids grow with the time hops are received, so the hops
+    # from ``floor`` up to the first one received since the cutoff are the rest to go
+    floor = partitions.day_floor(cut.date())
+    first_kept = first_received_since(cut, floor)
+    # 1. whole days (PostgreSQL): each partition below the first hop kept
+    for table in DAY_PARTITIONED:
+        for p, rows in partitions.drop_below(table, first_kept):
             if rows:
                 yield (table, rows)
-    for n in bulk.prune(HOPS, "id < %s", [first_kept], chunk=chunk, also=WITH_HOP):
-        yield (HOPS, n)
-    for table, column in WITH_HOP:  # the rows of the days dropped
-        if table not in DAY_PARTITIONED:
-            for n in bulk.prune(table, f"{column} < %s", [first_kept], chunk=chunk, key=column):
-                yield (table, n)
-    for n in bulk.prune(StreamLag._meta.db_table, "hour < %s", [cutoff(at or now())], chunk=chunk):
-        yield (StreamLag._meta.db_table, n)
+            if table == HOPS:  # the rows written with the day's hops, elsewhere
+                for other, column in WITH_HOP:
+                    if other not in DAY_PARTITIONED:
+                        yield from _prune(
+                            other, f"{column} >= %s AND {column} < %s", [p.low, p.high], column
+                        )
+    # 2. by age, with their rows: the oldest kept day's hops received before the cutoff
+    # (on SQLite, all of them), then those stored before the table was partitioned
+    yield from _prune(HOPS, "id >= %s AND id < %s", [floor, first_kept], "id", WITH_HOP)
+    yield from _prune(HOPS, "id < %s AND received_at < %s", [floor, cut], "id", WITH_HOP)
+    yield from _prune(StreamLag._meta.db_table, "hour < %s", [cut], "id")
+
+
+def _prune(
+    table: str,
+    where: str,
+    params: list[object],
+    key: str,
+    also: tuple[tuple[str, str], ...] = (),
+) -> Iterator[tuple[str, int]]:
+    for n in bulk.prune(table, where, params, chunk=settings.PRUNE_CHUNK, key=key, also=also):
+        yield (table, n)

@@ -262,6 +262,12 @@ def drop_below(table: str, first_kept: int) -> list[tuple[Partition, int]]:
     return dropped
 
 
+def day_floor(day: date) -> int:
+    """The first id of ``day``'s partition: every id below it was given before ``day``
+    (0 on SQLite, whose ids carry no day)."""
+    return day_base(day) if supported() else 0
+
+
 def rows_in(partition_name: str) -> int:
     """How many rows a partition holds (counted, before it is dropped)."""
     with connection.cursor() as cur:
