@@ -45,6 +45,7 @@ _SEEDS = {
     "alerts.Rule": [
         ("alerts", "0002_default_rules", "add_rules"),
         ("alerts", "0004_duplicate_rule_watches_worst_source", "worst_source"),
+        ("alerts", "0006_error_rate_min_failed", "ship"),
     ],
     "auth.Group": [("dashboards", "0001_groups", "create_groups")],
 }

@@ -36,6 +36,7 @@ class RuleForm(forms.ModelForm):
             "threshold",
             "window_s",
             "min_count",
+            "min_failed",
             "for_s",
             "repeat_s",
             "keep_firing_s",

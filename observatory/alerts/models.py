@@ -169,7 +169,8 @@ class Rule(models.Model):
       ``channel``, ``system`` passed to the KPI);
     * ``stuck``: ``stage``, ``threshold`` (default 1), optional ``channel``, ``system``;
     * ``error_rate``: ``system``, ``threshold`` (0..1), ``window_s``, optional
-      ``operation``, and ``min_count`` (hops needed in the window before a rate counts);
+      ``operation``, ``min_count`` (hops needed in the window before a rate counts) and
+      ``min_failed`` (failed hops needed: a stray timeout in a quiet spell is no outage);
     * ``silence``: ``system``, ``window_s``, optional ``while_system``.
 
     A rule without channels notifies every active channel.
@@ -202,6 +203,9 @@ class Rule(models.Model):
     operation = models.CharField(max_length=255, blank=True)
     while_system = models.CharField(max_length=64, blank=True)
     min_count = models.PositiveIntegerField(default=1)
+    min_failed = models.PositiveIntegerField(
+        default=1, help_text="error_rate: failed hops needed in the window"
+    )
 
     created_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

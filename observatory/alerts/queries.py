@@ -172,7 +172,7 @@ def _error_rate(rule: Rule, now: datetime) -> list[Finding]:
         qs = qs.filter(operation=rule.operation)
     agg = qs.aggregate(total=Count("id"), failed=Count("id", filter=Q(outcome="error")))
     total, failed = int(agg["total"] or 0), int(agg["failed"] or 0)
-    if total == 0 or total < rule.min_count:
+    if total == 0 or total < rule.min_count or failed < rule.min_failed:
         return []
     rate = failed / total
     if not rate > float(rule.threshold or 0):

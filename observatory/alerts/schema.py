@@ -127,6 +127,9 @@ class RuleIn(Schema):
     min_count: int = Field(
         1, ge=1, le=MAX_INT32, description="error_rate: hops needed in the window"
     )
+    min_failed: int = Field(
+        1, ge=1, le=MAX_INT32, description="error_rate: failed hops needed in the window"
+    )
 
 
 class RuleOut(Schema):
@@ -152,6 +155,7 @@ class RuleOut(Schema):
     operation: str
     while_system: str
     min_count: int
+    min_failed: int
     created_by: str
     created_at: datetime
 
@@ -180,6 +184,7 @@ def rule_out(r: Rule) -> RuleOut:
         operation=r.operation,
         while_system=r.while_system,
         min_count=r.min_count,
+        min_failed=r.min_failed,
         created_by=r.created_by,
         created_at=r.created_at,
     )

@@ -99,6 +99,7 @@ def test_admins_edit_rules_and_channels_and_send_a_test(
             "system": "wms",
             "window_s": "900",
             "min_count": "1",
+            "min_failed": "1",
             "for_s": "0",
             "repeat_s": "3600",
             "keep_firing_s": "0",

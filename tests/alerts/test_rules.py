@@ -107,6 +107,29 @@ def test_error_rate_needs_min_count_and_honours_the_window(ingest_client: Client
     assert evaluated.resolved == 1
 
 
+def test_the_shipped_erp_rule_needs_three_failures_not_a_share_alone(
+    ingest_client: Client,
+) -> None:
+    """Two connector timeouts among 27 ERP hops are 7.4 %, over the shipped 5 %, but no
+    outage: the rule asks for 3 failures in its window (``min_failed``) before it fires."""
+    rule = Rule.objects.get(name="ERP error rate above 5 %")
+    assert (rule.min_count, rule.min_failed) == (20, 3)
+    only_rules(rule)
+    at = [T0 + timedelta(seconds=10 * i) for i in range(27)]
+    send(
+        ingest_client,
+        *[posting(100 + i, t, ok=i not in (5, 17), attempt=0) for i, t in enumerate(at)],
+    )
+    evaluated, _ = run(T0 + timedelta(seconds=280))
+    assert evaluated.firing == 0
+    send(ingest_client, posting(200, T0 + timedelta(seconds=275), ok=False))
+    evaluated, _ = run(T0 + timedelta(seconds=285))
+    assert evaluated.firing == 1
+    assert Alert.objects.get().summary.startswith(
+        "erp error rate 10.7 % over the last 5 min: 3 of 28 hops failed"
+    )
+
+
 def test_error_rate_per_operation(ingest_client: Client) -> None:
     rule = Rule.objects.create(
         name="erp posting errors",
