@@ -11,6 +11,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -180,6 +181,43 @@ else:
             },
         }
     )
+
+# --- read replica (docs/scaling.md) -----------------------------------------------------------
+#: A read replica of DATABASE_URL: pages and KPI reads that may be a moment stale go there
+#: (observatory/lib/routers.py); writes, ingest, the stitcher and alerts stay on the primary.
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+#: Seconds a signed-in browser that just wrote keeps reading the primary.
+DATABASE_REPLICA_PIN_S = env.int("DATABASE_REPLICA_PIN_S", default=10)
+
+
+def replica_database(primary: dict[str, Any], replica: dict[str, Any]) -> dict[str, Any]:
+    """The replica alias's settings: its URL's (``replica``), with the primary's options
+    (pool, timeouts) under its own; on SQLite a reader that refuses writes."""
+    if replica["ENGINE"] != primary["ENGINE"]:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL must name the same kind of database")
+    options = dict(primary.get("OPTIONS") or {})
+    if str(replica["ENGINE"]).endswith("sqlite3"):
+        # no write lock at BEGIN, and a write through it fails loudly
+        options.pop("transaction_mode", None)
+        options["init_command"] = "PRAGMA query_only=ON;"
+    options.update(replica.get("OPTIONS") or {})
+    return {
+        **replica,
+        "OPTIONS": options,
+        "CONN_MAX_AGE": primary.get("CONN_MAX_AGE", 0),
+        # a test run reads its test database through it, and never makes one of its own
+        "TEST": {"MIRROR": "default"},
+    }
+
+
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = replica_database(_db, env.db_url_config(DATABASE_REPLICA_URL))
+    DATABASE_ROUTERS = ["observatory.lib.routers.ReplicaRouter"]
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("observatory.lib.guard.NulGuardMiddleware") + 1,
+        "observatory.lib.routers.ReplicaReadsMiddleware",
+    )
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -7,5 +7,13 @@ import os
 import secrets
 
 os.environ.setdefault("SECRET_KEY", "test-" + secrets.token_urlsafe(48))
+# Most tests run inside transactions a replica's connection cannot see: no router here.
+os.environ.pop("DATABASE_REPLICA_URL", None)
 
 from observatory.settings import *  # noqa: F403
+from observatory.settings import DATABASES, replica_database
+
+# The replica's own tests (tests/lib/test_routers.py) read the test database through this
+# second alias, a test mirror of the first; nothing routes there unless a test installs
+# the router.
+DATABASES["replica"] = replica_database(DATABASES["default"], dict(DATABASES["default"]))

@@ -24,6 +24,7 @@ from django.conf import settings
 from observatory.dashboards import ops, series
 from observatory.lib import live
 from observatory.lib.clock import now
+from observatory.lib.routers import on_replica
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,10 @@ class OpsConsumer(AsyncWebsocketConsumer):
         sent = 0.0
         while True:
             try:
-                fp = await database_sync_to_async(series.fingerprint)()
+                # a moment's lag is fine here: read from the replica when there is one
+                fp = await database_sync_to_async(on_replica(series.fingerprint))()
                 if fp != last or time.monotonic() - sent >= REFRESH_S:
-                    html = await database_sync_to_async(ops.cached_live)(fp)
+                    html = await database_sync_to_async(on_replica(ops.cached_live))(fp)
                     await self.send(
                         text_data=orjson.dumps(
                             {"type": "snapshot", "html": html, "at": now().isoformat()}

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Sum
 from django.db.models.functions import TruncDay
 from django.utils.dateparse import parse_datetime
@@ -26,6 +25,7 @@ from observatory.kpis import compute, queries
 from observatory.kpis.compute import ALL, DAY, HOUR, Sketch
 from observatory.kpis.models import AlertSeen, BacklogSample, HopRollup, OrderRollup
 from observatory.lib.clock import now as clock_now
+from observatory.lib.routers import reads
 from observatory.transactions.models import Transaction, TransactionHop
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
@@ -90,7 +90,7 @@ def known_systems() -> list[str]:
         f"UNION ALL SELECT (SELECT MIN(h.system) FROM {table} h WHERE h.system > s.system) "
         "FROM s WHERE s.system IS NOT NULL) SELECT system FROM s WHERE system IS NOT NULL"
     )
-    with connection.cursor() as cur:
+    with reads(Hop).cursor() as cur:
         cur.execute(sql)
         return [r[0] for r in cur.fetchall()]
 
@@ -106,7 +106,7 @@ def last_seen(systems: Sequence[str]) -> dict[str, datetime | None]:
     for s in systems:
         params += [s, s]
     out: dict[str, datetime | None] = {}
-    with connection.cursor() as cur:
+    with reads(Hop).cursor() as cur:
         cur.execute(" UNION ALL ".join(parts), params)
         for system, at in cur.fetchall():
             out[system] = _as_datetime(at)
@@ -325,7 +325,7 @@ def fingerprint() -> tuple[Any, ...]:
     parts.append(f"(SELECT MAX(last_eval_at) FROM {alert} WHERE state <> %s)")
     params.append(ALERT_RESOLVED)
     parts.append(f"(SELECT MAX(resolved_at) FROM {alert})")
-    with connection.cursor() as cur:
+    with reads(Hop).cursor() as cur:
         cur.execute("SELECT " + ", ".join(parts), params)
         return tuple(str(v) for v in cur.fetchone())
 

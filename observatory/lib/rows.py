@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from django.db import connection
 from django.db.models import Model
 
+from observatory.lib.routers import reads
+
 M = TypeVar("M", bound=Model)
 _Converter = Callable[[Any, Any, Any], Any]
 
@@ -44,7 +46,9 @@ def fetch(model: type[M], where: str, params: Sequence[Any], order_by: str) -> l
     ``%s`` placeholders), as model instances. One query."""
     columns, names, converters = _shape(model)
     table = connection.ops.quote_name(model._meta.db_table)
-    with connection.cursor() as cur:
+    # the primary, or the replica where the router sends reads of this model
+    db = reads(model)
+    with db.cursor() as cur:
         cur.execute(f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order_by}", params)
         rows = cur.fetchall()
     out = []
@@ -53,7 +57,7 @@ def fetch(model: type[M], where: str, params: Sequence[Any], order_by: str) -> l
             values = list(row)
             for i, found, col in converters:
                 for convert in found:
-                    values[i] = convert(values[i], col, connection)
+                    values[i] = convert(values[i], col, db)
             row = values
-        out.append(model.from_db(connection.alias, names, row))
+        out.append(model.from_db(db.alias, names, row))
     return out
