@@ -84,10 +84,22 @@ class SlackStandIn:
 
 
 class Stack:
-    def __init__(self, *, database_url: str | None = None, env: dict[str, str] | None = None):
+    """``webs`` web processes (``bases``: their addresses; ``base`` the first) and
+    ``workers`` Celery workers (the first runs beat), as several machines would run them."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        env: dict[str, str] | None = None,
+        webs: int = 1,
+        workers: int = 1,
+    ):
         self.tmp = Path(tempfile.mkdtemp(prefix="observatory-stack-"))
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.ports = [free_port() for _ in range(webs)]
+        self.bases = [f"http://127.0.0.1:{port}" for port in self.ports]
+        self.port, self.base = self.ports[0], self.bases[0]
+        self.workers = workers
         self.slack = SlackStandIn()
         self.env = {
             **os.environ,
@@ -149,24 +161,29 @@ class Stack:
             f"Channel.objects.create(name='bench-slack', kind='slack', "
             f"webhook_url='http://127.0.0.1:{self.slack.port}{HOOK}'); print('ok')",
         )
-        self._spawn(
-            [str(BIN / "uvicorn"), "observatory.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log", "--lifespan", "off"]
-        )  # fmt: skip
+        for port in self.ports:
+            self._spawn(
+                [str(BIN / "uvicorn"), "observatory.asgi:application", "--host", "127.0.0.1",
+                 "--port", str(port), "--no-access-log", "--lifespan", "off"]
+            )  # fmt: skip
         if worker:
             self.start_worker()
-        for _ in range(150):
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
+        for base in self.bases:
+            for _ in range(150):
+                try:
+                    if requests.get(base + "/healthz", timeout=1).ok:
+                        break
+                except requests.RequestException:
+                    time.sleep(0.2)
 
     def start_worker(self) -> None:
-        self._spawn(
-            [str(BIN / "celery"), "-A", "observatory", "worker", "--beat", "--loglevel",
-             "WARNING", "--concurrency", "2", "--schedule", str(self.tmp / "beat")]
-        )  # fmt: skip
+        """The Celery workers: the first with beat (one schedule for the whole stack)."""
+        for i in range(self.workers):
+            beat = ["--beat", "--schedule", str(self.tmp / "beat")] if i == 0 else []
+            self._spawn(
+                [str(BIN / "celery"), "-A", "observatory", "worker", "--loglevel", "WARNING",
+                 "--concurrency", "2", "-n", f"worker{i + 1}@%h", *beat]
+            )  # fmt: skip
         time.sleep(3)  # the worker's first beat
 
     def _spawn(self, argv: list[str]) -> None:
