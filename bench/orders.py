@@ -22,6 +22,7 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 HOPS = (
@@ -120,6 +121,8 @@ class Poster:
             "Authorization": f"Bearer {token}",
         }
         self.conn: http.client.HTTPConnection | None = None
+        #: attempts answered 429/503 or cut off, that were sent again
+        self.retries = 0
 
     def post(self, request: Request, *, tries: int = 20) -> tuple[int, float]:
         """Send until a 200 (an exporter's retries on 429, 503 and lost connections):
@@ -140,6 +143,7 @@ class Poster:
             took = time.perf_counter() - started
             if status == 200 or status not in (0, 429, 502, 503, 504):
                 return status, took
+            self.retries += 1
             time.sleep(min(0.2 * 2**attempt, 2.0))
         return status, took
 
@@ -161,3 +165,21 @@ def spread(orders: Sequence[int], webs: int) -> list[list[tuple[int, int]]]:
     for share in shares:
         random.shuffle(share)
     return shares
+
+
+def sign_in(base: str, session: Any, user: str, password: str) -> None:
+    """Sign ``session`` (a requests.Session) in on ``base`` through the login form."""
+    session.get(f"{base}/accounts/login/", timeout=30).raise_for_status()
+    answer = session.post(
+        f"{base}/accounts/login/",
+        data={
+            "username": user,
+            "password": password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{base}/accounts/login/"},
+        timeout=30,
+        allow_redirects=False,
+    )
+    if answer.status_code != 302:
+        raise RuntimeError(f"sign-in on {base} failed: {answer.status_code} {answer.text[:300]}")

@@ -28,7 +28,7 @@ import pytest
 import requests
 from django.db import connection
 
-from bench.orders import Poster, Request, build, spread
+from bench.orders import Poster, Request, build, sign_in, spread
 from bench.scratch import scratch_url
 from bench.stack import Stack
 
@@ -74,22 +74,6 @@ def stack(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
         yield s
     finally:
         s.stop()
-
-
-def _sign_in(base: str, session: requests.Session, user: str, password: str) -> None:
-    session.get(f"{base}/accounts/login/", timeout=30).raise_for_status()
-    answer = session.post(
-        f"{base}/accounts/login/",
-        data={
-            "username": user,
-            "password": password,
-            "csrfmiddlewaretoken": session.cookies["csrftoken"],
-        },
-        headers={"Referer": f"{base}/accounts/login/"},
-        timeout=30,
-        allow_redirects=False,
-    )
-    assert answer.status_code == 302, answer.text[:500]
 
 
 def _rows(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -203,7 +187,7 @@ def test_two_web_processes_and_two_workers(stack: Stack) -> None:
     api = {"Authorization": f"Bearer {stack.api_token}"}
     for base in stack.bases:
         browser = requests.Session()
-        _sign_in(base, browser, "olivia", "several-processes")
+        sign_in(base, browser, "olivia", "several-processes")
         page = browser.get(f"{base}/orders/{tx_id}/", timeout=60)
         assert page.status_code == 200 and f"#{run}-7" in page.text, base
         found = requests.get(f"{base}/api/v1/orders/1Z{run}0000000007", headers=api, timeout=60)
