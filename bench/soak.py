@@ -471,11 +471,12 @@ def main() -> None:
             for _ in range(2)
         ]
         threads += [threading.Thread(target=load.probe, daemon=True)]
-        threads += [
-            threading.Thread(
-                target=load.read_pages, args=("soak", "soak-pages-reader"), daemon=True
-            )
-        ]
+        if args.reads > 0:
+            threads += [
+                threading.Thread(
+                    target=load.read_pages, args=("soak", "soak-pages-reader"), daemon=True
+                )
+            ]
         for t in threads:
             t.start()
         print(f"soaking for {args.minutes} min at {args.rate} orders/s ...", file=sys.stderr)
