@@ -274,6 +274,8 @@ else:
     EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
     EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="observatory@localhost")
+#: Seconds an alert e-mail may take to connect and send (observatory/alerts/transports/email.py).
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 
 # --- Observatory ----------------------------------------------------------------------------
 OBSERVATORY_BASE_URL = env.str("OBSERVATORY_BASE_URL", default="http://127.0.0.1:8000")

@@ -81,10 +81,6 @@ class InvalidTransition(ValueError):
     pass
 
 
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
 # --- evaluation -----------------------------------------------------------------------------
 
 
@@ -449,7 +445,7 @@ def ack_token_alert(token: str) -> int | None:
 
 
 def base_url() -> str:
-    return str(_setting("OBSERVATORY_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    return str(settings.OBSERVATORY_BASE_URL).rstrip("/")
 
 
 def ack_url(alert_id: int) -> str:
@@ -549,8 +545,8 @@ class DeliverResult:
 
 def backoff_s(attempts: int) -> float:
     """Seconds before try ``attempts + 1``: base * 2^(attempts-1), capped."""
-    base = float(_setting("ALERTS_RETRY_BASE_S", 10))
-    cap = float(_setting("ALERTS_RETRY_MAX_S", 900))
+    base = float(settings.ALERTS_RETRY_BASE_S)
+    cap = float(settings.ALERTS_RETRY_MAX_S)
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
 
@@ -722,7 +718,7 @@ def do_deliver(
     nothing more this pass. ``only`` limits the pass to some notifications."""
     at = clock()
     result = DeliverResult()
-    max_attempts = int(_setting("ALERTS_DELIVERY_MAX_ATTEMPTS", 8))
+    max_attempts = int(settings.ALERTS_DELIVERY_MAX_ATTEMPTS)
     ids = _claim(at, limit, only)
     if not ids:
         return result

@@ -203,7 +203,7 @@ def kpi_values(
     )
 
     # --- backlog -----------------------------------------------------------------------------
-    overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
+    overrides = settings.TRIAGE_STAGE_SYSTEMS
     by_stage: dict[str, set[int]] = defaultdict(set)
     for tx in txs:
         anchor = _anchor(tx)
