@@ -7,7 +7,7 @@
 at all raises ``DecodeError``; the server answers it with ``encode_status`` and a 400.
 
 The protobuf path reads the generated message objects attribute by attribute: no
-``json_format`` round trip, which is about seven times slower (reference/performance.md).
+``json_format`` round trip, which is much slower (docs/performance.md, "Decoding OTLP").
 Both paths share ``_hop`` so that the two encodings of the same spans give equal records.
 """
 
@@ -317,7 +317,7 @@ def _hop(
         if events:
             extra["events"] = more["events"]
 
-    # Positional: a third faster than keywords on this path; tests pin the field order.
+    # Positional: faster than keywords on this path (docs/performance.md); tests pin the order.
     record = HopRecord(
         f"otlp:{trace_hex}:{span_hex}",  # uid
         _VIA,  # via

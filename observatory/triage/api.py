@@ -187,9 +187,9 @@ def sla_out(s: sla.SlaStatus, at: datetime) -> SlaOut:
 def order_out(view: OrderView) -> OrderOut:
     """The answer of ``GET /api/v1/orders/{key}``, built without validation: its values
     come typed from the database, and validating some fifty nested models (ninja validates
-    each through a wrapper, and again inside every model that holds it) was a fifth of
-    the request's time. tests/transactions/test_api_orders.py checks that validation
-    would change nothing."""
+    each through a wrapper, and again inside every model that holds it) is costly
+    (docs/performance.md, "Reading orders"). tests/transactions/test_api_orders.py checks
+    that validation would change nothing."""
     tx, at = view.tx, view.now
     label = queries.pick_label((k.kind, k.value) for k in view.keys)
     return OrderOut.model_construct(
