@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -814,21 +813,6 @@ def do_send_test(channel_id: int, who: str, *, clock: Clock = now) -> Notificati
     return notification
 
 
-def do_update_channel(channel: Channel, **fields: Any) -> Channel:
-    """Change a channel; a changed destination clears its failing mark."""
-    for key, value in fields.items():
-        setattr(channel, key, value)
-    if {"webhook_url", "bot_token", "slack_channel", "to"} & set(fields):
-        channel.failing, channel.failing_reason, channel.failing_since = False, "", None
-    channel.full_clean()
-    channel.save()
-    return channel
-
-
-def pending_outbox() -> int:
-    return Notification.objects.filter(status=N_PENDING).count()
-
-
 def summarize(evaluated: EvaluateResult, delivered: DeliverResult) -> str:
     """One line for the command: ``5 rules: 1 firing, 0 pending, 1 resolved; 2 sent``."""
     if evaluated.skipped:
@@ -844,10 +828,3 @@ def summarize(evaluated: EvaluateResult, delivered: DeliverResult) -> str:
     if evaluated.unavailable:
         tail += f"; not evaluated: {', '.join(evaluated.unavailable)}"
     return head + tail
-
-
-def group_by_channel(notifications: Iterable[Notification]) -> dict[int, list[Notification]]:
-    out: dict[int, list[Notification]] = defaultdict(list)
-    for n in notifications:
-        out[n.channel_id].append(n)
-    return out

@@ -551,7 +551,3 @@ def exception_queue(filters: QueueFilters, page: int = 1, now: datetime | None =
         owners=owners,
         now=now,
     )
-
-
-def issue_exists(issue_id: int) -> bool:
-    return Issue.objects.filter(pk=issue_id).exists()

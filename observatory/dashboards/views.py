@@ -21,13 +21,6 @@ MAX_PAGE = 100_000
 
 @require_GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
-    """Operations dashboard (a first version: issue 5 makes it live)."""
-    return render(request, "dashboards/home.html", {"summary": queries.home_summary()})
-
-
-@require_GET
-@login_required
 def orders(request: HttpRequest) -> HttpResponse:
     """Find an order by any key; a whole key naming exactly one order opens it."""
     q = request.GET.get("q", "").strip()[:256]
