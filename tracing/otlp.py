@@ -1,4 +1,4 @@
-"""OTLP/HTTP trace bodies -> hop records, and the bodies OTLP/HTTP answers with (CONTRACT 2.1).
+"""OTLP/HTTP trace bodies -> hop records, and the bodies OTLP/HTTP answers with (docs/ingest.md).
 
 ``decode_protobuf`` and ``decode_json`` turn one ``ExportTraceServiceRequest`` into a
 ``DecodeResult``: one ``HopRecord`` per valid span, one ``Rejection`` per refused span
@@ -254,7 +254,7 @@ def _hop(
                 status_message = _text(event["attributes"].get(EXCEPTION_MESSAGE))
             break
 
-    if res.hop:  # CONTRACT 2.1: meaning is read from the span, then from the resource
+    if res.hop:  # docs/ingest.md: meaning is read from the span, then from the resource
         hop = {**res.hop, **hop}
     system = res.system
     retry_attempt = 0

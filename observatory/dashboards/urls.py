@@ -1,4 +1,4 @@
-"""The pages' URLs (CONTRACT 3 "Web pages")."""
+"""The pages' URLs (docs/architecture.md, "Pages")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The web pages (CONTRACT 3 "Web pages"). Thin: read through ``queries``, draw through
+"""The web pages (docs/architecture.md, "Pages"). Thin: read through ``queries``, draw through
 ``figures``, write through the owning app's actions. Every page needs a signed-in user."""
 
 from __future__ import annotations

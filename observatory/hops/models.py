@@ -1,4 +1,4 @@
-"""The hop store: raw, immutable, idempotent (DESIGN "Data flow").
+"""The hop store: raw, immutable, idempotent (docs/architecture.md, "The hop store").
 
 Every span, status event and Shopify delivery becomes one Hop; its business keys are
 separate HopKey rows, searchable by value alone and by kind and value. A re-delivery of

@@ -1,4 +1,4 @@
-"""The stitcher: attach waiting hops to transactions, set-based (issue 3, item 2).
+"""The stitcher: attach waiting hops to transactions, set-based (docs/architecture.md, "The stitcher").
 
 ``do_stitch`` claims hops from the queue the hop store fills (``hops.Waiting``) in
 chunks, and for each chunk, in one database transaction:

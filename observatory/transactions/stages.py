@@ -38,7 +38,7 @@ ORDER: Final = "order"
 RETURN: Final = "return"
 INVENTORY_UPDATE: Final = "inventory_update"
 
-#: Contract order of every stage (CONTRACT 4), used for "furthest stage reached".
+#: The order of every stage (docs/stages.md), used for "furthest stage reached".
 STAGE_RANK: Final = {stage: i for i, stage in enumerate(c.ALL_STAGES)}
 #: Every stage a hop or a map may name, the pseudo-stage included.
 KNOWN_STAGES: Final = frozenset((*c.ALL_STAGES, FULFILLMENT_SYNCED))

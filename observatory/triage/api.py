@@ -1,4 +1,4 @@
-"""Read API of triage (CONTRACT 3): orders by any key with their timeline, SLA status and
+"""Read API of triage (docs/api.md): orders by any key with their timeline, SLA status and
 exceptions; the order list; one trace and its transactions; the exception queue with
 acknowledge and resolve. The order read model composes transactions and triage, so it
 lives here, in the layer above both.
