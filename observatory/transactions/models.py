@@ -20,7 +20,7 @@ INVENTORY_UPDATE = "inventory_update"
 KINDS = [(ORDER, "order"), (RETURN, "return"), (INVENTORY_UPDATE, "inventory update")]
 
 #: Every stage with a first-time column on Transaction, in stage order (docs/stages.md).
-#: ``fulfillment_synced`` is not a contract stage: it is the moment a ``shipped`` fact was
+#: ``fulfillment_synced`` is not a stage senders name (docs/stages.md): it is the moment a ``shipped`` fact was
 #: seen by Shopify (system ``shopify``), the end of the fulfillment-propagation KPI.
 STAGE_COLUMNS = (
     "captured",
