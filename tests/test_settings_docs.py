@@ -38,13 +38,14 @@ def test_every_setting_the_code_reads_exists() -> None:
 
 
 def test_no_setting_is_read_with_a_default_of_its_own() -> None:
-    # the KPI modules being split elsewhere still hold four; they go with that split
-    allowed = {"observatory/kpis/queries.py", "observatory/kpis/actions.py"}
+    # The KPI modules, being split into smaller ones on another branch, still read these
+    # three with getattr; the exemption goes once that split has merged.
+    pending = {"TRIAGE_STAGE_SYSTEMS", "KPIS_FILL_CHUNK_HOURS", "KPIS_BACKLOG_SAMPLE_S"}
     found = [
         f"{path.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
         for path, text in _code().items()
-        for m in re.finditer(r"getattr\(\s*settings\s*,", text)
-        if str(path.relative_to(ROOT)) not in allowed
+        for m in re.finditer(r"getattr\(\s*settings\s*,\s*[\"']?([A-Za-z_0-9]*)", text)
+        if not ("kpis" in path.parts and m.group(1) in pending)
     ]
     assert found == []
 
