@@ -38,14 +38,10 @@ def test_every_setting_the_code_reads_exists() -> None:
 
 
 def test_no_setting_is_read_with_a_default_of_its_own() -> None:
-    # The KPI modules, being split into smaller ones on another branch, still read these
-    # three with getattr; the exemption goes once that split has merged.
-    pending = {"TRIAGE_STAGE_SYSTEMS", "KPIS_FILL_CHUNK_HOURS", "KPIS_BACKLOG_SAMPLE_S"}
     found = [
         f"{path.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
         for path, text in _code().items()
         for m in re.finditer(r"getattr\(\s*settings\s*,\s*[\"']?([A-Za-z_0-9]*)", text)
-        if not ("kpis" in path.parts and m.group(1) in pending)
     ]
     assert found == []
 

@@ -5,7 +5,7 @@ reaches ``from_stage``, it must reach ``to_stage`` within ``deadline_s``. Everyt
 judged on business time: the time each stage was reached is the business time of the hop
 that reached it, and ``now`` is the injected clock.
 
-Rules (the sweep in ``actions.py`` applies the same ones as set-based SQL):
+Rules (the sweep in the ``actions`` package applies the same ones as set-based SQL):
 
 * **Which policy applies.** For each (kind, from_stage, to_stage), a policy for the
   transaction's own channel wins over the blank-channel one.

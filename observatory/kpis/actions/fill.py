@@ -76,7 +76,7 @@ def _lock() -> None:
 
 
 def backlog_sample_every() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "KPIS_BACKLOG_SAMPLE_S", 3600)))
+    return timedelta(seconds=int(settings.KPIS_BACKLOG_SAMPLE_S))
 
 
 def _sample_backlog(at: datetime, *, force: bool = False) -> bool:

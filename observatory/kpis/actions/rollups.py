@@ -26,7 +26,7 @@ HOUR_STEP = timedelta(hours=1)
 
 
 def chunk_hours() -> int:
-    return int(getattr(settings, "KPIS_FILL_CHUNK_HOURS", 48))
+    return int(settings.KPIS_FILL_CHUNK_HOURS)
 
 
 def work_chunk(at: datetime, result: FillResult) -> bool:

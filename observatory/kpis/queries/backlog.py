@@ -58,7 +58,7 @@ def judged_by(
     over the every-channel one, ``triage.sla.applicable`` set-based), and the columns whose
     time reaches its ``to_stage`` (it, or a later stage of its sequence)."""
     policies = list(triage_queries.policies() if policies is None else policies)
-    overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
+    overrides = settings.TRIAGE_STAGE_SYSTEMS
     specific: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for p in policies:
         if p.channel:
@@ -175,7 +175,7 @@ def _open_stages(
 def _system_stages(system: str) -> set[str]:
     """The stages ``system`` is expected to reach (none for a system that reaches none:
     the POS, a marketplace, any unknown name)."""
-    overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
+    overrides = settings.TRIAGE_STAGE_SYSTEMS
     return {s for s in STAGE_COLUMNS if sla.stage_system(s, overrides) == system}
 
 
