@@ -225,20 +225,7 @@ def _rebuild_hop_days(days: set[datetime]) -> None:
         dups,
         blob,
         digest,
-    ) in HopRollup.objects.filter(_bucket_q((HOUR,), ranges)).values_list(
-        "bucket",
-        "channel",
-        "store",
-        "system",
-        "operation",
-        "hops",
-        "errors",
-        "retries",
-        "replays",
-        "duplicates",
-        "dur_sketch",
-        "digest",
-    ):
+    ) in HopRollup.objects.filter(_bucket_q((HOUR,), ranges)).values_list(*HOP_COLUMNS[1:]):
         key = (compute.floor_to(bucket, DAY), ch, st, system, op)
         totals[key].add(n, errors, retries, replays, dups, queries.sketch_of(blob))
         digests[key] = (digests[key] + digest) & compute.DIGEST_MASK
