@@ -1,4 +1,4 @@
-"""Micro benchmark: OTLP decode throughput (reference/performance.md, "Decoding OTLP").
+"""Micro benchmark: OTLP decode throughput (docs/performance.md, "Decoding OTLP").
 
 Builds one 512-span ExportTraceServiceRequest with 8 attributes per span from the
 opentelemetry-proto message classes, plus its OTLP JSON twin, and times

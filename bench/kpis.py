@@ -1,5 +1,5 @@
-"""KPI answers from rollups against the same figures computed straight from the hops (issue 5,
-"Measure").
+"""KPI answers from rollups against the same figures computed straight from the hops
+(docs/performance.md, "KPIs").
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
         .venv/bin/python bench/kpis.py [--orders 1000000] [--days 90] [--requests 30]

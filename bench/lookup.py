@@ -1,5 +1,5 @@
-"""Order lookup by any key, the order page and key search at scale on PostgreSQL (issue 3,
-"Measure").
+"""Order lookup by any key, the order page and key search at scale on PostgreSQL
+(docs/performance.md, "Reading orders").
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
         .venv/bin/python bench/lookup.py [--orders 1000000] [--lookups 1000] [--pages 200]

@@ -1,4 +1,4 @@
-"""Stitcher throughput on PostgreSQL over a backlog of waiting hops (issue 3, "Measure").
+"""Stitcher throughput on PostgreSQL over a backlog of waiting hops (docs/performance.md, "Stitching").
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
         .venv/bin/python bench/stitch.py [--hops 1000000] [--chunk 5000] [--workers 2]

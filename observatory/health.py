@@ -36,7 +36,7 @@ def _check_database() -> str | None:
 
 def _check_broker() -> str | None:
     try:
-        options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
         with Connection(settings.CELERY_BROKER_URL, transport_options=options) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""Django settings, read from environment variables (CONTRACT section 7).
+"""Django settings, read from environment variables (docs/configuration.md).
 
 With nothing set, the product runs on embedded defaults: SQLite under ``.data/``, Celery
 on kombu's filesystem broker, the in-memory channel layer. Production sets
@@ -251,7 +251,7 @@ STATICFILES_FINDERS = [
     "observatory.dashboards.staticfiles.PlotlyFinder",
 ]
 
-# --- Celery (DESIGN "Data flow": the beat schedule is the one place the pipeline shows) ---
+# --- Celery (the beat schedule is the one place the pipeline shows: docs/architecture.md) --
 _broker_dir = DATA_DIR / "broker"
 # obsfs:// is kombu's filesystem transport with atomic writes (observatory/lib/fsbroker.py)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="obsfs://")
@@ -312,14 +312,16 @@ else:
     EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
     EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="observatory@localhost")
+#: Seconds an alert e-mail may take to connect and send (observatory/alerts/transports/email.py).
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 
 # --- Observatory ----------------------------------------------------------------------------
 OBSERVATORY_BASE_URL = env.str("OBSERVATORY_BASE_URL", default="http://127.0.0.1:8000")
 SHOPIFY_WEBHOOK_SECRET = env.list("SHOPIFY_WEBHOOK_SECRET", default=["observatory-demo-secret"])
 ALERTS_ALLOW_PRIVATE_URLS = env.bool("ALERTS_ALLOW_PRIVATE_URLS", default=False)
-#: The largest request body taken, after decompression (CONTRACT 2.1: 413 past it).
+#: The largest request body taken, after decompression (docs/ingest.md: 413 past it).
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=16 * 1024 * 1024)
-#: Extra key extraction rules: attribute name -> key kind (CONTRACT 2.1).
+#: Extra key extraction rules: attribute name -> key kind (docs/ingest.md).
 INGEST_KEY_RULES = env.dict(
     "INGEST_KEY_RULES",
     default={"order_id": "order_number", "shopify.order.id": "shopify_order_id"},
@@ -362,7 +364,7 @@ CELERY_BEAT_SCHEDULE["prune"] = {
     "options": {"expires": PRUNE_EVERY_S},
 }
 
-# --- alerts (CONTRACT 6, issue 6) ------------------------------------------------------------
+# --- alerts (docs/alerts.md) --------------------------------------------------------------------
 #: How often every alert rule is evaluated (seconds); each evaluation queues notifications.
 ALERTS_EVALUATE_EVERY_S = env.float("ALERTS_EVALUATE_EVERY_S", default=15.0)
 #: How often the delivery pass looks for due notifications (retries, Retry-After waits).
@@ -383,7 +385,7 @@ CELERY_BEAT_SCHEDULE["alerts-deliver"] = {
     "schedule": timedelta(seconds=ALERTS_DELIVER_EVERY_S),
     "options": {"expires": ALERTS_DELIVER_EVERY_S},
 }
-# --- KPIs (CONTRACT 5, issue 5) ---------------------------------------------------------------
+# --- KPIs (docs/kpis.md) -----------------------------------------------------------------------
 #: How often the rollup fill runs (seconds): it recomputes only the hours that changed.
 KPIS_FILL_EVERY_S = env.float("KPIS_FILL_EVERY_S", default=10.0)
 #: Hour buckets recomputed per committed chunk of a fill.

@@ -1,4 +1,4 @@
-"""URL map: ingest endpoints (CONTRACT 2), the JSON API (3), probes, pages."""
+"""URL map: ingest endpoints (docs/ingest.md), the JSON API (docs/api.md), probes, pages."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -29,7 +29,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("alerts/", include("observatory.alerts.urls")),
-    # the KPI pages (issue 5): the live ops dashboard is the root page
+    # the KPI pages: the live ops dashboard is the root page
     path("", ops.dashboard, name="ops"),
     path("ops/live/", ops.live_fragment, name="ops-live"),
     path("executive/", executive.page, name="executive"),

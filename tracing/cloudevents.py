@@ -1,6 +1,6 @@
 """CloudEvents 1.0 over HTTP (structured, batch and binary mode) -> hop records.
 
-CONTRACT 2.2. A request is decoded as a whole (its mode, its JSON) and then judged event by
+docs/ingest.md. A request is decoded as a whole (its mode, its JSON) and then judged event by
 event: a bad event becomes a :class:`~tracing.records.Rejection` naming the field at fault and
 never takes the good events of the same batch down with it. Duplicates are not this module's
 business: two events with the same ``(source, id)`` of one system (``data.system``) both come
@@ -257,7 +257,7 @@ def _record(event: Any, received: datetime) -> HopRecord:
         )
     stage = _optional_str(data, "stage")
     if stage and stage not in _STAGES:
-        raise _Reject(f"data.stage: unknown stage {_show(stage)} (see CONTRACT section 4)")
+        raise _Reject(f"data.stage: unknown stage {_show(stage)} (see docs/stages.md)")
 
     attributes = data.get("attributes")
     if attributes is None:

@@ -1,14 +1,14 @@
 """Every attribute name, key kind, stage and outcome Observatory reads or writes, once.
 
-CONTRACT.md sections 1, 2 and 4 are the source of these names; other programs are
-built against them, so change nothing here without changing the contract.
+docs/ingest.md and docs/stages.md publish these names; other programs are built against
+them, so change nothing here without changing those pages (and telling their users).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# --- span / event attributes (CONTRACT 2.1) -------------------------------------------
+# --- span / event attributes (docs/ingest.md) ------------------------------------------
 KEY_PREFIX: Final = "retail.key."
 SYSTEM: Final = "retail.system"
 STAGE: Final = "retail.stage"
@@ -40,7 +40,7 @@ HOP_FIELDS: Final = frozenset(
     }
 )
 
-# --- business key kinds (CONTRACT 1, DESIGN "The identity graph") -----------------------
+# --- business key kinds (docs/ingest.md, "Business keys") -------------------------------
 ORDER_NUMBER: Final = "order_number"
 SHOPIFY_ORDER_ID: Final = "shopify_order_id"
 ERP_SALES_ORDER: Final = "erp_sales_order"
@@ -114,7 +114,7 @@ VIA_OTLP: Final = "otlp"
 VIA_EVENT: Final = "event"
 VIA_SHOPIFY: Final = "shopify"
 
-# --- stages (CONTRACT 4) -----------------------------------------------------------------
+# --- stages (docs/stages.md) -------------------------------------------------------------
 ORDER_STAGES: Final = (
     "captured",
     "validated",
@@ -132,7 +132,7 @@ RETURN_STAGES: Final = ("return_requested", "return_received", "refunded", "refu
 INVENTORY_STAGES: Final = ("inventory_adjusted", "inventory_published")
 ALL_STAGES: Final = ORDER_STAGES + RETURN_STAGES + INVENTORY_STAGES
 
-# --- systems (CONTRACT 1; any other lower-case word is allowed too) ---------------------
+# --- systems (docs/ingest.md; any other lower-case word is allowed too) ------------------
 BUILTIN_SYSTEMS: Final = (
     "shopify",
     "pos",

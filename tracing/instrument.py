@@ -1,4 +1,4 @@
-"""Helpers for integration code that reports hops to Observatory (CONTRACT 2.1 and 2.2).
+"""Helpers for integration code that reports hops to Observatory (docs/ingest.md, docs/instrumenting.md).
 
 Built on ``opentelemetry-api`` only: the application brings its own SDK and exporter (or
 none, in which case every span call is a no-op). Nothing here imports the SDK, Django or
@@ -88,7 +88,7 @@ def _check_system(system: str) -> None:
 
 def _check_stage(stage: str | None) -> None:
     if stage is not None and stage not in _STAGES:
-        raise ValueError(f"stage {stage!r} is not a stage of CONTRACT 4: {sorted(_STAGES)}")
+        raise ValueError(f"stage {stage!r} is not a stage (docs/stages.md): {sorted(_STAGES)}")
 
 
 def _key_text(kind: str, value: object) -> str:
@@ -199,7 +199,7 @@ class HopSpan:
     def fail(self, message: str, exception: BaseException | None = None) -> None:
         """Mark a handled failure: status ERROR with ``message`` (and the exception, if given).
 
-        The block goes on; Observatory counts the hop as failed (CONTRACT 2.1).
+        The block goes on; Observatory counts the hop as failed (docs/ingest.md).
         """
         self.failed = True
         if exception is not None:
@@ -260,7 +260,7 @@ def hop(
 ) -> Iterator[HopSpan]:
     """Run the block as one hop: a span named ``operation`` in ``system``.
 
-    The span carries the CONTRACT 2.1 attributes: ``retail.system``, ``retail.key.<kind>``
+    The span carries the attributes of docs/ingest.md: ``retail.system``, ``retail.key.<kind>``
     for every key (a sequence value becomes an array attribute: the hop fans out to each of
     those transactions without linking them), and, when given, ``retail.stage``,
     ``retail.platform_status``, ``retail.channel``, ``retail.store_id``,
@@ -281,7 +281,7 @@ def hop(
     TracerProvider; by default the global provider's ``observatory.tracing`` tracer.
 
     Raises ValueError at entry for a system that is not a lower-case word, a key kind that
-    is not lower_snake_case, or a stage not in CONTRACT 4: these are programming errors.
+    is not lower_snake_case, or a stage not in docs/stages.md: these are programming errors.
     """
     _check_system(system)
     _check_stage(stage)
@@ -465,7 +465,7 @@ def _json_number(value: Amount) -> str | int | float:
 
 
 class EventEmitter:
-    """Send CloudEvents 1.0 status events (CONTRACT 2.2) for code that has no tracer.
+    """Send CloudEvents 1.0 status events (docs/ingest.md) for code that has no tracer.
 
     Events are buffered and posted as one ``application/cloudevents-batch+json`` array to
     ``POST {url}/api/v1/events`` with ``Authorization: Bearer <token>`` once

@@ -1,4 +1,4 @@
-"""Business-key and system extraction from span and resource attributes (CONTRACT 2.1).
+"""Business-key and system extraction from span and resource attributes (docs/ingest.md).
 
 Keys come from three layers, in this order:
 
@@ -10,7 +10,7 @@ Keys come from three layers, in this order:
 
 An explicit ``retail.key.*`` therefore always wins over a guess from a rule, and a span can
 override what its resource says. An array value yields one key per element, marked
-``fanout`` (CONTRACT 1, DESIGN "The identity graph": a batch hop joins each order named in
+``fanout`` (docs/ingest.md, "Business keys": a batch hop joins each order named in
 the array without linking those orders together).
 
 These functions are pure and never import Django.

@@ -1,4 +1,4 @@
-"""OTLP/HTTP trace bodies -> hop records, and the bodies OTLP/HTTP answers with (CONTRACT 2.1).
+"""OTLP/HTTP trace bodies -> hop records, and the bodies OTLP/HTTP answers with (docs/ingest.md).
 
 ``decode_protobuf`` and ``decode_json`` turn one ``ExportTraceServiceRequest`` into a
 ``DecodeResult``: one ``HopRecord`` per valid span, one ``Rejection`` per refused span
@@ -7,7 +7,7 @@
 at all raises ``DecodeError``; the server answers it with ``encode_status`` and a 400.
 
 The protobuf path reads the generated message objects attribute by attribute: no
-``json_format`` round trip, which is about seven times slower (reference/performance.md).
+``json_format`` round trip, which is much slower (docs/performance.md, "Decoding OTLP").
 Both paths share ``_hop`` so that the two encodings of the same spans give equal records.
 """
 
@@ -254,7 +254,7 @@ def _hop(
                 status_message = _text(event["attributes"].get(EXCEPTION_MESSAGE))
             break
 
-    if res.hop:  # CONTRACT 2.1: meaning is read from the span, then from the resource
+    if res.hop:  # docs/ingest.md: meaning is read from the span, then from the resource
         hop = {**res.hop, **hop}
     system = res.system
     retry_attempt = 0
@@ -317,7 +317,7 @@ def _hop(
         if events:
             extra["events"] = more["events"]
 
-    # Positional: a third faster than keywords on this path; tests pin the field order.
+    # Positional: faster than keywords on this path (docs/performance.md); tests pin the order.
     record = HopRecord(
         f"otlp:{trace_hex}:{span_hex}",  # uid
         _VIA,  # via

@@ -1,6 +1,6 @@
 """The hop record: what every decoder (OTLP, CloudEvents, Shopify) produces.
 
-A hop is one step of one business transaction in one system (CONTRACT 1). Decoders are
+A hop is one step of one business transaction in one system (docs/ingest.md). Decoders are
 pure functions from bytes to hop records; the server masks, stores and stitches them.
 """
 

@@ -1,4 +1,4 @@
-"""Shopify webhook deliveries -> hop records (CONTRACT 2.3).
+"""Shopify webhook deliveries -> hop records (docs/ingest.md).
 
 Shopify posts the resource of the topic (an order, a fulfillment, a refund, ...) as a JSON
 body and says what happened in headers (``X-Shopify-Topic``, ``X-Shopify-Event-Id``,

@@ -1,4 +1,4 @@
-"""Ingest and API tokens, stored only as hashes (CONTRACT 2 and 3)."""
+"""Ingest and API tokens, stored only as hashes (docs/ingest.md and docs/api.md, "Authentication")."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ class Denied:
 
 
 def ingest_token(plain: str | None) -> IngestToken | Denied:
-    """The live ingest token for ``plain``, or why it is refused (CONTRACT 2)."""
+    """The live ingest token for ``plain``, or why it is refused (docs/ingest.md, "Authentication")."""
     if not plain:
         return Denied(401, "missing bearer token: send 'Authorization: Bearer <ingest token>'")
     digest = tokens.digest(plain)
@@ -32,7 +32,7 @@ def ingest_token(plain: str | None) -> IngestToken | Denied:
 
 
 def api_token(plain: str | None) -> ApiToken | Denied:
-    """The live API token for ``plain``, or why it is refused (CONTRACT 3)."""
+    """The live API token for ``plain``, or why it is refused (docs/api.md, "Authentication and scopes")."""
     if not plain:
         return Denied(401, "missing bearer token")
     digest = tokens.digest(plain)

@@ -34,10 +34,10 @@ def client_address(request: HttpRequest) -> str:
 
 def _limits() -> tuple[int, int, float, float]:
     return (
-        int(getattr(settings, "LOGIN_MAX_FAILURES", 5)),
-        int(getattr(settings, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20)),
-        float(getattr(settings, "LOGIN_FAILURE_WINDOW_S", 900)),
-        float(getattr(settings, "LOGIN_LOCKOUT_S", 900)),
+        int(settings.LOGIN_MAX_FAILURES),
+        int(settings.LOGIN_MAX_FAILURES_PER_ADDRESS),
+        float(settings.LOGIN_FAILURE_WINDOW_S),
+        float(settings.LOGIN_LOCKOUT_S),
     )
 
 

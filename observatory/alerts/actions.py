@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -79,10 +78,6 @@ class AlertNotFound(LookupError):
 
 class InvalidTransition(ValueError):
     pass
-
-
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -449,7 +444,7 @@ def ack_token_alert(token: str) -> int | None:
 
 
 def base_url() -> str:
-    return str(_setting("OBSERVATORY_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    return str(settings.OBSERVATORY_BASE_URL).rstrip("/")
 
 
 def ack_url(alert_id: int) -> str:
@@ -549,8 +544,8 @@ class DeliverResult:
 
 def backoff_s(attempts: int) -> float:
     """Seconds before try ``attempts + 1``: base * 2^(attempts-1), capped."""
-    base = float(_setting("ALERTS_RETRY_BASE_S", 10))
-    cap = float(_setting("ALERTS_RETRY_MAX_S", 900))
+    base = float(settings.ALERTS_RETRY_BASE_S)
+    cap = float(settings.ALERTS_RETRY_MAX_S)
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
 
@@ -722,7 +717,7 @@ def do_deliver(
     nothing more this pass. ``only`` limits the pass to some notifications."""
     at = clock()
     result = DeliverResult()
-    max_attempts = int(_setting("ALERTS_DELIVERY_MAX_ATTEMPTS", 8))
+    max_attempts = int(settings.ALERTS_DELIVERY_MAX_ATTEMPTS)
     ids = _claim(at, limit, only)
     if not ids:
         return result
@@ -818,21 +813,6 @@ def do_send_test(channel_id: int, who: str, *, clock: Clock = now) -> Notificati
     return notification
 
 
-def do_update_channel(channel: Channel, **fields: Any) -> Channel:
-    """Change a channel; a changed destination clears its failing mark."""
-    for key, value in fields.items():
-        setattr(channel, key, value)
-    if {"webhook_url", "bot_token", "slack_channel", "to"} & set(fields):
-        channel.failing, channel.failing_reason, channel.failing_since = False, "", None
-    channel.full_clean()
-    channel.save()
-    return channel
-
-
-def pending_outbox() -> int:
-    return Notification.objects.filter(status=N_PENDING).count()
-
-
 def summarize(evaluated: EvaluateResult, delivered: DeliverResult) -> str:
     """One line for the command: ``5 rules: 1 firing, 0 pending, 1 resolved; 2 sent``."""
     if evaluated.skipped:
@@ -848,10 +828,3 @@ def summarize(evaluated: EvaluateResult, delivered: DeliverResult) -> str:
     if evaluated.unavailable:
         tail += f"; not evaluated: {', '.join(evaluated.unavailable)}"
     return head + tail
-
-
-def group_by_channel(notifications: Iterable[Notification]) -> dict[int, list[Notification]]:
-    out: dict[int, list[Notification]] = defaultdict(list)
-    for n in notifications:
-        out[n.channel_id].append(n)
-    return out

@@ -1,4 +1,4 @@
-"""The alerting API (CONTRACT 3 and 6): alerts with their notifications, acknowledge;
+"""The alerting API (docs/api.md, docs/alerts.md): alerts with their notifications, acknowledge;
 channels, rules and silences. Reading takes the read scope; writing a write-scoped API
 token or an admin session."""
 

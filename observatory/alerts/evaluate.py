@@ -139,7 +139,7 @@ def fingerprint(rule_id: int, labels: Mapping[str, str]) -> str:
 
 
 def alert_labels(rule: RuleSpec, finding_labels: Mapping[str, str]) -> dict[str, str]:
-    """CONTRACT 6: the rule's own labels, then ``rule``, ``kind``, ``severity``, then what
+    """docs/alerts.md: the rule's own labels, then ``rule``, ``kind``, ``severity``, then what
     the finding adds (``system``, ``stage``, ``channel``...)."""
     return {
         **{str(k): str(v) for k, v in rule.labels.items()},
@@ -295,7 +295,7 @@ def step(
 
 
 def compare(value: float, op: str, threshold: float) -> bool:
-    """``value op threshold`` for the four operators of CONTRACT 6."""
+    """``value op threshold`` for the four operators of docs/alerts.md."""
     if op == ">":
         return value > threshold
     if op == ">=":

@@ -1,4 +1,4 @@
-"""Alerting (CONTRACT 6, DESIGN "Alerts"): rules as data, alerts with their state, the
+"""Alerting (docs/alerts.md; docs/architecture.md, "Alerts"): rules as data, alerts with their state, the
 outbox of notifications, every delivery attempt, channels and silences.
 
 * ``Rule``: one of four kinds (``kpi``, ``stuck``, ``error_rate``, ``silence``) with its
@@ -163,7 +163,7 @@ class Channel(models.Model):
 
 
 class Rule(models.Model):
-    """An alerting rule, as data (CONTRACT 6). Which fields apply depends on ``kind``:
+    """An alerting rule, as data (docs/alerts.md). Which fields apply depends on ``kind``:
 
     * ``kpi``: ``kpi``, ``field``, ``op``, ``threshold``, ``window_s`` (+ optional
       ``channel``, ``system`` passed to the KPI);

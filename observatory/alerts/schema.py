@@ -1,4 +1,4 @@
-"""API shapes for alerts, rules, channels and silences (CONTRACT 3 and 6)."""
+"""API shapes for alerts, rules, channels and silences (docs/api.md, docs/alerts.md)."""
 
 from __future__ import annotations
 

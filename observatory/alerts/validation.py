@@ -12,7 +12,7 @@ from django.core.validators import validate_email
 
 from tracing.conventions import ALL_STAGES
 
-#: CONTRACT 5: KPI ids and their fields
+#: KPI ids and the fields a rule may watch (docs/kpis.md)
 KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "acceptance_to_posting": ("count", "p50_s", "p95_s", "p99_s", "within_sla"),
     "inventory_sync_lag": ("count", "p50_s", "p95_s", "max_s"),
@@ -71,7 +71,7 @@ def rule_problems(rule: Any) -> dict[str, str]:
             out["window_s"] = "required, in seconds"
     elif kind == "stuck":
         if rule.stage not in STAGES:
-            out["stage"] = "a stage of CONTRACT 4"
+            out["stage"] = "a stage of docs/stages.md"
         if rule.threshold is not None and rule.threshold < 1:
             out["threshold"] = "at least 1 transaction"
     elif kind == "error_rate":

@@ -1,4 +1,4 @@
-"""The /alerts/ pages (CONTRACT 3 "Web pages"). Thin: read through ``queries``, write
+"""The /alerts/ pages (docs/alerts.md). Thin: read through ``queries``, write
 through ``actions``.
 
 Everyone signed in reads. Acknowledging and silencing take the ``ops`` or ``admin``

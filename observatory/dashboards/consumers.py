@@ -78,7 +78,7 @@ class OpsConsumer(AsyncWebsocketConsumer):
         self.wake.set()
 
     async def run(self) -> None:
-        poll = float(getattr(settings, "DASHBOARD_POLL_S", 2.0))
+        poll = float(settings.DASHBOARD_POLL_S)
         last: tuple[Any, ...] | None = None
         sent = 0.0
         while True:

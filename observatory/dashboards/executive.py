@@ -1,4 +1,4 @@
-"""Executive KPI pages at ``/executive/`` (issue 5): cards with the figure, the change
+"""Executive KPI pages at ``/executive/`` (docs/kpis.md): cards with the figure, the change
 against the previous period and how often the promise to customers was kept; charts of
 the trends; the data of every chart as CSV; a layout that prints.
 

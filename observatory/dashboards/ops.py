@@ -1,4 +1,4 @@
-"""The live operations dashboard at ``/`` (issue 5).
+"""The live operations dashboard at ``/``.
 
 The page is rendered whole on the server; its live part (``_ops_live.html``) is rendered
 again by the websocket consumer (``consumers.OpsConsumer``) whenever the figures behind it

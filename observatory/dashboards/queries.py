@@ -34,7 +34,7 @@ TITLE_KINDS = (*triage_queries.LABEL_KINDS, c.SHIPMENT_ID, c.TRACKING_NUMBER)
 ISSUE_KINDS = triage_models.KINDS
 ISSUE_STATES = triage_models.STATES
 
-#: Age buckets of the exception queue (CONTRACT 5 ``exception_aging``).
+#: Age buckets of the exception queue (the ``exception_aging`` KPI, docs/kpis.md).
 AGE_BUCKETS: tuple[tuple[str, str, int, int | None], ...] = (
     ("under_1h", "Under 1 h", 0, 3600),
     ("h1_to_4", "1\u20134 h", 3600, 4 * 3600),
@@ -162,7 +162,7 @@ def recent_orders(limit: int = 12) -> list[OrderRow]:
     return order_rows(txs)
 
 
-# --- the ops summary (placeholder until issue 5's dashboard) -----------------------------
+# --- the ops summary (the ops dashboard's recent orders and 24-hour counts) ----------------
 @dataclass
 class HomeSummary:
     recent: list[OrderRow]
@@ -551,7 +551,3 @@ def exception_queue(filters: QueueFilters, page: int = 1, now: datetime | None =
         owners=owners,
         now=now,
     )
-
-
-def issue_exists(issue_id: int) -> bool:
-    return Issue.objects.filter(pk=issue_id).exists()

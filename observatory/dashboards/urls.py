@@ -1,4 +1,4 @@
-"""The pages' URLs (CONTRACT 3 "Web pages")."""
+"""The pages' URLs (docs/architecture.md, "Pages")."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from observatory.dashboards import views
 app_name = "dashboards"
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("orders/", views.orders, name="orders"),
     path("orders/<id:pk>/", views.order, name="order"),
     path("exceptions/", views.exceptions, name="exceptions"),

@@ -1,4 +1,4 @@
-"""The web pages (CONTRACT 3 "Web pages"). Thin: read through ``queries``, draw through
+"""The web pages (docs/architecture.md, "Pages"). Thin: read through ``queries``, draw through
 ``figures``, write through the owning app's actions. Every page needs a signed-in user."""
 
 from __future__ import annotations
@@ -17,13 +17,6 @@ from observatory.triage import actions as triage_actions
 
 #: The highest page number a list takes (past the end is an empty page anyway).
 MAX_PAGE = 100_000
-
-
-@require_GET
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    """Operations dashboard (a first version: issue 5 makes it live)."""
-    return render(request, "dashboards/home.html", {"summary": queries.home_summary()})
 
 
 @require_GET

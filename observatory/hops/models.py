@@ -1,4 +1,4 @@
-"""The hop store: raw, immutable, idempotent (DESIGN "Data flow").
+"""The hop store: raw, immutable, idempotent (docs/architecture.md, "The hop store").
 
 Every span, status event and Shopify delivery becomes one Hop; its business keys are
 separate HopKey rows, searchable by value alone and by kind and value. A re-delivery of
@@ -68,8 +68,8 @@ class Hop(models.Model):
 class HopKey(models.Model):
     id = models.BigAutoField(primary_key=True)
     #: No database constraint: key rows are written only by the hop store, in the same
-    #: transaction as their hop, and a deferred foreign-key check per key row cost the
-    #: ingest hot path about a third of its PostgreSQL time (bench/ingest.py).
+    #: transaction as their hop, and a deferred foreign-key check per key row is pure cost
+    #: on the ingest hot path (docs/performance.md, "Storing hops").
     hop = models.ForeignKey(Hop, on_delete=models.CASCADE, related_name="keys", db_constraint=False)
     kind = models.CharField(max_length=limits.KEY_KIND)
     value = models.CharField(max_length=limits.KEY_VALUE)
@@ -96,8 +96,7 @@ class Waiting(models.Model):
     A queue of its own rather than a column of the hop: marking a hop row stitched was
     an UPDATE of the whole row, which could not be HOT (its pages are full, and the column
     was indexed), so it wrote a new row version and an entry in every index of the hop
-    table, about 45 µs a hop, a third of the stitcher's PostgreSQL time; deleting a queue
-    row is under a microsecond (bench/stitch.py).
+    table; deleting a queue row is far cheaper (docs/performance.md, "Storing hops").
     """
 
     hop = models.OneToOneField(

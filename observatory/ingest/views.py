@@ -1,4 +1,4 @@
-"""The ingest endpoints of CONTRACT section 2: thin, strict, and fast.
+"""The ingest endpoints of docs/ingest.md: thin, strict, and fast.
 
 Each view first passes its door (``DOORS``): the checks made before a byte of the body is
 read (media type, a declared size over ``INGEST_MAX_BODY_BYTES``, the token). Under ASGI
@@ -151,7 +151,7 @@ def _pass(request: HttpRequest, door: Door) -> IngestToken | HttpResponse:
     return door(headers, request.GET)
 
 
-# --- OTLP/HTTP traces (CONTRACT 2.1) ------------------------------------------------------
+# --- OTLP/HTTP traces (docs/ingest.md) -----------------------------------------------------
 
 
 def _otlp_error(status: int, message: str, as_json: bool, **headers: str) -> HttpResponse:
@@ -201,7 +201,7 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     )
 
 
-# --- CloudEvents status events (CONTRACT 2.2) ---------------------------------------------
+# --- CloudEvents status events (docs/ingest.md) --------------------------------------------
 
 
 def _event_answer(result: Ingested) -> dict[str, Any]:
@@ -251,7 +251,7 @@ def events(request: HttpRequest) -> HttpResponse:
     return _json(400 if nothing_good else 200, answer)
 
 
-# --- Shopify webhooks (CONTRACT 2.3) ---------------------------------------------------------
+# --- Shopify webhooks (docs/ingest.md) --------------------------------------------------------
 
 
 SHOPIFY_MISSING_TOKEN = (

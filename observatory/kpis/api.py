@@ -1,4 +1,4 @@
-"""``GET /api/v1/kpis`` (CONTRACT 3 and 5): every KPI over a window, from the rollups."""
+"""``GET /api/v1/kpis`` (docs/api.md, docs/kpis.md): every KPI over a window, from the rollups."""
 
 from __future__ import annotations
 

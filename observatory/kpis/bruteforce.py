@@ -79,7 +79,7 @@ def kpi_values(
     *,
     at: datetime | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every KPI of CONTRACT 5, recounted (same signature and answer as the rollup one)."""
+    """Every KPI of docs/kpis.md, recounted (same signature and answer as the rollup one)."""
     at = at or clock_now()
     live_state = until >= at - LIVE_SLACK
     channel, store, system = channel or None, store or None, system or None
@@ -203,7 +203,7 @@ def kpi_values(
     )
 
     # --- backlog -----------------------------------------------------------------------------
-    overrides = getattr(settings, "TRIAGE_STAGE_SYSTEMS", {})
+    overrides = settings.TRIAGE_STAGE_SYSTEMS
     by_stage: dict[str, set[int]] = defaultdict(set)
     for tx in txs:
         anchor = _anchor(tx)

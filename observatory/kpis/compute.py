@@ -1,7 +1,7 @@
 """KPI arithmetic from plain values: quantiles, rates, time buckets (no ORM).
 
 Quantiles come from the mergeable sketches of :mod:`observatory.lib.sketch` (DDSketch's
-logarithmic mapping at 0.5 % relative accuracy, which keeps the contract's 1 % with room
+logarithmic mapping at 0.5 % relative accuracy, which keeps the 1 % of docs/kpis.md with room
 to spare); they are re-exported here for the KPI code.
 """
 

@@ -1,4 +1,4 @@
-"""KPI rollups and their fill state (DESIGN "KPIs"; zulip's analytics is the model).
+"""KPI rollups and their fill state (docs/architecture.md, "KPIs"; zulip's analytics is the model).
 
 Two rollup families, each a row per (resolution, bucket, channel, store[, system,
 operation]) with counts and serialized quantile sketches (``compute.Sketch``):

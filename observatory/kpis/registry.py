@@ -1,4 +1,4 @@
-"""Every KPI of CONTRACT section 5, as data: id, fields, plain-words meaning, and where the
+"""Every KPI of docs/kpis.md, as data: id, fields, plain-words meaning, and where the
 figure comes from.
 
 Sources:

@@ -1,4 +1,4 @@
-"""Shapes of the KPI API (CONTRACT 5): ``{"since", "until", "kpis": {ID: {FIELD: value}}}``.
+"""Shapes of the KPI API (docs/kpis.md): ``{"since", "until", "kpis": {ID: {FIELD: value}}}``.
 
 Durations are seconds (``hop_health``: milliseconds), rates 0..1; a figure with nothing to
 measure (no order posted in the window) is null.

@@ -1,7 +1,7 @@
 """Set-based SQL for the hot paths (the hop store, the stitcher), on PostgreSQL and SQLite.
 
 The one place where the two databases are told apart for bulk work; ``docs/architecture.md``
-says what each costs and why:
+and ``docs/performance.md`` say what each costs and why:
 
 * a written table is a :class:`Table`: its columns and their types, read off the model
   that owns it, so a column list is never kept in step by position with a list of types;
@@ -9,7 +9,7 @@ says what each costs and why:
   ``executemany`` of adapted values on SQLite;
 * :func:`run`: a statement with its parameters bound on the server and its rows read in
   binary on PostgreSQL (psycopg adapts a list element by element, and parsing timestamps
-  from text was a fifth of the stitcher's time); large arrays go as one text literal each
+  from text is costly: docs/performance.md); large arrays go as one text literal each
   (:func:`int_array`, :func:`text_array`);
 * :func:`select_in`, :func:`update`, :func:`delete_ids`: the usual shapes, in one
   statement on PostgreSQL and in chunks of bound parameters on SQLite;

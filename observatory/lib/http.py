@@ -100,7 +100,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def private_allowed() -> bool:
-    return bool(getattr(settings, "ALERTS_ALLOW_PRIVATE_URLS", False))
+    return bool(settings.ALERTS_ALLOW_PRIVATE_URLS)
 
 
 #: IPv6 ranges refused outright: transition mechanisms that reach IPv4 through a relay

@@ -131,7 +131,7 @@ class ReplicaReadsMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.pin_s = int(getattr(settings, "DATABASE_REPLICA_PIN_S", 10))
+        self.pin_s = settings.DATABASE_REPLICA_PIN_S
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method not in _SAFE:
@@ -143,7 +143,7 @@ class ReplicaReadsMiddleware:
                     max_age=self.pin_s,
                     httponly=True,
                     samesite="Lax",
-                    secure=bool(getattr(settings, "SESSION_COOKIE_SECURE", False)),
+                    secure=settings.SESSION_COOKIE_SECURE,
                 )
             return response
         if (

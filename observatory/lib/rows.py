@@ -1,8 +1,9 @@
 """Model instances from a hand-written WHERE clause, for the few hot reads where building
 the ORM query costs more than running it.
 
-The order lookup (``GET /api/v1/orders/{key}``) runs some nine small index lookups; Django
-spent about a third of the request's CPU compiling them (bench/lookup.py). ``fetch`` keeps
+The order lookup (``GET /api/v1/orders/{key}``) runs some nine small index lookups, and
+compiling them in the ORM on every request cost more than running them
+(docs/performance.md, "Reading orders"). ``fetch`` keeps
 what the ORM gives back (model instances, values converted by the same backend and field
 converters the compiler applies, so JSON is decoded and SQLite's datetimes are aware) and
 builds its SELECT once per model.

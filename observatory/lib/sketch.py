@@ -35,7 +35,7 @@ from typing import Final
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
-#: Relative accuracy of every sketch: merged quantiles stay within 0.5 % (contract: 1 %).
+#: Relative accuracy of every sketch: merged quantiles stay within 0.5 % (docs/kpis.md promises 1 %).
 RELATIVE_ACCURACY: Final = 0.005
 MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE: Final = MAPPING.min_possible

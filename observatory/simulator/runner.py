@@ -94,7 +94,7 @@ class Summary:
         return sum(self.failed.values())
 
     def lines(self) -> list[str]:
-        """The human summary; the last line is the result, alone (CONTRACT 7)."""
+        """The human summary; the last line is the result, alone (like every management command's)."""
 
         def tally(values: dict[str, int]) -> str:
             return ", ".join(f"{k} {v:,}" for k, v in sorted(values.items()) if v) or "none"

@@ -1,4 +1,4 @@
-"""The stitcher: attach waiting hops to transactions, set-based (issue 3, item 2).
+"""The stitcher: attach waiting hops to transactions, set-based (docs/architecture.md, "The stitcher").
 
 ``do_stitch`` claims hops from the queue the hop store fills (``hops.Waiting``) in
 chunks, and for each chunk, in one database transaction:
@@ -110,7 +110,7 @@ def do_stitch(*, limit_chunk: int = 5000, clock: Clock = now) -> StitchResult:
 def _no_cyclic_gc() -> Iterator[None]:
     """A chunk makes some hundred thousand small tuples, lists and dicts without cycles
     (refcounting frees them); the cyclic collector would walk them all again and again
-    while they are alive, about a fifth of the chunk's Python time."""
+    while they are alive (docs/performance.md, "Stitching")."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -297,7 +297,7 @@ def _dequeue(pick: str, params: Sequence[Any]) -> list[int]:
     queue, skipping those another claim holds (PostgreSQL); their ids, sorted.
 
     ``= ANY(ARRAY(...))``: with ``IN (...)`` the planner hash-joins against a scan of the
-    whole queue, dead rows and all (131 ms a claim at 1M waiting, against 12)."""
+    whole queue, dead rows and all (docs/performance.md, "Stitching")."""
     rows = bulk.run(
         f"DELETE FROM {WAITING_TABLE} WHERE hop_id = ANY(ARRAY(SELECT hop_id FROM "
         f"{WAITING_TABLE} {pick} FOR UPDATE SKIP LOCKED)) RETURNING hop_id",

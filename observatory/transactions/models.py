@@ -1,4 +1,4 @@
-"""The identity graph and stage timelines (DESIGN "The identity graph", "Stages, SLAs").
+"""The identity graph and stage timelines (docs/architecture.md, "The stitcher"; docs/stages.md).
 
 A Transaction is one order, return or inventory update as the business sees it: every
 hop whose business keys connect to it. Its keys are TransactionKey rows (each value
@@ -19,8 +19,8 @@ RETURN = "return"
 INVENTORY_UPDATE = "inventory_update"
 KINDS = [(ORDER, "order"), (RETURN, "return"), (INVENTORY_UPDATE, "inventory update")]
 
-#: Every stage with a first-time column on Transaction, in contract order (CONTRACT 4).
-#: ``fulfillment_synced`` is not a contract stage: it is the moment a ``shipped`` fact was
+#: Every stage with a first-time column on Transaction, in stage order (docs/stages.md).
+#: ``fulfillment_synced`` is not a stage senders name (docs/stages.md): it is the moment a ``shipped`` fact was
 #: seen by Shopify (system ``shopify``), the end of the fulfillment-propagation KPI.
 STAGE_COLUMNS = (
     "captured",
@@ -99,7 +99,7 @@ class Transaction(models.Model):
                 name="tx_adjusted",
                 condition=Q(inventory_adjusted_at__isnull=False),
             ),
-            # the default SLAs' open questions, each a partial index (reference/performance.md)
+            # the default SLAs' open questions, each a partial index (docs/performance.md)
             models.Index(
                 fields=["captured_at"],
                 name="tx_unposted",
@@ -314,7 +314,7 @@ class UnknownStatus(models.Model):
 
 
 class SlaPolicy(models.Model):
-    """A deadline between two stages, as data (CONTRACT 4 defaults seeded by migration)."""
+    """A deadline between two stages, as data (the defaults of docs/stages.md, seeded by migration)."""
 
     id = models.BigAutoField(primary_key=True)
     name = models.CharField(max_length=100)

@@ -68,7 +68,7 @@ def bare_variants(value: str) -> list[str]:
 
 
 def lookup(key: str) -> Lookup:
-    """The transaction ``key`` identifies (CONTRACT 3, ``GET /api/v1/orders/{key}``).
+    """The transaction ``key`` identifies (``GET /api/v1/orders/{key}``, docs/api.md).
 
     ``kind=value`` matches that kind exactly; a bare value matches any kind, as given or
     with/without a leading ``#`` (``1001`` and ``#1001`` both find order number

@@ -38,7 +38,7 @@ ORDER: Final = "order"
 RETURN: Final = "return"
 INVENTORY_UPDATE: Final = "inventory_update"
 
-#: Contract order of every stage (CONTRACT 4), used for "furthest stage reached".
+#: The order of every stage (docs/stages.md), used for "furthest stage reached".
 STAGE_RANK: Final = {stage: i for i, stage in enumerate(c.ALL_STAGES)}
 #: Every stage a hop or a map may name, the pseudo-stage included.
 KNOWN_STAGES: Final = frozenset((*c.ALL_STAGES, FULFILLMENT_SYNCED))
@@ -110,7 +110,7 @@ class StatusMaps:
 
 
 class Derived(NamedTuple):
-    """A hop's stages (in contract order), kind hint, and whether its status is unknown."""
+    """A hop's stages (in stage order, docs/stages.md), kind hint, and whether its status is unknown."""
 
     stages: tuple[str, ...]
     kind_hint: str
@@ -168,7 +168,7 @@ def transaction_kind(key_kinds: Iterable[str], stages: Iterable[str], hints: Ite
 
 
 def current_stage(stages: Iterable[str]) -> str:
-    """The furthest stage reached in contract order; ``cancelled`` is terminal and wins.
+    """The furthest stage reached in stage order (docs/stages.md); ``cancelled`` is terminal and wins.
 
     The pseudo-stage ``fulfillment_synced`` is never a current stage.
     """

@@ -1,4 +1,4 @@
-"""The identity graph, resolved from plain values (DESIGN "The identity graph").
+"""The identity graph, resolved from plain values (docs/architecture.md, "The stitcher").
 
 Pure: no ORM, no Django. :func:`resolve` takes hops (id, uid, business time, system and
 business keys) and says which transactions they make. The database layer

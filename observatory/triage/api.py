@@ -1,4 +1,4 @@
-"""Read API of triage (CONTRACT 3): orders by any key with their timeline, SLA status and
+"""Read API of triage (docs/api.md): orders by any key with their timeline, SLA status and
 exceptions; the order list; one trace and its transactions; the exception queue with
 acknowledge and resolve. The order read model composes transactions and triage, so it
 lives here, in the layer above both.
@@ -187,9 +187,9 @@ def sla_out(s: sla.SlaStatus, at: datetime) -> SlaOut:
 def order_out(view: OrderView) -> OrderOut:
     """The answer of ``GET /api/v1/orders/{key}``, built without validation: its values
     come typed from the database, and validating some fifty nested models (ninja validates
-    each through a wrapper, and again inside every model that holds it) was a fifth of
-    the request's time. tests/transactions/test_api_orders.py checks that validation
-    would change nothing."""
+    each through a wrapper, and again inside every model that holds it) is costly
+    (docs/performance.md, "Reading orders"). tests/transactions/test_api_orders.py checks
+    that validation would change nothing."""
     tx, at = view.tx, view.now
     label = queries.pick_label((k.kind, k.value) for k in view.keys)
     return OrderOut.model_construct(

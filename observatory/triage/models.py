@@ -1,4 +1,4 @@
-"""The exception queue (CONTRACT 1 "exception", DESIGN "Data flow": triage).
+"""The exception queue (docs/api.md, "Exceptions"; docs/architecture.md, "Triage").
 
 An ``Issue`` is one exception an operator must look at: a transaction stuck past its
 stage SLA, a failed hop, a duplicate, or a conflict between two identities. (It is not

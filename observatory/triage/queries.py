@@ -270,7 +270,7 @@ def issue_age_s(issue: Issue, now: datetime) -> float:
 
 @dataclass
 class AgeBuckets:
-    """Unresolved exceptions by age (the fields of CONTRACT 5 ``exception_aging``)."""
+    """Unresolved exceptions by age (the fields of the ``exception_aging`` KPI, docs/kpis.md)."""
 
     open: int = 0
     under_1h: int = 0

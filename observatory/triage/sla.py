@@ -5,7 +5,7 @@ reaches ``from_stage``, it must reach ``to_stage`` within ``deadline_s``. Everyt
 judged on business time: the time each stage was reached is the business time of the hop
 that reached it, and ``now`` is the injected clock.
 
-Rules (the sweep in ``actions.py`` applies the same ones as set-based SQL):
+Rules (the sweep in the ``actions`` package applies the same ones as set-based SQL):
 
 * **Which policy applies.** For each (kind, from_stage, to_stage), a policy for the
   transaction's own channel wins over the blank-channel one.
@@ -36,7 +36,7 @@ from tracing.conventions import INVENTORY_STAGES, ORDER_STAGES, RETURN_STAGES
 CANCELLED: Final = "cancelled"
 
 #: Stages in the order a transaction moves through them; a later stage implies the
-#: earlier ones happened somewhere (CONTRACT 4: a transaction can skip stages).
+#: earlier ones happened somewhere (docs/stages.md: a transaction can skip stages).
 SEQUENCES: Final = (
     tuple(s for s in ORDER_STAGES if s != CANCELLED),
     RETURN_STAGES,
@@ -349,7 +349,7 @@ def verdict(
     return Verdict(OVERDUE, deadline_at, overdue_after)
 
 
-#: Exception age buckets (CONTRACT 5 ``exception_aging``), upper bounds in seconds.
+#: Exception age buckets (the ``exception_aging`` KPI, docs/kpis.md), upper bounds in seconds.
 AGE_BUCKETS: Final = (
     ("under_1h", 3600),
     ("h1_to_4", 4 * 3600),

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from observatory.access import tokens
-from observatory.access.actions import do_revoke_token
+from observatory.access.actions import do_create_ingest_token, do_revoke_token
 from observatory.access.models import ApiToken, IngestToken
 
 
@@ -59,3 +59,19 @@ def test_revoked_api_token_is_403(api_token: str) -> None:
         "/api/v1/traces/4bf92f3577b34da6a3ce929d0e0e4736"
     )
     assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_admin_revokes_through_the_access_action(admin_client: Client) -> None:
+    live, _ = do_create_ingest_token("erp-connector", "erp")
+    done, _ = do_create_ingest_token("old-bridge")
+    do_revoke_token(done)
+    before = IngestToken.objects.get(pk=done.pk).revoked_at
+    response = admin_client.post(
+        "/admin/access/ingesttoken/",
+        {"action": "revoke", "_selected_action": [live.pk, done.pk]},
+    )
+    assert response.status_code == 302
+    assert IngestToken.objects.get(pk=live.pk).revoked_at is not None
+    # a token revoked before keeps the moment it was revoked
+    assert IngestToken.objects.get(pk=done.pk).revoked_at == before

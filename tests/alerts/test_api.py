@@ -1,4 +1,4 @@
-"""The alerting API of CONTRACT 3 and 6: shapes, scopes, validation."""
+"""The alerting API (docs/api.md, docs/alerts.md): shapes, scopes, validation."""
 
 from __future__ import annotations
 

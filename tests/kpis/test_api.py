@@ -1,4 +1,4 @@
-"""``GET /api/v1/kpis`` (CONTRACT 3 and 5): the exact shape, the filters, the refusals."""
+"""``GET /api/v1/kpis`` (docs/api.md, docs/kpis.md): the exact shape, the filters, the refusals."""
 
 from __future__ import annotations
 

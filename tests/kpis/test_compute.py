@@ -154,7 +154,7 @@ def test_a_window_is_cut_into_disjoint_aligned_pieces_covering_it(
 def test_raw_pieces_are_cut_at_the_hours_and_told_old_from_recent(
     a: datetime, b: datetime, minutes_from: datetime
 ) -> None:
-    from observatory.kpis.queries import split_raw
+    from observatory.kpis.queries.totals import split_raw
 
     since, until = min(a, b), max(a, b)
     plan = compute.plan_window(since, until, minutes_from)

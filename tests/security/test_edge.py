@@ -184,9 +184,9 @@ def test_a_database_dying_in_the_middle_of_a_copy_is_a_503(
 
     from observatory.hops import store
 
-    real = store._copy_keys
+    real = store._queue_keys
 
-    def die(cur: Any, pairs: Any) -> None:
+    def die(pairs: Any) -> None:
         # the server ends this backend mid-COPY, as a crash or failover would
         with psycopg.connect(
             host=connection.settings_dict["HOST"] or "127.0.0.1",
@@ -195,10 +195,11 @@ def test_a_database_dying_in_the_middle_of_a_copy_is_a_503(
             dbname=connection.settings_dict["NAME"],
             autocommit=True,
         ) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [cur.connection.info.backend_pid])
-        real(cur, pairs)
+            pid = connection.connection.info.backend_pid
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        real(pairs)  # the keys' COPY meets the ended backend
 
-    monkeypatch.setattr(store, "_copy_keys", die)
+    monkeypatch.setattr(store, "_queue_keys", die)
     event = {
         "specversion": "1.0",
         "id": "dies-1",

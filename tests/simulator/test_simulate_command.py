@@ -363,7 +363,7 @@ def lags(values: list[tuple[datetime, datetime]]) -> list[float]:
 
 
 def wms_silence_rule() -> Rule:
-    """A rule as an operator would add it (CONTRACT 6 ``silence``): the warehouse has sent
+    """A rule as an operator would add it (a ``silence`` rule, docs/alerts.md): the warehouse has sent
     nothing for 30 minutes while the ERP kept sending. (The default rules watch the ERP.)"""
     return do_create_rule(
         who="scenario-check",
@@ -478,7 +478,7 @@ def test_erp_outage(live_server: Any, tmp_path: Path) -> None:
     a2p = kpis(begin, end - timedelta(seconds=60), channel="web")["acceptance_to_posting"]
     values = lags(list(caught.values_list("captured_at", "posted_at")))
     assert a2p["count"] == len(values) == caught.count()
-    # (a quantile from the rollups' sketches is within 1 % of the exact one: CONTRACT 5)
+    # (a quantile from the rollups' sketches is within 1 % of the exact one: docs/kpis.md)
     assert a2p["p95_s"] == pytest.approx(exact_quantile(values, 0.95), rel=0.01)
     assert a2p["p95_s"] > 60 and a2p["within_sla"] == 0.0
     # ... which the SLO attainment of the whole run shows
@@ -523,7 +523,7 @@ def test_chaos(live_server: Any, tmp_path: Path) -> None:
     assert shopify_dups == DuplicateDelivery.objects.count()
     k = whole_run(run)
     dup = k["duplicate_rate"]
-    # CONTRACT 5: duplicate deliveries / all deliveries, repeats included: every delivery
+    # docs/kpis.md: duplicate deliveries / all deliveries, repeats included: every delivery
     # the command made is a stored hop or a repeat of one
     assert (dup["duplicates"], dup["deliveries"]) == (run.webhook_duplicates, run.hops)
     assert dup["rate"] == pytest.approx(run.webhook_duplicates / run.hops)

@@ -343,7 +343,7 @@ def test_batch_keeps_good_and_duplicate_events_and_names_the_field_of_bad_ones()
         10: "event 10: data_base64 is not supported: send the hop as a JSON object in 'data'",
         11: "event 11: data.keys.order_number: value longer than 256 characters",
         12: "event 12: data.amount: must be a decimal number (got '12,50')",
-        13: "event 13: data.stage: unknown stage 'shipped_out' (see CONTRACT section 4)",
+        13: "event 13: data.stage: unknown stage 'shipped_out' (see docs/stages.md)",
         14: "event 14: must be a JSON object, got a string",
     }
     idents = {rejection.index: rejection.ident for rejection in result.rejected}

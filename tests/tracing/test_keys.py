@@ -1,4 +1,4 @@
-"""Business-key and system extraction (CONTRACT 2.1, DESIGN "The identity graph")."""
+"""Business-key and system extraction (docs/ingest.md, "Business keys")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OTLP/HTTP decoding and answers (CONTRACT 2.1, reference/formats.md section 4).
+"""OTLP/HTTP decoding and answers (docs/ingest.md; the OTLP/HTTP specification).
 
 Protobuf bodies come from the real OpenTelemetry SDK and its OTLP encoder; JSON bodies are
 written by hand the way the OTLP spec says (hex ids, integer enums, int64 as strings).

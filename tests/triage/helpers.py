@@ -96,7 +96,7 @@ def order_events(number: str, at: datetime, *, channel: str = "web") -> list[dic
 
 
 def contract_policies() -> None:
-    """CONTRACT 4's default SLAs (replacing whatever a seed migration put there), plus a
+    """The default SLAs of docs/stages.md (replacing whatever a seed migration put there), plus a
     days-long carrier one."""
     SlaPolicy.objects.all().delete()
     rows = [

@@ -1,4 +1,4 @@
-"""The default rules of issue 6, shipped as data (editable in the pages, API and admin).
+"""The default alert rules (docs/alerts.md), shipped as data (editable in the pages, API and admin).
 
 No channel is attached: a rule without channels notifies every active channel, so the
 moment someone adds a Slack webhook or an email channel these rules reach it.

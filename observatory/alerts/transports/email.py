@@ -19,8 +19,6 @@ from django.template.loader import render_to_string
 from observatory.alerts import text
 from observatory.alerts.transports import Message, Sent, Transport, TransportError
 
-DEFAULT_TIMEOUT_S = 10
-
 
 def subject(message: Message) -> str:
     snap = message.snapshot
@@ -77,7 +75,7 @@ class Email(Transport):
         ctx = context(message)
         body = render_to_string("alerts/email/message.txt", ctx)
         html = render_to_string("alerts/email/message.html", ctx)
-        timeout = getattr(settings, "EMAIL_TIMEOUT", None) or DEFAULT_TIMEOUT_S
+        timeout = settings.EMAIL_TIMEOUT
         try:
             connection = get_connection(fail_silently=False, timeout=timeout)
             mail = EmailMultiAlternatives(

@@ -331,7 +331,7 @@ class SlackWebhook(Transport):
 
 
 def api_url(method: str) -> str:
-    base = str(getattr(settings, "ALERTS_SLACK_API_URL", "https://slack.com/api/"))
+    base = str(settings.ALERTS_SLACK_API_URL)
     return base.rstrip("/") + "/" + method
 
 

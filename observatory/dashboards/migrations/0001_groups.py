@@ -1,4 +1,4 @@
-"""The three roles of the product as auth groups (issue 3: ops, executive, admin).
+"""The three roles of the product as auth groups (ops, executive, admin).
 
 ops: reads every page and acts on exceptions; executive: reads; admin: everything the
 ops group does, plus configuration in the Django admin (given per user as staff).

@@ -1,4 +1,4 @@
-"""Seed the status maps and the default SLA policies (CONTRACT 4). Both are data: edit
+"""Seed the status maps and the default SLA policies (docs/stages.md). Both are data: edit
 them in the admin; this migration only adds rows that are missing, and its reverse
 removes only rows it would have added.
 
@@ -6,7 +6,9 @@ How a word is looked up (``observatory.transactions.stages``): the hop's own sys
 first, then ``*``; case-insensitively, then ignoring spaces, ``_`` and ``-`` too. So one
 row covers ``Pending Fulfillment``, ``pending_fulfillment`` and ``_pendingFulfillment``.
 
-Choices, and why (sources: ../shared/reference/formats.md sections 1.6, 2 and 3):
+Choices, and why (sources: the vendors' own status lists: Shopify's webhook topics and
+order, fulfillment and return statuses; NetSuite, Dynamics 365, Business Central and SAP
+sales-order statuses; EasyPost, Shippo and AfterShip tracking statuses):
 
 * ``posted`` means "the ERP holds the sales order": every ERP status of an order that
   exists and is not cancelled reaches it, pending approval included.
