@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import connection
-
 from observatory.hops.models import Hop, HopKey
+from observatory.lib.routers import reads
 from observatory.transactions.models import StageReached, TransactionHop
 
 _TXHOP = TransactionHop._meta.db_table
@@ -36,7 +35,7 @@ def hop_totals(tx_id: int) -> HopTotals:
         f"WHERE h.id IN (SELECT hop_id FROM {_TXHOP} WHERE transaction_id = %s) "
         "GROUP BY h.system ORDER BY MIN(h.start_time), h.system"
     )
-    with connection.cursor() as cur:
+    with reads(Hop).cursor() as cur:
         cur.execute(sql, [tx_id])
         rows = cur.fetchall()
     return HopTotals(
@@ -56,6 +55,6 @@ def batch_stage_hops(tx_id: int, batch_kinds: Iterable[str]) -> set[int]:
         f"(SELECT hop_id FROM {StageReached._meta.db_table} WHERE transaction_id = %s) "
         f"AND (k.fanout OR k.kind IN ({marks}))"
     )
-    with connection.cursor() as cur:
+    with reads(Hop).cursor() as cur:
         cur.execute(sql, [tx_id, *kinds])
         return {row[0] for row in cur.fetchall()}

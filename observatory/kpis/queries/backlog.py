@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Case, CharField, Count, DateTimeField, F, Q, Value, When
 
 from observatory.kpis.models import OpenStage
 from observatory.kpis.queries.readers import INVENTORY, ORDER, is_live
 from observatory.lib.clock import now as clock_now
+from observatory.lib.routers import reads
 from observatory.transactions.models import STAGE_COLUMNS, Transaction, stage_field
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
@@ -282,7 +282,7 @@ def _stage_counts(sql: str, params: Sequence[Any]) -> dict[str, Any]:
     stage NULL."""
     by_stage: dict[str, int] = {}
     total = 0
-    with connection.cursor() as cur:
+    with reads(OpenStage).cursor() as cur:
         cur.execute(sql, params)
         for stage, n in cur.fetchall():
             if stage is None:
