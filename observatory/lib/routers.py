@@ -16,7 +16,7 @@ evaluation and delivery run in Celery tasks or POST requests, where nothing asks
 replica. Writes always go to the primary, and migrations never run on the replica.
 
 A signed-in browser that has just written (any POST, PUT, PATCH or DELETE with a session
-cookie: acknowledging an exception, editing a rule, signing in) gets a short-lived cookie
+cookie: acknowledging an exception, editing a rule) gets a short-lived cookie
 (``REPLICA_PIN_COOKIE``, ``DATABASE_REPLICA_PIN_S`` seconds) that keeps its reads on the
 primary, so the page it is sent back to shows what it did. Ingest senders and API scripts
 carry no session cookie and get none.
