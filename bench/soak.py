@@ -15,8 +15,8 @@ router's path, though not a second server), then for ``--minutes``:
 * page reads: ``--reads`` a second of a signed-in user's pages (the ops dashboard, order
   search leading to the order page, the executive page) and ``GET /api/v1/kpis``;
 * stitch lag: every ``--sample``-th order is looked up by its last key
-  (``GET /api/v1/orders/<tracking number>``) until all five hops show; the lag counts from
-  the 200 that acknowledged its last hop;
+  (``GET /api/v1/orders/<tracking number>``) every quarter second until all five hops
+  show; the lag counts from the 200 that acknowledged its last hop;
 * every 10 s: the resident memory of each process (workers with their pool children), CPU
   seconds of each (PostgreSQL: the backends serving the scratch database), hops stored
   and hops waiting for the stitcher.
@@ -55,6 +55,8 @@ from bench.stack import Stack  # noqa: E402
 SCRATCH = "observatory_soak"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+#: How often a sampled order is looked up while its hops are being stitched.
+POLL_S = 0.25
 
 
 def quantile(values: list[float], q: float) -> float | None:
@@ -259,38 +261,41 @@ class Load:
         poster.close()
 
     def probe(self) -> None:
-        """Look sampled orders up until their five hops show: the stitch lag."""
+        """Look each sampled order up every ``POLL_S`` seconds, each in a thread of its own
+        (a slow answer for one must not delay the next), until its five hops show: the
+        stitch lag, to within ``POLL_S`` and one lookup."""
+        from concurrent.futures import ThreadPoolExecutor
+
         api = {"Authorization": f"Bearer {self.stack.api_token}"}
-        pending: list[tuple[int, float]] = []
-        session = requests.Session()
-        i = 0
-        while not (self.stop.is_set() and not pending and self.probes.empty()):
-            while True:
+        local = threading.local()
+
+        def one(order: int, acked: float, base: str) -> None:
+            session = getattr(local, "session", None) or requests.Session()
+            local.session = session
+            url = f"{base}/api/v1/orders/1Z{self.run}{order:010d}"
+            while time.monotonic() - acked < 300:
                 try:
-                    pending.append(self.probes.get_nowait())
-                except queue.Empty:
-                    break
-            still = []
-            for order, acked in pending:
-                base = self.stack.bases[i % len(self.stack.bases)]
-                i += 1
-                try:
-                    r = session.get(
-                        f"{base}/api/v1/orders/1Z{self.run}{order:010d}", headers=api, timeout=30
-                    )
+                    r = session.get(url, headers=api, timeout=30)
                     whole = r.status_code == 200 and len(r.json()["hops"]) == len(HOPS)
                 except requests.RequestException:
                     whole = False
-                now = time.monotonic()
                 if whole:
                     with self.lock:
-                        self.lag_s.append(now - acked)
-                elif now - acked > 300:
-                    self.lost_probes += 1
-                else:
-                    still.append((order, acked))
-            pending = still
-            time.sleep(0.2)
+                        self.lag_s.append(time.monotonic() - acked)
+                    return
+                time.sleep(POLL_S)
+            with self.lock:
+                self.lost_probes += 1
+
+        with ThreadPoolExecutor(16) as pool:
+            i = 0
+            while not (self.stop.is_set() and self.probes.empty()):
+                try:
+                    order, acked = self.probes.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                pool.submit(one, order, acked, self.stack.bases[i % len(self.stack.bases)])
+                i += 1
 
     def read_pages(self, user: str, password: str) -> None:
         """A signed-in user on every web process in turn: the pages operators keep open."""
@@ -426,7 +431,7 @@ def main() -> None:
     parser.add_argument("--webs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--reads", type=float, default=2.0, help="page reads a second")
-    parser.add_argument("--sample", type=int, default=10, help="probe every n-th order's lag")
+    parser.add_argument("--sample", type=int, default=20, help="probe every n-th order's lag")
     parser.add_argument(
         "--broker", default=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
     )
