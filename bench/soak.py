@@ -21,7 +21,8 @@ router's path, though not a second server), then for ``--minutes``:
   seconds of each (PostgreSQL: the backends serving the scratch database), hops stored
   and hops waiting for the stitcher.
 
-At the end it waits for the stitcher to drain, then measures every table (partitions
+At the end it waits for the stitcher to drain, counts the live transactions by their
+number of hops (every order should be one transaction of five), then measures every table (partitions
 summed into their parent) and its indexes, less what the empty migrated database held:
 bytes per hop and MB per million hops. The report goes to standard output and, as JSON,
 to ``--out``.
@@ -406,6 +407,23 @@ def cpu_per_hop(samples: list[dict[str, Any]], hops: int) -> dict[str, float]:
     return out
 
 
+WHOLE_SQL = """
+SELECT n, COUNT(*) FROM (
+  SELECT t.id, COUNT(l.id) AS n FROM transactions_transaction t
+  JOIN transactions_transactionhop l ON l.transaction_id = t.id
+  WHERE t.merged_into_id IS NULL GROUP BY t.id) x
+GROUP BY n ORDER BY n
+"""
+
+
+def wholeness(url: str) -> dict[str, int]:
+    """Live transactions by their number of hops: every order should be one of five."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True) as c:
+        return {str(n): int(k) for n, k in c.execute(WHOLE_SQL).fetchall()}
+
+
 def wait_drained(url: str, started: float, timeout: float = 300.0) -> float | None:
     """Seconds from the start until no hop waits for the stitcher (None: not in time)."""
     import psycopg
@@ -494,6 +512,9 @@ def main() -> None:
         sampler.stop.set()
         threads[0].join(30)
         after = sizes(url)
+        # let the last ticks finish what they claimed before judging the orders
+        time.sleep(10)
+        whole = wholeness(url)
         hops = sampler.samples[-1]["hops"]
         result.update(
             {
@@ -510,6 +531,8 @@ def main() -> None:
                 "pages_per_s": round(sum(len(v) for v in load.pages.values()) / elapsed, 2),
                 "drained_after_s": drained_at,
                 "hops_stored": hops,
+                "transactions_by_hops": whole,
+                "orders_split": sum(k for n, k in whole.items() if n != str(len(HOPS))),
                 "samples": sampler.samples,
                 "sizes": per_hop(before, after, max(1, hops)),
                 "cpu_per_1000_hops": cpu_per_hop(sampler.samples, hops)
@@ -534,6 +557,8 @@ def report(r: dict[str, Any]) -> str:
         + "; ".join(f"{k} p50 {v['p50_ms']} p95 {v['p95_ms']} ms" for k, v in r["pages"].items())
         + f"; errors {r['page_errors']}",
         f"stitcher drained {r['drained_after_s']} s after the start; {r['hops_stored']} hops",
+        f"live transactions by hop count (every order should be one of {len(HOPS)}): "
+        f"{r['transactions_by_hops']}; fragments of split orders: {r['orders_split']}",
         "",
         "memory (RSS MB, children in brackets) and CPU seconds over time:",
     ]
