@@ -18,14 +18,14 @@ chunks, and for each chunk, in one database transaction:
    ``Conflict`` rows for refused links, unknown statuses counted, hops marked stitched.
 
 Re-running changes nothing: the result depends only on the set of hops, and only
-differences are written. Several stitchers may run at once, and overlap: steps 1 to 3
+differences are written. Several stitchers may run at once, safely: steps 1 to 3
 read only the hop store, which the stitcher never changes, and claims skip each other's
-rows, so they run side by side; step 4 reads what the transactions hold and writes, so on
-PostgreSQL it takes a transaction-scoped advisory lock first, and chunks write one after
-the other, each against everything committed before it (two chunks may resolve the same
-order: a chunk reads whole components, including hops another worker claimed; the later
-one then finds nothing to change). On SQLite the ``IMMEDIATE`` transaction serialises
-whole chunks.
+rows; but on PostgreSQL each chunk takes a transaction-scoped advisory lock before it
+claims, so chunks run one after the other, each reading everything committed before it.
+Resolving side by side and locking only the write split orders: a chunk whose components
+were read before another chunk's hops were stored wrote its part of an order after the
+other had written the whole. On SQLite the ``IMMEDIATE`` transaction serialises whole
+chunks.
 """
 
 from __future__ import annotations
@@ -134,6 +134,13 @@ def load_status_maps() -> st.StatusMaps:
 def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, StitchResult]:
     result = StitchResult()
     bulk.plan_for_many_small_lookups()
+    # One chunk at a time, from the claim to the commit. Chunks used to read and resolve
+    # their components side by side and take the lock only to write; but a component read
+    # before another chunk's hops were stored is a part of the order, and written after
+    # that chunk it split the order again (a hop alone, or a hop in no transaction at all:
+    # tests/test_several_processes.py with 3,000 orders, bench/soak.py). Under the lock,
+    # every chunk reads everything the chunks before it wrote.
+    bulk.lock(LOCK_ID)
     at = clock()
     claimed = _claim(limit, at)
     if not claimed:
@@ -198,9 +205,8 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
             )
         derived[h.id] = d
 
-    # 4. write the difference, one chunk at a time: what the transactions hold is read
-    # only now, under the lock, so it includes every chunk committed before
-    bulk.lock(LOCK_ID)
+    # 4. write the difference: what the transactions hold includes every chunk committed
+    # before (the lock is held since the claim)
     writer = Writer(hops, derived, inputs, at)
     writer.apply(resolution, component_keys)
     result.transactions_created = writer.created
