@@ -12,11 +12,15 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from observatory.lib.headers import DEFAULT_POLICY as DEFAULT_CSP
 from tracing import privacy
+
+# ModelAdmin[Rule], ModelForm[Channel]...: the generic classes the type stubs describe
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(environ.Env().str("OBSERVATORY_DATA_DIR", default=str(BASE_DIR / ".data")))
@@ -34,7 +38,7 @@ def _secret_key() -> str:
     embedded defaults (no DATABASE_URL: ``make run``, the demo), a random key generated
     once and kept in ``DATA_DIR/secret-key``. A deployment (DATABASE_URL set, DEBUG off)
     without SECRET_KEY refuses to start, as does any with the development key."""
-    key = env.str("SECRET_KEY", default="")
+    key: str = env.str("SECRET_KEY", default="")
     if key == DEVELOPMENT_SECRET_KEY and not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is the built-in development key, which only DEBUG=1 may use: set "

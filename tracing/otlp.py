@@ -815,7 +815,7 @@ def encode_response(rejected: int, message: str, *, json: bool) -> bytes:
     if rejected or message:
         response.partial_success.rejected_spans = rejected
         response.partial_success.error_message = message
-    return response.SerializeToString()
+    return bytes(response.SerializeToString())
 
 
 def _varint(number: int) -> bytes:

@@ -343,7 +343,7 @@ def snapshot(alert: Alert, kind: str, at: datetime, others: Mapping[str, Alert])
         if missing:
             fetched = queries.held_alerts(missing)
             held_rows = [r or fetched.get(fp) for fp, r in zip(alert.held, held_rows, strict=True)]
-        held = []
+        held: list[dict[str, Any]] = []
         for row in held_rows:
             if row is None:
                 continue

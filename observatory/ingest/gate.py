@@ -29,7 +29,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: any ASGI application (Django's handler types its arguments more narrowly)
+App = Callable[..., Awaitable[None]]
 
 
 def _door(path: str) -> views.Door | None:

@@ -146,7 +146,8 @@ def _pass(request: HttpRequest, door: Door) -> IngestToken | HttpResponse:
     """The token the ASGI gate let in for this request, else the door's own answer."""
     scope = getattr(request, "scope", None)
     if isinstance(scope, dict) and isinstance(scope.get(PASSED_TOKEN), IngestToken):
-        return scope[PASSED_TOKEN]
+        passed: IngestToken = scope[PASSED_TOKEN]
+        return passed
     headers = {k.lower(): v for k, v in request.headers.items()}
     return door(headers, request.GET)
 

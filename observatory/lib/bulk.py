@@ -36,6 +36,8 @@ import orjson
 from django.db import connection, models, transaction
 from django.db.backends.utils import CursorDebugWrapper
 
+from observatory.lib import rows
+
 #: bound parameters per statement on SQLite (its classic limit is 999)
 CHUNK = 900
 
@@ -88,9 +90,11 @@ class Table:
         for name in names:
             f = by_column.get(name) or by_name[name]
             kind = f.get_internal_type()
-            target = f.target_field.get_internal_type() if f.is_relation else kind
-            pg = _PG_TYPES.get(target if f.is_relation else kind, "text")
-            cols.append(Column(f.column, pg, f))
+            target = (
+                f.target_field.get_internal_type() if isinstance(f, models.ForeignKey) else kind
+            )
+            pg = _PG_TYPES.get(target, "text")
+            cols.append(Column(rows.column_of(f), pg, f))
         return cls(model._meta.db_table, tuple(cols))
 
     @property
