@@ -1,0 +1,313 @@
+"""Servers the fault tests start, stop and kill themselves, never the shared ones: a
+throwaway PostgreSQL cluster and Redis on free loopback ports, and the product as
+``make run`` starts it (uvicorn on the ASGI app, the Celery worker with beat), each a
+subprocess in a session of its own so that a signal reaches all of its processes.
+
+A missing binary (``initdb``, ``redis-server``) skips the test that needs it, saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def binary(name: str) -> str | None:
+    """``name`` on PATH, else in the newest PostgreSQL's bin folder (Debian keeps the server
+    programs there, off PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: [int(x) for x in Path(p).parent.parent.name.split(".") if x.isdigit()],
+    )
+    return candidates[-1] if candidates else None
+
+
+def require(name: str, why: str) -> str:
+    path = binary(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed: {why}")
+    return path
+
+
+def _alive(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+class Postgres:
+    """A PostgreSQL cluster of its own (initdb in a temporary folder, trust on loopback,
+    superuser ``postgres``) on a free port. initdb refuses to run as root: as root, the
+    cluster belongs to the ``postgres`` system user and its programs run as that user."""
+
+    def __init__(self) -> None:
+        self.initdb = require("initdb", "the PostgreSQL fault tests need a cluster of their own")
+        self.pg_ctl = require("pg_ctl", "the PostgreSQL fault tests stop and start a cluster")
+        self.as_user: list[str] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="observatory-faults-pg-"))
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.skip("running as root without a postgres user: initdb refuses root")
+            runuser = shutil.which("runuser")
+            if runuser is None:
+                pytest.skip("running as root without runuser: initdb refuses root")
+            self.as_user = [runuser, "-u", "postgres", "--"]
+            os.chown(self.tmp, owner.pw_uid, owner.pw_gid)
+        self.data = self.tmp / "data"
+        self.port = free_port()
+        self._run(
+            [self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+             "--no-sync", "--no-instructions"]
+        )  # fmt: skip
+
+    def _run(self, argv: Sequence[str]) -> None:
+        out = subprocess.run([*self.as_user, *argv], capture_output=True, cwd=self.tmp)
+        if out.returncode:
+            raise AssertionError(f"{argv[0]} failed: {out.stderr.decode()[-2000:]}")
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.tmp} -c fsync=off "
+            "-c max_connections=60"
+        )
+        self._run(
+            [self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.tmp / "log"), "-w",
+             "-t", "30", "start"]
+        )  # fmt: skip
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate`` is a crash as far as clients can tell: every connection cut, no
+        checkpoint (committed work survives in the WAL)."""
+        self._run([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop"])
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def close(self) -> None:
+        with contextlib.suppress(AssertionError):
+            self.stop("immediate")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[Postgres]:
+    pg = Postgres()
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.close()
+
+
+# --- Redis --------------------------------------------------------------------------------------
+
+
+class Redis:
+    """redis-server on a free port, keeping nothing on disk (``--save ""``): a restart
+    loses whatever was queued, like a broker that failed over to an empty one."""
+
+    def __init__(self) -> None:
+        self.server = require("redis-server", "the Redis fault test needs a broker of its own")
+        self.port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="observatory-faults-redis-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = open(self.tmp / "log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+        wait_for("redis-server", lambda: _alive(self.port), 15)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --- the product ----------------------------------------------------------------------------------
+
+
+class Product:
+    """Observatory's web server and worker on a database and broker of the test's choosing
+    (``database_url`` None: SQLite in the data folder; ``broker_url`` None: the embedded
+    filesystem broker)."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        broker_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="observatory-faults-"))
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "OBSERVATORY_DATA_DIR": str(self.tmp),
+            "OBSERVATORY_BASE_URL": self.base,
+            "ALERTS_ALLOW_PRIVATE_URLS": "1",
+            "DJANGO_SETTINGS_MODULE": "observatory.settings",
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or "faults-" + os.urandom(24).hex(),
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
+        for name, value in (("DATABASE_URL", database_url), ("CELERY_BROKER_URL", broker_url)):
+            if value:
+                self.env[name] = value
+            else:
+                self.env.pop(name, None)
+        self.env.pop("CHANNEL_LAYER_URL", None)
+        self.web: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.token = ""
+
+    def manage(self, *argv: str) -> str:
+        """``manage.py`` in the product's environment; its last line of output."""
+        out = subprocess.run(
+            [PYTHON, "manage.py", *argv], cwd=ROOT, env=self.env, capture_output=True, timeout=120
+        )
+        if out.returncode:
+            raise AssertionError(f"manage.py {argv[0]} failed: {out.stderr.decode()[-3000:]}")
+        lines = out.stdout.decode().strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code)
+
+    def setup(self) -> None:
+        self.manage("migrate", "--noinput", "-v", "0")
+        self.token = self.manage("create_ingest_token", "faults")
+
+    def _spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
+        out = open(self.tmp / log, "ab")  # noqa: SIM115
+        return subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=out, stderr=out, start_new_session=True
+        )
+
+    def start_web(self) -> None:
+        self.web = self._spawn(
+            [str(BIN / "uvicorn"), "observatory.asgi:application", "--host", "127.0.0.1",
+             "--port", str(self.port), "--no-access-log", "--lifespan", "off"],
+            "web.log",
+        )  # fmt: skip
+
+        def up() -> bool:
+            try:
+                return requests.get(self.base + "/healthz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_for("the web server", up, 30, every=0.2)
+
+    def start_worker(self, *, concurrency: int = 2) -> None:
+        self.worker = self._spawn(
+            [str(BIN / "celery"), "-A", "observatory", "worker", "--beat", "--loglevel",
+             "WARNING", "--concurrency", str(concurrency), "--schedule",
+             str(self.tmp / "beat")],
+            "worker.log",
+        )  # fmt: skip
+
+    def kill_worker(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every process of the worker (the main one, its pool, the beat) at once."""
+        if self.worker is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.worker.pid, sig)
+        try:
+            self.worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.wait(10)
+        # a SIGKILLed pool process may outlive the main one for a moment
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker = None
+
+    def log(self, name: str) -> str:
+        path = self.tmp / name
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def close(self) -> None:
+        self.kill_worker(signal.SIGTERM)
+        if self.web is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.web.pid, signal.SIGTERM)
+            try:
+                self.web.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.web.pid, signal.SIGKILL)
+            self.web = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def product(**kwargs: Any) -> Iterator[Product]:
+    p = Product(**kwargs)
+    try:
+        p.setup()
+        yield p
+    finally:
+        p.close()
