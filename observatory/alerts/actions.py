@@ -56,6 +56,7 @@ from observatory.alerts.transports import (
     Message,
     Sent,
     TransportError,
+    email,
     transport_for,
 )
 from observatory.kpis.models import AlertSeen
@@ -68,7 +69,8 @@ LIVE_TOPIC = "alerts.changed"
 ACK_SALT = "observatory.alerts.ack"
 #: how long a signed acknowledge link stays valid
 ACK_LINK_MAX_AGE_S = 7 * 86400
-#: how long a claimed notification is ours before another pass may take it back
+#: how long a claimed notification is ours before another pass may take it back, by
+#: default (``ALERTS_DELIVERY_LEASE_S``); never shorter than one send can take
 LEASE_S = 120
 _LOCK_ID = 0x616C_6572_7473  # "alerts"
 
@@ -554,8 +556,21 @@ def backoff_s(attempts: int) -> float:
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
 
+def send_bound_s() -> float:
+    """The longest one send may take: the HTTP transports' connect and read timeouts, or
+    the mail backend's timeout."""
+    mail = float(getattr(settings, "EMAIL_TIMEOUT", None) or email.DEFAULT_TIMEOUT_S)
+    return max(float(sum(http.DEFAULT_TIMEOUT)), mail)
+
+
+def lease_s() -> float:
+    """How long a claim holds a notification: ``ALERTS_DELIVERY_LEASE_S``, and at least a
+    send's bound with a margin, so that a send in flight never outlives its lease."""
+    return max(float(_setting("ALERTS_DELIVERY_LEASE_S", LEASE_S)), send_bound_s() + 5)
+
+
 def _claim(at: datetime, limit: int, only: Sequence[int] | None = None) -> list[int]:
-    lease = at + timedelta(seconds=LEASE_S)
+    lease = at + timedelta(seconds=lease_s())
     due = Notification.objects.filter(status=N_PENDING, next_attempt_at__lte=at).filter(
         Q(claimed_until__isnull=True) | Q(claimed_until__lt=at)
     )
@@ -631,9 +646,29 @@ def _finish(
         updates["ref"] = dict(ref or {})
     if next_at is not None:
         updates["next_attempt_at"] = next_at
-    Notification.objects.filter(pk=notification.pk).update(**updates)
+    # only while the claim is still this pass's: never release another pass's claim
+    Notification.objects.filter(
+        pk=notification.pk, claimed_until=notification.claimed_until
+    ).update(**updates)
     for key, value in updates.items():
         setattr(notification, key, value)
+
+
+def _renew(notification: Notification, clock: Clock) -> bool:
+    """Extend this pass's claim of ``notification`` by a whole lease from now, right
+    before its turn; False when the claim is no longer this pass's.
+
+    A pass claims its batch at once and sends one notification after the other: slow
+    sends can outlive the claim's lease, and another pass may then have taken the rest
+    over (and be sending them). The claim's ``claimed_until`` is the token that says
+    whose it is."""
+    until = clock() + timedelta(seconds=lease_s())
+    renewed = Notification.objects.filter(
+        pk=notification.pk, status=N_PENDING, claimed_until=notification.claimed_until
+    ).update(claimed_until=until)
+    if renewed:
+        notification.claimed_until = until
+    return bool(renewed)
 
 
 def _mark_failing(channel: Channel, reason: str, at: datetime) -> None:
@@ -735,6 +770,8 @@ def do_deliver(
     blocked: set[tuple[int | None, int]] = set()
     paused: dict[int, datetime] = {}
     for n in sorted(claimed, key=lambda x: x.id):
+        if not _renew(n, clock):
+            continue  # another pass took it over once this one's lease ran out
         key = (n.alert_id, n.channel_id)
         if n.id in earlier_pending or key in blocked:
             _finish(n, at, status=N_PENDING, error=n.last_error)  # wait for the earlier one
