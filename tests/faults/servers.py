@@ -311,3 +311,70 @@ def product(**kwargs: Any) -> Iterator[Product]:
         yield p
     finally:
         p.close()
+
+
+# --- reading what the product stored ----------------------------------------------------------
+
+
+def query(product: Product, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` run on the product's database (read-only use)."""
+    url = product.env.get("DATABASE_URL")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            return list(conn.execute(sql).fetchall())
+    import sqlite3
+
+    conn = sqlite3.connect(product.tmp / "observatory.sqlite3", timeout=30)
+    try:
+        return list(conn.execute(sql).fetchall())
+    finally:
+        conn.close()
+
+
+def stitching(product: Product) -> dict[str, int]:
+    """How far stitching got, and whether any hop is stitched other than once."""
+    from observatory.hops.models import Hop, Waiting
+    from observatory.transactions.models import Transaction, TransactionHop
+
+    hop, waiting = Hop._meta.db_table, Waiting._meta.db_table
+    link, tx = TransactionHop._meta.db_table, Transaction._meta.db_table
+    [(hops,)] = query(product, f"SELECT count(*) FROM {hop}")
+    [(queued,)] = query(product, f"SELECT count(*) FROM {waiting}")
+    [(twice,)] = query(
+        product,
+        f"SELECT count(*) FROM (SELECT hop_id FROM {link} GROUP BY hop_id HAVING count(*) > 1) t",
+    )
+    [(unlinked,)] = query(
+        product,
+        f"SELECT count(*) FROM {hop} h WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {link} l WHERE l.hop_id = h.id)",
+    )
+    [(live,)] = query(product, f"SELECT count(*) FROM {tx} WHERE merged_into_id IS NULL")
+    return {
+        "hops": hops,
+        "waiting": queued,
+        "stitched_twice": twice,
+        "unstitched": unlinked,
+        "transactions": live,
+    }
+
+
+def stored_uids(product: Product) -> tuple[set[str], int]:
+    """Every hop uid stored, and how many are stored more than once."""
+    from observatory.hops.models import Hop
+
+    rows = query(product, f"SELECT uid, count(*) FROM {Hop._meta.db_table} GROUP BY uid")
+    return {r[0] for r in rows}, sum(1 for r in rows if r[1] > 1)
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str | None]:
+    """The database the product runs on: a throwaway PostgreSQL cluster when the suite
+    runs on PostgreSQL (``DATABASE_URL``), else None (SQLite in the product's folder)."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        yield None
+        return
+    with postgres() as pg:
+        yield pg.create_database("observatory")

@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import time
 
-import psycopg
 import pytest
 import requests
 
-from observatory.hops.models import Hop
 from tests.faults.load import SpanLoad
-from tests.faults.servers import postgres, product
+from tests.faults.servers import postgres, product, stored_uids
 
 pytestmark = pytest.mark.slow
-
-
-def stored_uids(url: str) -> tuple[set[str], int]:
-    """Every hop uid stored, and how many uids are stored more than once."""
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            f"SELECT uid, count(*) FROM {Hop._meta.db_table} GROUP BY uid"
-        ).fetchall()
-    return {r[0] for r in rows}, sum(1 for r in rows if r[1] > 1)
 
 
 def test_ingest_through_a_postgresql_restart() -> None:
@@ -63,7 +52,7 @@ def test_ingest_through_a_postgresql_restart() -> None:
             recovered_s = time.monotonic() - up_at
             time.sleep(3)
             load.stop()
-            stored, twice = stored_uids(url)
+            stored, twice = stored_uids(obs)
 
     lost = load.acked - stored
     print(
