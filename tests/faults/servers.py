@@ -12,14 +12,18 @@ import contextlib
 import glob
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -281,10 +285,19 @@ class Product:
         except subprocess.TimeoutExpired:
             os.killpg(self.worker.pid, signal.SIGKILL)
             self.worker.wait(10)
-        # a SIGKILLed pool process may outlive the main one for a moment
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.worker.pid, signal.SIGKILL)
+        # the pool's processes outlive the main one for a moment: wait until every one is
+        # gone (and with them their sockets), killing what a SIGTERM left behind
+        group = self.worker.pid
         self.worker = None
+
+        def gone() -> bool:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for("the worker's processes to end", gone, 15, every=0.05)
 
     def log(self, name: str) -> str:
         path = self.tmp / name
@@ -311,6 +324,78 @@ def product(**kwargs: Any) -> Iterator[Product]:
         yield p
     finally:
         p.close()
+
+
+# --- a slow Slack -------------------------------------------------------------------------------
+
+
+class SlowSlack:
+    """A Slack incoming-webhook stand-in on loopback that holds each request open for
+    ``hold_s`` seconds (the first one until ``release`` when ``hold_first``) before it
+    answers 200. ``arrived`` counts the requests per path; ``answered`` those it answered
+    to a client still waiting (a sender killed meanwhile never learns the answer)."""
+
+    def __init__(self, *, hold_s: float = 0.0, hold_first: bool = False) -> None:
+        self.hold_s = hold_s
+        self.hold_first = hold_first
+        self.arrived: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+        self.first = threading.Event()
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    first = not outer.first.is_set()
+                    outer.arrived[self.path] += 1
+                    outer.first.set()
+                if first and outer.hold_first:
+                    outer.release.wait(60)
+                else:
+                    outer.release.wait(outer.hold_s)
+                if _gone(self.connection):
+                    return
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                with lock:
+                    outer.answered[self.path] += 1
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _gone(sock: socket.socket) -> bool:
+    """Whether the client closed its end (the request was read whole: anything readable
+    now is the end of the stream)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 # --- reading what the product stored ----------------------------------------------------------
