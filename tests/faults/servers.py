@@ -8,6 +8,7 @@ A missing binary (``initdb``, ``redis-server``) skips the test that needs it, sa
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -191,6 +192,17 @@ class Redis:
 
 # --- the product ----------------------------------------------------------------------------------
 
+#: a migrated SQLite database, made by the first product of the run
+_MIGRATED = Path(tempfile.gettempdir()) / f"observatory-faults-{os.getpid()}" / "migrated.sqlite3"
+atexit.register(shutil.rmtree, _MIGRATED.parent, True)
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """A closed SQLite database: its file, and its write-ahead log if one was left."""
+    for suffix in ("", "-wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+
 
 class Product:
     """Observatory's web server and worker on a database and broker of the test's choosing
@@ -242,7 +254,17 @@ class Product:
         return self.manage("shell", "-c", code)
 
     def setup(self) -> None:
-        self.manage("migrate", "--noinput", "-v", "0")
+        sqlite = self.tmp / "observatory.sqlite3"
+        if self.env.get("DATABASE_URL"):
+            self.manage("migrate", "--noinput", "-v", "0")
+        elif _MIGRATED.exists():
+            _copy_sqlite(_MIGRATED, sqlite)
+        else:
+            # migrating SQLite is mostly waiting for the disk (some 20 s on a busy one):
+            # once per run, then each product starts from a copy
+            self.manage("migrate", "--noinput", "-v", "0")
+            _MIGRATED.parent.mkdir(exist_ok=True)
+            _copy_sqlite(sqlite, _MIGRATED)
         self.token = self.manage("create_ingest_token", "faults")
 
     def _spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
@@ -411,11 +433,11 @@ def query(product: Product, sql: str) -> list[tuple[Any, ...]]:
             return list(conn.execute(sql).fetchall())
     import sqlite3
 
-    conn = sqlite3.connect(product.tmp / "observatory.sqlite3", timeout=30)
+    lite = sqlite3.connect(product.tmp / "observatory.sqlite3", timeout=30)
     try:
-        return list(conn.execute(sql).fetchall())
+        return list(lite.execute(sql).fetchall())
     finally:
-        conn.close()
+        lite.close()
 
 
 def stitching(product: Product) -> dict[str, int]:
@@ -444,6 +466,20 @@ def stitching(product: Product) -> dict[str, int]:
         "unstitched": unlinked,
         "transactions": live,
     }
+
+
+def caught_up(product: Product, timeout: float) -> dict[str, int]:
+    """Wait until no hop waits and every hop is stitched; :func:`stitching` then."""
+
+    def done() -> bool:
+        s = stitching(product)
+        return s["waiting"] == 0 and s["unstitched"] == 0
+
+    try:
+        wait_for("stitching to catch up", done, timeout, every=0.5)
+    except AssertionError:
+        raise AssertionError(f"{stitching(product)}\n{product.log('worker.log')}") from None
+    return stitching(product)
 
 
 def stored_uids(product: Product) -> tuple[set[str], int]:

@@ -10,7 +10,14 @@ import time
 import pytest
 
 from tests.faults.load import SYSTEMS, SpanLoad
-from tests.faults.servers import Redis, database, product, stitching, stored_uids, wait_for
+from tests.faults.servers import (
+    Redis,
+    caught_up,
+    database,
+    product,
+    stitching,
+    stored_uids,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +46,8 @@ def test_ingest_and_stitching_through_a_redis_restart() -> None:
             time.sleep(2)
             load.stop()
 
-            def caught_up() -> bool:
-                s = stitching(obs)
-                return s["waiting"] == 0 and s["unstitched"] == 0
-
-            try:
-                wait_for("stitching to catch up", caught_up, 40, every=0.5)
-            except AssertionError:
-                raise AssertionError(f"{stitching(obs)}\n{obs.log('worker.log')}") from None
+            state = caught_up(obs, 40)
             caught_up_s = time.monotonic() - started
-            state = stitching(obs)
             stored, twice = stored_uids(obs)
     finally:
         redis.close()
@@ -56,8 +55,9 @@ def test_ingest_and_stitching_through_a_redis_restart() -> None:
     lost = load.acked - stored
     print(
         f"\nRedis restart: {load.report()}; answers while Redis was down "
-        f"{dict(sorted(during.items()))}; waiting when it came back {behind}; stitching {state}; acknowledged spans lost "
-        f"{len(lost)}; stored twice {twice}; {caught_up_s:.0f} s"
+        f"{dict(sorted(during.items()))}; waiting when it came back {behind}; stitching "
+        f"{state}; acknowledged spans lost {len(lost)}; stored twice {twice}; "
+        f"{caught_up_s:.0f} s"
     )
     assert during and set(during) <= {200}, f"ingest answered {dict(during)} without Redis"
     assert not lost and twice == 0

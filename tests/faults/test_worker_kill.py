@@ -18,6 +18,7 @@ from tests.faults.load import SYSTEMS, SpanLoad
 from tests.faults.servers import (
     Product,
     SlowSlack,
+    caught_up,
     database,
     product,
     query,
@@ -59,7 +60,8 @@ def test_a_worker_killed_in_the_middle_of_a_stitch_chunk() -> None:
         obs.start_web()
         load = SpanLoad(obs.base, obs.token, batch_orders=50, prefix="K")
         load.start(senders=2)
-        time.sleep(5)  # a backlog of a few chunks, with no worker yet
+        # a backlog of a few chunks (5,000 hops each), with no worker yet
+        wait_for("a backlog", lambda: len(load.acked) >= 12_000, 40, 0.1)
         load.stop()
         backlog = stitching(obs)
         assert backlog["waiting"] == backlog["hops"] == len(load.acked) > 5000, backlog
@@ -70,15 +72,7 @@ def test_a_worker_killed_in_the_middle_of_a_stitch_chunk() -> None:
         at_kill = stitching(obs)
         obs.start_worker()
 
-        def caught_up() -> bool:
-            s = stitching(obs)
-            return s["waiting"] == 0 and s["unstitched"] == 0
-
-        try:
-            wait_for("stitching to catch up", caught_up, 45, every=0.5)
-        except AssertionError:
-            raise AssertionError(f"{stitching(obs)}\n{obs.log('worker.log')}") from None
-        state = stitching(obs)
+        state = caught_up(obs, 45)
         stored, twice = stored_uids(obs)
 
     lost = load.acked - stored
