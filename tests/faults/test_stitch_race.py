@@ -91,3 +91,31 @@ def test_a_link_stitched_while_a_chunk_waits_for_the_lock(
     assert tx.hop_count == 4
     assert partition() == resolve(hop_inputs()).partition()
     assert_consistent()
+
+
+def test_without_a_race_a_chunk_reads_its_components_once(
+    ingest_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second read is for the race only: stitching in several chunks and passes, late
+    links, fan-out and conflicts included, never takes it."""
+    from observatory.transactions import actions
+    from tests.transactions.test_stitcher import mixed_traffic
+
+    reads: list[int] = []
+    real = actions._resolve_components
+
+    def counted(*args: Any) -> Any:
+        reads.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(actions, "_resolve_components", counted)
+    events = [
+        *mixed_traffic(8),
+        event("k1", {"order_number": "#1", "erp_sales_order": "SO-2"}, t=5),  # a conflict
+    ]
+    chunks = 0
+    for start in range(0, len(events), 5):
+        post_events(ingest_client, *events[start : start + 5])
+        chunks += do_stitch(limit_chunk=3).chunks
+    assert len(reads) == chunks
+    assert partition() == resolve(hop_inputs()).partition()
