@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.urls import reverse
 
 from observatory.alerts import evaluate, history, queries, text
@@ -766,6 +766,7 @@ def do_deliver(
         .select_related("event", "channel")
         .order_by("alert_id", "channel_id", "id")
     )
+    _log_interrupted(claimed, at)
     earlier_pending = _earlier_pending(claimed)
     blocked: set[tuple[int | None, int]] = set()
     paused: dict[int, datetime] = {}
@@ -799,6 +800,34 @@ def do_deliver(
                 paused[channel.id] = at + timedelta(seconds=retry_after)
             channel.refresh_from_db(fields=["failing", "failing_reason"])
     return result
+
+
+#: what the delivery log says of a send whose worker stopped before its answer came back
+INTERRUPTED = (
+    "interrupted: the sending worker stopped before the answer came back (found by a later "
+    "pass); the message may have arrived, and is sent again"
+)
+
+
+def _log_interrupted(claimed: Sequence[Notification], at: datetime) -> None:
+    """Log each send of ``claimed`` that began (``attempts`` counts it) and never logged
+    its outcome: its worker was killed mid-send, the claim ran out, and this pass takes
+    the notification back. Such a send is in doubt, so the retry may deliver it twice."""
+    tried = [n for n in claimed if n.attempts]
+    if not tried:
+        return
+    logged = dict(
+        DeliveryAttempt.objects.filter(notification_id__in=[n.id for n in tried])
+        .values("notification_id")
+        .annotate(n=Count("id"))
+        .values_list("notification_id", "n")
+    )
+    lost = [n for n in tried if n.attempts > logged.get(n.id, 0)]
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(notification=n, at=at, error=INTERRUPTED) for n in lost
+    )
+    for n in lost:
+        log.warning("alert notification %s: an earlier send was interrupted; retrying", n.pk)
 
 
 def _earlier_pending(claimed: Sequence[Notification]) -> set[int]:

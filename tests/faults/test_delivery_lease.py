@@ -57,3 +57,34 @@ def test_a_slow_batch_outliving_its_lease_sends_each_notification_once(
     # the in-flight send kept its claim: the other pass took only what was not begun
     assert other[0].sent >= 1
     assert actions.Notification.objects.filter(claimed_until__isnull=False).count() == 0
+
+
+def test_a_send_cut_off_by_a_killed_worker_is_logged_then_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    channel = webhook_channel("https://hooks.slack.example/services/T/B/killed")
+    event = AlertEvent.objects.create(kind=EV_TEST, at=T0, snapshot={"n": 0})
+    # what a worker killed mid-send leaves: the try counted, no outcome, its claim
+    n = Notification.objects.create(
+        event=event,
+        channel=channel,
+        next_attempt_at=T0,
+        created_at=T0,
+        attempts=1,
+        claimed_until=T0 + timedelta(seconds=actions.lease_s()),
+    )
+    sent: list[int] = []
+
+    def notify(self: SlackWebhook, message: Message) -> Sent:
+        sent.append(message.snapshot["n"])
+        return Sent(status=200)
+
+    monkeypatch.setattr(SlackWebhook, "notify", notify)
+    assert do_deliver(clock=lambda: T0 + timedelta(seconds=5)).sent == 0  # still claimed
+    later = T0 + timedelta(seconds=actions.lease_s() + 1)
+    assert do_deliver(clock=lambda: later).sent == 1
+    assert sent == [0]
+    log = list(n.attempt_log.order_by("id").values_list("ok", "error"))
+    assert log == [(False, actions.INTERRUPTED), (True, "")]
+    n.refresh_from_db()
+    assert n.status == N_SENT and n.attempts == 2

@@ -98,7 +98,12 @@ def _outbox(obs: Product, channels: int) -> dict[str, int]:
         obs,
         f"SELECT count(*) FROM {DeliveryAttempt._meta.db_table} WHERE ok",
     )
-    return {**{s: n for s, n in rows}, "successful attempts": ok}
+    [(interrupted,)] = query(
+        obs,
+        f"SELECT count(*) FROM {DeliveryAttempt._meta.db_table} "
+        "WHERE NOT ok AND error LIKE 'interrupted:%'",
+    )
+    return {**{s: n for s, n in rows}, "successful attempts": ok, "interrupted": interrupted}
 
 
 def _queue_test_messages(obs: Product, slack: SlowSlack, count: int) -> list[str]:
@@ -140,7 +145,7 @@ def test_slow_sends_outliving_the_claim_are_not_sent_again() -> None:
     )
     assert all(slack.arrived[p] == 1 for p in paths), dict(slack.arrived)
     assert all(slack.answered[p] == 1 for p in paths), dict(slack.answered)
-    assert outbox == {"sent": 3, "successful attempts": 3}
+    assert outbox == {"sent": 3, "successful attempts": 3, "interrupted": 0}
 
 
 def test_a_worker_killed_in_the_middle_of_an_alert_delivery() -> None:
@@ -172,4 +177,5 @@ def test_a_worker_killed_in_the_middle_of_an_alert_delivery() -> None:
     assert all(slack.answered[p] == 1 for p in paths), dict(slack.answered)
     # only the send the kill cut off arrived twice
     assert sum(slack.arrived.values()) == 4 and max(slack.arrived.values()) == 2
-    assert outbox == {"sent": 3, "successful attempts": 3}
+    # and the delivery log says so
+    assert outbox == {"sent": 3, "successful attempts": 3, "interrupted": 1}
