@@ -253,7 +253,7 @@ class Product:
     def shell(self, code: str) -> str:
         return self.manage("shell", "-c", code)
 
-    def setup(self) -> None:
+    def setup(self, *, ingest: bool = True) -> None:
         sqlite = self.tmp / "observatory.sqlite3"
         if self.env.get("DATABASE_URL"):
             self.manage("migrate", "--noinput", "-v", "0")
@@ -265,7 +265,8 @@ class Product:
             self.manage("migrate", "--noinput", "-v", "0")
             _MIGRATED.parent.mkdir(exist_ok=True)
             _copy_sqlite(sqlite, _MIGRATED)
-        self.token = self.manage("create_ingest_token", "faults")
+        if ingest:
+            self.token = self.manage("create_ingest_token", "faults")
 
     def _spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
         out = open(self.tmp / log, "ab")  # noqa: SIM115
@@ -326,7 +327,7 @@ class Product:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def close(self) -> None:
-        self.kill_worker(signal.SIGTERM)
+        self.kill_worker()  # its database goes with it: no warm shutdown to wait for
         if self.web is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.web.pid, signal.SIGTERM)
@@ -339,10 +340,10 @@ class Product:
 
 
 @contextlib.contextmanager
-def product(**kwargs: Any) -> Iterator[Product]:
+def product(*, ingest: bool = True, **kwargs: Any) -> Iterator[Product]:
     p = Product(**kwargs)
     try:
-        p.setup()
+        p.setup(ingest=ingest)
         yield p
     finally:
         p.close()

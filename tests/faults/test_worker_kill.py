@@ -131,7 +131,7 @@ def test_slow_sends_outliving_the_claim_are_not_sent_again() -> None:
     started = time.monotonic()
     slack = SlowSlack(hold_s=8)
     try:
-        with database() as url, product(database_url=url, env=FAST) as obs:
+        with database() as url, product(database_url=url, env=FAST, ingest=False) as obs:
             paths = _queue_test_messages(obs, slack, 3)
             obs.start_worker()
             wait_for("every message answered", lambda: len(slack.answered) == 3, 50, 0.2)
@@ -155,7 +155,7 @@ def test_a_worker_killed_in_the_middle_of_an_alert_delivery() -> None:
     started = time.monotonic()
     slack = SlowSlack(hold_first=True)
     try:
-        with database() as url, product(database_url=url, env=FAST) as obs:
+        with database() as url, product(database_url=url, env=FAST, ingest=False) as obs:
             paths = _queue_test_messages(obs, slack, 3)
             obs.start_worker()
             assert slack.first.wait(30), obs.log("worker.log")
