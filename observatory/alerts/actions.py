@@ -26,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.urls import reverse
 
 from observatory.alerts import evaluate, history, queries, text
@@ -55,6 +55,7 @@ from observatory.alerts.transports import (
     Message,
     Sent,
     TransportError,
+    email,
     transport_for,
 )
 from observatory.kpis.models import AlertSeen
@@ -67,7 +68,8 @@ LIVE_TOPIC = "alerts.changed"
 ACK_SALT = "observatory.alerts.ack"
 #: how long a signed acknowledge link stays valid
 ACK_LINK_MAX_AGE_S = 7 * 86400
-#: how long a claimed notification is ours before another pass may take it back
+#: how long a claimed notification is ours before another pass may take it back, by
+#: default (``ALERTS_DELIVERY_LEASE_S``); never shorter than one send can take
 LEASE_S = 120
 _LOCK_ID = 0x616C_6572_7473  # "alerts"
 
@@ -549,8 +551,21 @@ def backoff_s(attempts: int) -> float:
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
 
+def send_bound_s() -> float:
+    """The longest one send may take: the HTTP transports' connect and read timeouts, or
+    the mail backend's timeout."""
+    mail = float(getattr(settings, "EMAIL_TIMEOUT", None) or email.DEFAULT_TIMEOUT_S)
+    return max(float(sum(http.DEFAULT_TIMEOUT)), mail)
+
+
+def lease_s() -> float:
+    """How long a claim holds a notification: ``ALERTS_DELIVERY_LEASE_S``, and at least a
+    send's bound with a margin, so that a send in flight never outlives its lease."""
+    return max(float(_setting("ALERTS_DELIVERY_LEASE_S", LEASE_S)), send_bound_s() + 5)
+
+
 def _claim(at: datetime, limit: int, only: Sequence[int] | None = None) -> list[int]:
-    lease = at + timedelta(seconds=LEASE_S)
+    lease = at + timedelta(seconds=lease_s())
     due = Notification.objects.filter(status=N_PENDING, next_attempt_at__lte=at).filter(
         Q(claimed_until__isnull=True) | Q(claimed_until__lt=at)
     )
@@ -626,9 +641,29 @@ def _finish(
         updates["ref"] = dict(ref or {})
     if next_at is not None:
         updates["next_attempt_at"] = next_at
-    Notification.objects.filter(pk=notification.pk).update(**updates)
+    # only while the claim is still this pass's: never release another pass's claim
+    Notification.objects.filter(
+        pk=notification.pk, claimed_until=notification.claimed_until
+    ).update(**updates)
     for key, value in updates.items():
         setattr(notification, key, value)
+
+
+def _renew(notification: Notification, clock: Clock) -> bool:
+    """Extend this pass's claim of ``notification`` by a whole lease from now, right
+    before its turn; False when the claim is no longer this pass's.
+
+    A pass claims its batch at once and sends one notification after the other: slow
+    sends can outlive the claim's lease, and another pass may then have taken the rest
+    over (and be sending them). The claim's ``claimed_until`` is the token that says
+    whose it is."""
+    until = clock() + timedelta(seconds=lease_s())
+    renewed = Notification.objects.filter(
+        pk=notification.pk, status=N_PENDING, claimed_until=notification.claimed_until
+    ).update(claimed_until=until)
+    if renewed:
+        notification.claimed_until = until
+    return bool(renewed)
 
 
 def _mark_failing(channel: Channel, reason: str, at: datetime) -> None:
@@ -726,10 +761,13 @@ def do_deliver(
         .select_related("event", "channel")
         .order_by("alert_id", "channel_id", "id")
     )
+    _log_interrupted(claimed, at)
     earlier_pending = _earlier_pending(claimed)
     blocked: set[tuple[int | None, int]] = set()
     paused: dict[int, datetime] = {}
     for n in sorted(claimed, key=lambda x: x.id):
+        if not _renew(n, clock):
+            continue  # another pass took it over once this one's lease ran out
         key = (n.alert_id, n.channel_id)
         if n.id in earlier_pending or key in blocked:
             _finish(n, at, status=N_PENDING, error=n.last_error)  # wait for the earlier one
@@ -757,6 +795,34 @@ def do_deliver(
                 paused[channel.id] = at + timedelta(seconds=retry_after)
             channel.refresh_from_db(fields=["failing", "failing_reason"])
     return result
+
+
+#: what the delivery log says of a send whose worker stopped before its answer came back
+INTERRUPTED = (
+    "interrupted: the sending worker stopped before the answer came back (found by a later "
+    "pass); the message may have arrived, and is sent again"
+)
+
+
+def _log_interrupted(claimed: Sequence[Notification], at: datetime) -> None:
+    """Log each send of ``claimed`` that began (``attempts`` counts it) and never logged
+    its outcome: its worker was killed mid-send, the claim ran out, and this pass takes
+    the notification back. Such a send is in doubt, so the retry may deliver it twice."""
+    tried = [n for n in claimed if n.attempts]
+    if not tried:
+        return
+    logged = dict(
+        DeliveryAttempt.objects.filter(notification_id__in=[n.id for n in tried])
+        .values("notification_id")
+        .annotate(n=Count("id"))
+        .values_list("notification_id", "n")
+    )
+    lost = [n for n in tried if n.attempts > logged.get(n.id, 0)]
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(notification=n, at=at, error=INTERRUPTED) for n in lost
+    )
+    for n in lost:
+        log.warning("alert notification %s: an earlier send was interrupted; retrying", n.pk)
 
 
 def _earlier_pending(claimed: Sequence[Notification]) -> set[int]:
