@@ -55,7 +55,6 @@ from observatory.alerts.transports import (
     Message,
     Sent,
     TransportError,
-    email,
     transport_for,
 )
 from observatory.kpis.models import AlertSeen
@@ -554,14 +553,14 @@ def backoff_s(attempts: int) -> float:
 def send_bound_s() -> float:
     """The longest one send may take: the HTTP transports' connect and read timeouts, or
     the mail backend's timeout."""
-    mail = float(getattr(settings, "EMAIL_TIMEOUT", None) or email.DEFAULT_TIMEOUT_S)
+    mail = float(settings.EMAIL_TIMEOUT)
     return max(float(sum(http.DEFAULT_TIMEOUT)), mail)
 
 
 def lease_s() -> float:
     """How long a claim holds a notification: ``ALERTS_DELIVERY_LEASE_S``, and at least a
     send's bound with a margin, so that a send in flight never outlives its lease."""
-    return max(float(_setting("ALERTS_DELIVERY_LEASE_S", LEASE_S)), send_bound_s() + 5)
+    return max(float(settings.ALERTS_DELIVERY_LEASE_S), send_bound_s() + 5)
 
 
 def _claim(at: datetime, limit: int, only: Sequence[int] | None = None) -> list[int]:
