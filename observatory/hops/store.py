@@ -2,13 +2,15 @@
 
 One request's records go in with a handful of statements whatever their number:
 
-take ids for the hops (``lib.bulk.take_ids``), write their receipts (uids), then the hops,
-their keys and their places in the stitcher's queue (binary ``COPY`` on PostgreSQL,
-``executemany`` on SQLite). New hops are the common case, so nothing is looked up first:
-the receipts go in inside a savepoint and their unique uid index is the check. If any hop
-was stored before (a re-sent batch, a day or a month later: receipts are one table across
-the hop table's day partitions) or by a concurrent request, the savepoint is rolled back
-and the receipts go in through ``INSERT ... ON CONFLICT (uid) DO NOTHING RETURNING``;
+take ids for the hops, write their receipts (uids), then the hops, their keys and their
+places in the stitcher's queue (binary ``COPY`` on PostgreSQL, ``executemany`` on SQLite).
+New hops are the common case, so nothing is looked up first: the receipts' unique uid
+index is the check. On PostgreSQL one statement takes the ids and inserts the receipts
+with ``ON CONFLICT (uid) DO NOTHING`` (``lib.bulk.insert_new_taking_ids``: one round
+trip); on SQLite the receipts go in inside a savepoint, and if any uid is stored, the
+savepoint is rolled back and they go in through ``INSERT ... ON CONFLICT (uid) DO NOTHING
+RETURNING``. A hop stored before (a re-sent batch, a day or a month later: receipts are
+one table across the hop table's day partitions) or by a concurrent request is skipped:
 only the hops whose receipt went in are written, and the ids of the others are looked
 up. ``lib.bulk`` is where the two databases differ.
 
@@ -162,15 +164,22 @@ def _insert(new: list[HopRecord], received_at: datetime) -> dict[str, int]:
     # days ahead: this is a catalog lookup once a day per process)
     for table in DAY_PARTITIONED:
         partitions.ensure(table, (datetime.now(UTC) - timedelta(days=1)).date(), 3)
-    ids = bulk.take_ids(HOP_TABLE, len(new))
-    pairs = list(zip(ids, new, strict=True))
-    receipts = [(i, r.uid) for i, r in pairs]
-    try:
-        with transaction.atomic():  # a savepoint: the fallback below may need it
-            bulk.insert(RECEIPTS, receipts)
-    except IntegrityError:  # some of these uids are stored already
-        kept = bulk.insert_new(RECEIPTS, receipts, "uid")
-        pairs = [(i, r) for i, r in pairs if r.uid in kept]
+    if bulk.postgresql():
+        # ids and receipts in one statement, the stored uids skipped by ON CONFLICT
+        ids, inserted = bulk.insert_new_taking_ids(HOP_TABLE, RECEIPTS, [r.uid for r in new])
+        pairs = list(zip(ids, new, strict=True))
+        if inserted < len(pairs):  # some of these uids are stored already: which went in
+            kept = {uid for (uid,) in bulk.select_in(RECEIPTS.name, "uid", "hop_id", ids)}
+            pairs = [(i, r) for i, r in pairs if r.uid in kept]
+    else:
+        pairs = list(zip(bulk.take_ids(HOP_TABLE, len(new)), new, strict=True))
+        receipts = [(i, r.uid) for i, r in pairs]
+        try:
+            with transaction.atomic():  # a savepoint: the fallback below may need it
+                bulk.insert(RECEIPTS, receipts)
+        except IntegrityError:  # some of these uids are stored already
+            kept = bulk.insert_new(RECEIPTS, receipts, "uid")
+            pairs = [(i, r) for i, r in pairs if r.uid in kept]
     bulk.insert(HOPS, [_hop_row(i, r, received_at) for i, r in pairs])
     _queue_keys(pairs)
     return {r.uid: i for i, r in pairs}
