@@ -362,26 +362,33 @@ def plan_for_many_small_lookups() -> None:
 
 
 def insert_new_taking_ids(
-    id_table: str, table: Table, values: Sequence[str]
+    id_table: str, table: Table, values: Sequence[str], *, queue: Table | None = None
 ) -> tuple[list[int], int]:
     """PostgreSQL only: :func:`take_ids` for ``len(values)`` rows of ``id_table``, and the
     rows (id, value) of the two-column ``table`` (an id, then a unique text column) whose
     value is not stored yet inserted, all in one statement: one round trip, where taking
-    the ids, a savepoint, a COPY and the savepoint's release take five. Returns the ids,
-    in the order of ``values``, and how many rows went in; the ids of the values that were
-    stored already are used for nothing.
+    the ids, a savepoint, a COPY and the savepoint's release take five. The ids of the rows
+    that went in are also inserted into the one-column table ``queue``, if given. Returns
+    the ids, in the order of ``values``, and how many rows went in; the ids of the values
+    that were stored already are used for nothing.
     """
     if not values:
         return [], 0
     id_column, unique = table.names
+    queued = (
+        f", queued AS (INSERT INTO {queue.name} ({queue.names[0]}) SELECT id FROM stored)"
+        if queue is not None
+        else ""
+    )
     (ids, stored), *_ = run(
         f"WITH new AS MATERIALIZED ("
         f" SELECT {_id_source(id_table)} AS id, v.value, v.n"
         f" FROM unnest(%s::text[]) WITH ORDINALITY AS v(value, n)"
         f"), stored AS ("
         f" INSERT INTO {table.name} ({id_column}, {unique}) SELECT id, value FROM new ORDER BY n"
-        f" ON CONFLICT ({unique}) DO NOTHING RETURNING 1"
-        f") SELECT (SELECT array_agg(id ORDER BY n) FROM new), (SELECT count(*) FROM stored)",
+        f" ON CONFLICT ({unique}) DO NOTHING RETURNING {id_column} AS id"
+        f"){queued} SELECT (SELECT array_agg(id ORDER BY n) FROM new),"
+        f" (SELECT count(*) FROM stored)",
         [text_array(values)],
     )
     return list(ids), int(stored)
