@@ -61,6 +61,9 @@ class KeyRules:
 
     attribute_kinds: Mapping[str, str] = field(default_factory=dict)
     service_systems: Mapping[str, str] = field(default_factory=dict)
+    #: whether a rule reads a ``retail.*`` attribute (set from ``attribute_kinds``): the
+    #: decoders file every other attribute with the span's free ones
+    retail_names: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         for name, kind in self.attribute_kinds.items():
@@ -73,6 +76,9 @@ class KeyRules:
                     "letters, digits, '_' or '-'"
                 )
         # Frozen dataclass: bypass __setattr__ once, to freeze the caller's dicts.
+        object.__setattr__(
+            self, "retail_names", any(n.startswith("retail.") for n in self.attribute_kinds)
+        )
         object.__setattr__(self, "attribute_kinds", _frozen(self.attribute_kinds))
         object.__setattr__(
             self,
@@ -200,15 +206,24 @@ def merge_keys(
         else:
             keys.extend(resource_keys)
     if rules.attribute_kinds:
-        found = {k.kind for k in keys}
+        # the kinds found before any rule, worked out once a rule's attribute is present
+        before: set[str] | None = None
         for name, kind in rules.attribute_kinds.items():
-            if kind in found:
-                continue
             if name in span_attrs:
-                _append(keys, name, kind, span_attrs[name])
+                value = span_attrs[name]
             elif name in resource_attrs:
-                _append(keys, name, kind, resource_attrs[name])
-    if len(keys) < 2 or len({(k.kind, k.value) for k in keys}) == len(keys):
+                value = resource_attrs[name]
+            else:
+                continue
+            if before is None:
+                before = {k[0] for k in keys}
+            if kind not in before:
+                _append(keys, name, kind, value)
+    if len(keys) < 2:
+        return keys
+    # keys of distinct kinds cannot repeat a (kind, value) pair: the usual case, and the
+    # cheaper set (a Key's fields by index: kind, value)
+    if len({k[0] for k in keys}) == len(keys) or len({k[:2] for k in keys}) == len(keys):
         return keys
     return dedupe(keys)
 

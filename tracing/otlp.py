@@ -241,7 +241,10 @@ def _hop(
 
     keys = named_keys(key_attrs) if key_attrs else []
     if res.keys or rules.attribute_kinds:
-        keys = merge_keys(keys, {**free, **hop, **key_attrs}, res.attrs, res.keys, rules)
+        # the rules read the span's attributes; unless one names a retail.* attribute, all
+        # it may read is among the free ones (the three maps share no name)
+        span_attrs = {**free, **hop, **key_attrs} if rules.retail_names else free
+        keys = merge_keys(keys, span_attrs, res.attrs, res.keys, rules)
     elif len(keys) > 1 and len(set(keys)) != len(keys):
         # One attribute per kind: only array elements can repeat a key here.
         keys = dedupe(keys)
