@@ -253,7 +253,7 @@ def _prepare_rows(template: bytes, placeholder: bytes, requests: int) -> list[li
             [
                 [(i, r.uid) for i, r in pairs],
                 [store._hop_row(i, r, received) for i, r in pairs],
-                [row for i, r in pairs for row in store._key_rows(i, r)],
+                store._key_rows(pairs),
                 [(i,) for i, _ in pairs],
             ]
         )

@@ -116,8 +116,10 @@ def _hop_row(hop_id: int, r: HopRecord, received_at: datetime) -> tuple[Any, ...
     )
 
 
-def _key_rows(hop_id: int, r: HopRecord) -> Iterable[tuple[Any, ...]]:
-    return ((hop_id, k.kind, k.value, k.fanout) for k in r.keys)
+def _key_rows(pairs: Iterable[tuple[int, HopRecord]]) -> list[tuple[Any, ...]]:
+    """The key rows of ``(hop id, record)`` pairs (one comprehension: a generator a record
+    cost as much as its rows)."""
+    return [(hop_id, kind, value, fanout) for hop_id, r in pairs for kind, value, fanout in r.keys]
 
 
 def store_records(records: Sequence[HopRecord], received_at: datetime) -> StoreResult:
@@ -185,7 +187,7 @@ def _insert(new: list[HopRecord], received_at: datetime) -> dict[str, int]:
             kept = bulk.insert_new(RECEIPTS, receipts, "uid")
             pairs = [(i, r) for i, r in pairs if r.uid in kept]
     bulk.insert(HOPS, [_hop_row(i, r, received_at) for i, r in pairs])
-    bulk.insert(KEYS, [row for hop_id, r in pairs for row in _key_rows(hop_id, r)])
+    bulk.insert(KEYS, _key_rows(pairs))
     if not queued:  # their places in the stitcher's queue
         bulk.insert(WAITING, [(i,) for i, _ in pairs])
     return {r.uid: i for i, r in pairs}
