@@ -38,6 +38,8 @@ _MAX_LEN = conventions.MAX_KEY_VALUE_LENGTH
 # Kinds already seen valid, so the regex runs once per kind; bounded against junk senders.
 _valid_kinds: set[str] = set()
 _VALID_KINDS_CACHE = 4096
+#: ``retail.key.<kind>`` attribute name -> its kind, for the names seen (kinds valid)
+_kind_of: dict[str, str] = {}
 # Key(...) runs a Python-level __new__; tuple.__new__ builds the same NamedTuple in a third
 # of the time, which counts on the OTLP hot path.
 _new_key = tuple.__new__
@@ -170,10 +172,15 @@ def named_keys(key_attrs: Mapping[str, Any]) -> list[Key]:
     """``prefixed_keys`` of attributes already known to be named ``retail.key.<kind>``
     (the OTLP decoder sorts them out while it reads a span's attributes)."""
     out: list[Key] = []
+    kinds = _kind_of
     for name, value in key_attrs.items():
-        kind = name[_PREFIX_LEN:]
-        if kind not in _valid_kinds:
-            _check_kind(name, kind)
+        kind = kinds.get(name)  # a name seen before: its kind, known valid
+        if kind is None:
+            kind = name[_PREFIX_LEN:]
+            if kind not in _valid_kinds:
+                _check_kind(name, kind)
+            if len(kinds) < _VALID_KINDS_CACHE:
+                kinds[name] = kind
         # The common cases of _append, inlined: a string, or an integer id.
         if type(value) is str and len(value) <= _MAX_LEN and "\x00" not in value:
             value = value.strip()

@@ -322,10 +322,10 @@ class MaskPolicy:
 
     def _any_pii_kind(self, keys: list[Key]) -> bool:
         decided = self._decided
-        for key in keys:
-            hit = decided.get(key.kind)
+        for kind, _, _ in keys:
+            hit = decided.get(kind)
             if hit is None:
-                hit = self.is_pii_key(key.kind)
+                hit = self.is_pii_key(kind)
             if hit:
                 return True
         return False
