@@ -341,7 +341,7 @@ ALERTS_RETRY_MAX_S = env.float("ALERTS_RETRY_MAX_S", default=900.0)
 ALERTS_DELIVERY_MAX_ATTEMPTS = env.int("ALERTS_DELIVERY_MAX_ATTEMPTS", default=8)
 #: How long a delivery pass's claim of a notification lasts (renewed before each send); a
 #: worker killed mid-send leaves its claim to expire, then another pass retries. Never
-#: shorter than one send can take (observatory/alerts/actions.py, ``lease_s``).
+#: shorter than one send can take (observatory/alerts/actions/delivery.py, ``lease_s``).
 ALERTS_DELIVERY_LEASE_S = env.float("ALERTS_DELIVERY_LEASE_S", default=120.0)
 #: The Slack Web API (bot token mode: chat.postMessage, chat.update); tests point it home.
 ALERTS_SLACK_API_URL = env.str("ALERTS_SLACK_API_URL", default="https://slack.com/api/")
