@@ -7,22 +7,39 @@ DEV_STAMP := $(VENV)/.dev-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run demo test lint unit bench install install-dev browser clean
+.PHONY: run demo test lint unit bench install install-dev lock browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(PY)
-	$(VENV)/bin/pip install -q -e .
+# Installs come from the lock files (exact versions, every platform): make lock refreshes
+# them from pyproject.toml; the project itself goes in last, editable and without deps.
+$(RUN_STAMP): requirements/demo.txt pyproject.toml | $(PY)
+	$(VENV)/bin/pip install -q -r requirements/demo.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(PY)
-	$(VENV)/bin/pip install -q -e '.[dev]'
+$(DEV_STAMP): requirements/dev.txt pyproject.toml | $(PY)
+	$(VENV)/bin/pip install -q -r requirements/dev.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@ $(RUN_STAMP)
 
 install: $(RUN_STAMP)
 install-dev: $(DEV_STAMP)
+
+## make lock: resolve pyproject.toml again into requirements/ (server.txt: the server alone,
+## demo.txt: + the demo extra, for make run; dev.txt: + the dev extra, for make test),
+## keeping every pin that still fits; make lock UPGRADE=1 takes the newest releases allowed
+UV_VERSION ?= 0.13.9
+UV := $(VENV)/bin/uv
+LOCK := $(UV) pip compile -q pyproject.toml --universal --python-version 3.11 \
+	--annotation-style line --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock: | $(PY)
+	@test -x $(UV) || $(VENV)/bin/pip install -q "uv==$(UV_VERSION)"
+	$(LOCK) --extra dev -o requirements/dev.txt
+	$(LOCK) --extra demo -c requirements/dev.txt -o requirements/demo.txt
+	$(LOCK) -c requirements/dev.txt -o requirements/server.txt
 
 ## make run: the whole product with demo traffic on embedded defaults (Ctrl-C stops it all):
 ## the web server, the Celery worker with beat, and the simulator (7 days of history, then

@@ -1,14 +1,27 @@
-"""Ingest throughput on PostgreSQL, end to end over HTTP, against a bare COPY.
+"""Ingest throughput on PostgreSQL: end to end over HTTP, against a bare COPY of the same rows.
 
-    python bench/ingest.py [--seconds 30] [--clients 4] [--spans 512] [--server gunicorn]
-                           [--workers 2]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
+        python bench/ingest.py [--seconds 20] [--clients 4] [--spans 512] [--repeat 1]
+                               [--server gunicorn] [--workers 2] [--db observatory_bench_ingest]
 
-Creates (or empties) a scratch database ``observatory_bench`` on the PostgreSQL server of
-``BENCH_DATABASE_URL`` (default ``postgres://postgres@127.0.0.1:5432/observatory_bench``),
-migrates it, starts the server on a free loopback port, and has ``--clients`` processes
-post pre-encoded OTLP protobuf requests of ``--spans`` spans (8 keys and attributes each,
-every request a new trace) over keep-alive connections for ``--seconds``. Then it COPYs
-the same rows straight into the same tables, so the ratio is visible in one run.
+Creates the scratch database ``--db`` on the PostgreSQL server of ``DATABASE_URL``,
+migrates it, starts the server on a free loopback port, and then, ``--repeat`` times:
+
+1. end to end: ``--clients`` processes post pre-encoded OTLP protobuf requests of
+   ``--spans`` spans (8 keys and attributes each, every request a new trace) over
+   keep-alive connections for ``--seconds`` (after two untimed requests each);
+2. bare COPY: as many requests as went through (at most ``--copy-requests``) are turned
+   into the exact rows the server writes (decoded with the server's key rules, masked, ids
+   taken from the hop table's own id default) *before* the clock starts; then ``--workers``
+   connections (the server's writers) COPY (binary) them into fresh clones of the four
+   tables a request writes (receipts, hops, keys, the stitcher's queue; ``LIKE ...
+   INCLUDING ALL``: same columns, defaults and indexes, partitioned by day as the tables
+   are; empty, which made no difference to the COPY's cost when tried), one transaction
+   per request as the server commits, and only that is timed.
+
+It prints both rates in spans/s and their ratio. The server's extra work per request is
+what the ratio shows: HTTP, authentication, decoding, masking, row building, the receipt
+savepoint, taking ids. Run it on an otherwise idle machine, or compare ratios within a run.
 """
 
 from __future__ import annotations
@@ -22,20 +35,69 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 PYTHON = sys.executable
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/observatory_bench"
+#: the tables one request writes, in the order the server writes them (hops.store)
+CLONE_PREFIX = "bench_clone_"
+TICK = os.sysconf("SC_CLK_TCK")
+WARMUP = 2
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of ``pids`` still alive (Linux /proc)."""
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[pid] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def backends(db_url: str) -> list[int]:
+    """The PostgreSQL server processes serving ``db_url``'s database (on this machine)."""
+    import psycopg
+
+    with psycopg.connect(db_url.replace("postgres://", "postgresql://", 1)) as c:
+        rows = c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def make_template(spans: int) -> tuple[bytes, bytes]:
@@ -89,46 +151,215 @@ def make_template(spans: int) -> tuple[bytes, bytes]:
     return request.SerializeToString(), placeholder
 
 
+# --- end to end ------------------------------------------------------------------------------
+
+
 def client(
     port: int, token: str, template: bytes, placeholder: bytes, seconds: float, q: Any
 ) -> None:
-    """Post fresh traces as fast as the server answers; report latencies and failures."""
+    """Post fresh traces as fast as the server answers; report latencies, failures and
+    the timed window (monotonic clock, shared by the processes of one machine)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"}
-    latencies: list[float] = []
-    failures = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        body = template.replace(placeholder, secrets.token_bytes(16))
-        started = time.perf_counter()
-        conn.request("POST", "/v1/traces", body, headers)
+
+    def post() -> int:
+        conn.request(
+            "POST", "/v1/traces", template.replace(placeholder, secrets.token_bytes(16)), headers
+        )
         response = conn.getresponse()
         response.read()
-        if response.status == 200:
+        return response.status
+
+    for _ in range(WARMUP):  # a worker's first request imports and connects: not timed
+        post()
+    latencies: list[float] = []
+    failures = 0
+    begun = time.monotonic()
+    deadline = begun + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        if post() == 200:
             latencies.append(time.perf_counter() - started)
         else:
             failures += 1
+    q.put((latencies, failures, begun, time.monotonic()))
     conn.close()
-    q.put((latencies, failures))
 
 
-def psql(url: str, sql: str) -> None:
+def end_to_end(
+    server: subprocess.Popen[bytes],
+    db_url: str,
+    port: int,
+    token: str,
+    template: bytes,
+    placeholder: bytes,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    workers = children(server.pid)
+    cpu_before = cpu_seconds(workers), cpu_seconds(backends(db_url))
+    q: Any = mp.Queue()
+    procs = [
+        mp.Process(target=client, args=(port, token, template, placeholder, args.seconds, q))
+        for _ in range(args.clients)
+    ]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    server_cpu = spent(cpu_before[0], cpu_seconds(workers))
+    db_cpu = spent(cpu_before[1], cpu_seconds(backends(db_url)))
+    latencies = sorted(x for r in results for x in r[0])
+    elapsed = max(r[3] for r in results) - min(r[2] for r in results)
+    served = (len(latencies) + sum(r[1] for r in results) + WARMUP * args.clients) * args.spans
+    return {
+        "client_cpu": server_cpu / served,
+        "db_cpu": db_cpu / served,
+        "requests": len(latencies),
+        "failures": sum(r[1] for r in results),
+        "elapsed": elapsed,
+        "rate": len(latencies) * args.spans / elapsed,
+        "p50": statistics.median(latencies) * 1000 if latencies else 0.0,
+        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000 if latencies else 0.0,
+    }
+
+
+# --- the bare COPY ---------------------------------------------------------------------------
+
+
+def _tables() -> list[Any]:
+    from observatory.hops import store
+
+    return [store.RECEIPTS, store.HOPS, store.KEYS, store.WAITING]
+
+
+def _prepare_rows(template: bytes, placeholder: bytes, requests: int) -> list[list[list[Any]]]:
+    """Per request, per table (``_tables``), the rows the server writes for it."""
+    from observatory.hops import store
+    from observatory.hops.actions import mask_hops
+    from observatory.ingest.views import key_rules
+    from observatory.lib import bulk
+    from observatory.lib.clock import now
+    from tracing.otlp import decode_protobuf
+
+    out = []
+    for _ in range(requests):
+        records = decode_protobuf(
+            template.replace(placeholder, secrets.token_bytes(16)), key_rules()
+        ).records
+        mask_hops(records)
+        received = now()
+        pairs = list(zip(bulk.take_ids(store.HOP_TABLE, len(records)), records, strict=True))
+        out.append(
+            [
+                [(i, r.uid) for i, r in pairs],
+                [store._hop_row(i, r, received) for i, r in pairs],
+                store._key_rows(pairs),
+                [(i,) for i, _ in pairs],
+            ]
+        )
+    return out
+
+
+def copy_writer(
+    db_url: str, template: bytes, placeholder: bytes, requests: int, barrier: Any, q: Any
+) -> None:
+    """One of the bare COPY's connections: prepare its rows, wait for the others, COPY."""
+    os.environ["DATABASE_URL"] = db_url
+    import django
+
+    django.setup()
+    import psycopg
+    from django.db import connection
+
+    batches = _prepare_rows(template, placeholder, requests)
+    connection.close()
+    statements = []
+    for table in _tables():
+        cols = ", ".join(table.names)
+        types = [c.pg_type if c.pg_type != "jsonb" else "bytea" for c in table.columns]
+        statements.append(
+            (f"COPY {CLONE_PREFIX}{table.name} ({cols}) FROM STDIN (FORMAT BINARY)", types)
+        )
+    spans = sum(len(b[1]) for b in batches)
+    with psycopg.connect(db_url.replace("postgres://", "postgresql://", 1)) as conn:
+        cur = conn.cursor()
+        backend = [conn.info.backend_pid]
+        barrier.wait()
+        cpu = time.process_time(), cpu_seconds(backend)
+        begun = time.monotonic()
+        for batch in batches:
+            for (sql, types), rows in zip(statements, batch, strict=True):
+                with cur.copy(sql) as copy:
+                    copy.set_types(types)
+                    for row in rows:
+                        copy.write_row(row)
+            conn.commit()
+        ended = time.monotonic()
+        client_cpu = time.process_time() - cpu[0]
+        db_cpu = spent(cpu[1], cpu_seconds(backend))
+    q.put((spans, begun, ended, client_cpu, db_cpu))
+
+
+def make_clones(db_url: str) -> None:
+    import django
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql)
+    django.setup()
+    from django.db import connections
+
+    with psycopg.connect(db_url.replace("postgres://", "postgresql://", 1), autocommit=True) as c:
+        for table in _tables():
+            clone = f"{CLONE_PREFIX}{table.name}"
+            c.execute(f"DROP TABLE IF EXISTS {clone} CASCADE")
+            # partitioned as the table is (hops and keys by day), with the same partitions
+            key = c.execute("SELECT pg_get_partkeydef(%s::regclass)", [table.name]).fetchone()
+            by = f" PARTITION BY {key[0]}" if key and key[0] else ""
+            c.execute(f"CREATE TABLE {clone} (LIKE {table.name} INCLUDING ALL){by}")
+            parts = c.execute(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+                " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+                [table.name],
+            ).fetchall()
+            for name, bound in parts:
+                c.execute(f"CREATE TABLE {CLONE_PREFIX}{name} PARTITION OF {clone} {bound}")
+    connections.close_all()  # the writers fork from here
 
 
-def prepare_database(url: str) -> None:
-    base, _, name = url.rpartition("/")
-    psql(f"{base}/postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    psql(f"{base}/postgres", f"CREATE DATABASE {name}")
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+def bare_copy(
+    db_url: str, template: bytes, placeholder: bytes, requests: int, writers: int
+) -> dict[str, Any]:
+    make_clones(db_url)
+    barrier: Any = mp.Barrier(writers)
+    q: Any = mp.Queue()
+    share = [requests // writers + (1 if w < requests % writers else 0) for w in range(writers)]
+    procs = [
+        mp.Process(target=copy_writer, args=(db_url, template, placeholder, n, barrier, q))
+        for n in share
+    ]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    spans = sum(r[0] for r in results)
+    elapsed = max(r[2] for r in results) - min(r[1] for r in results)
+    return {
+        "requests": requests,
+        "spans": spans,
+        "elapsed": elapsed,
+        "rate": spans / elapsed,
+        "client_cpu": sum(r[3] for r in results) / spans,
+        "db_cpu": sum(r[4] for r in results) / spans,
+    }
 
 
-def start_server(kind: str, port: int, url: str, workers: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+# --- the server ------------------------------------------------------------------------------
+
+
+def start_server(
+    kind: str, port: int, env: dict[str, str], workers: int
+) -> subprocess.Popen[bytes]:
     bindir = Path(PYTHON).parent
     if kind == "gunicorn":
         cmd = [
@@ -154,7 +385,7 @@ def start_server(kind: str, port: int, url: str, workers: int) -> subprocess.Pop
             "observatory.asgi:application",
         ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    for _ in range(100):
+    for _ in range(150):
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             c.request("GET", "/healthz")
@@ -166,61 +397,44 @@ def start_server(kind: str, port: int, url: str, workers: int) -> subprocess.Pop
     raise SystemExit(f"{kind} did not start on port {port}")
 
 
-def bare_copy(url: str, template: bytes, placeholder: bytes, requests: int) -> float:
-    """Rows/s (hop + its key rows + its place in the stitcher's queue = one span) of a COPY
-    of the same rows, same tables."""
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observatory.settings")
-    import django
-
-    django.setup()
-    from django.db import connection, transaction
-
-    from observatory.hops import store
-    from observatory.lib.clock import now
-    from tracing.otlp import decode_protobuf
-
-    batches = [
-        decode_protobuf(template.replace(placeholder, secrets.token_bytes(16))).records
-        for _ in range(requests)
-    ]
-    received = now()
-    spans = 0
-    started = time.perf_counter()
-    cols = ", ".join(store.HOP_COLUMNS)
-    with transaction.atomic(), connection.cursor() as wrapper:
-        cur = wrapper.cursor
-        ids = store._take_ids_postgresql(cur, sum(len(b) for b in batches))
-        it = iter(ids)
-        for records in batches:
-            pairs = [(next(it), r) for r in records]
-            with cur.copy(f"COPY {store.HOP_TABLE} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(store.HOP_COPY_TYPES)
-                for i, r in pairs:
-                    copy.write_row(store._hop_row(i, r, received))
-            store._copy_keys(cur, pairs)
-            store._copy_waiting(cur, [i for i, _ in pairs])
-            spans += len(records)
-    return spans / (time.perf_counter() - started)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=30)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--spans", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=1, help="end to end + bare COPY rounds")
+    parser.add_argument("--copy-requests", type=int, default=200, help="at most, per round")
     parser.add_argument("--server", choices=["gunicorn", "uvicorn"], default="gunicorn")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--db", default="observatory_bench_ingest", help="scratch database")
     args = parser.parse_args()
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
 
-    print(f"preparing {url} ...", flush=True)
-    prepare_database(url)
+    from scratch import create_database, scratch_url
+
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
+    db_url = scratch_url(base, args.db)
+    data_dir = tempfile.mkdtemp(prefix="observatory-bench-ingest-")
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "DJANGO_SETTINGS_MODULE": "observatory.settings",
+        "OBSERVATORY_DATA_DIR": data_dir,
+        "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
+    }
+    env.pop("CELERY_BROKER_URL", None)  # the nudges go to a scratch filesystem broker
+    os.environ.update(env)
+
+    print(f"preparing {args.db} ...", flush=True)
+    create_database(base, args.db)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     token = (
         subprocess.run(
             [PYTHON, "manage.py", "create_ingest_token", "bench"],
             cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url},
+            env=env,
             check=True,
             capture_output=True,
             text=True,
@@ -230,37 +444,56 @@ def main() -> None:
     )
     template, placeholder = make_template(args.spans)
     port = free_port()
-    server = start_server(args.server, port, url, args.workers)
+    server = start_server(args.server, port, env, args.workers)
+    print(
+        f"server: {args.server} ({args.workers} workers), {args.clients} clients, "
+        f"{args.spans} spans/request, {args.seconds:g} s a round; bare COPY on "
+        f"{args.workers} connections",
+        flush=True,
+    )
+    ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    rates: list[tuple[float, float]] = []
     try:
-        q: Any = mp.Queue()
-        procs = [
-            mp.Process(target=client, args=(port, token, template, placeholder, args.seconds, q))
-            for _ in range(args.clients)
-        ]
-        started = time.perf_counter()
-        for p in procs:
-            p.start()
-        results = [q.get() for _ in procs]
-        elapsed = time.perf_counter() - started
-        for p in procs:
-            p.join()
+        for round_ in range(1, args.repeat + 1):
+            e2e = end_to_end(server, db_url, port, token, template, placeholder, args)
+            copied = bare_copy(
+                db_url, template, placeholder,
+                max(2 * args.workers, min(e2e["requests"], args.copy_requests)), args.workers,
+            )  # fmt: skip
+            ratios.append(e2e["rate"] / copied["rate"])
+            rates.append((e2e["rate"], copied["rate"]))
+            e2e_cpu = e2e["client_cpu"] + e2e["db_cpu"]
+            copy_cpu = copied["client_cpu"] + copied["db_cpu"]
+            cpu_ratios.append(copy_cpu / e2e_cpu)
+            print(
+                f"round {round_}: end to end {e2e['rate']:,.0f} spans/s "
+                f"({e2e['requests']} requests ok, {e2e['failures']} failed, in "
+                f"{e2e['elapsed']:.1f} s; p50 {e2e['p50']:.1f} ms, p99 {e2e['p99']:.1f} ms); "
+                f"bare COPY {copied['rate']:,.0f} spans/s ({copied['requests']} requests in "
+                f"{copied['elapsed']:.2f} s); ratio {ratios[-1]:.0%}\n"
+                f"  CPU per span: end to end {e2e_cpu * 1e6:.0f} µs (server "
+                f"{e2e['client_cpu'] * 1e6:.0f}, database {e2e['db_cpu'] * 1e6:.0f}); bare COPY "
+                f"{copy_cpu * 1e6:.0f} µs (client {copied['client_cpu'] * 1e6:.0f}, database "
+                f"{copied['db_cpu'] * 1e6:.0f}); CPU ratio {cpu_ratios[-1]:.0%}",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait(timeout=20)
-    latencies = sorted(x for lat, _ in results for x in lat)
-    failures = sum(f for _, f in results)
-    requests = len(latencies)
-    rate = requests * args.spans / elapsed
-    p50 = statistics.median(latencies) * 1000 if latencies else 0.0
-    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0.0
-    copy_rate = bare_copy(url, template, placeholder, max(20, min(requests, 200)))
+    print(f"end to end: {statistics.median(r for r, _ in rates):,.0f} spans/s (median)")
     print(
-        f"server: {args.server} ({args.workers} workers), {args.clients} clients, {args.spans} spans/request"
+        f"bare COPY of the same rows: {statistics.median(c for _, c in rates):,.0f} spans/s (median)"
     )
-    print(f"requests: {requests} ok, {failures} failed, in {elapsed:.1f} s")
-    print(f"end to end: {rate:,.0f} spans/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
-    print(f"bare COPY of the same rows: {copy_rate:,.0f} spans/s")
-    print(f"ratio: {rate / copy_rate:.0%} of bare COPY")
+    print(
+        f"ratio: {statistics.median(ratios):.0%} of bare COPY (median of {len(ratios)}; "
+        f"min {min(ratios):.0%}, max {max(ratios):.0%})"
+    )
+    print(
+        f"CPU ratio (bare COPY's CPU per span / end to end's, server and database processes "
+        f"only, so less noisy): median {statistics.median(cpu_ratios):.0%} "
+        f"(min {min(cpu_ratios):.0%}, max {max(cpu_ratios):.0%})"
+    )
 
 
 if __name__ == "__main__":

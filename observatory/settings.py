@@ -13,11 +13,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from observatory.lib.headers import DEFAULT_POLICY as DEFAULT_CSP
 from tracing import privacy
+
+# ModelAdmin[Rule], ModelForm[Channel]...: the generic classes the type stubs describe
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(environ.Env().str("OBSERVATORY_DATA_DIR", default=str(BASE_DIR / ".data")))
@@ -35,7 +39,7 @@ def _secret_key() -> str:
     embedded defaults (no DATABASE_URL: ``make run``, the demo), a random key generated
     once and kept in ``DATA_DIR/secret-key``. A deployment (DATABASE_URL set, DEBUG off)
     without SECRET_KEY refuses to start, as does any with the development key."""
-    key = env.str("SECRET_KEY", default="")
+    key: str = env.str("SECRET_KEY", default="")
     if key == DEVELOPMENT_SECRET_KEY and not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is the built-in development key, which only DEBUG=1 may use: set "
@@ -373,6 +377,10 @@ ALERTS_DELIVER_EVERY_S = env.float("ALERTS_DELIVER_EVERY_S", default=5.0)
 ALERTS_RETRY_BASE_S = env.float("ALERTS_RETRY_BASE_S", default=10.0)
 ALERTS_RETRY_MAX_S = env.float("ALERTS_RETRY_MAX_S", default=900.0)
 ALERTS_DELIVERY_MAX_ATTEMPTS = env.int("ALERTS_DELIVERY_MAX_ATTEMPTS", default=8)
+#: How long a delivery pass's claim of a notification lasts (renewed before each send); a
+#: worker killed mid-send leaves its claim to expire, then another pass retries. Never
+#: shorter than one send can take (observatory/alerts/actions/delivery.py, ``lease_s``).
+ALERTS_DELIVERY_LEASE_S = env.float("ALERTS_DELIVERY_LEASE_S", default=120.0)
 #: The Slack Web API (bot token mode: chat.postMessage, chat.update); tests point it home.
 ALERTS_SLACK_API_URL = env.str("ALERTS_SLACK_API_URL", default="https://slack.com/api/")
 CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {

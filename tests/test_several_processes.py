@@ -11,9 +11,9 @@ requests sent again to the other process, some to both at the same moment. Then:
 * order pages and the order API answer from both processes, and the pages read the
   replica.
 
-2,000 orders: with the stitcher's chunks resolving side by side (before it held its lock
-from the claim), runs of 2,000 and 3,000 orders left hops in no transaction, while four
-runs of 400 passed.
+2,000 orders: before the stitcher read its components again under the lock when the
+transactions held hops it had not seen, runs of 2,000 and 3,000 orders left hops in no
+transaction, while four runs of 400 passed.
 """
 
 from __future__ import annotations

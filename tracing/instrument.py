@@ -679,7 +679,7 @@ class EventEmitter:
         return batch
 
     def _backoff(self, attempt: int) -> float:
-        delay = min(self.BACKOFF_CAP, self.BACKOFF_BASE * 2**attempt)
+        delay = min(float(self.BACKOFF_CAP), self.BACKOFF_BASE * 2.0**attempt)
         return delay / 2 + random.uniform(0, delay / 2)
 
     def _post(self, events: list[dict[str, Any]]) -> Any:

@@ -38,6 +38,8 @@ _MAX_LEN = conventions.MAX_KEY_VALUE_LENGTH
 # Kinds already seen valid, so the regex runs once per kind; bounded against junk senders.
 _valid_kinds: set[str] = set()
 _VALID_KINDS_CACHE = 4096
+#: ``retail.key.<kind>`` attribute name -> its kind, for the names seen (kinds valid)
+_kind_of: dict[str, str] = {}
 # Key(...) runs a Python-level __new__; tuple.__new__ builds the same NamedTuple in a third
 # of the time, which counts on the OTLP hot path.
 _new_key = tuple.__new__
@@ -61,6 +63,9 @@ class KeyRules:
 
     attribute_kinds: Mapping[str, str] = field(default_factory=dict)
     service_systems: Mapping[str, str] = field(default_factory=dict)
+    #: whether a rule reads a ``retail.*`` attribute (set from ``attribute_kinds``): the
+    #: decoders file every other attribute with the span's free ones
+    retail_names: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         for name, kind in self.attribute_kinds.items():
@@ -73,6 +78,9 @@ class KeyRules:
                     "letters, digits, '_' or '-'"
                 )
         # Frozen dataclass: bypass __setattr__ once, to freeze the caller's dicts.
+        object.__setattr__(
+            self, "retail_names", any(n.startswith("retail.") for n in self.attribute_kinds)
+        )
         object.__setattr__(self, "attribute_kinds", _frozen(self.attribute_kinds))
         object.__setattr__(
             self,
@@ -164,10 +172,15 @@ def named_keys(key_attrs: Mapping[str, Any]) -> list[Key]:
     """``prefixed_keys`` of attributes already known to be named ``retail.key.<kind>``
     (the OTLP decoder sorts them out while it reads a span's attributes)."""
     out: list[Key] = []
+    kinds = _kind_of
     for name, value in key_attrs.items():
-        kind = name[_PREFIX_LEN:]
-        if kind not in _valid_kinds:
-            _check_kind(name, kind)
+        kind = kinds.get(name)  # a name seen before: its kind, known valid
+        if kind is None:
+            kind = name[_PREFIX_LEN:]
+            if kind not in _valid_kinds:
+                _check_kind(name, kind)
+            if len(kinds) < _VALID_KINDS_CACHE:
+                kinds[name] = kind
         # The common cases of _append, inlined: a string, or an integer id.
         if type(value) is str and len(value) <= _MAX_LEN and "\x00" not in value:
             value = value.strip()
@@ -200,15 +213,24 @@ def merge_keys(
         else:
             keys.extend(resource_keys)
     if rules.attribute_kinds:
-        found = {k.kind for k in keys}
+        # the kinds found before any rule, worked out once a rule's attribute is present
+        before: set[str] | None = None
         for name, kind in rules.attribute_kinds.items():
-            if kind in found:
-                continue
             if name in span_attrs:
-                _append(keys, name, kind, span_attrs[name])
+                value = span_attrs[name]
             elif name in resource_attrs:
-                _append(keys, name, kind, resource_attrs[name])
-    if len(keys) < 2 or len({(k.kind, k.value) for k in keys}) == len(keys):
+                value = resource_attrs[name]
+            else:
+                continue
+            if before is None:
+                before = {k[0] for k in keys}
+            if kind not in before:
+                _append(keys, name, kind, value)
+    if len(keys) < 2:
+        return keys
+    # keys of distinct kinds cannot repeat a (kind, value) pair: the usual case, and the
+    # cheaper set (a Key's fields by index: kind, value)
+    if len({k[0] for k in keys}) == len(keys) or len({k[:2] for k in keys}) == len(keys):
         return keys
     return dedupe(keys)
 

@@ -311,13 +311,13 @@ def enforce(record: HopRecord, wire: Wire, *, extra_clean: bool = False, extra_c
         moment(record.start_time, wire.start_time)
     if not EARLIEST <= record.end_time < LATEST:
         moment(record.end_time, wire.end_time)
-    for key in record.keys:
-        if key.kind not in _valid_kinds or len(key.value) > KEY_VALUE or _NUL in key.value:
-            what = wire.key_prefix + key.kind[:KEY_KIND]
-            if not _KIND_RE.fullmatch(key.kind):
+    for kind, key_value, _ in record.keys:  # unpacked: a Key's named fields cost a call each
+        if kind not in _valid_kinds or len(key_value) > KEY_VALUE or _NUL in key_value:
+            what = wire.key_prefix + kind[:KEY_KIND]
+            if not _KIND_RE.fullmatch(kind):
                 raise OutOfBounds(f"{what}: key kind must be lower_snake_case")
-            identifier(key.value, KEY_VALUE, what)
-            _remember(_valid_kinds, key.kind)
+            identifier(key_value, KEY_VALUE, what)
+            _remember(_valid_kinds, kind)
 
     for name, limit in _FREE_TEXT:
         value = getattr(record, name)

@@ -241,7 +241,10 @@ def _hop(
 
     keys = named_keys(key_attrs) if key_attrs else []
     if res.keys or rules.attribute_kinds:
-        keys = merge_keys(keys, {**free, **hop, **key_attrs}, res.attrs, res.keys, rules)
+        # the rules read the span's attributes; unless one names a retail.* attribute, all
+        # it may read is among the free ones (the three maps share no name)
+        span_attrs = {**free, **hop, **key_attrs} if rules.retail_names else free
+        keys = merge_keys(keys, span_attrs, res.attrs, res.keys, rules)
     elif len(keys) > 1 and len(set(keys)) != len(keys):
         # One attribute per kind: only array elements can repeat a key here.
         keys = dedupe(keys)
@@ -384,6 +387,23 @@ def _pb_attrs(attributes: Iterable[KeyValue]) -> dict[str, Any]:
     return {kv.key: _pb_value(kv.value) for kv in attributes}
 
 
+#: Attribute name -> which of a span's maps it goes to (0 free, 1 hop field, 2 key), for
+#: the names seen so far (at most _FILED_MAX of them): a lookup where the prefix tests of
+#: _file cost two method calls an attribute.
+_filed: dict[str, int] = {}
+_FILED_MAX = 4096
+
+
+def _file(key: str) -> int:
+    if key.startswith(_RETAIL):
+        where = 2 if key.startswith(_KEY_PREFIX) else 1 if key in _HOP_FIELDS else 0
+    else:
+        where = 0
+    if len(_filed) < _FILED_MAX:
+        _filed[key] = where
+    return where
+
+
 def _pb_split(
     attributes: Iterable[KeyValue],
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -395,6 +415,8 @@ def _pb_split(
     free: dict[str, Any] = {}
     hop: dict[str, Any] = {}
     key_attrs: dict[str, Any] = {}
+    maps = (free, hop, key_attrs)
+    filed = _filed
     for kv in attributes:
         key = kv.key
         value = kv.value
@@ -402,15 +424,10 @@ def _pb_split(
         if not plain:
             # Oneof: a non-zero int_value is the set field; else ask which one is set.
             plain = value.int_value or _pb_value(value)
-        if key.startswith(_RETAIL):
-            if key.startswith(_KEY_PREFIX):
-                key_attrs[key] = plain
-            elif key in _HOP_FIELDS:
-                hop[key] = plain
-            else:
-                free[key] = plain
-        else:
-            free[key] = plain
+        where = filed.get(key)
+        if where is None:
+            where = _file(key)
+        maps[where][key] = plain
     return free, hop, key_attrs
 
 
@@ -815,7 +832,7 @@ def encode_response(rejected: int, message: str, *, json: bool) -> bytes:
     if rejected or message:
         response.partial_success.rejected_spans = rejected
         response.partial_success.error_message = message
-    return response.SerializeToString()
+    return bytes(response.SerializeToString())
 
 
 def _varint(number: int) -> bytes:

@@ -37,7 +37,7 @@ from typing import Any, Final
 import orjson
 
 from tracing import conventions, limits
-from tracing.records import HopRecord
+from tracing.records import HopRecord, Key
 
 MASK: Final = "[masked]"
 #: Marks a value pattern whose matches are masked only when their digits pass the Luhn
@@ -266,7 +266,28 @@ class MaskPolicy:
         return value
 
     def mask_attributes(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        return {k: (MASK if self.is_pii_key(k) else self.mask_value(v)) for k, v in attrs.items()}
+        # This runs for every attribute of every record: names and short strings seen
+        # before are answered from the caches of is_pii_key and mask_text without calling
+        # them, and numbers, booleans and None pass as they are (what mask_value does).
+        decided = self._decided
+        memo = self._memo
+        out: dict[str, Any] = {}
+        for k, v in attrs.items():
+            hit = decided.get(k)
+            if hit is None:
+                hit = self.is_pii_key(k)
+            if hit:
+                out[k] = MASK
+                continue
+            kind = type(v)
+            if kind is str:
+                known = memo.get(v)
+                out[k] = known if known is not None else self.mask_text(v)
+            elif kind is int or kind is float or kind is bool or v is None:
+                out[k] = v
+            else:
+                out[k] = self.mask_value(v)
+        return out
 
     # --- records ---------------------------------------------------------------------------
 
@@ -281,19 +302,33 @@ class MaskPolicy:
             record.extra = self.mask_attributes(record.extra)
         if record.status_message:
             record.status_message = self.mask_text(record.status_message)
+        memo = self._memo
         for name, size in _MASKED_COLUMNS:
             value = getattr(record, name)
             if value:
-                masked = self.mask_text(value)
+                masked = memo.get(value)  # a text seen before, unchanged: the common case
+                if masked is None:
+                    masked = self.mask_text(value)
                 if masked is not value and masked != value:
                     setattr(record, name, limits.fit(masked, size))
-        if record.source:
+        source = record.source
+        if source and memo.get(source) != source:
             self._mask_source(record)
-        if record.keys and any(self.is_pii_key(k.kind) for k in record.keys):
+        if record.keys and self._any_pii_kind(record.keys):
             kept = [k for k in record.keys if not self.is_pii_key(k.kind)]
             for kind in {k.kind for k in record.keys if self.is_pii_key(k.kind)}:
                 record.attributes = {**record.attributes, f"retail.key.{kind}": MASK}
             record.keys = kept
+
+    def _any_pii_kind(self, keys: list[Key]) -> bool:
+        decided = self._decided
+        for kind, _, _ in keys:
+            hit = decided.get(kind)
+            if hit is None:
+                hit = self.is_pii_key(kind)
+            if hit:
+                return True
+        return False
 
     def _mask_source(self, record: HopRecord) -> None:
         source = record.source

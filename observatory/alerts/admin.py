@@ -16,7 +16,7 @@ from observatory.alerts.models import (
 
 
 @admin.register(Rule)
-class RuleAdmin(admin.ModelAdmin):
+class RuleAdmin(admin.ModelAdmin[Rule]):
     list_display = ("name", "kind", "severity", "active", "for_s", "repeat_s", "system", "stage")
     list_filter = ("kind", "severity", "active")
     search_fields = ("name", "system", "stage", "kpi")
@@ -24,7 +24,7 @@ class RuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(admin.ModelAdmin[Channel]):
     list_display = ("name", "kind", "mode", "active", "failing", "failing_reason", "last_sent_at")
     list_filter = ("kind", "active", "failing")
     search_fields = ("name",)
@@ -32,13 +32,13 @@ class ChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Silence)
-class SilenceAdmin(admin.ModelAdmin):
+class SilenceAdmin(admin.ModelAdmin[Silence]):
     list_display = ("id", "matchers", "starts_at", "ends_at", "created_by", "comment")
     search_fields = ("comment", "created_by")
     date_hierarchy = "starts_at"
 
 
-class NotificationInline(admin.TabularInline):
+class NotificationInline(admin.TabularInline[Notification, Alert]):
     model = Notification
     extra = 0
     fields = ("event", "channel", "status", "attempts", "sent_at", "last_error")
@@ -47,7 +47,7 @@ class NotificationInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(admin.ModelAdmin[Alert]):
     list_display = ("id", "rule", "state", "started_at", "fired_at", "resolved_at", "summary")
     list_filter = ("state", "rule")
     search_fields = ("summary", "fingerprint")
@@ -58,14 +58,14 @@ class AlertAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertEvent)
-class AlertEventAdmin(admin.ModelAdmin):
+class AlertEventAdmin(admin.ModelAdmin[AlertEvent]):
     list_display = ("id", "alert", "kind", "at")
     list_filter = ("kind",)
     raw_id_fields = ("alert",)
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(admin.ModelAdmin):
+class DeliveryAttemptAdmin(admin.ModelAdmin[DeliveryAttempt]):
     list_display = ("id", "notification", "at", "ok", "status_code", "permanent", "error")
     list_filter = ("ok", "permanent")
     raw_id_fields = ("notification",)

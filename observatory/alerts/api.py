@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import HttpRequest
-from ninja import Field, Path, Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.params.functions import Path  # typed: a default, not an annotation
 
 from observatory.access.auth import can_write, require_write
 from observatory.alerts import actions, queries

@@ -12,7 +12,7 @@ from observatory.alerts.validation import STAGES, email_problems, matcher_proble
 from observatory.lib import http
 
 
-class RuleForm(forms.ModelForm):
+class RuleForm(forms.ModelForm[Rule]):
     labels = forms.JSONField(
         required=False, initial=dict, help_text='extra labels, e.g. {"team": "erp"}'
     )
@@ -68,7 +68,7 @@ class RuleForm(forms.ModelForm):
         return data
 
 
-class ChannelForm(forms.ModelForm):
+class ChannelForm(forms.ModelForm[Channel]):
     webhook_url = forms.URLField(
         required=False,
         max_length=500,
@@ -108,7 +108,7 @@ class ChannelForm(forms.ModelForm):
     def clean_bot_token(self) -> str:
         value = (self.cleaned_data.get("bot_token") or "").strip()
         if not value and self.instance.pk:
-            return self.instance.bot_token
+            return str(self.instance.bot_token)
         return value
 
     def clean_webhook_url(self) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from observatory.alerts import text
 from observatory.alerts.evaluate import alert_labels, fingerprint
@@ -70,7 +71,7 @@ def record(rules: Sequence[Rule], specs: dict[int, object], at: datetime, wall: 
     return touched
 
 
-def _incidents(rows: list[tuple]) -> dict[str, list[_Incident]]:
+def _incidents(rows: list[tuple[Any, ...]]) -> dict[str, list[_Incident]]:
     """Per system, the union of the problems' spans of business time."""
     out: dict[str, list[_Incident]] = defaultdict(list)
     for system, tx, begin, end, amount, currency in rows:
@@ -87,7 +88,7 @@ def _incidents(rows: list[tuple]) -> dict[str, list[_Incident]]:
     return out
 
 
-def _record_rule(rule: Rule, spec: object, rows: list[tuple], at: datetime) -> int:
+def _record_rule(rule: Rule, spec: object, rows: list[tuple[Any, ...]], at: datetime) -> int:
     touched = 0
     for system, spans in _incidents(rows).items():
         labels = {"system": system, "stage": rule.stage}

@@ -100,8 +100,9 @@ def _stuck(rule: Rule, now: datetime) -> list[Finding]:
         )
     tops: dict[str, list[dict[str, Any]]] = {}
     for system in groups:
-        tops[system] = list(
-            qs.filter(system=system)
+        tops[system] = [
+            dict(r)
+            for r in qs.filter(system=system)
             .order_by(F("transaction__amount").desc(nulls_last=True), "event_at", "id")
             .values(
                 "transaction_id",
@@ -110,7 +111,7 @@ def _stuck(rule: Rule, now: datetime) -> list[Finding]:
                 "transaction__channel",
                 "event_at",
             )[:TOP_ORDERS]
-        )
+        ]
     labels = transaction_labels(r["transaction_id"] for rows in tops.values() for r in rows)
     out = []
     for system, g in sorted(groups.items()):

@@ -225,7 +225,9 @@ def silence_new(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Silence created.")
             return redirect(reverse("alerts:index") + "#silences")
     else:
-        labels = {k: v for k, v in request.GET.items() if k in ("rule", "system", "stage")}
+        labels = {
+            k: request.GET.get(k, "") for k in ("rule", "system", "stage") if k in request.GET
+        }
         form = SilenceForm(initial=SilenceForm.initial_for(labels))
     return render(request, "alerts/silence_form.html", {"form": form, **_perms(request)})
 

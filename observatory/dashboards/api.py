@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.http import HttpRequest
-from ninja import Path, Router
+from ninja import Router
 from ninja.errors import HttpError
+from ninja.params.functions import Path  # typed: a default, not an annotation
 
 from observatory.dashboards import health
 from observatory.dashboards.schema import SystemOut, SystemsOut

@@ -309,7 +309,8 @@ def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
     def a2p90() -> dict[str, list[dict[str, Any]]]:
         if "a2p" not in memo:
             memo["a2p"] = series.daily_a2p_by_channel(90, at, channel=ch, store=st)
-        return memo["a2p"]
+        got: dict[str, list[dict[str, Any]]] = memo["a2p"]
+        return got
 
     def posting(days: int) -> Chart:
         data = {c: rows[-days:] for c, rows in a2p90().items()}

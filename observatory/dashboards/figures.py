@@ -219,7 +219,7 @@ _JSON_SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u
 
 def figure_json(fig: go.Figure, config: Mapping[str, Any] | None = None) -> str:
     """The figure as JSON safe to put inside ``<script type="application/json">``."""
-    out = fig.to_json(validate=False, pretty=False)
+    out: str = fig.to_json(validate=False, pretty=False)
     if config:
         import json
 

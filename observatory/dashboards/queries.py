@@ -25,6 +25,7 @@ from observatory.triage import models as triage_models
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 from observatory.triage.models import ACKNOWLEDGED, OPEN, RESOLVED, UNRESOLVED, Issue
+from observatory.triage.order_hops import HopTotals
 from tracing import conventions as c
 from tracing.conventions import INVENTORY_STAGES, ORDER_STAGES, RETURN_STAGES
 
@@ -290,14 +291,14 @@ class OrderPage:
         return [QueueRow(issue=i, label=self.label) for i in self.issues]
 
     @property
-    def totals(self) -> triage_queries.HopTotals:
+    def totals(self) -> HopTotals:
         """Every hop's count, failures, retries and systems (not only this page's)."""
         if self.view.hop_totals is not None:
             return self.view.hop_totals
         seen: dict[str, None] = {}
         for hop in self.hops:
             seen.setdefault(hop.system, None)
-        return triage_queries.HopTotals(
+        return HopTotals(
             count=len(self.hops),
             failed=sum(1 for h in self.hops if h.outcome == "error"),
             retries=sum(1 for h in self.hops if h.retry_attempt > 0 or h.replay),

@@ -7,5 +7,6 @@ from django.urls import path
 from observatory.dashboards.consumers import OpsConsumer
 
 websocket_urlpatterns = [
-    path("ws/ops/", OpsConsumer.as_asgi()),
+    # channels routes ASGI applications through django.urls.path, typed for views only
+    path("ws/ops/", OpsConsumer.as_asgi()),  # type: ignore[arg-type]
 ]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -27,7 +29,7 @@ def orders(request: HttpRequest) -> HttpResponse:
     result = queries.search_orders(q) if q else None
     if result is not None and result.exact is not None and "list" not in request.GET:
         return redirect("dashboards:order", pk=result.exact.id)
-    context = {"q": q, "search_q": q, "result": result, "recent": []}
+    context: dict[str, Any] = {"q": q, "search_q": q, "result": result, "recent": []}
     if not q:
         context["recent"] = queries.recent_orders()
     return render(request, "dashboards/orders.html", context)

@@ -3,14 +3,14 @@ from django.contrib import admin
 from observatory.hops.models import DuplicateDelivery, Hop, HopKey
 
 
-class HopKeyInline(admin.TabularInline):
+class HopKeyInline(admin.TabularInline[HopKey, Hop]):
     model = HopKey
     extra = 0
     readonly_fields = ["kind", "value", "fanout"]
 
 
 @admin.register(Hop)
-class HopAdmin(admin.ModelAdmin):
+class HopAdmin(admin.ModelAdmin[Hop]):
     list_display = ["start_time", "system", "operation", "outcome", "stage", "trace_id"]
     list_filter = ["system", "outcome", "via"]
     search_fields = ["uid", "trace_id", "keys__value"]
@@ -22,6 +22,6 @@ class HopAdmin(admin.ModelAdmin):
 
 
 @admin.register(DuplicateDelivery)
-class DuplicateDeliveryAdmin(admin.ModelAdmin):
+class DuplicateDeliveryAdmin(admin.ModelAdmin[DuplicateDelivery]):
     list_display = ["hop", "received_at"]
     raw_id_fields = ["hop"]

@@ -153,7 +153,7 @@ def stream_lags(wall: datetime, *, system: str | None = None) -> dict[tuple[str,
     for sys_, store, count, late, blob in qs.values_list(
         "stream__system", "stream__store_id", "count", "late", "sketch"
     ):
-        parts.setdefault((sys_, store), []).append((count, late, blob))
+        parts.setdefault((sys_, store), []).append((count, late, bytes(blob)))
     out = {}
     for key, rows in parts.items():
         sketch = merge(Sketch.decode(b) for _, _, b in rows)

@@ -72,12 +72,13 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
     records = [r for _, r in placed]
     mask_hops(records)  # before the transaction: it holds SQLite's write lock throughout
     received = now()
-    with transaction.atomic():
-        result = do_store_hops(records, received_at=received, masked=True)
-        if result.stored:
-            systems = Counter(r.system for _, r in placed if r.uid in result.stored)
-            live.publish_on_commit("hops.stored", {"systems": dict(systems)})
-            transaction.on_commit(nudge_stitcher)
+    # do_store_hops is the transaction (a nested one, a savepoint, would cost two more
+    # round trips); what follows runs once it commits, or on the enclosing commit if any
+    result = do_store_hops(records, received_at=received, masked=True)
+    if result.stored:
+        systems = Counter(r.system for _, r in placed if r.uid in result.stored)
+        live.publish_on_commit("hops.stored", {"systems": dict(systems)})
+        transaction.on_commit(nudge_stitcher)
     seen: set[str] = set()
     for i, r in placed:
         if r.uid in result.stored and r.uid not in seen:

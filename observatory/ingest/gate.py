@@ -10,6 +10,11 @@ the token the door let in rides along in the scope, so the view does not look it
 
 Under WSGI (gunicorn) nothing reads the body before the view, which runs the same door
 itself and then reads at most the limit (``limits.read_body``).
+
+The door runs outside Django's request cycle, whose end is what gives a request's database
+connection back (to the pool on PostgreSQL) and drops one the database broke: the gate does
+both itself around each door. It used to keep one connection in its thread for good, so
+after a database restart every ingest request was a 503 until the server restarted.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from urllib.parse import parse_qsl
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 from django.http import HttpResponse
 from django.urls import Resolver404, resolve
 
@@ -29,7 +35,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: any ASGI application (Django's handler types its arguments more narrowly)
+App = Callable[..., Awaitable[None]]
 
 
 def _door(path: str) -> views.Door | None:
@@ -56,6 +63,15 @@ def _over_limit(as_otlp: bool, headers: dict[str, str], limit: int) -> HttpRespo
     return views.json_answer(413, {"error": message})
 
 
+def _run_door(door: views.Door, headers: dict[str, str], query: dict[str, str]) -> Any:
+    """``door`` with its database connection handled as a request's would be."""
+    close_old_connections()
+    try:
+        return door(headers, query)
+    finally:
+        close_old_connections()
+
+
 class IngestGate:
     """ASGI middleware in front of Django: see the module docstring."""
 
@@ -70,7 +86,7 @@ class IngestGate:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        passed = await sync_to_async(door)(headers, query)
+        passed = await sync_to_async(_run_door)(door, headers, query)
         if isinstance(passed, HttpResponse):
             return await _answer(send, passed)
 

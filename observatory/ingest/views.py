@@ -10,8 +10,11 @@ being unreachable is a 503 with ``Retry-After`` so that senders retry, never a l
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache, wraps
 from typing import Any
 
@@ -70,8 +73,47 @@ def _authenticate(plain: str | None) -> IngestToken | Denied:
 
 
 def ingest_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """POST only, no CSRF (token-authenticated machine traffic)."""
-    return csrf_exempt(require_POST(wraps(view)(view)))
+    """POST only, no CSRF (token-authenticated machine traffic), the cyclic garbage
+    collector paused while it runs (``collector_paused``)."""
+
+    @wraps(view)
+    def paused(request: HttpRequest) -> HttpResponse:
+        with collector_paused():
+            return view(request)
+
+    return csrf_exempt(require_POST(paused))
+
+
+_pause_lock = threading.Lock()
+_pauses = 0
+_resume = False
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while an ingest request runs (across threads:
+    on from the last one out, if it was on when the first came in).
+
+    A request of 512 spans makes some 8,000 containers (records, their attribute and key
+    maps, row tuples) that live until it ends: they start a collection every 700
+    allocations, and each full one walks every object of the process, a tenth of the
+    request's time. They hold no reference cycles, so reference counting frees them as
+    the request ends; the few cycles a request does make (Django's own) wait for the
+    collector, which runs as usual between requests.
+    """
+    global _pauses, _resume
+    with _pause_lock:
+        if _pauses == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _resume:
+                gc.enable()
 
 
 # --- the doors: what is refused before the body is read -------------------------------------
@@ -146,7 +188,8 @@ def _pass(request: HttpRequest, door: Door) -> IngestToken | HttpResponse:
     """The token the ASGI gate let in for this request, else the door's own answer."""
     scope = getattr(request, "scope", None)
     if isinstance(scope, dict) and isinstance(scope.get(PASSED_TOKEN), IngestToken):
-        return scope[PASSED_TOKEN]
+        passed: IngestToken = scope[PASSED_TOKEN]
+        return passed
     headers = {k.lower(): v for k, v in request.headers.items()}
     return door(headers, request.GET)
 

@@ -47,6 +47,8 @@ def answers(ok: dict[int, Any], *errors: int, body: bool = False) -> dict[int, A
     return dict(sorted(out.items()))
 
 
-def field_error(location: str, name: str, message: str, kind: str = "value_error") -> dict:
+def field_error(
+    location: str, name: str, message: str, kind: str = "value_error"
+) -> dict[str, Any]:
     """One entry of a 422's ``detail``, in pydantic's (and ninja's) shape."""
     return {"type": kind, "loc": [location, name], "msg": message}

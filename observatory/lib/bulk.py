@@ -36,6 +36,8 @@ import orjson
 from django.db import connection, models, transaction
 from django.db.backends.utils import CursorDebugWrapper
 
+from observatory.lib import rows
+
 #: bound parameters per statement on SQLite (its classic limit is 999)
 CHUNK = 900
 
@@ -88,9 +90,11 @@ class Table:
         for name in names:
             f = by_column.get(name) or by_name[name]
             kind = f.get_internal_type()
-            target = f.target_field.get_internal_type() if f.is_relation else kind
-            pg = _PG_TYPES.get(target if f.is_relation else kind, "text")
-            cols.append(Column(f.column, pg, f))
+            target = (
+                f.target_field.get_internal_type() if isinstance(f, models.ForeignKey) else kind
+            )
+            pg = _PG_TYPES.get(target, "text")
+            cols.append(Column(rows.column_of(f), pg, f))
         return cls(model._meta.db_table, tuple(cols))
 
     @property
@@ -256,6 +260,25 @@ def delete_ids(table: str, ids: Sequence[int], column: str = "id") -> None:
 _id_sources: dict[str, str] = {}
 
 
+def _id_source(table: str) -> str:
+    """The SQL expression that gives a new id of ``table`` on PostgreSQL (its id column's
+    default, or its identity sequence), read from the catalog once per process."""
+    if table not in _id_sources:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a"
+                " ON a.attrelid = d.adrelid AND a.attnum = d.adnum"
+                " WHERE d.adrelid = %s::regclass AND a.attname = 'id'",
+                [table],
+            )
+            default = cur.fetchone()
+            if default is None:  # an identity column
+                cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+                default = (f"nextval('{cur.fetchone()[0]}')",)
+        _id_sources[table] = default[0]
+    return _id_sources[table]
+
+
 def take_ids(table: str, n: int) -> list[int]:
     """Ids for ``n`` rows of ``table`` written with explicit ids (see the module
     docstring): on PostgreSQL what the id column's default gives (a day-partitioned
@@ -265,19 +288,7 @@ def take_ids(table: str, n: int) -> list[int]:
         return []
     with connection.cursor() as cur:
         if postgresql():
-            if table not in _id_sources:
-                cur.execute(
-                    "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a"
-                    " ON a.attrelid = d.adrelid AND a.attnum = d.adnum"
-                    " WHERE d.adrelid = %s::regclass AND a.attname = 'id'",
-                    [table],
-                )
-                default = cur.fetchone()
-                if default is None:  # an identity column
-                    cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-                    default = (f"nextval('{cur.fetchone()[0]}')",)
-                _id_sources[table] = default[0]
-            cur.execute(f"SELECT {_id_sources[table]} FROM generate_series(1, %s)", [n])
+            cur.execute(f"SELECT {_id_source(table)} FROM generate_series(1, %s)", [n])
             return [r[0] for r in cur.fetchall()]
         cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
         top = cur.fetchone()[0]
@@ -352,6 +363,39 @@ def plan_for_many_small_lookups() -> None:
 
 
 # --- idempotent inserts ---------------------------------------------------------------------
+
+
+def insert_new_taking_ids(
+    id_table: str, table: Table, values: Sequence[str], *, queue: Table | None = None
+) -> tuple[list[int], int]:
+    """PostgreSQL only: :func:`take_ids` for ``len(values)`` rows of ``id_table``, and the
+    rows (id, value) of the two-column ``table`` (an id, then a unique text column) whose
+    value is not stored yet inserted, all in one statement: one round trip, where taking
+    the ids, a savepoint, a COPY and the savepoint's release take five. The ids of the rows
+    that went in are also inserted into the one-column table ``queue``, if given. Returns
+    the ids, in the order of ``values``, and how many rows went in; the ids of the values
+    that were stored already are used for nothing.
+    """
+    if not values:
+        return [], 0
+    id_column, unique = table.names
+    queued = (
+        f", queued AS (INSERT INTO {queue.name} ({queue.names[0]}) SELECT id FROM stored)"
+        if queue is not None
+        else ""
+    )
+    (ids, stored), *_ = run(
+        f"WITH new AS MATERIALIZED ("
+        f" SELECT {_id_source(id_table)} AS id, v.value, v.n"
+        f" FROM unnest(%s::text[]) WITH ORDINALITY AS v(value, n)"
+        f"), stored AS ("
+        f" INSERT INTO {table.name} ({id_column}, {unique}) SELECT id, value FROM new ORDER BY n"
+        f" ON CONFLICT ({unique}) DO NOTHING RETURNING {id_column} AS id"
+        f"){queued} SELECT (SELECT array_agg(id ORDER BY n) FROM new),"
+        f" (SELECT count(*) FROM stored)",
+        [text_array(values)],
+    )
+    return list(ids), int(stored)
 
 
 def insert_new(table: Table, rows: Sequence[Sequence[Any]], unique: str) -> set[Any]:

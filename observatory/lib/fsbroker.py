@@ -16,6 +16,7 @@ import uuid
 from time import monotonic
 from typing import Any
 
+from kombu.exceptions import ChannelError
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.json import dumps
 
@@ -30,7 +31,7 @@ class Channel(filesystem.Channel):
                 f.write(dumps(payload).encode())
             os.replace(partial, final)
         except OSError as exc:
-            raise filesystem.ChannelError(f"Cannot add file {final!r} to directory") from exc
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
 
     def get_table(self, exchange: str) -> Any:
         for attempt in range(5):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 from observatory.lib.routers import reads
 
@@ -26,12 +26,18 @@ _Converter = Callable[[Any, Any, Any], Any]
 _shapes: dict[type[Model], tuple[str, list[str], list[tuple[int, list[_Converter], Any]]]] = {}
 
 
+def column_of(field: Field[Any, Any]) -> str:
+    """A concrete field's column (``Field.column`` is typed optional: not for these)."""
+    assert field.column is not None, field
+    return field.column
+
+
 def _shape(model: type[Model]) -> tuple[str, list[str], list[tuple[int, list[_Converter], Any]]]:
     shape = _shapes.get(model)
     if shape is None:
         meta, quote = model._meta, connection.ops.quote_name
         fields = list(meta.concrete_fields)
-        columns = ", ".join(f"{quote(meta.db_table)}.{quote(f.column)}" for f in fields)
+        columns = ", ".join(f"{quote(meta.db_table)}.{quote(column_of(f))}" for f in fields)
         converters = []
         for i, f in enumerate(fields):
             col = f.get_col(meta.db_table)

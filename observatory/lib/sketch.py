@@ -237,7 +237,8 @@ class Sketch:
         """The standard DDSketch protobuf (``ddsketch.pb``), for tools that speak it."""
         from ddsketch.pb.proto import DDSketchProto
 
-        return bytes(DDSketchProto.to_proto(self.to_ddsketch()).SerializeToString())
+        proto = DDSketchProto.to_proto(self.to_ddsketch())  # type: ignore[no-untyped-call]
+        return bytes(proto.SerializeToString())
 
 
 def key_of(value: float) -> int | None:

@@ -312,7 +312,12 @@ class Orders(ErpConnector, Fulfilment, Returns):
         return [intake, *posting], posted, conflicted
 
     def _post_order(
-        self, order: Order, rng: random.Random, at: datetime, parent: str, base_keys: dict
+        self,
+        order: Order,
+        rng: random.Random,
+        at: datetime,
+        parent: str,
+        base_keys: dict[str, str | list[str]],
     ) -> tuple[list[Step], datetime, bool]:
         """Post one web or marketplace order; returns (steps, posted at, conflicted)."""
         so = order.erp_sales_order

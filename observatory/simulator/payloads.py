@@ -71,7 +71,7 @@ def render(spec: WebhookSpec, at: datetime, stamp: Stamp) -> dict[str, Any]:
 
 
 def _line_item(order: Order, line: Line, fulfilled: bool) -> dict[str, Any]:
-    item = copy.deepcopy(_sample("orders_create")["line_items"][0])
+    item: dict[str, Any] = copy.deepcopy(_sample("orders_create")["line_items"][0])
     product = line.product
     item.update(
         {
@@ -99,7 +99,7 @@ def _line_item(order: Order, line: Line, fulfilled: bool) -> dict[str, Any]:
 
 def _address(order: Order) -> dict[str, Any]:
     customer = order.customer
-    address = copy.deepcopy(_sample("orders_create")["shipping_address"])
+    address: dict[str, Any] = copy.deepcopy(_sample("orders_create")["shipping_address"])
     if customer is None:
         return address
     address.update(

@@ -18,14 +18,17 @@ chunks, and for each chunk, in one database transaction:
    ``Conflict`` rows for refused links, unknown statuses counted, hops marked stitched.
 
 Re-running changes nothing: the result depends only on the set of hops, and only
-differences are written. Several stitchers may run at once, safely: steps 1 to 3
+differences are written. Several stitchers may run at once, and overlap: steps 1 to 3
 read only the hop store, which the stitcher never changes, and claims skip each other's
-rows; but on PostgreSQL each chunk takes a transaction-scoped advisory lock before it
-claims, so chunks run one after the other, each reading everything committed before it.
-Resolving side by side and locking only the write split orders: a chunk whose components
-were read before another chunk's hops were stored wrote its part of an order after the
-other had written the whole. On SQLite the ``IMMEDIATE`` transaction serialises whole
-chunks.
+rows, so they run side by side; step 4 reads what the transactions hold and writes, so on
+PostgreSQL it takes a transaction-scoped advisory lock first, and chunks write one after
+the other, each against everything committed before it (two chunks may resolve the same
+order: a chunk reads whole components, including hops another worker claimed; the later
+one then finds nothing to change). A hop another worker stitched meanwhile may have
+arrived after this chunk read its components: when the transactions it finds under the
+lock hold a hop its reads did not see, it reads the components again, under the lock,
+before writing (else it would take that hop out of its transaction). On SQLite the
+``IMMEDIATE`` transaction serialises whole chunks.
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ from observatory.transactions.closure import (
     load_hops,
 )
 from observatory.transactions.models import StatusMap, Touched, UnknownStatus
-from observatory.transactions.stitch import HopIn, KeyPair, links_and_fanouts, resolve
-from observatory.transactions.writer import Writer
+from observatory.transactions.stitch import HopIn, KeyPair, Resolution, links_and_fanouts, resolve
+from observatory.transactions.writer import Writer, read_held
 
 LIVE_TOPIC = "transactions.changed"
 #: pg advisory lock id of the stitcher ("STITCH" in hex-ish); triage uses its own.
@@ -131,84 +134,44 @@ def load_status_maps() -> st.StatusMaps:
 # --- one chunk ------------------------------------------------------------------------------
 
 
+@dataclass
+class _Resolved:
+    """A chunk's components as read from the hop store, resolved."""
+
+    component_keys: set[KeyPair]
+    members: set[int]
+    hops: dict[int, Hop]
+    inputs: list[HopIn]
+    resolution: Resolution
+    derived: dict[int, st.Derived]
+
+
 def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, StitchResult]:
     result = StitchResult()
     bulk.plan_for_many_small_lookups()
-    # One chunk at a time, from the claim to the commit. Chunks used to read and resolve
-    # their components side by side and take the lock only to write; but a component read
-    # before another chunk's hops were stored is a part of the order, and written after
-    # that chunk it split the order again (a hop alone, or a hop in no transaction at all:
-    # tests/test_several_processes.py with 3,000 orders, bench/soak.py). Under the lock,
-    # every chunk reads everything the chunks before it wrote.
-    bulk.lock(LOCK_ID)
     at = clock()
     claimed = _claim(limit, at)
     if not claimed:
         return 0, result
     first_claim = len(claimed)
+    work = _resolve_components(claimed, at, maps)
 
-    # 2. the raw components of the chunk's keys
-    keys_of: dict[int, list[tuple[str, str, bool]]] = {h: [] for h in claimed}
-    near = hops_near(claimed, keys_of)  # the first round of the closure, from hop ids
-    lf = {h: links_and_fanouts(keys) for h, keys in keys_of.items()}
-    seeds: set[KeyPair] = set()
-    for hop_id in claimed:
-        link, fan = lf[hop_id]
-        seeds.update(link)
-        seeds.update(fan)
-    component_keys, members = closure(seeds, keys_of, lf, near)
-    # Waiting hops of these components whose every key is inside them are resolved in
-    # full here: claim them too, so a backlog resolves each order about once, not once
-    # per chunk holding one of its hops.
-    claimed_set = set(claimed)
-    complete = [
-        h
-        for h in members
-        if h not in claimed_set
-        and all(k in component_keys for k in lf[h][0])
-        and all(k in component_keys for k in lf[h][1])
-    ]
-    claimed.extend(_claim_these(complete, at))
+    # 4. write the difference, one chunk at a time: what the transactions hold is read
+    # only now, under the lock, so it includes every chunk committed before
+    bulk.lock(LOCK_ID)
+    held = read_held(work.component_keys)
+    if not {hop for _, _, hop in held.links} <= work.members:
+        # Another chunk committed, while this one resolved, hops of these components that
+        # this one's reads did not see yet (they arrived meanwhile): writing the older
+        # resolution would take them out of their transaction. Read the components again:
+        # under the lock, every stitched hop is visible.
+        work = _resolve_components(claimed, at, maps)
+        held = read_held(work.component_keys)
+    hops, derived = work.hops, work.derived
     result.hops = len(claimed)
-    hops = load_hops(sorted(members | set(claimed)))
-
-    # 3. resolve and derive
-    inputs = [
-        HopIn(h.id, h.uid, h.start_time, h.system, tuple(keys_of[h.id]))
-        for h in hops.values()
-        if h.id in members
-    ]
-    # each hop's keys cut down to these components (a fan-out hop also names orders of
-    # other components, which are resolved when they are touched themselves)
-    split = {
-        h.id: (
-            [k for k in lf[h.id][0] if k in component_keys],
-            [k for k in lf[h.id][1] if k in component_keys],
-        )
-        for h in inputs
-    }
-    resolution = resolve(inputs, split)
-    result.resolved_hops = len(inputs)
-    # a chunk's hops say a few dozen different things: derive each once
-    said: dict[tuple[str, str, str, str], st.Derived] = {}
-    derived: dict[int, st.Derived] = {}
-    for h in hops.values():
-        what = (h.system, h.stage, h.platform_status, h.operation)
-        d = said.get(what)
-        if d is None:
-            d = said[what] = st.derive(
-                maps,
-                system=h.system,
-                stage=h.stage,
-                platform_status=h.platform_status,
-                operation=h.operation,
-            )
-        derived[h.id] = d
-
-    # 4. write the difference: what the transactions hold includes every chunk committed
-    # before (the lock is held since the claim)
-    writer = Writer(hops, derived, inputs, at)
-    writer.apply(resolution, component_keys)
+    result.resolved_hops = len(work.inputs)
+    writer = Writer(hops, derived, work.inputs, at)
+    writer.apply(work.resolution, held)
     result.transactions_created = writer.created
     result.merged = len(writer.merged_away)
     result.conflicts = writer.conflicts
@@ -234,6 +197,68 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
             },
         )
     return first_claim, result
+
+
+def _resolve_components(claimed: list[int], at: datetime, maps: st.StatusMaps) -> _Resolved:
+    """Steps 2 and 3 for the hops ``claimed`` (which grows by the waiting hops of their
+    components that are resolved in full here)."""
+    # 2. the raw components of the chunk's keys
+    keys_of: dict[int, list[tuple[str, str, bool]]] = {h: [] for h in claimed}
+    near = hops_near(claimed, keys_of)  # the first round of the closure, from hop ids
+    lf = {h: links_and_fanouts(keys) for h, keys in keys_of.items()}
+    seeds: set[KeyPair] = set()
+    for hop_id in claimed:
+        link, fan = lf[hop_id]
+        seeds.update(link)
+        seeds.update(fan)
+    component_keys, members = closure(seeds, keys_of, lf, near)
+    # Waiting hops of these components whose every key is inside them are resolved in
+    # full here: claim them too, so a backlog resolves each order about once, not once
+    # per chunk holding one of its hops.
+    claimed_set = set(claimed)
+    complete = [
+        h
+        for h in members
+        if h not in claimed_set
+        and all(k in component_keys for k in lf[h][0])
+        and all(k in component_keys for k in lf[h][1])
+    ]
+    claimed.extend(_claim_these(complete, at))  # the caller's list grows
+    hops = load_hops(sorted(members | set(claimed)))
+
+    # 3. resolve and derive
+    inputs = [
+        HopIn(h.id, h.uid, h.start_time, h.system, tuple(keys_of[h.id]))
+        for h in hops.values()
+        if h.id in members
+    ]
+    # each hop's keys cut down to these components (a fan-out hop also names orders of
+    # other components, which are resolved when they are touched themselves)
+    split = {
+        h.id: (
+            [k for k in lf[h.id][0] if k in component_keys],
+            [k for k in lf[h.id][1] if k in component_keys],
+        )
+        for h in inputs
+    }
+    resolution = resolve(inputs, split)
+    # a chunk's hops say a few dozen different things: derive each once
+    said: dict[tuple[str, str, str, str], st.Derived] = {}
+    derived: dict[int, st.Derived] = {}
+    for h in hops.values():
+        what = (h.system, h.stage, h.platform_status, h.operation)
+        d = said.get(what)
+        if d is None:
+            d = said[what] = st.derive(
+                maps,
+                system=h.system,
+                stage=h.stage,
+                platform_status=h.platform_status,
+                operation=h.operation,
+            )
+        derived[h.id] = d
+
+    return _Resolved(component_keys, members, hops, inputs, resolution, derived)
 
 
 def _hour(at: datetime) -> datetime:

@@ -1,6 +1,7 @@
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import admin
+from django.db.models import Model
 
 from observatory.transactions.models import (
     Conflict,
@@ -16,7 +17,7 @@ from observatory.transactions.models import (
 
 
 @admin.register(StatusMap)
-class StatusMapAdmin(admin.ModelAdmin):
+class StatusMapAdmin(admin.ModelAdmin[StatusMap]):
     """The status vocabularies, as data: edits apply from the next stitch pass."""
 
     list_display = ["system", "status", "stage", "transaction_kind", "vendor"]
@@ -26,7 +27,7 @@ class StatusMapAdmin(admin.ModelAdmin):
 
 
 @admin.register(UnknownStatus)
-class UnknownStatusAdmin(admin.ModelAdmin):
+class UnknownStatusAdmin(admin.ModelAdmin[UnknownStatus]):
     """Statuses no map knows, with how often they came: map them in Status maps."""
 
     list_display = ["system", "status", "count", "first_seen", "last_seen"]
@@ -40,7 +41,7 @@ class UnknownStatusAdmin(admin.ModelAdmin):
 
 
 @admin.register(SlaPolicy)
-class SlaPolicyAdmin(admin.ModelAdmin):
+class SlaPolicyAdmin(admin.ModelAdmin[SlaPolicy]):
     list_display = [
         "name",
         "transaction_kind",
@@ -55,7 +56,10 @@ class SlaPolicyAdmin(admin.ModelAdmin):
     list_filter = ["transaction_kind", "active"]
 
 
-class _ReadOnlyInline(admin.TabularInline):
+_Row = TypeVar("_Row", bound=Model)
+
+
+class _ReadOnlyInline(admin.TabularInline[_Row, Transaction]):
     extra = 0
     can_delete = False
     show_change_link = False
@@ -67,24 +71,24 @@ class _ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class KeyInline(_ReadOnlyInline):
+class KeyInline(_ReadOnlyInline[TransactionKey]):
     model = TransactionKey
     fields = ["kind", "value"]
 
 
-class StageInline(_ReadOnlyInline):
+class StageInline(_ReadOnlyInline[StageReached]):
     model = StageReached
     fields = ["stage", "at", "system", "platform_status", "hop"]
     raw_id_fields = ["hop"]
 
 
-class HopLinkInline(_ReadOnlyInline):
+class HopLinkInline(_ReadOnlyInline[TransactionHop]):
     model = TransactionHop
     fields = ["hop"]
     raw_id_fields = ["hop"]
 
 
-class MergeInline(_ReadOnlyInline):
+class MergeInline(_ReadOnlyInline[Merge]):
     model = Merge
     fk_name = "winner"
     fields = ["loser_id", "hop", "keys", "at"]
@@ -92,7 +96,7 @@ class MergeInline(_ReadOnlyInline):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(admin.ModelAdmin):
+class TransactionAdmin(admin.ModelAdmin[Transaction]):
     """Written by the stitcher only: read here, never edited."""
 
     list_display = ["id", "kind", "channel", "current_stage", "first_hop_at", "hop_count"]
@@ -109,7 +113,7 @@ class TransactionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Conflict)
-class ConflictAdmin(admin.ModelAdmin):
+class ConflictAdmin(admin.ModelAdmin[Conflict]):
     list_display = ["at", "kind", "value", "existing_value", "transaction", "other_transaction"]
     list_filter = ["kind"]
     raw_id_fields = ["hop", "transaction", "other_transaction"]

@@ -99,6 +99,23 @@ class Changes:
     conflicts: list[Conflict] = field(default_factory=list)
 
 
+def read_held(component_keys: set[KeyPair]) -> Held:
+    """What the transactions holding any of ``component_keys`` hold now."""
+    key_rows = txkeys_matching(component_keys)
+    tx_of = {(r[0], r[1]): r[3] for r in key_rows}
+    ids = sorted(set(tx_of.values()))
+    links = bulk.select_in(LINKS.name, "id, transaction_id, hop_id", "transaction_id", ids)
+    stages = bulk.select_in(STAGES.name, "id, transaction_id, hop_id, stage", "transaction_id", ids)
+    return Held(
+        key_rows=key_rows,
+        tx_of=tx_of,
+        ids=ids,
+        columns=load_tx_columns(ids),
+        links=[(r[0], r[1], r[2]) for r in links],
+        stages=[(r[0], r[1], r[2], r[3]) for r in stages],
+    )
+
+
 class Writer:
     """Turns a resolution into set-based writes against the existing rows."""
 
@@ -120,8 +137,8 @@ class Writer:
         self.created = 0
         self.conflicts = 0
 
-    def apply(self, resolution: Resolution, component_keys: set[KeyPair]) -> None:
-        held = self.read(component_keys)
+    def apply(self, resolution: Resolution, held: Held) -> None:
+        """Write ``resolution`` against ``held`` (:func:`read_held`, read under the lock)."""
         final = self.assign_ids(resolution.groups, held)
         ch = Changes()
         self.find_losers(resolution, held, final, ch)
@@ -133,23 +150,6 @@ class Writer:
         self.write(ch)
 
     # --- the steps ----------------------------------------------------------------------
-
-    def read(self, component_keys: set[KeyPair]) -> Held:
-        key_rows = txkeys_matching(component_keys)
-        tx_of = {(r[0], r[1]): r[3] for r in key_rows}
-        ids = sorted(set(tx_of.values()))
-        links = bulk.select_in(LINKS.name, "id, transaction_id, hop_id", "transaction_id", ids)
-        stages = bulk.select_in(
-            STAGES.name, "id, transaction_id, hop_id, stage", "transaction_id", ids
-        )
-        return Held(
-            key_rows=key_rows,
-            tx_of=tx_of,
-            ids=ids,
-            columns=load_tx_columns(ids),
-            links=[(r[0], r[1], r[2]) for r in links],
-            stages=[(r[0], r[1], r[2], r[3]) for r in stages],
-        )
 
     def assign_ids(self, groups: Sequence[Group], held: Held) -> list[int]:
         """The transaction id each group keeps: the lowest old one still free, else new."""

@@ -8,13 +8,13 @@ from observatory.triage.models import Issue, OwnerRoute
 
 
 @admin.register(OwnerRoute)
-class OwnerRouteAdmin(admin.ModelAdmin):
+class OwnerRouteAdmin(admin.ModelAdmin[OwnerRoute]):
     list_display = ("system", "team")
     search_fields = ("system", "team")
 
 
 @admin.register(Issue)
-class IssueAdmin(admin.ModelAdmin):
+class IssueAdmin(admin.ModelAdmin[Issue]):
     list_display = ("id", "kind", "state", "owner", "system", "stage", "opened_at", "summary")
     list_filter = ("state", "kind", "owner", "system")
     search_fields = ("summary", "dedupe_key")

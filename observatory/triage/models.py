@@ -136,6 +136,12 @@ class Issue(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.state}): {self.summary}"
 
+    @property
+    def tx_id(self) -> int:
+        """The transaction of an exception read with ``transaction__isnull=False``."""
+        assert self.transaction_id is not None, self.id
+        return self.transaction_id
+
 
 class TriagedHop(models.Model):
     """A failed hop triage has already looked at (its own marker: hops stay immutable).

@@ -18,11 +18,22 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, F, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    Field,
+    Min,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import Coalesce
 
 from observatory.hops.models import DuplicateDelivery, Hop, HopKey
-from observatory.lib.rows import fetch
+from observatory.lib.rows import column_of, fetch
 from observatory.transactions.models import (
     SlaPolicy,
     StageReached,
@@ -123,9 +134,15 @@ def transaction_labels(ids: Iterable[int]) -> dict[int, str]:
 # --- policies -------------------------------------------------------------------------------
 
 
+def _column(name: str) -> str:
+    field = SlaPolicy._meta.get_field(name)
+    assert isinstance(field, Field)
+    return column_of(field)
+
+
 #: the active policies, their columns in the order of ``sla.Policy``'s fields
 _POLICIES_SQL = "SELECT {} FROM {} WHERE {} = %s ORDER BY {}".format(
-    ", ".join(SlaPolicy._meta.get_field(f.name).column for f in fields(sla.Policy)),
+    ", ".join(_column(f.name) for f in fields(sla.Policy)),
     SlaPolicy._meta.db_table,
     SlaPolicy._meta.get_field("active").column,
     SlaPolicy._meta.pk.column,
@@ -248,7 +265,7 @@ def exception_queue(
     if cursor:
         at, pk = decode_cursor(cursor)
         qs = qs.filter(Q(opened_at__gt=at) | Q(opened_at=at, id__gt=pk))
-    rows = list(
+    rows: list[Any] = list(
         qs.annotate(
             tx_amount=F("transaction__amount"), tx_currency=F("transaction__currency")
         ).order_by("opened_at", "id")[: limit + 1]
@@ -433,7 +450,8 @@ def order_view(
         keys_of[k.hop_id].append(k)
     for h in hops:
         # what prefetch_related would leave: hop.keys.all() answers from it
-        h._prefetched_objects_cache = {"keys": keys_of.get(h.id, [])}
+        cache = {"keys": keys_of.get(h.id, [])}
+        h._prefetched_objects_cache = cache  # type: ignore[attr-defined]
     if hop_limit is None:
         batch_hops = {
             h.id for h in hops if any(k.kind in BATCH_KINDS or k.fanout for k in h.keys.all())

@@ -184,9 +184,9 @@ def test_a_database_dying_in_the_middle_of_a_copy_is_a_503(
 
     from observatory.hops import store
 
-    real = store._queue_keys
+    real = store._key_rows
 
-    def die(pairs: Any) -> None:
+    def die(pairs: Any) -> Any:
         # the server ends this backend mid-COPY, as a crash or failover would
         with psycopg.connect(
             host=connection.settings_dict["HOST"] or "127.0.0.1",
@@ -197,9 +197,9 @@ def test_a_database_dying_in_the_middle_of_a_copy_is_a_503(
         ) as other:
             pid = connection.connection.info.backend_pid
             other.execute("SELECT pg_terminate_backend(%s)", [pid])
-        real(pairs)  # the keys' COPY meets the ended backend
+        return real(pairs)  # the keys' COPY meets the ended backend
 
-    monkeypatch.setattr(store, "_queue_keys", die)
+    monkeypatch.setattr(store, "_key_rows", die)
     event = {
         "specversion": "1.0",
         "id": "dies-1",

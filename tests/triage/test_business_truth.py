@@ -278,3 +278,32 @@ def test_a_system_going_silent_is_one_problem_with_the_orders_waiting_on_it(
         ("#W4", OPEN),
         ("#W5", OPEN),
     }
+
+
+def test_a_stage_that_came_late_in_history_is_recorded_once_its_hops_are_in(
+    ingest_client: Client,
+) -> None:
+    """History sent today about this morning, as a backfill or an upload sends it: an
+    order posted 40 s past its deadline, its hops all received just now. Its lateness is
+    known as soon as the posting is here, without waiting for the ERP's maximum delay;
+    and the sweeps after the one that stitched it (the transaction untouched since) must
+    still find it: the simulator's peak-sale history lost exactly these."""
+    morning = now() - timedelta(hours=5)
+    send(
+        ingest_client,
+        web("#P1", "901", morning),
+        posted("#P1", "SO-P1", morning + 100 * S),
+        web("#P2", "902", morning + M),
+        posted("#P2", "SO-P2", morning + M + 20 * S),
+        *reporting(morning + 30 * M, "erp"),
+    )
+    tick(now(), wall=now())
+    for later in (M, 20 * M):
+        tick(now() + later, wall=now() + later)
+        late = Issue.objects.get(kind=STUCK)
+        assert late.transaction.keys.filter(value="#P1").exists()
+        assert (late.state, late.opened_at, late.resolved_at) == (
+            RESOLVED,
+            morning + 60 * S,
+            morning + 100 * S,
+        )

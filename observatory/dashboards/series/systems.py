@@ -79,8 +79,8 @@ def system_rows(
 def hourly_system(system: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Per hour of ``[since, until)``: one system's hops and failures (SQL sums)."""
     start = compute.floor_to(since, HOUR)
-    got = {
-        r["bucket"]: r
+    got: dict[datetime, dict[str, Any]] = {
+        r["bucket"]: dict(r)
         for r in HopRollup.objects.filter(
             resolution=HOUR,
             channel=ALL,

@@ -107,9 +107,13 @@ def _insert_select(table: str, columns: Sequence[str], qs: Any) -> None:
 
 def _order_hours() -> set[datetime]:
     """Every hour with orders, or with order rollups."""
-    hours = set(
-        TxBucket.objects.filter(hour__isnull=False).values_list("hour", flat=True).distinct()
-    )
+    hours = {
+        h
+        for h in TxBucket.objects.filter(hour__isnull=False)
+        .values_list("hour", flat=True)
+        .distinct()
+        if h is not None
+    }
     hours.update(
         OrderRollup.objects.filter(resolution=HOUR).values_list("bucket", flat=True).distinct()
     )

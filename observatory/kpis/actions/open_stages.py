@@ -58,9 +58,10 @@ def refresh_open_stages(
         OpenStage.objects.all().delete()
         chunks = [None]
     else:
-        chunks = list(in_chunks(sorted(set(tx_ids))))
-        for chunk in chunks:
-            OpenStage.objects.filter(transaction_id__in=chunk).delete()
+        some = list(in_chunks(sorted(set(tx_ids))))
+        for ids in some:
+            OpenStage.objects.filter(transaction_id__in=ids).delete()
+        chunks = list(some)
     judged = queries.judged_by(policies)
     for chunk in chunks:
         found: dict[tuple[int, str], tuple[Any, ...]] = {}

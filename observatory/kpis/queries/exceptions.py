@@ -66,12 +66,13 @@ def exception_aging(
         over_24h=Count("pk", filter=Q(opened_at__lte=marks["h4_to_24"])),
         oldest=Min("opened_at"),
     )
-    oldest = row.pop("oldest")
-    row["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
-    return row
+    out: dict[str, Any] = dict(row)
+    oldest = out.pop("oldest")
+    out["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
+    return out
 
 
-def resolution_time() -> ExpressionWrapper:
+def resolution_time() -> ExpressionWrapper[Any]:
     return ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
 
 

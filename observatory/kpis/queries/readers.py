@@ -149,6 +149,7 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
         twice_merged,
     ) in qs.iterator(chunk_size=5000):
         if kind == ORDER:
+            assert captured is not None  # the window's filter
             out.append(
                 OrderFact(
                     kind=kind,
@@ -164,6 +165,7 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
                 )
             )
         else:
+            assert adjusted is not None  # the window's filter
             out.append(
                 OrderFact(
                     kind=kind,

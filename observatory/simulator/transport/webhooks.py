@@ -44,7 +44,7 @@ MAX_RETRY_WAIT_S: Final = 30.0
 def backoff(attempt: int) -> float:
     """Seconds before retry ``attempt`` when the server named none: exponential from
     0.5 s up to 10 s, half of it jittered."""
-    delay = min(10.0, 0.5 * 2**attempt)
+    delay = min(10.0, 0.5 * 2.0**attempt)
     return delay / 2 + random.uniform(0, delay / 2)
 
 

@@ -36,8 +36,9 @@ def _open_from_conflicts(at: datetime, owner: Callable[[str], str], result: Swee
                 "hop_id", flat=True
             )
         )
-        tx_ids = {x.transaction_id for x in batch} | {x.other_transaction_id for x in batch}
-        tx_ids.discard(None)
+        tx_ids = {
+            t for x in batch for t in (x.transaction_id, x.other_transaction_id) if t is not None
+        }
         winners = final_winners(tx_ids)
         labels = queries.transaction_labels(winners.values())
         captured_held = _held_keys(
@@ -148,7 +149,9 @@ def _clash_rank(clash: dict[str, Any]) -> tuple[int, str, int]:
     return (rank, kind, clash["conflict_id"])
 
 
-def _conflict_summary(label: str, system: str, operation: str, clashes: list[dict]) -> str:
+def _conflict_summary(
+    label: str, system: str, operation: str, clashes: list[dict[str, Any]]
+) -> str:
     """``#1005: middleware validate carried order_number #1005, but the transaction already
     has #1004`` (and the other kinds that clashed on the same hop)."""
     first = clashes[0]

@@ -104,9 +104,7 @@ def _follow_merges(at: datetime, result: SweepResult) -> None:
     # stuck questions follow the merge in the deadline sweep: judged on the stage times
     # of the transaction they merged into
     movers = [i for i in stale if i.kind != STUCK]
-    wanted = {
-        i.id: _rekey(i.dedupe_key, i.transaction_id, winners[i.transaction_id]) for i in movers
-    }
+    wanted = {i.id: _rekey(i.dedupe_key, i.tx_id, winners[i.tx_id]) for i in movers}
     taken = set(
         Issue.objects.filter(state__in=UNRESOLVED, dedupe_key__in=set(wanted.values()))
         .exclude(id__in=list(wanted))
@@ -119,7 +117,7 @@ def _follow_merges(at: datetime, result: SweepResult) -> None:
             doubles.append(issue.id)
             continue
         taken.add(key)
-        issue.transaction_id = winners[issue.transaction_id]
+        issue.transaction_id = winners[issue.tx_id]
         issue.dedupe_key = key
         moved.append(issue)
     _resolve(

@@ -71,7 +71,7 @@ class Context:
         if mark is None or mark.last_arrival_at is None:
             return True
         quiet = (self.wall - mark.last_arrival_at).total_seconds()
-        return quiet > max(mark.max_delay_s, settings.SILENCE_AFTER_S)
+        return quiet > max(float(mark.max_delay_s), float(settings.SILENCE_AFTER_S))
 
     def label(self, tx_id: int) -> str:
         if tx_id not in self.labels:

@@ -47,9 +47,13 @@ def _open(ctx: Context, result: Tally) -> None:
                 )
             )
         )
-        # and the system has had its maximum delay, since we heard the transaction begin,
-        # to report the stage: a backfill's first orders arrive before the system's own
-        # old hops about them do
+        # a stage that came after the deadline is known late as soon as it is here: not
+        # held back below, or a transaction touched before that wait ran out (history
+        # streamed in, an upload) would never be looked at again
+        known = qs
+        # a missing stage waits until the system has had its maximum delay, since we heard
+        # the transaction begin, to report it: a backfill's first orders arrive before the
+        # system's own old hops about them do
         heard = ctx.wall - ctx.delay(ctx.system(p.to_stage))
         qs = qs.filter(
             Exists(
@@ -65,7 +69,7 @@ def _open(ctx: Context, result: Tally) -> None:
         for s in ends:
             ended |= Q(**{f"{stage_field(s)}__isnull": False})
         # ended, but not by the deadline (the verdict checks exactly which end came first)
-        late = qs.filter(ended)
+        late = known.filter(ended)
         for col in [*map(stage_field, ends), "cancelled_at"]:
             late = late.exclude(**{f"{col}__lte": _plus(start, p)})
         lo = _advance(marks, moved, p, threshold)

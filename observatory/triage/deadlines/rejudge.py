@@ -49,14 +49,14 @@ def _rejudge(ctx: Context, result: Tally) -> None:
     by_id = {p.id: p for p in ctx.policies}
     # one exception per (transaction, stage): the merged transaction's own one stands
     claimed: dict[tuple[int, str], int] = {}
-    for i in sorted(held, key=lambda i: (winners[i.transaction_id] != i.transaction_id, i.id)):
-        key = (winners[i.transaction_id], i.stage)
+    for i in sorted(held, key=lambda i: (winners[i.tx_id] != i.transaction_id, i.id)):
+        key = (winners[i.tx_id], i.stage)
         if i.state != WITHDRAWN:
             claimed.setdefault(key, i.id)
     changed: list[Issue] = []
     skip_checks: dict[int, list[Issue]] = defaultdict(list)
     for issue in held:
-        winner_id = winners[issue.transaction_id]
+        winner_id = winners[issue.tx_id]
         tx = txs.get(winner_id)
         unresolved = issue.state in UNRESOLVED
         if tx is None:
@@ -115,7 +115,7 @@ def _rejudge(ctx: Context, result: Tally) -> None:
             skip_checks[policy.id].append(issue)
     ctx.labels.update(
         queries.transaction_labels(
-            i.transaction_id
+            i.tx_id
             for issues in skip_checks.values()
             for i in issues
             if i.transaction_id not in ctx.labels
@@ -123,9 +123,9 @@ def _rejudge(ctx: Context, result: Tally) -> None:
     )
     for pid, issues in skip_checks.items():
         policy = by_id[pid]
-        skipped = _later_stages([i.transaction_id for i in issues], policy)
+        skipped = _later_stages([i.tx_id for i in issues], policy)
         for issue in issues:
-            tx = txs[issue.transaction_id]
+            tx = txs[issue.tx_id]
             text = _summary(ctx.label(tx.id), policy, tx.channel, skipped.get(tx.id))
             if issue.summary != text:
                 issue.summary = text

@@ -44,7 +44,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 class Command(BaseCommand):
-    _progress: tqdm | None = None
+    _progress: tqdm[Any] | None = None
     help = (
         "Drive realistic retail traffic (web, POS and marketplace orders, returns, "
         "inventory updates) through Observatory's real ingest endpoints: OTLP spans from "
