@@ -4,7 +4,6 @@ SMTP server on 127.0.0.1 (aiosmtpd)."""
 from __future__ import annotations
 
 import email
-import socket
 from collections.abc import Iterator
 from email.message import Message as MailMessage
 from typing import Any
@@ -16,6 +15,7 @@ from django.test import Client
 
 from observatory.alerts.models import Alert, Channel, DeliveryAttempt, Notification
 from tests.alerts.helpers import T0, later, posting, run, send, stuck_orders, stuck_rule
+from tests.serving import free_port
 
 pytestmark = pytest.mark.django_db
 BASE = "https://observatory.example.com"
@@ -88,16 +88,10 @@ class Collector:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def smtp(settings: Any) -> Iterator[Collector]:
     collector = Collector()
-    controller = Controller(collector, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(collector, hostname="127.0.0.1", port=free_port())
     controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = "127.0.0.1"
@@ -152,7 +146,7 @@ def test_a_refused_recipient_marks_the_channel_failing(
 def test_an_unreachable_mail_server_retries(ingest_client: Client, settings: Any) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = _free_port()  # nothing listens
+    settings.EMAIL_PORT = free_port()  # nothing listens
     settings.EMAIL_TIMEOUT = 2
     stuck_rule()
     channel = email_channel()

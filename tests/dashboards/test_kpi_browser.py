@@ -13,8 +13,6 @@ Screenshots land in ``tests/screenshots/`` (laptop, wall display, print): look a
 from __future__ import annotations
 
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from tests.dashboards.conftest import PASSWORD, make_user
 from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, WALL
 from tests.kpis.traffic import start_traffic
 from tests.pipeline import tick
+from tests.serving import serve_in_thread
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -47,34 +46,14 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def asgi_server(transactional_db: None) -> Iterator[str]:
     """The ASGI application (HTTP and websockets) on loopback, in a thread of this process
     (so it reads the test database)."""
-    import uvicorn
-
     from observatory.asgi import application
 
-    port = free_port()
-    config = uvicorn.Config(
-        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(application) as url:
+        yield url
 
 
 @dataclass(frozen=True)

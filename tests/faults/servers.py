@@ -31,15 +31,12 @@ from typing import Any
 import pytest
 import requests
 
+from tests.serving import free_port
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 PYTHON = sys.executable
+
 BIN = Path(PYTHON).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float = 0.1) -> None:

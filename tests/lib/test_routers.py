@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,26 +218,14 @@ def _ingest_token() -> str:
 def server(replica: Statements) -> Iterator[str]:
     """The ASGI application as the settings build it with the replica configured, served
     by uvicorn in a thread of this process (it reads the test database)."""
-    import uvicorn
     from django.core.handlers.asgi import ASGIHandler
 
     from observatory.ingest.gate import IngestGate
     from observatory.routing import build_application
-    from tests.dashboards.test_kpi_browser import free_port
+    from tests.serving import serve_in_thread
 
-    app = build_application(IngestGate(ASGIHandler()))
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(10)
+    with serve_in_thread(build_application(IngestGate(ASGIHandler()))) as url:
+        yield url
     # the ingest gate looks tokens up in asgiref's thread-sensitive thread, outside any
     # request: give that thread's connections back before the test database is dropped
     from asgiref.sync import SyncToAsync
