@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -254,6 +255,57 @@ def kpi_values(
     aging_out: dict[str, Any] = dict(aging)
     aging_out["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
 
+    # value at risk: every open exception's transaction, its amount summed per currency
+    money = {
+        pk: (cur, amount, ch, st)
+        for pk, cur, amount, ch, st in Transaction.objects.values_list(
+            "id", "currency", "amount", "channel", "store_id"
+        )
+    }
+    risk_orders: set[int] = set()
+    risk_currency: dict[str, Decimal] = defaultdict(Decimal)
+    risk_system: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    risk_stage: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    seen_system: set[tuple[str, int]] = set()
+    seen_stage: set[tuple[str, int]] = set()
+    for i in issues:
+        if i.transaction_id is None or i.transaction_id not in money or i.state == WITHDRAWN:
+            continue
+        cur, amount, ch, st = money[i.transaction_id]
+        if (channel is not None and ch != channel) or (store is not None and st != store):
+            continue
+        if system and i.system != system:
+            continue
+        if live_state:
+            if i.state not in UNRESOLVED or i.opened_at > until:
+                continue
+        elif i.opened_at > until or (i.resolved_at is not None and i.resolved_at <= until):
+            continue
+        new = i.transaction_id not in risk_orders
+        risk_orders.add(i.transaction_id)
+        if amount is None or not cur:
+            continue
+        if new:
+            risk_currency[cur] += amount
+        sys_name = i.system or "unknown"
+        if (sys_name, i.transaction_id) not in seen_system:
+            seen_system.add((sys_name, i.transaction_id))
+            risk_system[sys_name][cur] += amount
+        stage_name = i.stage or i.kind
+        if (stage_name, i.transaction_id) not in seen_stage:
+            seen_stage.add((stage_name, i.transaction_id))
+            risk_stage[stage_name][cur] += amount
+
+    def floats(sums: dict[str, Decimal]) -> dict[str, float]:
+        return {k: float(v) for k, v in sorted(sums.items())}
+
+    at_risk = {
+        "orders": len(risk_orders),
+        "by_currency": floats(risk_currency),
+        "by_system": {k: floats(v) for k, v in sorted(risk_system.items())},
+        "by_stage": {k: floats(v) for k, v in sorted(risk_stage.items())},
+    }
+
     alert_times: list[float] = []
     for a in AlertSeen.objects.all():
         labels = {"channel": a.channel, "store": a.store, "system": a.system}
@@ -304,6 +356,7 @@ def kpi_values(
             "by_stage": {s: len(v) for s, v in sorted(by_stage.items()) if v},
         },
         "exception_aging": aging_out,
+        "value_at_risk": at_risk,
         "retries": {"retries": retries, "replays": replays},
         "hop_health": {"rows": rows},
         "resolution_time": {

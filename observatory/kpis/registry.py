@@ -184,6 +184,28 @@ KPIS: Final[dict[str, Kpi]] = {
             headline="open",
         ),
         Kpi(
+            "value_at_risk",
+            "Value at risk",
+            "The summed amount of the orders that have an exception open, per currency "
+            "(never added across currencies), and per system and stage it waits on.",
+            (
+                Field("orders", "transactions with an open exception"),
+                Field("by_currency", "currency -> summed amount of those transactions"),
+                Field(
+                    "by_system",
+                    "system -> currency -> amount of the transactions with an open "
+                    "exception about that system",
+                ),
+                Field(
+                    "by_stage",
+                    "stage still awaited (or the exception's kind) -> currency -> amount",
+                ),
+            ),
+            EXCEPTIONS,
+            _ALL,
+            headline="orders",
+        ),
+        Kpi(
             "retries",
             "Retries and replays",
             "Steps that were a retry of a failed attempt, and messages sent again on purpose.",

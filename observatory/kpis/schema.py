@@ -86,6 +86,13 @@ class AgingOut(Schema):
     oldest_s: float | None
 
 
+class ValueAtRiskOut(Schema):
+    orders: int
+    by_currency: dict[str, float]
+    by_system: dict[str, dict[str, float]]
+    by_stage: dict[str, dict[str, float]]
+
+
 class RetriesOut(Schema):
     retries: int
     replays: int
@@ -117,6 +124,7 @@ class KpisOut(Schema):
     duplicate_rate: DuplicateRateOut
     reconciliation_backlog: BacklogOut
     exception_aging: AgingOut
+    value_at_risk: ValueAtRiskOut
     retries: RetriesOut
     hop_health: HopHealthOut
     resolution_time: ResolutionOut

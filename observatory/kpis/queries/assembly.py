@@ -14,6 +14,7 @@ from observatory.kpis.queries.exceptions import (
     alerts_resolution,
     exception_aging,
     exceptions_resolution,
+    value_at_risk,
 )
 from observatory.kpis.queries.totals import HopTotal, LagTotal, OrderTotal, hop_totals, order_total
 from observatory.lib.clock import now as clock_now
@@ -31,6 +32,7 @@ def values_from(
     *,
     backlog_value: dict[str, Any],
     aging: dict[str, Any],
+    at_risk: dict[str, Any],
     resolution: dict[str, float | None],
 ) -> dict[str, dict[str, Any]]:
     """Every KPI of the registry from the window's totals (their ids and fields)."""
@@ -94,6 +96,7 @@ def values_from(
         },
         "reconciliation_backlog": backlog_value,
         "exception_aging": aging,
+        "value_at_risk": at_risk,
         "retries": {
             "retries": sum(h.retries for h in hops.values()),
             "replays": sum(h.replays for h in hops.values()),
@@ -133,5 +136,6 @@ def kpi_values(
         hops,
         backlog_value=backlog(since, until, channel=channel, store=store, system=system, at=at),
         aging=exception_aging(until, channel=channel, store=store, system=system, at=at),
+        at_risk=value_at_risk(until, channel=channel, store=store, system=system, at=at),
         resolution={"alerts_mean_s": alert_mean, "exceptions_mean_s": exc_mean},
     )
