@@ -299,6 +299,28 @@ def kpi_values(
     def floats(sums: dict[str, Decimal]) -> dict[str, float]:
         return {k: float(v) for k, v in sorted(sums.items())}
 
+    # cancellations: each cancelled order's own timeline, read whole
+    timeline: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for tx_id, stage_name, sys_name in StageReached.objects.values_list(
+        "transaction_id", "stage", "system"
+    ):
+        timeline[winner(tx_id) or tx_id].append((stage_name, sys_name))
+    requested = succeeded = 0
+    for tx in txs:
+        if tx.kind != "order" or not in_scope(tx):
+            continue
+        if tx.cancelled_at is None or not since <= tx.cancelled_at < until:
+            continue
+        requested += 1
+        events = timeline.get(tx.id, [])
+        shipped = any(s == "shipped" for s, _ in events)
+        downstream_ok = all(
+            ("cancelled", sys_name) in events
+            for sys_name in ("erp", "wms")
+            if any(held == sys_name for _, held in events)
+        )
+        succeeded += not shipped and downstream_ok
+
     at_risk = {
         "orders": len(risk_orders),
         "by_currency": floats(risk_currency),
@@ -356,6 +378,11 @@ def kpi_values(
             "by_stage": {s: len(v) for s, v in sorted(by_stage.items()) if v},
         },
         "exception_aging": aging_out,
+        "cancellation_success": {
+            "requested": requested,
+            "succeeded": succeeded,
+            "rate": (succeeded / requested) if requested else None,
+        },
         "value_at_risk": at_risk,
         "retries": {"retries": retries, "replays": replays},
         "hop_health": {"rows": rows},

@@ -184,6 +184,21 @@ KPIS: Final[dict[str, Kpi]] = {
             headline="open",
         ),
         Kpi(
+            "cancellation_success",
+            "Cancellations that worked",
+            "Of the orders cancelled in the window, the share the ERP and the warehouse "
+            "cancelled too (each where it held the order) and that never shipped.",
+            (
+                Field("requested", "orders whose cancellation came in the window"),
+                Field("succeeded", "of those, cancelled downstream and never shipped"),
+                Field("rate", "succeeded / requested", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+            lower_is_better=False,
+        ),
+        Kpi(
             "value_at_risk",
             "Value at risk",
             "The summed amount of the orders that have an exception open, per currency "

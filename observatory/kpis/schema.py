@@ -86,6 +86,12 @@ class AgingOut(Schema):
     oldest_s: float | None
 
 
+class CancellationOut(Schema):
+    requested: int
+    succeeded: int
+    rate: float | None
+
+
 class ValueAtRiskOut(Schema):
     orders: int
     by_currency: dict[str, float]
@@ -124,6 +130,7 @@ class KpisOut(Schema):
     duplicate_rate: DuplicateRateOut
     reconciliation_backlog: BacklogOut
     exception_aging: AgingOut
+    cancellation_success: CancellationOut
     value_at_risk: ValueAtRiskOut
     retries: RetriesOut
     hop_health: HopHealthOut

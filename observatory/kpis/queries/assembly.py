@@ -10,6 +10,7 @@ from typing import Any
 
 from observatory.kpis import compute, registry
 from observatory.kpis.queries.backlog import backlog
+from observatory.kpis.queries.cancellations import cancellation_success
 from observatory.kpis.queries.exceptions import (
     alerts_resolution,
     exception_aging,
@@ -33,6 +34,7 @@ def values_from(
     backlog_value: dict[str, Any],
     aging: dict[str, Any],
     at_risk: dict[str, Any],
+    cancellations: dict[str, Any],
     resolution: dict[str, float | None],
 ) -> dict[str, dict[str, Any]]:
     """Every KPI of the registry from the window's totals (their ids and fields)."""
@@ -96,6 +98,7 @@ def values_from(
         },
         "reconciliation_backlog": backlog_value,
         "exception_aging": aging,
+        "cancellation_success": cancellations,
         "value_at_risk": at_risk,
         "retries": {
             "retries": sum(h.retries for h in hops.values()),
@@ -137,5 +140,6 @@ def kpi_values(
         backlog_value=backlog(since, until, channel=channel, store=store, system=system, at=at),
         aging=exception_aging(until, channel=channel, store=store, system=system, at=at),
         at_risk=value_at_risk(until, channel=channel, store=store, system=system, at=at),
+        cancellations=cancellation_success(since, until, channel=channel, store=store),
         resolution={"alerts_mean_s": alert_mean, "exceptions_mean_s": exc_mean},
     )
