@@ -21,6 +21,7 @@ KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "duplicate_rate": ("deliveries", "duplicates", "rate", "posted_twice", "worst_source_rate"),
     "reconciliation_backlog": ("total",),
     "exception_aging": ("open", "under_1h", "h1_to_4", "h4_to_24", "over_24h", "oldest_s"),
+    "refund_reconciliation": ("refunds", "settled_within_sla", "rate"),
     "cancellation_success": ("requested", "succeeded", "rate"),
     "value_at_risk": ("orders",),
     "retries": ("retries", "replays"),

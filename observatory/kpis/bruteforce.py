@@ -321,6 +321,23 @@ def kpi_values(
         )
         succeeded += not shipped and downstream_ok
 
+    # refunds: each refunded transaction against its own policy's deadline
+    refunds = refunds_ok = 0
+    for tx in txs:
+        if tx.kind not in ("order", "return") or not in_scope(tx) or tx.refunded_at is None:
+            continue
+        if not since <= tx.refunded_at < until:
+            continue
+        limit = _deadline(policies, tx.kind, tx.channel, "refunded", "refund_settled")
+        settled_at = tx.refund_settled_at
+        if settled_at is None and (limit is None or (at - tx.refunded_at).total_seconds() < limit):
+            continue  # not due yet
+        refunds += 1
+        if settled_at is not None and (
+            limit is None or (settled_at - tx.refunded_at).total_seconds() <= limit
+        ):
+            refunds_ok += 1
+
     at_risk = {
         "orders": len(risk_orders),
         "by_currency": floats(risk_currency),
@@ -378,6 +395,11 @@ def kpi_values(
             "by_stage": {s: len(v) for s, v in sorted(by_stage.items()) if v},
         },
         "exception_aging": aging_out,
+        "refund_reconciliation": {
+            "refunds": refunds,
+            "settled_within_sla": refunds_ok,
+            "rate": (refunds_ok / refunds) if refunds else None,
+        },
         "cancellation_success": {
             "requested": requested,
             "succeeded": succeeded,

@@ -184,6 +184,21 @@ KPIS: Final[dict[str, Kpi]] = {
             headline="open",
         ),
         Kpi(
+            "refund_reconciliation",
+            "Refunds settled in time",
+            "Of the refunds whose settlement is due, the share the ERP settled (a credit "
+            "memo) within the SLA.",
+            (
+                Field("refunds", "refunds of the window, settled or past their deadline"),
+                Field("settled_within_sla", "of those, settled within their deadline"),
+                Field("rate", "settled_within_sla / refunds", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+            lower_is_better=False,
+        ),
+        Kpi(
             "cancellation_success",
             "Cancellations that worked",
             "Of the orders cancelled in the window, the share the ERP and the warehouse "

@@ -86,6 +86,12 @@ class AgingOut(Schema):
     oldest_s: float | None
 
 
+class RefundReconciliationOut(Schema):
+    refunds: int
+    settled_within_sla: int
+    rate: float | None
+
+
 class CancellationOut(Schema):
     requested: int
     succeeded: int
@@ -130,6 +136,7 @@ class KpisOut(Schema):
     duplicate_rate: DuplicateRateOut
     reconciliation_backlog: BacklogOut
     exception_aging: AgingOut
+    refund_reconciliation: RefundReconciliationOut
     cancellation_success: CancellationOut
     value_at_risk: ValueAtRiskOut
     retries: RetriesOut

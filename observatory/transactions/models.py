@@ -124,6 +124,12 @@ class Transaction(models.Model):
                 name="tx_cancelled",
                 condition=Q(cancelled_at__isnull=False),
             ),
+            # refund_reconciliation: the refunds of a window
+            models.Index(
+                fields=["refunded_at"],
+                name="tx_refunded",
+                condition=Q(refunded_at__isnull=False),
+            ),
             models.Index(
                 fields=["refunded_at"],
                 name="tx_unsettled",

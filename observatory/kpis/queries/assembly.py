@@ -17,6 +17,7 @@ from observatory.kpis.queries.exceptions import (
     exceptions_resolution,
     value_at_risk,
 )
+from observatory.kpis.queries.refunds import refund_reconciliation
 from observatory.kpis.queries.totals import HopTotal, LagTotal, OrderTotal, hop_totals, order_total
 from observatory.lib.clock import now as clock_now
 
@@ -35,6 +36,7 @@ def values_from(
     aging: dict[str, Any],
     at_risk: dict[str, Any],
     cancellations: dict[str, Any],
+    refunds: dict[str, Any],
     resolution: dict[str, float | None],
 ) -> dict[str, dict[str, Any]]:
     """Every KPI of the registry from the window's totals (their ids and fields)."""
@@ -98,6 +100,7 @@ def values_from(
         },
         "reconciliation_backlog": backlog_value,
         "exception_aging": aging,
+        "refund_reconciliation": refunds,
         "cancellation_success": cancellations,
         "value_at_risk": at_risk,
         "retries": {
@@ -141,5 +144,6 @@ def kpi_values(
         aging=exception_aging(until, channel=channel, store=store, system=system, at=at),
         at_risk=value_at_risk(until, channel=channel, store=store, system=system, at=at),
         cancellations=cancellation_success(since, until, channel=channel, store=store),
+        refunds=refund_reconciliation(since, until, channel=channel, store=store, at=at),
         resolution={"alerts_mean_s": alert_mean, "exceptions_mean_s": exc_mean},
     )
