@@ -20,8 +20,9 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from observatory.dashboards import queries as page_queries
+from observatory.dashboards import health as health_model
 from observatory.dashboards import series
+from observatory.dashboards import queries as page_queries
 from observatory.dashboards.kpi_figures import human_s
 from observatory.kpis import queries as kpi_queries
 from observatory.lib.clock import now
@@ -47,6 +48,10 @@ class Node:
     y: float
     status: str = "idle"
     note: str = ""
+    #: the health status (ok, degraded, failing, silent), and where its cause is shown
+    health: str = ""
+    url: str = ""
+    why: str = ""
     w: float = 128
     h: float = 56
 
@@ -111,22 +116,55 @@ MAP_W, MAP_H = 1500, 300
 COLUMN = 272
 
 
-def flow_map(tiles: list[series.Tile], edges: list[series.Edge]) -> dict[str, Any]:
-    """Nodes and arrows of the order-flow map, in SVG coordinates."""
-    status = {t.system: t for t in tiles}
+@dataclass
+class Card:
+    """One system's card on the dashboard: its last minutes, and its health."""
+
+    tile: series.Tile
+    health: health_model.Health | None
+
+    @property
+    def status(self) -> str:
+        """The health status; ``idle`` only when nothing is known against it."""
+        if self.health is None:
+            return "idle" if self.tile.status == "idle" else health_model.OK
+        return self.health.status
+
+    @property
+    def colour(self) -> str:
+        if self.health is None or (self.health.status == health_model.OK and self.tile.status == "idle"):
+            return "idle"
+        return self.health.colour
+
+
+def cards(tiles: list[series.Tile], healths: list[health_model.Health]) -> list[Card]:
+    by_system = {h.system: h for h in healths}
+    return [Card(t, by_system.get(t.system)) for t in tiles]
+
+
+def flow_map(systems: list[Card], edges: list[series.Edge]) -> dict[str, Any]:
+    """Nodes and arrows of the order-flow map, in SVG coordinates; each node coloured by
+    its system's health and linked to its cause."""
+    status = {c.tile.system: c for c in systems}
     nodes: dict[str, Node] = {}
     for key, (col, row, label) in LAYOUT.items():
-        tile = status.get("shopify" if key == "shopify_f" else key)
+        card = status.get("shopify" if key == "shopify_f" else key)
+        tile = card.tile if card is not None else None
         note = "fulfillment shown" if key == "shopify_f" else ""
-        if tile is not None and not note:
+        if card is not None and card.status not in (health_model.OK, "idle") and not note:
+            note = card.status
+        elif tile is not None and not note:
             note = f"{tile.per_min:.1f} hops/min" if tile.hops else tile.reason
         nodes[key] = Node(
             key,
             label,
             x=10 + col * COLUMN,
             y=20 + row * 104,
-            status=tile.status if tile is not None else "idle",
+            status=card.colour if card is not None else "idle",
             note=note,
+            health=card.status if card is not None else "",
+            url=card.health.url if card is not None and card.health is not None else "",
+            why=card.health.words if card is not None and card.health is not None else "",
         )
     arrows = []
     for e in edges:
@@ -162,12 +200,13 @@ def live_context(at: datetime | None = None) -> dict[str, Any]:
     """Everything the live part of the page shows, as of ``at``."""
     at = at or now()
     tiles = series.system_tiles(at)
+    systems = cards(tiles, health_model.systems(at, tiles=tiles))
     aging = kpi_queries.exception_aging(at, at=at)
     return {
         "at": at,
         "summary": page_queries.home_summary(at),
-        "tiles": tiles,
-        "flow": flow_map(tiles, series.flow(at)),
+        "cards": systems,
+        "flow": flow_map(systems, series.flow(at)),
         "backlog": series.backlog_now(at),
         "aging": aging,
         "age_buckets": [(name, label, aging[name]) for name, label in AGE_LABELS],
