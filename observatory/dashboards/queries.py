@@ -158,13 +158,13 @@ def search_orders(q: str, limit: int = SEARCH_LIMIT) -> SearchResult:
 def recent_orders(
     limit: int = 12, *, since: datetime | None = None, until: datetime | None = None
 ) -> list[OrderRow]:
-    """The newest transactions (created in ``[since, until)`` when given), as table rows.
-    Three queries."""
+    """The newest transactions (captured in ``[since, until)`` of business time when
+    given, as the KPIs count them), as table rows. Three queries."""
     found = Transaction.objects.filter(merged_into__isnull=True)
     if since is not None:
-        found = found.filter(created_at__gte=since)
+        found = found.filter(captured_at__gte=since)
     if until is not None:
-        found = found.filter(created_at__lt=until)
+        found = found.filter(captured_at__lt=until)
     txs = list(found.order_by("-created_at", "-id")[:limit])
     return order_rows(txs)
 

@@ -41,7 +41,8 @@ def orders(request: HttpRequest) -> HttpResponse:
         "range_error": error,
     }
     if not q:
-        context["recent"] = queries.recent_orders(since=tr.since, until=tr.until)
+        until = None if tr.key == ALL else tr.until
+        context["recent"] = queries.recent_orders(since=tr.since, until=until)
     return render(request, "dashboards/orders.html", context)
 
 

@@ -92,10 +92,12 @@ def _moment(field: str, raw: str, *, end: bool) -> datetime:
         raise RangeError(field, "is required for a custom range (an ISO 8601 date or time)")
     if len(text) > 40:
         raise RangeError(field, "is too long for a date or time")
-    try:
-        parsed = parse_datetime(text.replace(" ", "T", 1) if "T" not in text else text)
-    except ValueError:
-        parsed = None
+    parsed: datetime | None = None
+    if len(text) > 10:  # a date alone is read as a whole day below
+        try:
+            parsed = parse_datetime(text.replace(" ", "T", 1) if "T" not in text else text)
+        except ValueError:
+            parsed = None
     if parsed is None:
         try:
             day = parse_date(text)
