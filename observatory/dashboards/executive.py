@@ -8,10 +8,9 @@ Every figure comes from the KPI rollups (``observatory.kpis``), the same ones be
 
 from __future__ import annotations
 
-import math
-
 import csv
 import io
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,8 +29,8 @@ from observatory.kpis import queries
 from observatory.kpis.compute import ALL, HOUR, floor_to, rate
 from observatory.kpis.models import BacklogSample
 from observatory.lib.clock import now
-from observatory.lib.timerange import range_or_default
 from observatory.lib.download import attach
+from observatory.lib.timerange import range_or_default
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 

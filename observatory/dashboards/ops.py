@@ -21,8 +21,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from observatory.dashboards import health as health_model
-from observatory.dashboards import series
 from observatory.dashboards import queries as page_queries
+from observatory.dashboards import series
 from observatory.dashboards.kpi_figures import human_s
 from observatory.dashboards.series.integrity import source_integrity
 from observatory.kpis import queries as kpi_queries
@@ -134,7 +134,9 @@ class Card:
 
     @property
     def colour(self) -> str:
-        if self.health is None or (self.health.status == health_model.OK and self.tile.status == "idle"):
+        if self.health is None or (
+            self.health.status == health_model.OK and self.tile.status == "idle"
+        ):
             return "idle"
         return self.health.colour
 
@@ -258,9 +260,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     kept live over a websocket."""
     at = now()
     tr, error = page_range(request.GET, at)
-    return render(
-        request, "dashboards/ops.html", {**live_context(at, tr), "range_error": error}
-    )
+    return render(request, "dashboards/ops.html", {**live_context(at, tr), "range_error": error})
 
 
 @require_GET

@@ -20,10 +20,11 @@ from observatory.hops.queries import stream_lags
 from observatory.lib.clock import now
 from observatory.lib.timerange import TimeRange, range_or_default
 
+
 def _range(request: HttpRequest, at: datetime) -> tuple[TimeRange, str]:
     """The page's time range (``lib/timerange.py``); ``?period=`` (the older links) is
     read as ``?range=``."""
-    params = request.GET.copy()
+    params: dict[str, str] = request.GET.dict()
     if "range" not in params and "period" in params:
         params["range"] = params["period"]
     return range_or_default(params, at=at, default=DEFAULT_RANGE)

@@ -63,13 +63,13 @@ def test_the_range_in_the_url_sets_the_figures(ingest_client: Client, ops_client
         assert page.status_code == 200, url
         assert 'class="active" aria-current="true"' in page.content.decode(), url
     # the older links to /systems/ still work
-    assert 'data-range="7d" class="active"' in ops_client.get("/systems/?period=7d").content.decode()
+    assert (
+        'data-range="7d" class="active"' in ops_client.get("/systems/?period=7d").content.decode()
+    )
 
 
 @pytest.mark.parametrize("path", ["/", "/orders/", "/exceptions/", "/systems/", "/executive/"])
-def test_a_bad_range_is_named_and_the_page_shows_its_default(
-    ops_client: Client, path: str
-) -> None:
+def test_a_bad_range_is_named_and_the_page_shows_its_default(ops_client: Client, path: str) -> None:
     answer = ops_client.get(f"{path}?range=custom&from=2026-12-02&to=2026-12-01")
     assert answer.status_code == 200
     html = answer.content.decode()

@@ -32,7 +32,7 @@ def test_the_default_and_all() -> None:
     assert parse_range({"range": ""}, at=AT, default="7d").key == "7d"
     everything = parse_range({"range": "all"}, at=AT, allow_all=True)
     assert everything.since is None and everything.words == "all time"
-    with pytest.raises(RangeError, match="^range: this page needs a bounded range"):
+    with pytest.raises(RangeError, match=r"^range: this page needs a bounded range"):
         parse_range({"range": "all"}, at=AT)
 
 
@@ -60,7 +60,10 @@ def test_custom_ranges_in_utc_whatever_form_they_come_in() -> None:
         ({"range": "custom", "to": "2026-12-02"}, "from: is required for a custom range"),
         ({"range": "custom", "from": "2026-12-01"}, "to: is required for a custom range"),
         ({"range": "custom", "from": "yesterday", "to": "2026-12-02"}, "from: 'yesterday' is not"),
-        ({"range": "custom", "from": "2026-13-45", "to": "2026-12-02"}, "from: '2026-13-45' is not"),
+        (
+            {"range": "custom", "from": "2026-13-45", "to": "2026-12-02"},
+            "from: '2026-13-45' is not",
+        ),
         ({"range": "custom", "from": "2026-12-02", "to": "2026-12-01T00:00Z"}, "to: must be after"),
         ({"range": "custom", "from": "2020-01-01", "to": "2026-12-01"}, "to: a range may span"),
     ],

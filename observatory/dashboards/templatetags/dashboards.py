@@ -140,7 +140,9 @@ def timerange_picker(
     kept: list[tuple[str, str]] = []
     if request is not None:
         kept = [
-            (k, v) for k, vs in request.GET.lists() if k not in _RANGE_PARAMS and k != "tz"
+            (k, v)
+            for k, vs in request.GET.lists()
+            if k not in _RANGE_PARAMS and k != "tz"
             for v in vs
         ]
     base = urlencode(kept)
