@@ -5,8 +5,7 @@ picker (``templates/_timerange.html``; docs/architecture.md, "Time ranges").
 now); ``?range=custom&from=...&to=...`` is any window, each end an ISO 8601 date or time
 (a time without an offset is UTC; a date alone is its midnight, UTC). Pages that list
 everything by default also take ``?range=all``. A bad range is a ``RangeError`` that
-names the parameter: pages show it above the picker and fall back to their default, the
-API answers 422 with it.
+names the parameter: pages show it above the picker and fall back to their default.
 """
 
 from __future__ import annotations
