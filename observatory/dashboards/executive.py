@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from observatory.kpis.compute import ALL, HOUR, floor_to, rate
 from observatory.kpis.models import BacklogSample
 from observatory.lib.clock import now
 from observatory.lib.download import attach
+from observatory.lib.timerange import range_or_default
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 
@@ -50,8 +52,14 @@ class Filters:
             days = int(params.get("window", DEFAULT_DAYS))
         except (TypeError, ValueError):
             days = DEFAULT_DAYS
+        if params.get("range"):  # the range picker: the page counts whole days
+            tr, _ = range_or_default(params, at=now(), default=f"{DEFAULT_DAYS}d")
+            span = tr.span or timedelta(days=DEFAULT_DAYS)
+            days = min(400, max(1, math.ceil(span / timedelta(days=1))))
+        elif not 1 <= days <= 400:
+            days = DEFAULT_DAYS
         return cls(
-            days=days if days in WINDOWS else DEFAULT_DAYS,
+            days=days,
             channel=str(params.get("channel", "") or "").strip()[:32],
             store=str(params.get("store", "") or "").strip()[:64],
         )
@@ -424,6 +432,7 @@ def page(request: HttpRequest) -> HttpResponse:
     """KPI cards and trend charts, filtered by window, channel and store."""
     f = Filters.from_params(request.GET)
     at = now()
+    tr, range_error = range_or_default(request.GET, at=at, default=f"{f.days}d")
     builders = _chart_builders(f, at)
     charts = []
     for key in CHART_KEYS:
@@ -437,6 +446,8 @@ def page(request: HttpRequest) -> HttpResponse:
         {
             "f": f,
             "at": at,
+            "tr": tr,
+            "range_error": range_error,
             "windows": WINDOWS,
             "channels": channels,
             "stores": stores,

@@ -28,6 +28,20 @@ def _lag_fields(lag: LagTotal, names: Sequence[str]) -> dict[str, Any]:
     return {n: values[n] for n in names if n in values}
 
 
+def duplicates_by_source(hops: dict[tuple[str, str], HopTotal]) -> dict[str, dict[str, Any]]:
+    """``duplicate_rate.by_source``: per system, its deliveries, duplicates and their rate."""
+    sources: dict[str, list[int]] = {}
+    for (system, _operation), h in hops.items():
+        tally = sources.setdefault(system, [0, 0])
+        tally[0] += h.hops + h.duplicates
+        tally[1] += h.duplicates
+    return {
+        system: {"deliveries": n, "duplicates": d, "rate": compute.rate(d, n)}
+        for system, (n, d) in sorted(sources.items())
+        if n
+    }
+
+
 def values_from(
     orders: OrderTotal,
     hops: dict[tuple[str, str], HopTotal],
@@ -42,20 +56,11 @@ def values_from(
     """Every KPI of the registry from the window's totals (their ids and fields)."""
     deliveries = sum(h.hops + h.duplicates for h in hops.values())
     duplicates = sum(h.duplicates for h in hops.values())
-    sources: dict[str, list[int]] = {}
-    for (system, _operation), h in hops.items():
-        tally = sources.setdefault(system, [0, 0])
-        tally[0] += h.hops + h.duplicates
-        tally[1] += h.duplicates
-    by_source = {
-        system: {"deliveries": n, "duplicates": d, "rate": compute.rate(d, n)}
-        for system, (n, d) in sorted(sources.items())
-        if n
-    }
+    by_source = duplicates_by_source(hops)
     counted: list[tuple[float, str]] = [
-        (compute.rate(d, n) or 0.0, system)
-        for system, (n, d) in sources.items()
-        if n >= registry.MIN_SOURCE_DELIVERIES
+        (v["rate"] or 0.0, system)
+        for system, v in by_source.items()
+        if v["deliveries"] >= registry.MIN_SOURCE_DELIVERIES
     ]
     worst_rate: float | None = None
     worst = ""
