@@ -108,3 +108,9 @@ def can_act(user: Any) -> bool:
 def stage_system(stage: str) -> str:
     """The system expected to bring ``stage`` (``posted``: the ERP)."""
     return sla.stage_system(stage) or "the next system"
+
+
+@register.filter
+def as_list(value: Any) -> list[Any]:
+    """One value as a list of it (nothing for None), for a partial that loops."""
+    return [] if value is None else [value]
