@@ -22,7 +22,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from observatory.dashboards import kpi_figures as figs
-from observatory.dashboards import series
+from observatory.dashboards import series, slo
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.kpis import queries
 from observatory.kpis.compute import ALL, HOUR, floor_to, rate
@@ -34,8 +34,7 @@ from observatory.triage import sla
 
 WINDOWS = (7, 30, 90)
 DEFAULT_DAYS = 30
-#: Share of orders (updates) that should meet their deadline: the service-level objective.
-SLO_TARGET = 0.95
+SLO_TARGET = slo.SLO_TARGET
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,11 @@ class Card:
     slo_words: str = ""
     note: str = ""
     testid: str = ""
+    #: the figures as numbers, for the CSV: ``value`` and ``previous`` in ``unit``
+    raw: float | None = None
+    raw_previous: float | None = None
+    #: ``count``, ``s`` (seconds) or ``ratio`` (0..1)
+    unit: str = ""
 
     @property
     def trend(self) -> str:
@@ -131,15 +135,40 @@ def posting_deadlines() -> dict[str, int]:
     }
 
 
-def cards(f: Filters, at: datetime) -> list[Card]:
+def order_totals(at: datetime) -> slo.Totals:
+    """``queries.order_total`` remembered per period and grouping: the cards, the service
+    levels and the weekly summary read the same totals once."""
+    memo: dict[tuple[Any, ...], queries.OrderTotal] = {}
+
+    def total(
+        since: datetime, until: datetime, channel: str | None, store: str | None
+    ) -> queries.OrderTotal:
+        key = (since, until, channel, store)
+        if key not in memo:
+            memo[key] = queries.order_total(since, until, channel=channel, store=store, at=at)
+        return memo[key]
+
+    return total
+
+
+def service_levels(
+    f: Filters, at: datetime, totals: slo.Totals | None = None
+) -> list[slo.Objective]:
+    """The period's SLO attainment and error budget per channel (``slo.py``)."""
+    totals = totals or order_totals(at)
+    return slo.service_levels(period_start(f, at), at, f.channel or None, f.store or None, totals)
+
+
+def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Card]:
     """The headline figures of the window, each against the same length of time before."""
+    totals = totals or order_totals(at)
     span = timedelta(days=f.days)
     # periods start on the hour: whole hour and day rollups, no raw rows to read
     since = period_start(f, at)
     prev = since - span
     ch, st = f.channel or None, f.store or None
-    cur = queries.order_total(since, at, channel=ch, store=st, at=at)
-    old = queries.order_total(prev, since, channel=ch, store=st, at=at)
+    cur = totals(since, at, ch, st)
+    old = totals(prev, since, ch, st)
     hops_now = queries.hop_counts(since, at, channel=ch, store=st, at=at)
     hops_then = queries.hop_counts(prev, since, channel=ch, store=st, at=at)
     backlog_now = queries.backlog(None, at, channel=ch, store=st, at=at)["total"]
@@ -165,6 +194,9 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             ),
             note=f"slowest 5 % of {c.count:,}; typical {figs.human_s(c.quantiles((0.5,))[0])}",
             testid=key,
+            raw=now_v,
+            raw_previous=then_v,
+            unit="s",
         )
 
     # time to the ERP per channel: each against its own deadline (web 1 min, a POS batch
@@ -174,8 +206,8 @@ def cards(f: Filters, at: datetime) -> list[Card]:
     posting_cards = []
     for channel in channels or [""]:
         if channel and not f.channel:
-            c_now = queries.order_total(since, at, channel=channel, store=st, at=at)
-            c_then = queries.order_total(prev, since, channel=channel, store=st, at=at)
+            c_now = totals(since, at, channel, st)
+            c_then = totals(prev, since, channel, st)
         else:
             c_now, c_then = cur, old
         limit = deadlines.get(channel, deadlines.get(""))
@@ -207,6 +239,9 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             lower_is_better=False,
             note=f"{cur.inv_updates:,} stock updates too",
             testid="orders",
+            raw=cur.orders,
+            raw_previous=old.orders,
+            unit="count",
         ),
         *posting_cards,
         lag_card(
@@ -234,6 +269,9 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(exc_now, exc_then),
             note=f"{cur.with_exception:,} of {cur.orders:,} orders",
             testid="exception_rate",
+            raw=exc_now,
+            raw_previous=exc_then,
+            unit="ratio",
         ),
         Card(
             "duplicate_rate",
@@ -244,6 +282,9 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(dup_now, dup_then),
             note=f"{hops_now.duplicates:,} repeats; {cur.posted_twice:,} orders posted twice",
             testid="duplicate_rate",
+            raw=dup_now,
+            raw_previous=dup_then,
+            unit="ratio",
         ),
         Card(
             "reconciliation_backlog",
@@ -254,6 +295,9 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(backlog_now, backlog_then),
             note="now; compared with the start of the period",
             testid="backlog",
+            raw=backlog_now,
+            raw_previous=backlog_then,
+            unit="count",
         ),
         Card(
             "resolution_time",
@@ -264,6 +308,9 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(fix_now, fix_then),
             note="exceptions opened in the period and resolved",
             testid="resolution",
+            raw=fix_now,
+            raw_previous=fix_then,
+            unit="s",
         ),
     ]
 
@@ -304,22 +351,15 @@ def _a2p_rows(data: dict[str, list[dict[str, Any]]], days: int) -> list[dict[str
 
 def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
     ch, st = f.channel or None, f.store or None
-    memo: dict[str, Any] = {}
 
-    def a2p90() -> dict[str, list[dict[str, Any]]]:
-        if "a2p" not in memo:
-            memo["a2p"] = series.daily_a2p_by_channel(90, at, channel=ch, store=st)
-        got: dict[str, list[dict[str, Any]]] = memo["a2p"]
-        return got
-
-    def posting(days: int) -> Chart:
-        data = {c: rows[-days:] for c, rows in a2p90().items()}
+    def posting() -> Chart:
+        data = series.daily_a2p_by_channel(f.days, at, channel=ch, store=st)
         return Chart(
-            f"posting-{days}",
-            f"Time from order to ERP, last {days} days",
+            "posting",
+            f"Time from order to ERP, last {f.days} days",
             "Per day and channel: the typical order (dotted) and the slowest 5 % (solid).",
             figs.posting_times(data),
-            _a2p_rows(a2p90(), days),
+            _a2p_rows(data, f.days),
             ("day", "channel", "orders_posted", "p50_s", "p95_s"),
             empty=not any(r["count"] for rows in data.values() for r in rows),
         )
@@ -379,7 +419,7 @@ def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
             f"{total.inv.count:,} stock updates, by delay; red: past the 5 minute deadline.",
             figs.distribution(rows, deadline_bin=4),
             rows,
-            ("bin", "count"),
+            ("from_s", "to_s", "count"),
             empty=not total.inv.count,
         )
 
@@ -397,8 +437,7 @@ def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
         )
 
     return {
-        "posting-30": lambda: posting(30),
-        "posting-90": lambda: posting(90),
+        "posting": posting,
         "exceptions": exceptions,
         "duplicates": duplicates,
         "backlog": backlog,
@@ -408,8 +447,7 @@ def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
 
 
 CHART_KEYS = (
-    "posting-30",
-    "posting-90",
+    "posting",
     "exceptions",
     "duplicates",
     "backlog",
@@ -431,6 +469,7 @@ def page(request: HttpRequest) -> HttpResponse:
         chart.figure = figure_json(chart.figure, {"displayModeBar": False})
         charts.append(chart)
     channels, stores = series.dimension_values(90, at)
+    totals = order_totals(at)
     return render(
         request,
         "dashboards/executive.html",
@@ -440,9 +479,11 @@ def page(request: HttpRequest) -> HttpResponse:
             "windows": WINDOWS,
             "channels": channels,
             "stores": stores,
-            "cards": cards(f, at),
+            "cards": cards(f, at, totals),
             "charts": charts,
             "slo_target": SLO_TARGET,
+            "slo_budget": 1 - SLO_TARGET,
+            "service_levels": service_levels(f, at, totals),
         },
     )
 
@@ -464,18 +505,24 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
     f = Filters.from_params(request.GET)
     at = now()
     if chart == "summary":
+        # numbers only, their unit in a column of its own (count, s, ratio): a spreadsheet
+        # reads them as numbers, where "1,928" and "14 min" were text
         rows = [
             {
                 "kpi": c.key,
                 "title": c.title,
-                "value": c.value,
-                "previous_period": c.previous,
-                "change": "" if c.change is None else f"{c.change:.4f}",
-                "within_deadline": "" if c.slo is None else f"{c.slo:.4f}",
+                "unit": c.unit,
+                "value": c.raw,
+                "previous_value": c.raw_previous,
+                "change_ratio": c.change,
+                "within_deadline_ratio": c.slo,
             }
             for c in cards(f, at)
         ]
-        body = _csv(("kpi", "title", "value", "previous_period", "change", "within_deadline"), rows)
+        columns = ("kpi", "title", "unit", "value", "previous_value", "change_ratio")
+        body = _csv((*columns, "within_deadline_ratio"), rows)
+    elif chart == "slo":
+        body = _csv(SLO_COLUMNS, (slo_row(o) for o in service_levels(f, at)))
     else:
         builder = _chart_builders(f, at).get(chart)
         if builder is None:
@@ -485,3 +532,40 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")
     scope = "-".join(p for p in (f.channel, f.store) if p) or "all"
     return attach(response, f"observatory-{chart}-{f.days}d-{scope}-{at:%Y%m%d}.csv")
+
+
+SLO_COLUMNS = (
+    "channel",
+    "objective",
+    "deadline_s",
+    "measured",
+    "within_deadline",
+    "attainment_ratio",
+    "target_ratio",
+    "error_budget_misses",
+    "misses",
+    "error_budget_used_ratio",
+    "status",
+)
+
+
+def slo_row(o: slo.Objective) -> dict[str, Any]:
+    """One objective as a CSV row: numbers only (docs/kpis.md)."""
+    return {
+        "channel": o.channel or "all",
+        "objective": o.key,
+        "deadline_s": o.deadline_s,
+        "measured": o.measured,
+        "within_deadline": o.within,
+        "attainment_ratio": _round(o.attainment),
+        "target_ratio": o.target,
+        "error_budget_misses": round(o.budget, 3),
+        "misses": o.misses,
+        "error_budget_used_ratio": _round(o.budget_used),
+        "status": o.status,
+    }
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    """A ratio to six places: 20.0, not the float noise of 0.05's division."""
+    return None if value is None else round(value, digits)
