@@ -114,6 +114,12 @@ def _figure(data: list[dict[str, Any]], *, height: int = 320, legend: bool = Tru
     }
 
 
+def _whole_ticks(axis: dict[str, Any], values: Sequence[float | None]) -> None:
+    """A count axis of small numbers ticks at whole numbers (never "0.5 orders")."""
+    if max((v for v in values if v is not None), default=0) <= 5:
+        axis.update(tick0=0, dtick=1)
+
+
 def _right_axis(title: str) -> dict[str, Any]:
     """A second y axis on the right, for counts: its labels grow the right margin."""
     return {
@@ -211,6 +217,7 @@ def daily_rate(
     if count:
         layout["yaxis"].update(overlaying="y2", side="left")
         layout["yaxis2"] = _right_axis(words)
+        _whole_ticks(layout["yaxis2"], [r[count] for r in rows])
     return fig
 
 
@@ -244,6 +251,7 @@ def backlog(
             }
         )
     fig = _figure(data)
+    _whole_ticks(fig["layout"]["yaxis"], [r["total"] for r in rows])
     fig["layout"]["xaxis"]["type"] = "date"
     if span is not None:
         fig["layout"]["xaxis"]["range"] = [span[0].isoformat(), span[1].isoformat()]

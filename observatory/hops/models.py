@@ -92,6 +92,14 @@ class Hop(models.Model):
         """Its OpenTelemetry exception events (``exception_events``)."""
         return exception_events(self.extra)
 
+    def status_beyond_exceptions(self) -> str:
+        """The status message, unless an exception event already says it (ingest takes the
+        event's message as the status message when the span set none)."""
+        if self.status_message and self.extra.get("events"):
+            if any(e["message"] == self.status_message for e in self.exception_events()):
+                return ""
+        return self.status_message
+
 
 class HopKey(models.Model):
     id = models.BigAutoField(primary_key=True)
