@@ -95,10 +95,10 @@ class Hop(models.Model):
     def status_beyond_exceptions(self) -> str:
         """The status message, unless an exception event already says it (ingest takes the
         event's message as the status message when the span set none)."""
-        if self.status_message and self.extra.get("events"):
-            if any(e["message"] == self.status_message for e in self.exception_events()):
-                return ""
-        return self.status_message
+        said = self.status_message
+        if said and any(e["message"] == said for e in self.exception_events()):
+            return ""
+        return said
 
 
 class HopKey(models.Model):
