@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,9 +23,10 @@ from django.views.decorators.http import require_GET
 
 from observatory.dashboards import kpi_figures as figs
 from observatory.dashboards import series, slo
+from observatory.dashboards.executive_charts import CHART_KEYS, chart_builders, period_start
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.kpis import queries
-from observatory.kpis.compute import ALL, HOUR, floor_to, rate
+from observatory.kpis.compute import ALL, rate
 from observatory.kpis.models import BacklogSample
 from observatory.lib.clock import now
 from observatory.lib.download import attach
@@ -96,11 +97,6 @@ class Card:
     @property
     def slo_met(self) -> bool | None:
         return None if self.slo is None else self.slo >= SLO_TARGET
-
-
-def period_start(f: Filters, at: datetime) -> datetime:
-    """The start of the period shown: ``f.days`` before the current hour began."""
-    return floor_to(at, HOUR) - timedelta(days=f.days)
 
 
 def _change(current: float | None, previous: float | None) -> float | None:
@@ -319,150 +315,13 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
-# --- charts -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Chart:
-    key: str
-    title: str
-    words: str
-    figure: Any = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    columns: tuple[str, ...] = ()
-    empty: bool = False
-
-
-def _a2p_rows(data: dict[str, list[dict[str, Any]]], days: int) -> list[dict[str, Any]]:
-    out = []
-    for channel, rows in data.items():
-        for r in rows[-days:]:
-            out.append(
-                {
-                    "day": r["day"].date().isoformat(),
-                    "channel": channel,
-                    "orders_posted": r["count"],
-                    "p50_s": r["p50_s"],
-                    "p95_s": r["p95_s"],
-                }
-            )
-    return out
-
-
-def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
-    ch, st = f.channel or None, f.store or None
-
-    def posting() -> Chart:
-        data = series.daily_a2p_by_channel(f.days, at, channel=ch, store=st)
-        return Chart(
-            "posting",
-            f"Time from order to ERP, last {f.days} days",
-            "Per day and channel: the typical order (dotted) and the slowest 5 % (solid).",
-            figs.posting_times(data),
-            _a2p_rows(data, f.days),
-            ("day", "channel", "orders_posted", "p50_s", "p95_s"),
-            empty=not any(r["count"] for rows in data.values() for r in rows),
-        )
-
-    def exceptions() -> Chart:
-        rows = series.daily_orders(f.days, at, channel=ch, store=st)
-        return Chart(
-            "exceptions",
-            "Orders with a problem",
-            "Per day: the share of orders with a failed step or an exception (line), "
-            "over the number of orders (bars).",
-            figs.daily_rate(rows, count="orders"),
-            [{**r, "day": r["day"].date().isoformat()} for r in rows],
-            ("day", "orders", "with_exception", "rate", "posted_twice"),
-            empty=not any(r["orders"] for r in rows),
-        )
-
-    def duplicates() -> Chart:
-        rows = series.daily_deliveries(f.days, at, channel=ch, store=st)
-        return Chart(
-            "duplicates",
-            "Repeated messages",
-            "Per day: the share of messages delivered more than once.",
-            figs.daily_rate(rows, count="deliveries", colour_=figs.AMBER),
-            [{**r, "day": r["day"].date().isoformat()} for r in rows],
-            ("day", "deliveries", "duplicates", "rate", "retries", "errors"),
-            empty=not any(r["deliveries"] for r in rows),
-        )
-
-    def backlog() -> Chart:
-        span = (at - timedelta(days=f.days), at)
-        rows = series.backlog_trend(*span, channel=ch, store=st)
-        stages = sorted({s for r in rows for s in r["by_stage"]})
-        flat = [
-            {
-                "at": r["at"].isoformat(),
-                "total": r["total"],
-                **{s: r["by_stage"].get(s, 0) for s in stages},
-            }
-            for r in rows
-        ]
-        return Chart(
-            "backlog",
-            "Orders past their deadline, over time",
-            "How many transactions were waiting for an overdue step, sampled every hour.",
-            figs.backlog(rows, span),
-            flat,
-            ("at", "total", *stages),
-            empty=not rows,
-        )
-
-    def inventory() -> Chart:
-        total, rows = series.inventory_lag(period_start(f, at), at, channel=ch, store=st)
-        return Chart(
-            "inventory",
-            "How long stock updates took to reach the shop",
-            f"{total.inv.count:,} stock updates, by delay; red: past the 5 minute deadline.",
-            figs.distribution(rows, deadline_bin=4),
-            rows,
-            ("from_s", "to_s", "count"),
-            empty=not total.inv.count,
-        )
-
-    def resolution() -> Chart:
-        rows = series.daily_resolution(f.days, at, channel=ch, store=st)
-        return Chart(
-            "resolution",
-            "Time to fix",
-            "Per day: average hours from an exception opening (or an alert firing) to "
-            "its resolution.",
-            figs.resolution(rows),
-            [{**r, "day": r["day"].date().isoformat()} for r in rows],
-            ("day", "exceptions_resolved", "exceptions_mean_s", "alerts_resolved", "alerts_mean_s"),
-            empty=not any(r["exceptions_resolved"] or r["alerts_resolved"] for r in rows),
-        )
-
-    return {
-        "posting": posting,
-        "exceptions": exceptions,
-        "duplicates": duplicates,
-        "backlog": backlog,
-        "inventory": inventory,
-        "resolution": resolution,
-    }
-
-
-CHART_KEYS = (
-    "posting",
-    "exceptions",
-    "duplicates",
-    "backlog",
-    "inventory",
-    "resolution",
-)
-
-
 @require_GET
 @login_required
 def page(request: HttpRequest) -> HttpResponse:
     """KPI cards and trend charts, filtered by window, channel and store."""
     f = Filters.from_params(request.GET)
     at = now()
-    builders = _chart_builders(f, at)
+    builders = chart_builders(f, at)
     charts = []
     for key in CHART_KEYS:
         chart = builders[key]()
@@ -522,9 +381,9 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
         columns = ("kpi", "title", "unit", "value", "previous_value", "change_ratio")
         body = _csv((*columns, "within_deadline_ratio"), rows)
     elif chart == "slo":
-        body = _csv(SLO_COLUMNS, (slo_row(o) for o in service_levels(f, at)))
+        body = _csv(slo.CSV_COLUMNS, (slo.csv_row(o) for o in service_levels(f, at)))
     else:
-        builder = _chart_builders(f, at).get(chart)
+        builder = chart_builders(f, at).get(chart)
         if builder is None:
             raise Http404("no such chart")
         built = builder()
@@ -532,40 +391,3 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")
     scope = "-".join(p for p in (f.channel, f.store) if p) or "all"
     return attach(response, f"observatory-{chart}-{f.days}d-{scope}-{at:%Y%m%d}.csv")
-
-
-SLO_COLUMNS = (
-    "channel",
-    "objective",
-    "deadline_s",
-    "measured",
-    "within_deadline",
-    "attainment_ratio",
-    "target_ratio",
-    "error_budget_misses",
-    "misses",
-    "error_budget_used_ratio",
-    "status",
-)
-
-
-def slo_row(o: slo.Objective) -> dict[str, Any]:
-    """One objective as a CSV row: numbers only (docs/kpis.md)."""
-    return {
-        "channel": o.channel or "all",
-        "objective": o.key,
-        "deadline_s": o.deadline_s,
-        "measured": o.measured,
-        "within_deadline": o.within,
-        "attainment_ratio": _round(o.attainment),
-        "target_ratio": o.target,
-        "error_budget_misses": round(o.budget, 3),
-        "misses": o.misses,
-        "error_budget_used_ratio": _round(o.budget_used),
-        "status": o.status,
-    }
-
-
-def _round(value: float | None, digits: int = 6) -> float | None:
-    """A ratio to six places: 20.0, not the float noise of 0.05's division."""
-    return None if value is None else round(value, digits)

@@ -215,7 +215,8 @@ def daily_rate(
     layout = fig["layout"]
     layout["yaxis"].update(ticksuffix=" %", tickformat=",.1f")
     if count:
-        layout["yaxis"].update(overlaying="y2", side="left")
+        # ticks of its own (an overlaying axis otherwise syncs to the other: "50.7 %")
+        layout["yaxis"].update(overlaying="y2", side="left", tickmode="auto")
         layout["yaxis2"] = _right_axis(words)
         _whole_ticks(layout["yaxis2"], [r[count] for r in rows])
     return fig

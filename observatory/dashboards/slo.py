@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from observatory.kpis import queries
 from observatory.triage import queries as triage_queries
@@ -133,3 +134,40 @@ def _objective(
         measured=lag.count,
         within=lag.within,
     )
+
+
+CSV_COLUMNS = (
+    "channel",
+    "objective",
+    "deadline_s",
+    "measured",
+    "within_deadline",
+    "attainment_ratio",
+    "target_ratio",
+    "error_budget_misses",
+    "misses",
+    "error_budget_used_ratio",
+    "status",
+)
+
+
+def csv_row(o: Objective) -> dict[str, Any]:
+    """One objective as a CSV row: numbers only (docs/kpis.md)."""
+    return {
+        "channel": o.channel or "all",
+        "objective": o.key,
+        "deadline_s": o.deadline_s,
+        "measured": o.measured,
+        "within_deadline": o.within,
+        "attainment_ratio": _round(o.attainment),
+        "target_ratio": o.target,
+        "error_budget_misses": round(o.budget, 3),
+        "misses": o.misses,
+        "error_budget_used_ratio": _round(o.budget_used),
+        "status": o.status,
+    }
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    """A ratio to six places: 20.0, not the float noise of 0.05's division."""
+    return None if value is None else round(value, digits)

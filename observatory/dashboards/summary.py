@@ -12,6 +12,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from observatory.dashboards import executive, slo
+from observatory.dashboards.executive_charts import period_start
 from observatory.lib.clock import now
 
 #: the summary covers the last seven days, as the executive page's 7-day period
@@ -41,7 +42,7 @@ def weekly_summary(at: datetime | None = None) -> Summary:
     base = str(settings.OBSERVATORY_BASE_URL).rstrip("/")
     return Summary(
         at=at,
-        since=executive.period_start(f, at),
+        since=period_start(f, at),
         cards=executive.cards(f, at, totals),
         service_levels=executive.service_levels(f, at, totals),
         url=f"{base}/executive/?{f.query()}",
