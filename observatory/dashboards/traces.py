@@ -14,8 +14,11 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from observatory.dashboards.templatetags.dashboards import span_ms
+from observatory.hops.api import trace_url
 from observatory.hops.models import Hop
 from observatory.hops.queries import stored_traces, trace_spans
 from observatory.triage import queries as triage_queries
@@ -30,6 +33,7 @@ MIN_BAR_PCT = 0.25
 class TxRef:
     id: int
     label: str
+    url: str = ""
 
 
 @dataclass
@@ -41,6 +45,7 @@ class LinkRef:
     #: some span of that trace is stored here (else the link leads to the 404 page)
     stored: bool
     attributes: dict[str, Any]
+    url: str = ""
 
 
 @dataclass
@@ -55,6 +60,26 @@ class SpanRow:
     transactions: list[TxRef] = field(default_factory=list)
     links: list[LinkRef] = field(default_factory=list)
     exceptions: list[dict[str, Any]] = field(default_factory=list)
+    #: the keys as ``kind=value, ...`` (drawn once here: a template loop per row costs more
+    #: than the page's queries at a few hundred spans)
+    keys: str = ""
+
+    @property
+    def indent_px(self) -> int:
+        """The name's indent: a step per level, held to 20 levels."""
+        return min(self.depth, 20) * 12
+
+    @property
+    def bar_style(self) -> str:
+        return f"left:{self.offset_pct:.3f}%;width:{self.width_pct:.3f}%"
+
+    @property
+    def offset_text(self) -> str:
+        return span_ms(self.offset_ms)
+
+    @property
+    def duration_text(self) -> str:
+        return span_ms(self.hop.duration_ms)
 
 
 @dataclass
@@ -80,8 +105,13 @@ def waterfall(trace_id: str) -> Waterfall | None:
     if not spans:
         return None
     txs, held = triage_queries.trace_transactions([h.id for h in spans])
+    order_path = reverse("dashboards:order", args=[0]).removesuffix("0/")
     refs = {
-        tx.id: TxRef(tx.id, triage_queries.pick_label((k.kind, k.value) for k in tx.keys.all()))
+        tx.id: TxRef(
+            tx.id,
+            triage_queries.pick_label((k.kind, k.value) for k in tx.keys.all()),
+            f"{order_path}{tx.id}/",
+        )
         for tx in txs
     }
     tx_of: dict[int, list[TxRef]] = defaultdict(list)
@@ -154,6 +184,7 @@ def _row(
             span_id=str(link.get("span_id", "")),
             stored=str(link.get("trace_id", "")) in stored,
             attributes=link.get("attributes") or {},
+            url=trace_url(str(link.get("trace_id", ""))),
         )
         for link in hop.extra.get("links") or ()
         if isinstance(link, dict)
@@ -168,6 +199,7 @@ def _row(
         transactions=tx_of.get(hop.id, []),
         links=links,
         exceptions=hop.exception_events(),
+        keys=", ".join(f"{k.kind}={k.value}" for k in hop.keys.all()),
     )
 
 
