@@ -137,7 +137,8 @@ def _seconds_axis(fig: Figure, values: Sequence[float]) -> None:
     if not present:
         return
     lo, hi = min(present), max(present)
-    ticks = [(v, t) for v, t in _SECOND_TICKS if lo / 3 <= v <= hi * 3] or list(_SECOND_TICKS[:3])
+    # a tick on each side of the data at least (a lone point between 1 and 5 min has both)
+    ticks = [(v, t) for v, t in _SECOND_TICKS if lo / 4 <= v <= hi * 4] or list(_SECOND_TICKS[:3])
     axis = fig["layout"]["yaxis"]
     axis.pop("tickformat", None)  # the tick texts say it: "1 min", "1 h"
     axis.update(
