@@ -7,7 +7,7 @@ from django.urls import include, path, register_converter
 from observatory import health
 from observatory.access import views as access_views
 from observatory.api import api
-from observatory.dashboards import executive, ops, systems
+from observatory.dashboards import executive, ops, systems, traces
 from observatory.ingest import views as ingest
 from observatory.lib.guard import IdConverter
 
@@ -37,5 +37,7 @@ urlpatterns = [
     path("systems/", systems.index, name="systems"),
     # path, not str: a name with a "/" (stored before names were checked) still links
     path("systems/<path:name>/", systems.detail, name="system"),
+    # any text, so that a malformed id gets the trace page's own 404 rather than none
+    path("traces/<str:trace_id>/", traces.page, name="trace"),
     path("", include("observatory.dashboards.urls")),
 ]

@@ -109,6 +109,13 @@ ERROR: Final = "error"
 RETRY: Final = "retry"
 OUTCOMES: Final = (OK, ERROR, RETRY)
 
+# --- OpenTelemetry exception events (semantic conventions): one makes the hop a failure ---
+EXCEPTION_EVENT: Final = "exception"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+EXCEPTION_ESCAPED: Final = "exception.escaped"
+
 # --- where a hop came from ---------------------------------------------------------------
 VIA_OTLP: Final = "otlp"
 VIA_EVENT: Final = "event"

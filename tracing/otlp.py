@@ -48,8 +48,8 @@ except ImportError:  # pragma: no cover - encode google.rpc.Status by hand inste
 __all__ = ["decode_json", "decode_protobuf", "encode_response", "encode_status", "grpc_code"]
 
 STATUS_CODE_ERROR = 2
-EXCEPTION_EVENT = "exception"
-EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_EVENT = conventions.EXCEPTION_EVENT
+EXCEPTION_MESSAGE = conventions.EXCEPTION_MESSAGE
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)

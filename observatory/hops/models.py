@@ -10,11 +10,35 @@ Column sizes come from ``tracing.limits``, whose rules hold every decoded value 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
 from observatory.lib.indexes import TimeIndex
-from tracing import limits
+from tracing import conventions, limits
+
+
+def exception_events(extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OpenTelemetry ``exception`` events kept in a hop's ``extra`` (docs/ingest.md,
+    "Exception events"), each as ``type``, ``message``, ``stacktrace``, ``escaped`` and
+    ``time``; empty for a hop without any."""
+    out = []
+    for event in extra.get("events") or ():
+        if not isinstance(event, dict) or event.get("name") != conventions.EXCEPTION_EVENT:
+            continue
+        attrs = event.get("attributes")
+        attrs = attrs if isinstance(attrs, dict) else {}
+        out.append(
+            {
+                "type": str(attrs.get(conventions.EXCEPTION_TYPE) or ""),
+                "message": str(attrs.get(conventions.EXCEPTION_MESSAGE) or ""),
+                "stacktrace": str(attrs.get(conventions.EXCEPTION_STACKTRACE) or ""),
+                "escaped": attrs.get(conventions.EXCEPTION_ESCAPED) in (True, "true", "True"),
+                "time": str(event.get("time") or ""),
+            }
+        )
+    return out
 
 
 class Hop(models.Model):
@@ -63,6 +87,18 @@ class Hop(models.Model):
 
     def __str__(self) -> str:
         return f"{self.system} {self.operation} @ {self.start_time:%Y-%m-%d %H:%M:%S}"
+
+    def exception_events(self) -> list[dict[str, Any]]:
+        """Its OpenTelemetry exception events (``exception_events``)."""
+        return exception_events(self.extra)
+
+    def status_beyond_exceptions(self) -> str:
+        """The status message, unless an exception event already says it (ingest takes the
+        event's message as the status message when the span set none)."""
+        said = self.status_message
+        if said and any(e["message"] == said for e in self.exception_events()):
+            return ""
+        return said
 
 
 class HopKey(models.Model):

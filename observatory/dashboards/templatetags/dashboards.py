@@ -164,3 +164,26 @@ def timerange_picker(
         "since_iso": since.isoformat().replace("+00:00", "Z") if since is not None else "",
         "until_iso": tr.until.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }
+
+
+def as_list(value: Any) -> list[Any]:
+    """One value as a list of it (nothing for None), for a partial that loops."""
+    return [] if value is None else [value]
+
+
+@register.filter
+def span_ms(value: float | None) -> str:
+    """A span's duration or offset, keeping what a fast span has: ``0.48 ms``, ``2.3 ms``,
+    then as ``duration_ms`` (``842 ms``, ``1.4 s``)."""
+    if value is None:
+        return "—"
+    ms = float(value)
+    if ms == 0:
+        return "0 ms"
+    if ms < 0.01:
+        return "< 0.01 ms"
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    return duration_ms(ms)
