@@ -113,6 +113,8 @@ OUTCOMES: Final = (OK, ERROR, RETRY)
 VIA_OTLP: Final = "otlp"
 VIA_EVENT: Final = "event"
 VIA_SHOPIFY: Final = "shopify"
+#: an OTLP log record with business keys (docs/ingest.md, "OTLP/HTTP logs")
+VIA_OTLP_LOG: Final = "log"
 
 # --- stages (docs/stages.md) -------------------------------------------------------------
 ORDER_STAGES: Final = (
