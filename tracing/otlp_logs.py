@@ -72,6 +72,7 @@ DEFAULT_OPERATION: Final = "log"
 EVENT_NAME: Final = "event.name"
 
 _VIA = conventions.VIA_OTLP_LOG
+_blake2b = hashlib.blake2b
 _SYSTEM = conventions.SYSTEM
 _SYSTEM_RE = re.compile(conventions.SYSTEM_PATTERN)
 _ZERO_TRACE = bytes(16)
@@ -169,16 +170,14 @@ class _Reader:
             name = _text(name) or DEFAULT_OPERATION
         if len(name) > limits.OPERATION:  # the column's size: cut, as any free text
             name = limits.fit(name, limits.OPERATION)
-        # The identity: everything the record says, in a form both encodings give alike.
-        digest = hashlib.blake2b(res_id, digest_size=16)
-        digest.update(
-            orjson.dumps(
-                [scope, trace_hex, span_hex, name, at, severity_number, severity_text, message,
-                 free, hop, key_attrs],
-                option=orjson.OPT_SORT_KEYS,
-                default=str,
-            )
+        # The identity: everything the record says, in a form both encodings give alike
+        # (attributes in the order sent: a sender's retry sends them in the same order).
+        said = orjson.dumps(
+            [scope, trace_hex, span_hex, name, at, severity_number, severity_text, message,
+             free, hop, key_attrs],
+            default=str,
         )  # fmt: skip
+        uid = f"log:{_blake2b(res_id + said, digest_size=16).hexdigest()}"
         try:
             record = _hop(
                 res,
@@ -199,7 +198,7 @@ class _Reader:
                 _NONE,
                 self.rules,
                 self.received_at,
-                f"log:{digest.hexdigest()}",
+                uid,
                 _VIA,
             )
         except ValueError as exc:
@@ -214,12 +213,15 @@ class _Reader:
 
 
 def _severity(record: HopRecord, number: int, text: str) -> None:
-    """The record's severity, shown with the hop (``extra``, held to the limits)."""
-    if number or text:
-        record.extra["severity"] = {
-            "number": number,
-            "text": limits.fit(text, limits.CHANNEL) if len(text) > limits.CHANNEL else text,
-        }
+    """The record's severity, shown with the hop (``extra``; two scalars, which masking
+    passes at no cost, rather than a map of them)."""
+    extra = record.extra
+    if number:
+        extra["severity_number"] = number
+    if text:
+        extra["severity_text"] = (
+            limits.fit(text, limits.CHANNEL) if len(text) > limits.CHANNEL else text
+        )
 
 
 # --- protobuf ----------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_sdk_log_exporter_keyed_records_join_the_order_of_the_spans(server: str)
         f"{context.trace_id:032x}",
         f"{context.span_id:016x}",
     )
-    assert failed.extra["severity"] == {"number": 17, "text": "ERROR"}
+    assert (failed.extra["severity_number"], failed.extra["severity_text"]) == (17, "ERROR")
     assert (posted.status_message, posted.operation) == ("posted", "erp.order.posted")
     assert (posted.trace_id, posted.span_id) == (failed.trace_id, failed.span_id)
     assert DroppedLogRecords.objects.get(system="erp").count == 2
