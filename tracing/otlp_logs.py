@@ -15,8 +15,9 @@ apart. What a span says with its fields a log record says with its own:
 
 A record without keys is not stored: it is counted in ``DecodeResult.dropped`` (by system)
 and the server says so in its answer. A record has no id of its own, so its delivery
-identity is a digest of what it says (``log:<digest>``; ``_uid``): the same record sent
-again, in either encoding, is a duplicate.
+identity is its trace id, its time and a digest of all it says
+(``log:<trace id>:<time in hex ns>:<digest>``): the same record sent again, in either
+encoding, is a duplicate.
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ class _Reader:
              free, hop, key_attrs],
             default=str,
         )  # fmt: skip
-        uid = f"log:{_blake2b(res_id + said, digest_size=16).hexdigest()}"
+        # Led by the trace id and the time, as a span's is by its trace: the receipts'
+        # unique index then takes a request's records in a few places, not one a record.
+        uid = f"log:{trace_hex}:{at:x}:{_blake2b(res_id + said, digest_size=16).hexdigest()}"
         try:
             record = _hop(
                 res,
