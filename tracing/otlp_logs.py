@@ -230,18 +230,11 @@ def _severity(record: HopRecord, number: int, text: str) -> None:
 # --- protobuf ----------------------------------------------------------------------------
 
 
-def _pb_ids(reader: _Reader, trace_id: bytes, span_id: bytes) -> tuple[str, str] | None:
-    """The hex ids of a record (``""`` for absent or all zeros); None after a rejection."""
+def _pb_ids_error(reader: _Reader, trace_id: bytes, span_id: bytes) -> None:
     if trace_id and len(trace_id) != 16:
         reader.reject(f"traceId must be 16 bytes or empty, got {len(trace_id)}")
-        return None
-    if span_id and len(span_id) != 8:
+    else:
         reader.reject(f"spanId must be 8 bytes or empty, got {len(span_id)}")
-        return None
-    return (
-        trace_id.hex() if trace_id and trace_id != _ZERO_TRACE else "",
-        span_id.hex() if span_id and span_id != _ZERO_SPAN else "",
-    )
 
 
 def decode_protobuf(
@@ -267,21 +260,25 @@ def decode_protobuf(
             res_id = _resource_id(res)
             for log in scope_logs.log_records:
                 reader.index += 1
-                ids = _pb_ids(reader, log.trace_id, log.span_id)
-                if ids is None:
+                trace_id = log.trace_id
+                span_id = log.span_id
+                if (trace_id and len(trace_id) != 16) or (span_id and len(span_id) != 8):
+                    _pb_ids_error(reader, trace_id, span_id)
                     continue
+                value = log.body
                 reader.record(
                     res,
                     res_id,
                     scope,
-                    ids[0],
-                    ids[1],
+                    trace_id.hex() if trace_id and trace_id != _ZERO_TRACE else "",
+                    span_id.hex() if span_id and span_id != _ZERO_SPAN else "",
                     log.event_name,
                     log.time_unix_nano,
                     log.observed_time_unix_nano,
                     log.severity_number,
                     log.severity_text,
-                    _pb_value(log.body) if log.HasField("body") else None,
+                    # a string body answers without the WhichOneof call (as attributes do)
+                    value.string_value or _pb_value(value),
                     _pb_split(log.attributes),
                 )
     result = reader.result
