@@ -238,7 +238,7 @@ class DroppedLogRecords(models.Model):
     per system (docs/ingest.md, "OTLP/HTTP logs"), for the operators and their metrics."""
 
     id = models.BigAutoField(primary_key=True)
-    system = models.CharField(max_length=64, unique=True)
+    system = models.CharField(max_length=limits.SYSTEM, unique=True)
     count = models.BigIntegerField(default=0)
     last_at = models.DateTimeField(help_text="when the latest of them arrived")
 
