@@ -248,7 +248,7 @@ def main() -> None:
     server = start_server(args.server, port, env, args.workers)
     print(
         f"server: {args.server} ({args.workers} workers), {args.clients} clients, "
-        f"{args.records} records/request, {args.seconds:g} s a round, traces then logs",
+        f"{args.records} records/request, {args.seconds:g} s a round, each endpoint in turn",
         flush=True,
     )
     pids = argparse.Namespace(server=server.pid, db_url=db_url)
