@@ -60,7 +60,7 @@ from tracing.otlp import (
 )
 from tracing.records import DecodeError, DecodeResult, Rejection
 
-__all__ = ["SEVERITY_ERROR", "decode_json", "decode_protobuf", "encode_response"]
+__all__ = ["SEVERITY_ERROR", "decode_json", "decode_protobuf", "dropped_message", "encode_response"]
 
 #: ``SEVERITY_NUMBER_ERROR``: this and above (ERROR2.., FATAL..) make the hop a failure.
 SEVERITY_ERROR: Final = 17
