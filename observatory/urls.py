@@ -19,6 +19,7 @@ handler404 = "observatory.lib.guard.not_found"
 
 urlpatterns = [
     path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
+    path("v1/logs", ingest.otlp_logs_view, name="otlp-logs"),
     path("api/v1/events", ingest.events, name="events"),
     path("webhooks/shopify", ingest.shopify_webhook, name="shopify-webhook"),
     path("api/v1/", api.urls),

@@ -120,6 +120,8 @@ EXCEPTION_ESCAPED: Final = "exception.escaped"
 VIA_OTLP: Final = "otlp"
 VIA_EVENT: Final = "event"
 VIA_SHOPIFY: Final = "shopify"
+#: an OTLP log record with business keys (docs/ingest.md, "OTLP/HTTP logs")
+VIA_OTLP_LOG: Final = "log"
 
 # --- stages (docs/stages.md) -------------------------------------------------------------
 ORDER_STAGES: Final = (

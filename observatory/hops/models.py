@@ -48,7 +48,7 @@ class Hop(models.Model):
     #: Delivery identity: ``otlp:<trace>:<span>``, ``event:<source>:<id>``,
     #: ``shopify:<shop>:<event id>``; unique through :class:`Receipt`.
     uid = models.CharField(max_length=limits.UID)
-    via = models.CharField(max_length=16, help_text="otlp, event or shopify")
+    via = models.CharField(max_length=16, help_text="otlp, log, event or shopify")
     source = models.CharField(max_length=limits.SOURCE, blank=True)
     system = models.CharField(max_length=limits.SYSTEM)
     operation = models.CharField(max_length=limits.OPERATION)
@@ -267,3 +267,20 @@ class TouchedHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}: {self.hour:%Y-%m-%d %H:00}"
+
+
+class DroppedLogRecords(models.Model):
+    """OTLP log records that carried no business key, so were never stored: a running total
+    per system (docs/ingest.md, "OTLP/HTTP logs"), for the operators and their metrics."""
+
+    id = models.BigAutoField(primary_key=True)
+    system = models.CharField(max_length=limits.SYSTEM, unique=True)
+    count = models.BigIntegerField(default=0)
+    last_at = models.DateTimeField(help_text="when the latest of them arrived")
+
+    class Meta:
+        verbose_name_plural = "dropped log records"
+        ordering = ["system"]
+
+    def __str__(self) -> str:
+        return f"{self.system}: {self.count} log records without keys"
