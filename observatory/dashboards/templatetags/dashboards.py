@@ -166,6 +166,7 @@ def timerange_picker(
     }
 
 
+@register.filter
 def as_list(value: Any) -> list[Any]:
     """One value as a list of it (nothing for None), for a partial that loops."""
     return [] if value is None else [value]
