@@ -22,7 +22,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Count, Min, Q, Sum
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CollectorRegistry,
@@ -314,7 +314,7 @@ def refusal(request: HttpRequest) -> Denied | None:
     )
 
 
-@require_GET
+@require_safe
 def endpoint(request: HttpRequest) -> HttpResponse:
     denied = refusal(request)
     if denied is not None:
