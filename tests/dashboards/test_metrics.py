@@ -156,13 +156,25 @@ def test_scrape_reports_what_was_sent(ingest_client: Client, api_client: Client)
 
 
 def test_stitcher_queue_before_the_stitcher_runs(ingest_client: Client) -> None:
-    t = now() - timedelta(minutes=5)
+    send(ingest_client, *reporting(now() - timedelta(seconds=30), "erp"))
+    call_command("stitch", stdout=StringIO())
+    t = now() - timedelta(hours=2)
     send(ingest_client, *order_events("#Q1", t))
     families = scrape(Client())  # from loopback: no token needed by default
     assert samples(families, "observatory_stitcher_queue_hops") == {(): 2}
     (age,) = samples(families, "observatory_stitcher_queue_oldest_age_seconds").values()
     assert 0 <= age < 60  # counted from arrival, not from the hops' business time
-    assert samples(families, "observatory_hops_received", "_total") == {}  # not stitched yet
+    # the ERP's posting of two hours ago, not stitched yet, holds its watermark back
+    (lag,) = samples(families, "observatory_watermark_lag_seconds").values()
+    assert lag == pytest.approx(2 * 3600 - 20, abs=60)
+    call_command("stitch", stdout=StringIO())
+    families = scrape(Client())
+    assert samples(families, "observatory_stitcher_queue_hops") == {(): 0}
+    # (stitched, the late posting keeps the ERP catching up for a while: docs/watermarks.md)
+    assert set(samples(families, "observatory_watermark_lag_seconds")) == {
+        (("system", "erp"),),
+        (("system", "shopify"),),
+    }
 
 
 def test_process_metrics_are_the_process_collectors(api_client: Client) -> None:
