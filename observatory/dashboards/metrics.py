@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, F, Min, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
@@ -38,7 +38,7 @@ from observatory.alerts.models import FIRING, Alert, Rule
 from observatory.hops.models import Hop, Waiting
 from observatory.hops.queries import system_marks
 from observatory.kpis.compute import ALL, DAY
-from observatory.kpis.models import HopRollup, OrderRollup
+from observatory.kpis.models import HOPS, ORDERS, HopRollup, OrderRollup, RetiredTotal
 from observatory.kpis.queries.backlog import backlog
 from observatory.lib import sketch
 from observatory.lib.clock import now
@@ -132,14 +132,22 @@ class DatabaseCollector(Collector):
             "by sending system.",
             labels=["system"],
         )
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         rows = (
             HopRollup.objects.filter(resolution=DAY, channel=ALL, store=ALL)
             .values("system")
-            .annotate(hops=Sum("hops"), errors=Sum("errors"), dups=Sum("duplicates"))
-            .order_by("system")
-            .values_list("system", "hops", "errors", "dups")
+            .annotate(n=Sum("hops"), e=Sum("errors"), d=Sum("duplicates"))
+            .order_by()
+            .values_list("system", "n", "e", "d")
         )
-        for system, hops, errors, dups in rows:
+        # plus what the days retention removed had counted: the counters never go down
+        retired = RetiredTotal.objects.filter(family=HOPS).values_list(
+            "key", "hops", "errors", "duplicates"
+        )
+        for system, hops, errors, dups in [*rows, *retired]:
+            t = totals[system]
+            t[0], t[1], t[2] = t[0] + hops, t[1] + errors, t[2] + dups
+        for system, (hops, errors, dups) in sorted(totals.items()):
             received.add_metric([system, "ok"], float(hops - errors))
             received.add_metric([system, "error"], float(errors))
             duplicates.add_metric([system], float(dups))
@@ -149,11 +157,12 @@ class DatabaseCollector(Collector):
     # --- latencies: the day rollups' sketches of each channel, merged ---------------------
     def _latencies(self) -> Iterator[Metric]:
         columns = [col for _, _, count, blob, _ in HISTOGRAMS for col in (count, blob)]
-        rows = list(
-            OrderRollup.objects.filter(resolution=DAY, store=ALL)
+        rows = [
+            *OrderRollup.objects.filter(resolution=DAY, store=ALL)
             .exclude(channel=ALL)
-            .values("channel", *columns)
-        )
+            .values("channel", *columns),
+            *RetiredTotal.objects.filter(family=ORDERS).values(*columns, channel=F("key")),
+        ]
         policies = triage_queries.policies() if rows else []
         for name, doc, count, blob, stage in HISTOGRAMS:
             family = HistogramMetricFamily(name, doc, labels=["channel"])

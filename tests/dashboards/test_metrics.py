@@ -155,6 +155,33 @@ def test_scrape_reports_what_was_sent(ingest_client: Client, api_client: Client)
     assert samples(families, "observatory_stitcher_queue_oldest_age_seconds") == {(): 0}
 
 
+def test_counters_survive_the_days_retention_removes(
+    ingest_client: Client, api_client: Client
+) -> None:
+    from observatory.kpis.models import HopRollup, OrderRollup
+    from observatory.pipeline import wiring
+
+    _traffic(ingest_client)
+    kept = ("observatory_hops_received", "observatory_duplicate_deliveries")
+    hist = ("observatory_acceptance_to_posting_seconds", "observatory_inventory_sync_lag_seconds")
+
+    def figures() -> dict[str, Any]:
+        families = scrape(api_client)
+        out = {name: samples(families, name, "_total") for name in kept}
+        for name in hist:
+            out[name] = {s.labels.get("le"): s.value for s in families[name].samples}
+        return out
+
+    before = figures()
+    assert before["observatory_hops_received"] and before[hist[0]][None] > 0
+    # a year and more later, every day rollup of today is past retention
+    list(wiring.prune(at=now() + timedelta(days=401)))
+    assert not HopRollup.objects.exists() and not OrderRollup.objects.exists()
+    assert figures() == before
+    list(wiring.prune(at=now() + timedelta(days=402)))  # a second prune adds nothing
+    assert figures() == before
+
+
 def test_stitcher_queue_before_the_stitcher_runs(ingest_client: Client) -> None:
     send(ingest_client, *reporting(now() - timedelta(seconds=30), "erp"))
     call_command("stitch", stdout=StringIO())
