@@ -17,10 +17,10 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, F, Min, Q, Sum
+from django.db.models import Count, F, Min, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
@@ -37,7 +37,7 @@ from observatory.access.queries import Denied, api_token
 from observatory.alerts.models import FIRING, Alert, Rule
 from observatory.hops.models import Hop, Waiting
 from observatory.hops.queries import system_marks
-from observatory.kpis.compute import ALL, DAY
+from observatory.kpis.compute import ALL, DAY, floor_to
 from observatory.kpis.models import HOPS, ORDERS, HopRollup, OrderRollup, RetiredTotal
 from observatory.kpis.queries.backlog import backlog
 from observatory.lib import sketch
@@ -102,6 +102,24 @@ def _le(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else repr(bound)
 
 
+#: (sketch column, channel) -> the (id, digest) of the settled day rows merged, and their
+#: merged sketch (``DatabaseCollector._latencies``)
+_SETTLED: dict[tuple[str, str], tuple[frozenset[tuple[int, int]], sketch.Sketch]] = {}
+
+
+def _settled(
+    days: QuerySet[OrderRollup], blob: str, channel: str, rows: frozenset[tuple[int, int]]
+) -> sketch.Sketch:
+    """The merged ``blob`` sketches of a channel's settled day rows ``rows``, read and
+    merged again only when those rows changed since the last scrape of this process."""
+    cached = _SETTLED.get((blob, channel))
+    if cached is None or cached[0] != rows:
+        read = days.filter(id__in=[i for i, _ in rows]).values_list(blob, flat=True)
+        cached = (rows, sketch.merge_encoded(read))
+        _SETTLED[(blob, channel)] = cached
+    return cached[1]
+
+
 class DatabaseCollector(Collector):
     """Every Observatory figure, read from the database at collection time."""
 
@@ -111,7 +129,7 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         at = self.at or now()
         yield from self._hops()
-        yield from self._latencies()
+        yield from self._latencies(at)
         yield from self._exceptions(at)
         yield from self._backlog(at)
         yield from self._watermarks(at)
@@ -155,24 +173,44 @@ class DatabaseCollector(Collector):
         yield duplicates
 
     # --- latencies: the day rollups' sketches of each channel, merged ---------------------
-    def _latencies(self) -> Iterator[Metric]:
-        columns = [col for _, _, count, blob, _ in HISTOGRAMS for col in (count, blob)]
-        rows = [
-            *OrderRollup.objects.filter(resolution=DAY, store=ALL)
-            .exclude(channel=ALL)
-            .values("channel", *columns),
-            *RetiredTotal.objects.filter(family=ORDERS).values(*columns, channel=F("key")),
-        ]
-        policies = triage_queries.policies() if rows else []
+    def _latencies(self, at: datetime) -> Iterator[Metric]:
+        # the days before yesterday come merged from this process's memory, under the
+        # (id, digest) of their rows (a rebuilt row has a new id, a changed one a new
+        # digest): each scrape reads the sketches of the last two days only
+        settled_before = floor_to(at, DAY) - timedelta(days=1)
+        days = OrderRollup.objects.filter(resolution=DAY, store=ALL).exclude(channel=ALL)
+        counts = [count for _, _, count, _, _ in HISTOGRAMS]
+        blobs = [blob for _, _, _, blob, _ in HISTOGRAMS]
+        meta = list(days.values("id", "digest", "channel", "bucket", *counts))
+        recent = {
+            row["id"]: row
+            for row in days.filter(
+                id__in=[m["id"] for m in meta if m["bucket"] >= settled_before]
+            ).values("id", *blobs)
+        }
+        retired = list(
+            RetiredTotal.objects.filter(family=ORDERS).values(*counts, *blobs, channel=F("key"))
+        )
+        policies = triage_queries.policies() if meta or retired else []
         for name, doc, count, blob, stage in HISTOGRAMS:
             family = HistogramMetricFamily(name, doc, labels=["channel"])
-            by_channel: dict[str, list[bytes]] = defaultdict(list)
-            for row in rows:
-                if row[count]:
-                    by_channel[row["channel"]].append(row[blob])
             bounds = buckets_for(stage, policies)
-            for channel, blobs in sorted(by_channel.items()):
-                buckets, total = histogram_buckets(sketch.merge_encoded(blobs), bounds)
+            parts: dict[str, list[sketch.Sketch]] = defaultdict(list)
+            old: dict[str, set[tuple[int, int]]] = defaultdict(set)
+            for m in meta:
+                if not m[count]:
+                    continue
+                if m["bucket"] < settled_before:
+                    old[m["channel"]].add((m["id"], m["digest"]))
+                else:
+                    parts[m["channel"]].append(sketch.Sketch.decode(recent[m["id"]][blob]))
+            for row in retired:
+                if row[count]:
+                    parts[row["channel"]].append(sketch.Sketch.decode(row[blob]))
+            for channel, rows in old.items():
+                parts[channel].append(_settled(days, blob, channel, frozenset(rows)))
+            for channel, sketches in sorted(parts.items()):
+                buckets, total = histogram_buckets(sketch.merge(sketches), bounds)
                 family.add_metric([channel], buckets, total)
             yield family
 

@@ -155,6 +155,34 @@ def test_scrape_reports_what_was_sent(ingest_client: Client, api_client: Client)
     assert samples(families, "observatory_stitcher_queue_oldest_age_seconds") == {(): 0}
 
 
+def test_histograms_of_settled_days_follow_their_changes(
+    ingest_client: Client, api_client: Client
+) -> None:
+    """Days before yesterday are merged once per process and kept under their rows' ids
+    and digests: an order of three days ago arriving late still counts."""
+    contract_policies()
+    t = now() - timedelta(days=3)
+    name = "observatory_acceptance_to_posting_seconds"
+
+    def count() -> float:
+        return samples(scrape(api_client), name, "_count")[(("channel", "web"),)]
+
+    send(ingest_client, *order_events("#S1", t))
+    call_command("pipeline", stdout=StringIO())
+    assert count() == 1
+    assert count() == 1  # again, from memory
+    send(ingest_client, *order_events("#S2", t + timedelta(minutes=5)))
+    call_command("pipeline", stdout=StringIO())
+    assert count() == 2
+    send(ingest_client, *order_events("#S3", now() - timedelta(minutes=30)))
+    call_command("pipeline", stdout=StringIO())
+    assert count() == 3
+    buckets = {
+        s.labels["le"]: s.value for s in scrape(api_client)[name].samples if "le" in s.labels
+    }
+    assert buckets["15"] == 0 and buckets["30"] == 3
+
+
 def test_counters_survive_the_days_retention_removes(
     ingest_client: Client, api_client: Client
 ) -> None:
