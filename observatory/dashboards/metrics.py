@@ -84,18 +84,9 @@ def histogram_buckets(
     """Cumulative (le, count) pairs up to ``+Inf`` and the sum of the values, from a
     merged sketch: a bound falls inside one bin, so its count is within the sketch's
     relative accuracy (0.5 %) of the exact one; the sum adds each bin's representative."""
-    merged.dense()
-    out: list[tuple[str, float]] = []
-    total = merged.count
-    for bound in bounds:
-        top = sketch.MAPPING.key(bound) - merged.offset
-        inside = sum(merged.counts[: max(0, min(len(merged.counts), top + 1))])
-        out.append((_le(bound), float(merged.zero + inside)))
-    out.append(("+Inf", float(total)))
-    value_sum = sum(
-        sketch.MAPPING.value(merged.offset + i) * n for i, n in enumerate(merged.counts) if n
-    )
-    return out, float(value_sum)
+    out = [(_le(bound), float(merged.count_at_most(bound))) for bound in bounds]
+    out.append(("+Inf", float(merged.count)))
+    return out, merged.total()
 
 
 def _le(bound: float) -> str:
