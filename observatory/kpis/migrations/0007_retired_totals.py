@@ -4,28 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('kpis', '0006_alerts_seen'),
+        ("kpis", "0006_alerts_seen"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RetiredTotal',
+            name="RetiredTotal",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('family', models.CharField(choices=[('orders', 'orders'), ('hops', 'hops')], max_length=8)),
-                ('key', models.CharField(max_length=64)),
-                ('hops', models.BigIntegerField(default=0)),
-                ('errors', models.BigIntegerField(default=0)),
-                ('duplicates', models.BigIntegerField(default=0)),
-                ('a2p_count', models.BigIntegerField(default=0)),
-                ('a2p_sketch', models.BinaryField(null=True)),
-                ('inv_count', models.BigIntegerField(default=0)),
-                ('inv_sketch', models.BinaryField(null=True)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "family",
+                    models.CharField(
+                        choices=[("orders", "orders"), ("hops", "hops")], max_length=8
+                    ),
+                ),
+                ("key", models.CharField(max_length=64)),
+                ("hops", models.BigIntegerField(default=0)),
+                ("errors", models.BigIntegerField(default=0)),
+                ("duplicates", models.BigIntegerField(default=0)),
+                ("a2p_count", models.BigIntegerField(default=0)),
+                ("a2p_sketch", models.BinaryField(null=True)),
+                ("inv_count", models.BigIntegerField(default=0)),
+                ("inv_sketch", models.BinaryField(null=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('family', 'key'), name='kpi_retired_once')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("family", "key"), name="kpi_retired_once")
+                ],
             },
         ),
     ]
