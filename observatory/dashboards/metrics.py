@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 
 from observatory.access.queries import Denied, api_token
 from observatory.alerts.models import FIRING, Alert, Rule
-from observatory.hops.models import Hop, Waiting
+from observatory.hops.models import DroppedLogRecords, Hop, Waiting
 from observatory.hops.queries import system_marks
 from observatory.kpis.compute import ALL, DAY, floor_to
 from observatory.kpis.models import HOPS, ORDERS, HopRollup, OrderRollup, RetiredTotal
@@ -162,6 +162,15 @@ class DatabaseCollector(Collector):
             duplicates.add_metric([system], float(dups))
         yield received
         yield duplicates
+        dropped = CounterMetricFamily(
+            "observatory_log_records_dropped",
+            "OTLP log records that carried no business key, so were counted and never "
+            "stored, by sending system (docs/ingest.md, OTLP/HTTP logs).",
+            labels=["system"],
+        )
+        for system, count in DroppedLogRecords.objects.values_list("system", "count"):
+            dropped.add_metric([system], float(count))
+        yield dropped
 
     # --- latencies: the day rollups' sketches of each channel, merged ---------------------
     def _latencies(self, at: datetime) -> Iterator[Metric]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -29,6 +31,7 @@ ELSEWHERE = "203.0.113.9"  # not in METRICS_ALLOWED_IPS (documentation range)
 LABELS = {
     "observatory_hops_received": {"system", "outcome"},
     "observatory_duplicate_deliveries": {"system"},
+    "observatory_log_records_dropped": {"system"},
     "observatory_acceptance_to_posting_seconds": {"channel"},
     "observatory_inventory_sync_lag_seconds": {"channel"},
     "observatory_exceptions_open": {"kind", "system", "owner"},
@@ -295,3 +298,24 @@ def test_grafana_dashboard_reads_only_metrics_the_scrape_has(api_client: Client)
             names = set(re.findall(r"\b((?:observatory|process)_[a-z_]+)\b", expr))
             assert names, expr
             assert names <= exposed, (path.name, expr, names - exposed)
+
+
+def test_log_records_without_keys_are_counted_per_system(
+    ingest_client: Client, api_client: Client
+) -> None:
+    def logs(service: str, *bodies: str) -> bytes:
+        records = [
+            {"timeUnixNano": str(time.time_ns()), "body": {"stringValue": b}} for b in bodies
+        ]
+        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
+        return orjson.dumps(
+            {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": records}]}]}
+        )
+
+    for body in (logs("middleware", "heartbeat", "poll done"), logs("erp", "batch ok")):
+        answer = ingest_client.post("/v1/logs", body, content_type="application/json")
+        assert answer.status_code == 200, answer.content
+    families = scrape(api_client, REMOTE_ADDR=ELSEWHERE)
+    dropped = samples(families, "observatory_log_records_dropped", "_total")
+    assert dropped == {(("system", "erp"),): 1, (("system", "middleware"),): 2}
+    assert families["observatory_log_records_dropped"].type == "counter"
