@@ -122,7 +122,23 @@ class LabelsField(forms.CharField):
         return parse_labels(value)
 
 
-class RuleForm(forms.ModelForm[Rule]):
+class OneErrorPerProblem(forms.BaseForm):
+    """One error per problem: a field the form already refused ("Enter a valid URL") is
+    not also told "required" by the model's own check."""
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        if field is None and isinstance(error, forms.ValidationError):
+            if hasattr(error, "error_dict"):
+                kept = {k: v for k, v in error.error_dict.items() if k not in self.errors}
+                if not kept:
+                    return
+                error = forms.ValidationError(kept)
+        elif field is not None and field in self.errors:
+            return
+        super().add_error(field, error)
+
+
+class RuleForm(OneErrorPerProblem, forms.ModelForm[Rule]):
     """A rule, with only the fields its kind uses shown (``static/js/alerts.js``; without
     script every field shows and the unused ones are cleared on save), choices for the KPI,
     its figure, the system and the stage, and one error per problem."""
@@ -229,19 +245,6 @@ class RuleForm(forms.ModelForm[Rule]):
             data["threshold"] = 1
         return data
 
-    def add_error(self, field: str | None, error: Any) -> None:
-        """One error per problem: a field the form already refused ("Enter a number") is
-        not also told it is "required" by the rule's own check."""
-        if field is None and isinstance(error, forms.ValidationError):
-            if hasattr(error, "error_dict"):
-                kept = {k: v for k, v in error.error_dict.items() if k not in self.errors}
-                if not kept:
-                    return
-                error = forms.ValidationError(kept)
-        elif field is not None and field in self.errors:
-            return
-        super().add_error(field, error)
-
     def problems(self) -> list[tuple[str, str]]:
         """(the field's label, its one error), in the form's order."""
         out = []
@@ -265,7 +268,7 @@ CHANNEL_FIELDS = {
 }
 
 
-class ChannelForm(forms.ModelForm[Channel]):
+class ChannelForm(OneErrorPerProblem, forms.ModelForm[Channel]):
     webhook_url = forms.URLField(
         required=False,
         max_length=2000,
@@ -374,11 +377,6 @@ class ChannelForm(forms.ModelForm[Channel]):
             if problem:
                 self.add_error("to", problem)
         return data
-
-    def add_error(self, field: str | None, error: Any) -> None:
-        if field is not None and field in self.errors:
-            return  # one error per problem
-        super().add_error(field, error)
 
     def kind_fields(self) -> str:
         return json.dumps(CHANNEL_FIELDS)

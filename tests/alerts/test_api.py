@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from datetime import timedelta
 from typing import Any
 
@@ -68,7 +67,10 @@ def test_create_channels_of_every_kind(write_client: Client, settings: Any) -> N
         ({"name": "x", "kind": "pagerduty", "routing_key": "short"}, "routing_key"),
         ({"name": "x", "kind": "webhook"}, "url"),
         ({"name": "x", "kind": "webhook", "url": "http://127.0.0.1:9/am"}, "url"),
-        ({"name": "x", "kind": "webhook", "url": "https://am.example.com/", "secret": "s"}, "secret"),
+        (
+            {"name": "x", "kind": "webhook", "url": "https://am.example.com/", "secret": "s"},
+            "secret",
+        ),
     ],
 )
 def test_invalid_channels_are_refused(

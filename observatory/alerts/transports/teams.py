@@ -72,7 +72,7 @@ def card(message: Message) -> dict[str, Any]:
     snap = message.snapshot
     colour = "Good" if message.resolved else COLOUR.get(str(snap.get("severity")), "Default")
     body: list[dict[str, Any]] = [
-        _block(headline(message), size="Large", weight="Bolder", color=colour, style="heading")
+        _block(headline(message), size="Large", weight="Bolder", color=colour)
     ]
     actions: list[dict[str, Any]] = []
     if message.event == "test":
