@@ -268,6 +268,16 @@ CHANNEL_FIELDS = {
 }
 
 
+#: per channel kind, what its URL is
+URL_HELP = {
+    "slack": "a Slack incoming webhook (https://hooks.slack.com/services/…); or leave it "
+    "blank and give a bot token and a channel",
+    "teams": "the URL of a Teams Workflows flow “When a Teams webhook request is received” "
+    "that posts the card to a channel",
+    "webhook": "where Alertmanager's webhook JSON (version 4) is posted",
+}
+
+
 class ChannelForm(OneErrorPerProblem, forms.ModelForm[Channel]):
     webhook_url = forms.URLField(
         required=False,
@@ -330,6 +340,7 @@ class ChannelForm(OneErrorPerProblem, forms.ModelForm[Channel]):
                     if name not in used:
                         data[name] = ""
                 self.data = data
+        self.fields["webhook_url"].widget.attrs["data-help"] = json.dumps(URL_HELP)
         if self.instance.pk:
             self.initial["to"] = ", ".join(self.instance.to or [])
         if not reveal:

@@ -40,14 +40,14 @@
           box.hidden = used.indexOf(name) < 0;
         }
       });
-      var threshold = form.querySelector("[name=threshold]");
-      var help = form.querySelector('[data-help-for="threshold"]');
-      if (threshold && help && threshold.dataset.help) {
-        var texts = parse(threshold.dataset.help);
-        if (texts[select.value]) {
+      // a field whose meaning depends on the kind says what it means for this one
+      form.querySelectorAll("[data-help]").forEach(function (input) {
+        var help = form.querySelector('[data-help-for="' + input.name + '"]');
+        var texts = parse(input.dataset.help);
+        if (help && texts[select.value]) {
           help.textContent = texts[select.value];
         }
-      }
+      });
     }
     select.addEventListener("change", apply);
     apply();

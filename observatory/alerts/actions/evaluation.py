@@ -368,6 +368,8 @@ def catch_up(rules_by_id: Mapping[int, Rule], channels: Sequence[Channel], at: d
         if not missing:
             continue
         event = record_event(alert, EV_FIRING, at, {})
+        event.snapshot["caught_up"] = [c.name for c in missing]
+        event.save(update_fields=["snapshot"])
         Notification.objects.bulk_create(
             Notification(event=event, alert=alert, channel=c, next_attempt_at=at, created_at=at)
             for c in missing
