@@ -94,6 +94,11 @@ def sign_in(page: Any, base: str, then: str) -> None:
     page.wait_for_url(f"{base}{then}")
 
 
+def shows(box: Any, verdict: str) -> Callable[[], bool]:
+    """Does the preview box show ``verdict`` (fires, quiet...)?"""
+    return lambda: bool(box.locator(f"[data-preview={verdict}]").count() == 1)
+
+
 def visible(page: Any, name: str) -> bool:
     return bool(page.locator(f'[data-field="{name}"]').is_visible())
 
@@ -187,16 +192,16 @@ def test_the_rule_form_follows_the_kind_and_previews(browser: Any, firing: str) 
             page.select_option("[name=stage]", "posted")
             page.fill("[name=channel]", "web")
             box = page.locator("[data-testid=rule-preview]")
-            poll(lambda: box.locator("[data-preview=fires]").count() == 1)  # as you type
+            poll(shows(box, "fires"))  # as you type
             said = box.inner_text()
             assert "Would fire" in said and "3 web orders stuck before posted" in said
             assert "system=erp" in said
             page.select_option("[name=stage]", "shipped")
-            poll(lambda: box.locator("[data-preview=quiet]").count() == 1)
+            poll(shows(box, "quiet"))
             assert "0 web orders stuck before shipped" in box.inner_text()
             page.select_option("[name=stage]", "posted")
             page.click("[data-action=preview]")
-            poll(lambda: box.locator("[data-preview=fires]").count() == 1)
+            poll(shows(box, "fires"))
             shot(page, f"alerts-rule-preview-{tag}")
             assert errors == [], errors
         finally:
