@@ -115,7 +115,7 @@ def parse_labels(raw: Any) -> dict[str, str]:
 class LabelsField(forms.CharField):
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, dict):
-            return ", ".join(f"{k}={v}" for k, v in value.items())
+            return ", ".join(f"{k}={v}" for k, v in sorted(value.items()))
         return value
 
     def to_python(self, value: Any) -> dict[str, str]:  # type: ignore[override]
