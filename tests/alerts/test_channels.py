@@ -405,3 +405,29 @@ def test_channel_form_for_each_kind(
     assert SECRET not in page and "static/js/alerts" in page.replace("/static/", "static/")
     admin_client.post(f"/alerts/channels/{am.id}/test/")
     assert_alertmanager_v4(receiver.posts("/am")[-1].json())
+
+
+def test_the_admin_adds_each_kind_with_the_same_checks(admin_client: Client, settings: Any) -> None:
+    settings.ALERTS_ALLOW_PRIVATE_URLS = False
+    base = {"active": "on", "failing_reason": ""}
+    r = admin_client.post(
+        "/admin/alerts/channel/add/",
+        {**base, "name": "am", "kind": "webhook", "webhook_url": "http://10.1.1.1/x"},
+    )
+    assert r.status_code == 200 and b"ALERTS_ALLOW_PRIVATE_URLS" in r.content
+    r = admin_client.post(
+        "/admin/alerts/channel/add/",
+        {**base, "name": "pd", "kind": "pagerduty", "routing_key": KEY},
+    )
+    assert r.status_code == 302, r.content.decode()[:3000]
+    pd = Channel.objects.get(name="pd")
+    assert pd.routing_key == KEY
+    page = admin_client.get(f"/admin/alerts/channel/{pd.id}/change/").content.decode()
+    assert KEY not in page  # a secret is never shown again
+    r = admin_client.post(
+        f"/admin/alerts/channel/{pd.id}/change/", {**base, "name": "pd2", "kind": "pagerduty"}
+    )
+    assert r.status_code == 302
+    pd.refresh_from_db()
+    assert pd.name == "pd2" and pd.routing_key == KEY  # blank kept it
+    assert admin_client.get("/admin/alerts/channel/").status_code == 200
