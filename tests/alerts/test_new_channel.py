@@ -90,3 +90,23 @@ def test_only_alerts_that_went_out_are_caught_up(
     assert Alert.objects.get().last_notified_at == later(T0, 120)  # no reminder was made
     assert Alert.objects.get().fired_at == later(T0, 120)
     assert timedelta(0) < later(T0, 160) - later(T0, 120) < timedelta(seconds=rule.repeat_s)
+
+
+def test_a_pagerduty_channel_added_to_an_acknowledged_alert_gets_its_incident_acknowledged(
+    ingest_client: Client, receiver: Receiver, allow_private: None, settings: Any
+) -> None:
+    from observatory.alerts.actions import do_acknowledge
+
+    settings.ALERTS_PAGERDUTY_URL = receiver.url + "/v2/enqueue"
+    receiver.default = (202, {}, b'{"status":"success"}')
+    rule = stuck_rule()
+    Channel.objects.create(name="mail", kind="email", to=["ops@acme.test"])
+    stuck_orders(ingest_client, 1, T0)
+    run(later(T0, 120))
+    alert = Alert.objects.get(rule=rule)
+    do_acknowledge(alert.id, "maria", clock=lambda: later(T0, 125))
+    Channel.objects.create(name="pd", kind="pagerduty", routing_key="K" * 32)
+    run(later(T0, 135))
+    events = [r.json() for r in receiver.posts("/v2/enqueue")]
+    assert [e["event_action"] for e in events] == ["trigger", "acknowledge"]
+    assert events[0]["dedup_key"] == events[1]["dedup_key"] == f"observatory/alert/{alert.id}"

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 
 from observatory.alerts import evaluate, history, queries, text
 from observatory.alerts.models import (
+    EV_ACKNOWLEDGED,
     EV_FIRING,
     FIRING,
     PENDING,
@@ -375,6 +376,15 @@ def catch_up(rules_by_id: Mapping[int, Rule], channels: Sequence[Channel], at: d
             for c in missing
         )
         queued += len(missing)
+        following = [c for c in missing if takes(c, EV_ACKNOWLEDGED)]
+        if alert.acknowledged_at is not None and following:
+            # already acknowledged: an incident opened by the catch-up is acknowledged too
+            ack = record_event(alert, EV_ACKNOWLEDGED, at, {})
+            Notification.objects.bulk_create(
+                Notification(event=ack, alert=alert, channel=c, next_attempt_at=at, created_at=at)
+                for c in following
+            )
+            queued += len(following)
         log.info("alert %s: caught up %d new channel(s)", alert.id, len(missing))
     return queued
 
