@@ -16,6 +16,7 @@ from observatory.alerts.validation import (
     KPI_FIELDS,
     STAGES,
     email_problems,
+    kpi_field_ok,
     matcher_problems,
 )
 from observatory.lib import http
@@ -45,6 +46,10 @@ FIELD_WORDS = {
     "retries": "retries",
     "replays": "replays",
     "alerts_mean_s": "mean time to resolve an alert (seconds)",
+    "refunds": "refunds",
+    "settled_within_sla": "refunds settled within the SLA",
+    "requested": "cancellations requested",
+    "succeeded": "cancellations that succeeded",
     "exceptions_mean_s": "mean time to resolve an exception (seconds)",
 }
 OP_WORDS = [
@@ -83,6 +88,17 @@ LABELS = {
     "labels": "Labels",
     "channels": "Send to",
 }
+
+
+def _figures(kpi: str, form: forms.BaseForm) -> list[str]:
+    """The figures a rule may watch of ``kpi``: its fields, and for a per-currency one
+    (``by_currency.USD``) the currency the rule or the form already names."""
+    out = list(KPI_FIELDS[kpi])
+    instance = getattr(form, "instance", None)
+    named = {getattr(instance, "field", "") or "", str(form.data.get("field") or "")}
+    if getattr(instance, "kpi", "") == kpi or form.data.get("kpi") == kpi:
+        out += sorted(f for f in named if f and f not in out and kpi_field_ok(kpi, f))
+    return out
 
 
 def _mutable(data: Any) -> Any:
@@ -209,8 +225,8 @@ class RuleForm(OneErrorPerProblem, forms.ModelForm[Rule]):
             label=LABELS["field"],
             choices=[("", "—")]
             + [
-                (words(kpi), [(f, FIELD_WORDS.get(f, words(f))) for f in fields])
-                for kpi, fields in KPI_FIELDS.items()
+                (words(kpi), [(f, FIELD_WORDS.get(f, words(f))) for f in _figures(kpi, self)])
+                for kpi in KPI_FIELDS
             ],
             help_text="the figures of the KPI chosen above",
         )

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Q
 
-from observatory.alerts import queries, text
+from observatory.alerts import queries, text, validation
 from observatory.alerts.evaluate import Finding
 from observatory.alerts.models import ERROR_RATE, KPI, SILENCE, STUCK, Rule
 from observatory.hops.models import Hop
@@ -53,7 +53,7 @@ def _figure(rule: Rule, at: datetime, cache: dict[Any, Any]) -> str:
     if rule.kind == KPI:
         window = int(rule.window_s or 3600)
         values = cache.get(("kpi", window, rule.channel, rule.system)) or {}
-        value = (values.get(rule.kpi) or {}).get(rule.field)
+        value = validation.kpi_field_value(values, rule.kpi, rule.field)
         if value is None:
             return f"{rule.kpi}.{rule.field} has nothing to measure over the window"
         return f"{rule.kpi}.{rule.field} is {queries._kpi_value(rule.field, float(value))} now"

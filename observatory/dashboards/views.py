@@ -15,6 +15,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from observatory.dashboards import figures, queries, roles
+from observatory.lib.clock import now
+from observatory.lib.timerange import ALL, range_or_default
 from observatory.triage import actions as triage_actions
 
 #: The highest page number a list takes (past the end is an empty page anyway).
@@ -29,9 +31,18 @@ def orders(request: HttpRequest) -> HttpResponse:
     result = queries.search_orders(q) if q else None
     if result is not None and result.exact is not None and "list" not in request.GET:
         return redirect("dashboards:order", pk=result.exact.id)
-    context: dict[str, Any] = {"q": q, "search_q": q, "result": result, "recent": []}
+    tr, error = range_or_default(request.GET, at=now(), default=ALL, allow_all=True)
+    context: dict[str, Any] = {
+        "q": q,
+        "search_q": q,
+        "result": result,
+        "recent": [],
+        "tr": tr,
+        "range_error": error,
+    }
     if not q:
-        context["recent"] = queries.recent_orders()
+        until = None if tr.key == ALL else tr.until
+        context["recent"] = queries.recent_orders(since=tr.since, until=until)
     return render(request, "dashboards/orders.html", context)
 
 
@@ -55,8 +66,14 @@ def order(request: HttpRequest, pk: int) -> HttpResponse:
 def exceptions(request: HttpRequest) -> HttpResponse:
     """The exception queue: age buckets, filters kept in every link, actions."""
     filters = queries.QueueFilters.from_params(request.GET)
-    queue = queries.exception_queue(filters, page=_page_number(request))
-    return render(request, "dashboards/exceptions.html", {"queue": queue})
+    tr, error = range_or_default(request.GET, at=now(), default=ALL, allow_all=True)
+    opened = None if tr.key == ALL else (tr.since, tr.until)
+    queue = queries.exception_queue(filters, page=_page_number(request), opened=opened)
+    return render(
+        request,
+        "dashboards/exceptions.html",
+        {"queue": queue, "tr": tr, "range_error": error},
+    )
 
 
 @require_POST

@@ -149,3 +149,23 @@ def test_read_only_users_see_pages_without_edit_forms(client: Client, settings: 
     board = c.get("/alerts/").content.decode()
     assert "New rule" not in board and "New channel" not in board and "New silence" not in board
     assert c.post("/alerts/rules/preview/", STUCK).status_code == 403
+
+
+def test_a_per_currency_figure_is_offered_once_named(admin_client: Client) -> None:
+    data = {
+        **STUCK,
+        "kind": "kpi",
+        "kpi": "value_at_risk",
+        "field": "by_currency.EUR",
+        "op": ">",
+        "threshold": "10000",
+        "window_s": "3600",
+    }
+    r = admin_client.post("/alerts/rules/new/", data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    rule = Rule.objects.get(name=STUCK["name"])
+    assert (rule.kpi, rule.field) == ("value_at_risk", "by_currency.EUR")
+    page = admin_client.get(f"/alerts/rules/{rule.id}/").content.decode()
+    assert '<option value="by_currency.EUR" selected>' in page
+    r = admin_client.post("/alerts/rules/preview/", {**data, "field": "by_currency.eur"})
+    assert 'data-preview="incomplete"' in r.content.decode()
