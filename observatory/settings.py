@@ -393,6 +393,10 @@ ALERTS_DELIVERY_MAX_ATTEMPTS = env.int("ALERTS_DELIVERY_MAX_ATTEMPTS", default=8
 ALERTS_DELIVERY_LEASE_S = env.float("ALERTS_DELIVERY_LEASE_S", default=120.0)
 #: The Slack Web API (bot token mode: chat.postMessage, chat.update); tests point it home.
 ALERTS_SLACK_API_URL = env.str("ALERTS_SLACK_API_URL", default="https://slack.com/api/")
+#: the PagerDuty Events API v2 endpoint of pagerduty channels (tests point it at a receiver)
+ALERTS_PAGERDUTY_URL = env.str(
+    "ALERTS_PAGERDUTY_URL", default="https://events.pagerduty.com/v2/enqueue"
+)
 CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
     "task": "observatory.alerts.tasks.evaluate",
     "schedule": timedelta(seconds=ALERTS_EVALUATE_EVERY_S),

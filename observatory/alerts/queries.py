@@ -319,6 +319,18 @@ def active_rules() -> list[Rule]:
     return list(Rule.objects.filter(active=True).prefetch_related("channels").order_by("id"))
 
 
+def known_systems() -> list[str]:
+    """The systems a rule may name: the built-in ones, every system with a reporting
+    stream, and those rules already name (a short list, three small queries)."""
+    from observatory.hops.models import Stream
+    from tracing.conventions import BUILTIN_SYSTEMS
+
+    streams = Stream.objects.values_list("system", flat=True).distinct()
+    named = Rule.objects.values_list("system", "while_system")
+    found = {s for pair in named for s in pair if s}
+    return sorted({*BUILTIN_SYSTEMS, *streams, *found})
+
+
 def active_channels() -> list[Channel]:
     return list(Channel.objects.filter(active=True).order_by("id"))
 

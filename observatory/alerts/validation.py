@@ -32,6 +32,15 @@ KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
 PER_CURRENCY: Final[Mapping[str, tuple[str, ...]]] = {"value_at_risk": ("by_currency",)}
 _PER_CURRENCY_FIELD = re.compile(r"^([a-z_]+)\.([A-Z]{3})$")
 STAGES: Final = (*ALL_STAGES, "fulfillment_synced")
+#: the fields each rule kind uses beside the common ones (docs/alerts.md, "Rules")
+KIND_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "kpi": ("kpi", "field", "op", "threshold", "window_s", "channel", "system"),
+    "stuck": ("stage", "threshold", "channel", "system"),
+    "error_rate": ("system", "threshold", "window_s", "operation", "min_count", "min_failed"),
+    "silence": ("system", "window_s", "while_system"),
+}
+#: every kind-specific field (the union of KIND_FIELDS)
+KIND_SPECIFIC: Final = tuple(dict.fromkeys(f for fs in KIND_FIELDS.values() for f in fs))
 OPS: Final = (">", ">=", "<", "<=")
 _SYSTEM = re.compile(r"^[a-z][a-z0-9_\-.]{0,63}$")
 LABEL_PATTERN: Final = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
@@ -115,6 +124,33 @@ def rule_problems(rule: Any) -> dict[str, str]:
             out["window_s"] = "required, in seconds"
         if rule.while_system and rule.while_system == rule.system:
             out["while_system"] = "must differ from system"
+    return out
+
+
+#: a PagerDuty Events API v2 integration key: 32 letters and digits
+ROUTING_KEY_PATTERN: Final = r"^[A-Za-z0-9]{32}$"
+_ROUTING_KEY = re.compile(ROUTING_KEY_PATTERN)
+#: the shortest webhook secret: an HMAC key shorter than this is guessable
+MIN_SECRET = 16
+
+
+def channel_problems(kind: str, channel: Any) -> dict[str, str]:
+    """field -> what is wrong, for a ``teams``, ``pagerduty`` or ``webhook`` channel (an
+    object with a Channel's attributes; the URL's address is judged by ``links.url_problem``,
+    which the callers run too)."""
+    out: dict[str, str] = {}
+    if kind in ("teams", "webhook"):
+        url = channel.webhook_url or ""
+        if not url:
+            out["webhook_url"] = "required: the URL to post to"
+        elif not url.startswith(("https://", "http://")):
+            out["webhook_url"] = "an http(s) URL"
+    if kind == "pagerduty" and not _ROUTING_KEY.match(channel.routing_key or ""):
+        out["routing_key"] = (
+            "the 32-character integration key of a PagerDuty Events API v2 integration"
+        )
+    if kind == "webhook" and channel.secret and len(channel.secret) < MIN_SECRET:
+        out["secret"] = f"at least {MIN_SECRET} characters (or none, to send unsigned)"
     return out
 
 
