@@ -3,18 +3,28 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from observatory.dashboards import figures, queries, roles
+from observatory.dashboards import figures, order_list, queries, roles
+from observatory.lib.clock import now
+from observatory.lib.download import attach
 from observatory.triage import actions as triage_actions
 
 #: The highest page number a list takes (past the end is an empty page anyway).
@@ -29,10 +39,38 @@ def orders(request: HttpRequest) -> HttpResponse:
     result = queries.search_orders(q) if q else None
     if result is not None and result.exact is not None and "list" not in request.GET:
         return redirect("dashboards:order", pk=result.exact.id)
-    context: dict[str, Any] = {"q": q, "search_q": q, "result": result, "recent": []}
+    context: dict[str, Any] = {"q": q, "search_q": q, "result": result, "listing": None}
     if not q:
-        context["recent"] = queries.recent_orders()
+        # the list behind every number on the dashboards (order_list.py)
+        f = order_list.OrderFilters.from_params(request.GET)
+        if request.GET.get("format") == "csv":
+            return _csv_response(order_list.csv_rows(f), f"observatory-orders-{now():%Y%m%d}")
+        context.update(
+            listing=order_list.order_list(f, page=_page_number(request)),
+            conditions=order_list.CONDITIONS,
+            sorts=order_list.SORTS,
+            stages=order_list.STAGE_CHOICES,
+            tx_kinds=order_list.TX_KINDS,
+        )
     return render(request, "dashboards/orders.html", context)
+
+
+def _csv_response(rows: Iterable[list[Any]], name: str) -> StreamingHttpResponse:
+    """Rows streamed as a CSV download (the list may be long: never held whole)."""
+    buffer = _Echo()
+    writer = csv.writer(buffer)
+    response = StreamingHttpResponse(
+        (writer.writerow(r) for r in rows), content_type="text/csv; charset=utf-8"
+    )
+    attach(response, f"{name}.csv")
+    return response
+
+
+class _Echo:
+    """A file-like object whose ``write`` hands the line back (csv.writer -> stream)."""
+
+    def write(self, value: str) -> str:
+        return value
 
 
 @require_GET
