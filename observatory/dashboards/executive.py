@@ -18,11 +18,12 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from observatory.dashboards import kpi_figures as figs
-from observatory.dashboards import series
+from observatory.dashboards import order_list, series
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.kpis import queries
 from observatory.kpis.compute import ALL, HOUR, floor_to, rate
@@ -80,6 +81,8 @@ class Card:
     slo_words: str = ""
     note: str = ""
     testid: str = ""
+    #: the orders behind the figure (order_list.py), or the exceptions
+    href: str = ""
 
     @property
     def trend(self) -> str:
@@ -163,7 +166,10 @@ def cards(f: Filters, at: datetime) -> list[Card]:
                 if share is not None
                 else "nothing measured yet"
             ),
-            note=f"slowest 5 % of {c.count:,}; typical {figs.human_s(c.quantiles((0.5,))[0])}",
+            note=(
+                f"slowest 5 % of {c.count:,}; typical {figs.human_s(c.quantiles((0.5,))[0])}"
+                + (f"; {c.count - c.within:,} late" if key == "acceptance_to_posting" else "")
+            ),
             testid=key,
         )
 
@@ -192,6 +198,16 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             card.testid = f"acceptance_to_posting-{channel}"
         posting_cards.append(card)
 
+    def orders(**extra: Any) -> str:
+        return order_list.link(
+            kind="order", since=since, until=at, channel=f.channel, store=f.store, **extra
+        )
+
+    for card in posting_cards:
+        channel = card.key.partition(":")[2] or f.channel
+        card.href = order_list.link(
+            kind="order", since=since, until=at, channel=channel, store=f.store, condition="late"
+        )
     dup_now = rate(hops_now.duplicates, hops_now.hops + hops_now.duplicates)
     dup_then = rate(hops_then.duplicates, hops_then.hops + hops_then.duplicates)
     exc_now = rate(cur.with_exception, cur.orders)
@@ -207,6 +223,7 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             lower_is_better=False,
             note=f"{cur.inv_updates:,} stock updates too",
             testid="orders",
+            href=orders(),
         ),
         *posting_cards,
         lag_card(
@@ -234,6 +251,7 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(exc_now, exc_then),
             note=f"{cur.with_exception:,} of {cur.orders:,} orders",
             testid="exception_rate",
+            href=orders(condition="problem"),
         ),
         Card(
             "duplicate_rate",
@@ -244,6 +262,7 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(dup_now, dup_then),
             note=f"{hops_now.duplicates:,} repeats; {cur.posted_twice:,} orders posted twice",
             testid="duplicate_rate",
+            href=orders(condition="duplicate"),
         ),
         Card(
             "reconciliation_backlog",
@@ -254,6 +273,7 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(backlog_now, backlog_then),
             note="now; compared with the start of the period",
             testid="backlog",
+            href=order_list.link(condition="stuck", channel=f.channel, store=f.store),
         ),
         Card(
             "resolution_time",
@@ -264,6 +284,7 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(fix_now, fix_then),
             note="exceptions opened in the period and resolved",
             testid="resolution",
+            href=f"{reverse('dashboards:exceptions')}?state=resolved",
         ),
     ]
 
@@ -302,6 +323,18 @@ def _a2p_rows(data: dict[str, list[dict[str, Any]]], days: int) -> list[dict[str
     return out
 
 
+def drill(trace: Any, links: list[str]) -> None:
+    """Give each point of ``trace`` the address of its orders, as the last item of its
+    ``customdata`` (``static/js/drill.js`` follows it on a click); a hover text already
+    in ``customdata`` stays the first item."""
+    held = trace.get("customdata")
+    if held is not None:
+        trace["customdata"] = [[h, u] for h, u in zip(held, links, strict=True)]
+        trace["hovertemplate"] = trace["hovertemplate"].replace("%{customdata}", "%{customdata[0]}")
+    else:
+        trace["customdata"] = [[u] for u in links]
+
+
 def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
     ch, st = f.channel or None, f.store or None
     memo: dict[str, Any] = {}
@@ -314,24 +347,46 @@ def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
 
     def posting(days: int) -> Chart:
         data = {c: rows[-days:] for c, rows in a2p90().items()}
+        figure = figs.posting_times(data)
+        # two traces per channel (slowest 5 %, typical), in the order of ``data``
+        for trace, (channel, rows) in zip(
+            figure["data"], [kv for kv in data.items() for _ in (0, 1)], strict=True
+        ):
+            drill(trace, [day_link(r["day"], channel, reached="posted") for r in rows])
         return Chart(
             f"posting-{days}",
             f"Time from order to ERP, last {days} days",
-            "Per day and channel: the typical order (dotted) and the slowest 5 % (solid).",
-            figs.posting_times(data),
+            "Per day and channel: the typical order (dotted) and the slowest 5 % (solid). "
+            "Click a point for the day's orders.",
+            figure,
             _a2p_rows(a2p90(), days),
             ("day", "channel", "orders_posted", "p50_s", "p95_s"),
             empty=not any(r["count"] for rows in data.values() for r in rows),
         )
 
+    def day_link(day: datetime, channel: str = "", **extra: Any) -> str:
+        return order_list.link(
+            kind="order",
+            since=day,
+            until=day + timedelta(days=1),
+            channel=channel or f.channel,
+            store=f.store,
+            **extra,
+        )
+
     def exceptions() -> Chart:
         rows = series.daily_orders(f.days, at, channel=ch, store=st)
+        figure = figs.daily_rate(rows, count="orders")
+        # bars: the day's orders; the line: those with a problem
+        for trace in figure["data"]:
+            extra = {"condition": "problem"} if trace["type"] == "scatter" else {}
+            drill(trace, [day_link(r["day"], **extra) for r in rows])
         return Chart(
             "exceptions",
             "Orders with a problem",
             "Per day: the share of orders with a failed step or an exception (line), "
-            "over the number of orders (bars).",
-            figs.daily_rate(rows, count="orders"),
+            "over the number of orders (bars). Click a day for its orders.",
+            figure,
             [{**r, "day": r["day"].date().isoformat()} for r in rows],
             ("day", "orders", "with_exception", "rate", "posted_twice"),
             empty=not any(r["orders"] for r in rows),

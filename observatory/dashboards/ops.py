@@ -9,7 +9,7 @@ for the page's fallback polling while the websocket is down.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -20,8 +20,8 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from observatory.dashboards import order_list, series
 from observatory.dashboards import queries as page_queries
-from observatory.dashboards import series
 from observatory.dashboards.kpi_figures import human_s
 from observatory.kpis import queries as kpi_queries
 from observatory.lib.clock import now
@@ -70,6 +70,8 @@ class Arrow:
     sub: str
     title: str
     count: str = ""
+    #: the orders behind the arrow (order_list.py)
+    href: str = ""
 
     @property
     def lx(self) -> float:
@@ -111,8 +113,12 @@ MAP_W, MAP_H = 1500, 300
 COLUMN = 272
 
 
-def flow_map(tiles: list[series.Tile], edges: list[series.Edge]) -> dict[str, Any]:
-    """Nodes and arrows of the order-flow map, in SVG coordinates."""
+def flow_map(
+    tiles: list[series.Tile], edges: list[series.Edge], at: datetime | None = None
+) -> dict[str, Any]:
+    """Nodes and arrows of the order-flow map, in SVG coordinates; each arrow links to the
+    orders it measured (captured in the last 24 h, both stages reached)."""
+    at = at or now()
     status = {t.system: t for t in tiles}
     nodes: dict[str, Node] = {}
     for key, (col, row, label) in LAYOUT.items():
@@ -150,6 +156,13 @@ def flow_map(tiles: list[series.Tile], edges: list[series.Edge]) -> dict[str, An
                 sub,
                 f"{e.words}: {label}, {sub or 'no orders'}{deadline}",
                 count,
+                order_list.link(
+                    kind="order",
+                    since=at - series.FLOW_WINDOW,
+                    until=at,
+                    channel=series.FLOW_CHANNELS.get(e.source, ""),
+                    reached=f"{e.from_stage},{e.to_stage}",
+                ),
             )
         )
     return {"nodes": list(nodes.values()), "arrows": arrows, "w": MAP_W, "h": MAP_H}
@@ -167,12 +180,22 @@ def live_context(at: datetime | None = None) -> dict[str, Any]:
         "at": at,
         "summary": page_queries.home_summary(at),
         "tiles": tiles,
-        "flow": flow_map(tiles, series.flow(at)),
+        "flow": flow_map(tiles, series.flow(at), at),
+        "drill": drill_links(at),
         "backlog": series.backlog_now(at),
         "aging": aging,
         "age_buckets": [(name, label, aging[name]) for name, label in AGE_LABELS],
         "failures": series.newest_failures(8),
         "alerts": series.firing_alerts(8),
+    }
+
+
+def drill_links(at: datetime) -> dict[str, str]:
+    """The orders behind the dashboard's counts (order_list.py): the same window and test."""
+    day_ago = at - timedelta(hours=24)
+    return {
+        "orders_24h": order_list.link(kind="order", since=day_ago, until=at),
+        "failed_24h": order_list.link(failed_since=day_ago),
     }
 
 

@@ -28,9 +28,16 @@ from observatory.dashboards.queries import order_rows
 from observatory.kpis.models import OpenStage
 from observatory.kpis.queries.backlog import anchor_q
 from observatory.lib.clock import now as clock_now
-from observatory.transactions.models import KINDS, STAGE_COLUMNS, Transaction, stage_field
+from observatory.transactions.models import (
+    KINDS,
+    STAGE_COLUMNS,
+    Transaction,
+    TransactionHop,
+    stage_field,
+)
 from observatory.triage import queries as triage_queries
 from observatory.triage.models import DUPLICATE, REAL, Issue
+from tracing.conventions import ERROR
 
 PAGE_SIZE = 50
 #: rows a CSV export holds at most (the filters narrow anything larger)
@@ -83,6 +90,8 @@ class OrderFilters:
     #: the stage listed transactions wait for now, past its deadline (backlog by stage)
     awaiting: str = ""
     condition: str = ""
+    #: with a failed step that started at or after this (the ops page's failed-steps tile)
+    failed_since: datetime | None = None
     sort: str = "newest"
     errors: tuple[str, ...] = ()
 
@@ -120,6 +129,7 @@ class OrderFilters:
             reached=tuple(reached),
             awaiting=pick("awaiting", STAGE_COLUMNS, 32),
             condition=pick("condition", list(CONDITIONS), 16),
+            failed_since=instant("failed_since"),
             sort=pick("sort", list(SORTS), 16) or "newest",
             errors=tuple(errors),
         )
@@ -135,6 +145,7 @@ class OrderFilters:
             "reached": ",".join(self.reached),
             "awaiting": self.awaiting,
             "condition": self.condition,
+            "failed_since": self.failed_since.isoformat() if self.failed_since else "",
             "sort": "" if self.sort == "newest" else self.sort,
         }
         return {k: v for k, v in out.items() if v}
@@ -148,7 +159,9 @@ class OrderFilters:
 
     def without(self, name: str) -> str:
         """The query string with one filter removed (the chips' "x")."""
-        empty: Any = () if name == "reached" else ("" if name not in ("since", "until") else None)
+        empty: Any = () if name == "reached" else ""
+        if name in ("since", "until", "failed_since"):
+            empty = None
         return replace(self, **{name: empty}).query()
 
     @property
@@ -163,6 +176,11 @@ class OrderFilters:
             "reached": "reached " + ", ".join(s.replace("_", " ") for s in self.reached),
             "awaiting": f"waiting for {self.awaiting.replace('_', ' ')}",
             "condition": CONDITIONS.get(self.condition, ""),
+            "failed_since": (
+                f"a step failed since {self.failed_since:%Y-%m-%d %H:%M} UTC"
+                if self.failed_since
+                else ""
+            ),
         }
         return [(n, words[n], self.without(n)) for n in self.params() if n in words]
 
@@ -234,6 +252,11 @@ def filtered(f: OrderFilters, at: datetime | None = None) -> QuerySet[Transactio
         qs = qs.filter(**{f"{stage_field(stage)}__isnull": False})
     if f.awaiting:
         qs = qs.filter(pk__in=_stuck_ids(at, f.awaiting))
+    if f.failed_since:
+        failed = TransactionHop.objects.filter(
+            transaction_id=OuterRef("pk"), hop__outcome=ERROR, hop__start_time__gte=f.failed_since
+        )
+        qs = qs.filter(Exists(failed))
     if f.condition == "failed":
         qs = qs.filter(failed_hop_count__gt=0)
     elif f.condition == "problem":
