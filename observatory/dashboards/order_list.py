@@ -228,7 +228,7 @@ def _late_q() -> Q:
     return q
 
 
-def _stuck_ids(at: datetime, stage: str = "") -> QuerySet[OpenStage]:
+def _stuck_ids(at: datetime, stage: str = "") -> Any:
     """Transactions with a stage overdue and still missing now (the backlog's rows)."""
     rows = OpenStage.objects.filter(closed_at__isnull=True, overdue_after__lt=at)
     if stage:

@@ -17,6 +17,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -33,7 +34,7 @@ MAX_PAGE = 100_000
 
 @require_GET
 @login_required
-def orders(request: HttpRequest) -> HttpResponse:
+def orders(request: HttpRequest) -> HttpResponseBase:
     """Find an order by any key; a whole key naming exactly one order opens it."""
     q = request.GET.get("q", "").strip()[:256]
     result = queries.search_orders(q) if q else None
