@@ -164,7 +164,7 @@ def _user(username: str | None) -> Any:
 
 
 @router.get(
-    "/exceptions/{issue_id}",
+    "/exceptions/{int:issue_id}",
     response=answers({200: ExceptionDetailOut}, 404),
     summary="One exception with its history (notes and people's actions)",
 )
