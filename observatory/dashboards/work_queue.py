@@ -112,7 +112,8 @@ def issue_page(issue_id: int) -> IssuePage | None:
     if found is None:
         return None
     issue, notes = found
-    history = [Entry(issue.detected_at or issue.opened_at, "opened", "triage", issue.summary)]
+    # opened when the problem began in business time (triage may have found it later)
+    history = [Entry(issue.opened_at, "opened", "triage", issue.summary)]
     history += [Entry(n.at, n.kind, n.author, n.text) for n in notes]
     if issue.resolved_at and issue.resolved_by == SYSTEM_ACTOR:
         history.append(Entry(issue.resolved_at, issue.state, "triage", issue.resolution))
