@@ -31,6 +31,7 @@ from tests.dashboards.conftest import make_user
 from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, PHONE, sign_in
 from tests.kpis.traffic import start_traffic
 from tests.pipeline import tick
+from tests.triage.test_exceptions_api import failing_orders
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -55,7 +56,10 @@ def site(live_server: Any) -> Site:
         sent.send_until(sent.start)
     finally:
         sent.close()
-    seed.send(Client(HTTP_AUTHORIZATION=f"Bearer {token}"))
+    ingest = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    seed.send(ingest)
+    # four orders whose ERP posting failed (weeks ago): open exceptions, whatever the hour
+    failing_orders(ingest, 5001, 4)
     tick()
     actions.do_fill_rollups()
     make_user("olivia", "ops")
@@ -159,6 +163,8 @@ def test_drill_down_bulk_acknowledge_and_a_note(browser: Any, site: Site) -> Non
         ):
             page.goto(f"{base}{path}")
             shot(page, f"{name}-390")
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], (name, width)
         assert errors == [], errors
     finally:
         context.close()
