@@ -58,6 +58,12 @@ SORTS = {
     "value": "highest value first",
 }
 TX_KINDS = [k for k, _ in KINDS]
+#: the time a transaction of each kind counts in (``kpis.queries.anchor_expr``), indexed
+ANCHOR_COLUMNS = {
+    "order": "captured_at",
+    "inventory_update": "inventory_adjusted_at",
+    "return": "return_requested_at",
+}
 
 
 def _when(raw: Any) -> datetime | None:
@@ -242,7 +248,13 @@ def filtered(f: OrderFilters, at: datetime | None = None) -> QuerySet[Transactio
     qs = Transaction.objects.filter(merged_into__isnull=True)
     if f.kind:
         qs = qs.filter(kind=f.kind)
-    if f.since or f.until:
+    if (f.since or f.until) and f.kind in ANCHOR_COLUMNS:
+        # one kind: a range of its own anchor column, on that column's index
+        column = ANCHOR_COLUMNS[f.kind]
+        qs = qs.filter(**{f"{column}__lt": f.until or at})
+        if f.since:
+            qs = qs.filter(**{f"{column}__gte": f.since})
+    elif f.since or f.until:
         qs = qs.filter(anchor_q(f.since, f.until or at))
     if f.channel:
         qs = qs.filter(channel=f.channel)
@@ -274,10 +286,11 @@ def _anchor() -> Any:
     return Coalesce("captured_at", "inventory_adjusted_at", "return_requested_at", "created_at")
 
 
-def ordered(qs: QuerySet[Transaction], sort: str) -> QuerySet[Transaction]:
+def ordered(qs: QuerySet[Transaction], sort: str, kind: str = "") -> QuerySet[Transaction]:
+    """By anchor time (one kind: its own indexed column) or by value."""
     if sort == "value":
         return qs.order_by(F("amount").desc(nulls_last=True), "-id")
-    qs = qs.annotate(anchor_at=_anchor())
+    qs = qs.annotate(anchor_at=F(ANCHOR_COLUMNS[kind]) if kind in ANCHOR_COLUMNS else _anchor())
     return qs.order_by("anchor_at", "id") if sort == "oldest" else qs.order_by("-anchor_at", "-id")
 
 
@@ -307,7 +320,7 @@ def order_list(f: OrderFilters, page: int = 1, at: datetime | None = None) -> Or
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
     start = (page - 1) * PAGE_SIZE
-    txs = list(ordered(qs, f.sort)[start : start + PAGE_SIZE]) if total else []
+    txs = list(ordered(qs, f.sort, f.kind)[start : start + PAGE_SIZE]) if total else []
     return OrderList(f, order_rows(txs), total, page, pages, at)
 
 
@@ -330,7 +343,7 @@ def csv_rows(f: OrderFilters, at: datetime | None = None) -> Iterator[list[Any]]
     """The whole filtered list as CSV rows (header first), numbers as numbers; read in
     chunks of ``_CHUNK`` by keyset, one label query per chunk."""
     yield list(CSV_COLUMNS)
-    qs = ordered(filtered(f, at), f.sort).values_list(
+    qs = ordered(filtered(f, at), f.sort, f.kind).values_list(
         "id",
         "kind",
         "channel",
