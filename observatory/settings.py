@@ -15,6 +15,7 @@ from typing import Any
 
 import django_stubs_ext
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from observatory.lib.headers import DEFAULT_POLICY as DEFAULT_CSP
@@ -366,6 +367,15 @@ CELERY_BEAT_SCHEDULE["prune"] = {
     "task": "observatory.pipeline.tasks.prune",
     "schedule": timedelta(seconds=PRUNE_EVERY_S),
     "options": {"expires": PRUNE_EVERY_S},
+}
+
+# --- the weekly executive summary e-mail (docs/kpis.md, "Weekly summary") -------------------
+#: Who receives it, comma separated; none: it is not sent.
+EXECUTIVE_SUMMARY_RECIPIENTS = env.list("EXECUTIVE_SUMMARY_RECIPIENTS", default=[])
+CELERY_BEAT_SCHEDULE["executive-summary"] = {
+    "task": "observatory.dashboards.tasks.weekly_summary",
+    # Mondays at 07:00 UTC, the week just ended
+    "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
 }
 
 # --- alerts (docs/alerts.md) --------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.urls import include, path, register_converter
 from observatory import health
 from observatory.access import views as access_views
 from observatory.api import api
-from observatory.dashboards import executive, ops, systems
+from observatory.dashboards import executive, ops, systems, traces
 from observatory.ingest import views as ingest
 from observatory.lib.guard import IdConverter
 
@@ -19,6 +19,7 @@ handler404 = "observatory.lib.guard.not_found"
 
 urlpatterns = [
     path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
+    path("v1/logs", ingest.otlp_logs_view, name="otlp-logs"),
     path("api/v1/events", ingest.events, name="events"),
     path("webhooks/shopify", ingest.shopify_webhook, name="shopify-webhook"),
     path("api/v1/", api.urls),
@@ -37,5 +38,7 @@ urlpatterns = [
     path("systems/", systems.index, name="systems"),
     # path, not str: a name with a "/" (stored before names were checked) still links
     path("systems/<path:name>/", systems.detail, name="system"),
+    # any text, so that a malformed id gets the trace page's own 404 rather than none
+    path("traces/<str:trace_id>/", traces.page, name="trace"),
     path("", include("observatory.dashboards.urls")),
 ]

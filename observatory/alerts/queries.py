@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db.models import Count, F, Max, Min, Prefetch, Q, QuerySet, Sum
 
-from observatory.alerts import text
+from observatory.alerts import text, validation
 from observatory.alerts.evaluate import Finding, compare
 from observatory.alerts.models import (
     ERROR_RATE,
@@ -266,7 +266,7 @@ def _kpi(rule: Rule, now: datetime, cache: dict[Any, Any]) -> list[Finding]:
             at=now,
         )
     values = cache[key]
-    value = (values.get(rule.kpi) or {}).get(rule.field)
+    value = validation.kpi_field_value(values, rule.kpi, rule.field)
     if value is None or not isinstance(value, int | float):
         return []
     threshold = float(rule.threshold or 0)

@@ -98,6 +98,7 @@ class OrderFilters:
     condition: str = ""
     #: with a failed step that started at or after this (the ops page's failed-steps tile)
     failed_since: datetime | None = None
+    failed_until: datetime | None = None
     sort: str = "newest"
     errors: tuple[str, ...] = ()
 
@@ -136,6 +137,7 @@ class OrderFilters:
             awaiting=pick("awaiting", STAGE_COLUMNS, 32),
             condition=pick("condition", list(CONDITIONS), 16),
             failed_since=instant("failed_since"),
+            failed_until=instant("failed_until"),
             sort=pick("sort", list(SORTS), 16) or "newest",
             errors=tuple(errors),
         )
@@ -152,6 +154,7 @@ class OrderFilters:
             "awaiting": self.awaiting,
             "condition": self.condition,
             "failed_since": self.failed_since.isoformat() if self.failed_since else "",
+            "failed_until": self.failed_until.isoformat() if self.failed_until else "",
             "sort": "" if self.sort == "newest" else self.sort,
         }
         return {k: v for k, v in out.items() if v}
@@ -166,7 +169,7 @@ class OrderFilters:
     def without(self, name: str) -> str:
         """The query string with one filter removed (the chips' "x")."""
         empty: Any = () if name == "reached" else ""
-        if name in ("since", "until", "failed_since"):
+        if name in ("since", "until", "failed_since", "failed_until"):
             empty = None
         return replace(self, **{name: empty}).query()
 
@@ -186,6 +189,9 @@ class OrderFilters:
                 f"a step failed since {self.failed_since:%Y-%m-%d %H:%M} UTC"
                 if self.failed_since
                 else ""
+            ),
+            "failed_until": (
+                f"failed before {self.failed_until:%Y-%m-%d %H:%M} UTC" if self.failed_until else ""
             ),
         }
         return [(n, words[n], self.without(n)) for n in self.params() if n in words]
@@ -264,10 +270,12 @@ def filtered(f: OrderFilters, at: datetime | None = None) -> QuerySet[Transactio
         qs = qs.filter(**{f"{stage_field(stage)}__isnull": False})
     if f.awaiting:
         qs = qs.filter(pk__in=_stuck_ids(at, f.awaiting))
-    if f.failed_since:
-        failed = TransactionHop.objects.filter(
-            transaction_id=OuterRef("pk"), hop__outcome=ERROR, hop__start_time__gte=f.failed_since
-        )
+    if f.failed_since or f.failed_until:
+        failed = TransactionHop.objects.filter(transaction_id=OuterRef("pk"), hop__outcome=ERROR)
+        if f.failed_since:
+            failed = failed.filter(hop__start_time__gte=f.failed_since)
+        if f.failed_until:
+            failed = failed.filter(hop__start_time__lt=f.failed_until)
         qs = qs.filter(Exists(failed))
     if f.condition == "failed":
         qs = qs.filter(failed_hop_count__gt=0)

@@ -155,11 +155,17 @@ def search_orders(q: str, limit: int = SEARCH_LIMIT) -> SearchResult:
     return SearchResult(q=q, rows=rows, exact=exact, truncated=len(hits) > limit)
 
 
-def recent_orders(limit: int = 12) -> list[OrderRow]:
-    """The newest transactions, as table rows. Three queries."""
-    txs = list(
-        Transaction.objects.filter(merged_into__isnull=True).order_by("-created_at", "-id")[:limit]
-    )
+def recent_orders(
+    limit: int = 12, *, since: datetime | None = None, until: datetime | None = None
+) -> list[OrderRow]:
+    """The newest transactions (captured in ``[since, until)`` of business time when
+    given, as the KPIs count them), as table rows. Three queries."""
+    found = Transaction.objects.filter(merged_into__isnull=True)
+    if since is not None:
+        found = found.filter(captured_at__gte=since)
+    if until is not None:
+        found = found.filter(captured_at__lt=until)
+    txs = list(found.order_by("-created_at", "-id")[:limit])
     return order_rows(txs)
 
 
@@ -176,12 +182,22 @@ class HomeSummary:
     last_hop_at: datetime | None
 
 
-def home_summary(now: datetime | None = None, recent: int = 12) -> HomeSummary:
-    """What the root page shows: recent orders, today's volume, the exception backlog."""
+def home_summary(
+    now: datetime | None = None,
+    recent: int = 12,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> HomeSummary:
+    """What the root page shows: recent orders, the volume of ``[since, until)`` (the last
+    24 hours by default), the exception backlog."""
     now = now or clock_now()
-    day_ago = now - timedelta(hours=24)
+    day_ago = since or now - timedelta(hours=24)
+    until = until or now
     # failed hops are few: the partial index triage keeps on them serves this count
-    failed = Hop.objects.filter(outcome="error", start_time__gte=day_ago).count()
+    failed = Hop.objects.filter(
+        outcome="error", start_time__gte=day_ago, start_time__lt=until
+    ).count()
     # the newest stored hop, by primary key: no scan of the hop table
     last = Hop.objects.order_by("-id").values_list("received_at", flat=True).first()
     issue_stats = Issue.objects.filter(state__in=UNRESOLVED).aggregate(
@@ -192,7 +208,7 @@ def home_summary(now: datetime | None = None, recent: int = 12) -> HomeSummary:
     return HomeSummary(
         recent=recent_orders(recent),
         orders_24h=Transaction.objects.filter(
-            merged_into__isnull=True, captured_at__gte=day_ago
+            merged_into__isnull=True, captured_at__gte=day_ago, captured_at__lt=until
         ).count(),
         failed_hops_24h=failed,
         open_issues=issue_stats["open"],
@@ -565,11 +581,22 @@ def queue_issues(filters: QueueFilters) -> QuerySet[Issue]:
     )
 
 
-def exception_queue(filters: QueueFilters, page: int = 1, now: datetime | None = None) -> Queue:
-    """The queue, oldest first, filtered; the age buckets count the same filters (any age,
-    unresolved only). A fixed number of queries for any page."""
+def exception_queue(
+    filters: QueueFilters,
+    page: int = 1,
+    now: datetime | None = None,
+    *,
+    opened: tuple[datetime | None, datetime] | None = None,
+) -> Queue:
+    """The queue, sorted as asked (oldest first by default), filtered (``opened``: only
+    those whose problem began in ``[since, until)``); the age buckets count the same
+    filters (any age, unresolved only). A fixed number of queries for any page."""
     now = now or clock_now()
     issues = queue_issues(filters)
+    if opened is not None:
+        if opened[0] is not None:
+            issues = issues.filter(opened_at__gte=opened[0])
+        issues = issues.filter(opened_at__lt=opened[1])
     buckets = age_buckets(issues, now)
     if filters.age:
         _, _, lower, upper = next(b for b in AGE_BUCKETS if b[0] == filters.age)

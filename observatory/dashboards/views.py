@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from django.contrib import messages
@@ -27,6 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from observatory.dashboards import figures, order_list, queries, roles, work_queue
 from observatory.lib.clock import now
 from observatory.lib.download import attach
+from observatory.lib.timerange import ALL, range_or_default
 from observatory.triage import actions as triage_actions
 
 #: The highest page number a list takes (past the end is an empty page anyway).
@@ -41,10 +43,21 @@ def orders(request: HttpRequest) -> HttpResponseBase:
     result = queries.search_orders(q) if q else None
     if result is not None and result.exact is not None and "list" not in request.GET:
         return redirect("dashboards:order", pk=result.exact.id)
-    context: dict[str, Any] = {"q": q, "search_q": q, "result": result, "listing": None}
+    tr, error = range_or_default(request.GET, at=now(), default=ALL, allow_all=True)
+    context: dict[str, Any] = {
+        "q": q,
+        "search_q": q,
+        "result": result,
+        "listing": None,
+        "tr": tr,
+        "range_error": error,
+    }
     if not q:
-        # the list behind every number on the dashboards (order_list.py)
+        # the list behind every number on the dashboards (order_list.py); the page's time
+        # range picker bounds it unless the link gave its own window
         f = order_list.OrderFilters.from_params(request.GET)
+        if tr.key != ALL and not (f.since or f.until):
+            f = replace(f, since=tr.since, until=tr.until)
         if request.GET.get("format") == "csv":
             return _csv_response(order_list.csv_rows(f), f"observatory-orders-{now():%Y%m%d}")
         context.update(
@@ -99,10 +112,14 @@ def exceptions(request: HttpRequest) -> HttpResponseBase:
     filters = queries.QueueFilters.from_params(request.GET)
     if request.GET.get("format") == "csv":
         return _csv_response(work_queue.csv_rows(filters), f"observatory-exceptions-{now():%Y%m%d}")
-    queue = queries.exception_queue(filters, page=_page_number(request))
+    tr, error = range_or_default(request.GET, at=now(), default=ALL, allow_all=True)
+    opened = None if tr.key == ALL else (tr.since, tr.until)
+    queue = queries.exception_queue(filters, page=_page_number(request), opened=opened)
     acting = roles.can_act(request.user)
     context = {
         "queue": queue,
+        "tr": tr,
+        "range_error": error,
         "sorts": {k: words for k, (words, _) in queries.QUEUE_SORTS.items()},
         "people": work_queue.people() if acting else [],
         "teams": work_queue.teams(queue.owners) if acting else [],

@@ -27,6 +27,14 @@ def trace_spans(trace_id: str) -> list[Hop]:
     return list(hops_with_keys().filter(trace_id=trace_id).order_by("start_time", "id"))
 
 
+def stored_traces(trace_ids: set[str]) -> set[str]:
+    """Which of these trace ids have a span stored. One query (none for no ids)."""
+    if not trace_ids:
+        return set()
+    rows = Hop.objects.filter(trace_id__in=sorted(trace_ids)).values_list("trace_id", flat=True)
+    return set(rows.distinct())
+
+
 # --- reporting streams ----------------------------------------------------------------------
 
 

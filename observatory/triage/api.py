@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpRequest
+from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.params.functions import Path  # typed: a default, not an annotation
@@ -439,6 +440,7 @@ def get_trace(
                 current_stage=tx.current_stage,
                 keys=_keys(tx),
                 span_ids=sorted(span_of[h] for h in held[tx.id]),
+                url=reverse("dashboards:order", args=[tx.id]),
             )
             for tx in txs
         ],

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from ninja import Field, Schema
 
-from observatory.hops.schema import SpanOut
+from observatory.hops.api import trace_url
+from observatory.hops.schema import ExceptionEventOut, SpanOut
 from observatory.lib.params import DbId, Instant, Text32, Text64, Text256, one_of, text
 from observatory.transactions.models import KINDS, STAGE_COLUMNS
 from observatory.triage import sla
@@ -47,6 +48,10 @@ class ExceptionOut(Schema):
     #: the transaction's amount and currency, where it has one (the value affected)
     value: Decimal | None = None
     currency: str = ""
+    #: a failed hop's: the last OpenTelemetry exception event of its latest failure
+    exception: ExceptionEventOut | None = None
+    #: the page of the trace of its hop (a failed hop's), "" when it has none
+    trace_url: str = ""
     #: the person assigned (a username; "" for nobody): the team is ``owner``
     assignee: str = ""
 
@@ -149,8 +154,14 @@ def exception_out(issue: Issue, now: datetime, label: str | None = None) -> Exce
         resolution=issue.resolution,
         value=getattr(issue, "tx_amount", None),
         currency=getattr(issue, "tx_currency", "") or "",
+        exception=_exception(issue.detail.get("exception")),
+        trace_url=trace_url(str(issue.detail.get("trace_id") or "")),
         assignee=_assignee(issue),
     )
+
+
+def _exception(found: Any) -> ExceptionEventOut | None:
+    return ExceptionEventOut.model_construct(**found) if isinstance(found, dict) else None
 
 
 def _assignee(issue: Issue) -> str:
@@ -320,6 +331,8 @@ class TraceTransactionOut(Schema):
     keys: list[TxKeyOut]
     #: the spans of this trace that belong to it
     span_ids: list[str]
+    #: the path of its order page
+    url: str = ""
 
 
 class TraceOut(Schema):
