@@ -569,9 +569,12 @@ class Queue:
     now: datetime
 
 
-def queue_issues(filters: QueueFilters) -> QuerySet[Issue]:
-    """The exceptions the queue's filters keep (every age; not ordered)."""
-    return triage_queries.issues(
+def queue_issues(
+    filters: QueueFilters, opened: tuple[datetime | None, datetime] | None = None
+) -> QuerySet[Issue]:
+    """The exceptions the queue's filters keep (every age; not ordered); ``opened``: only
+    those whose problem began in ``[since, until)``."""
+    issues = triage_queries.issues(
         states=filters.states,
         kinds=(filters.kind,) if filters.kind else (),
         owner=filters.owner,
@@ -579,6 +582,11 @@ def queue_issues(filters: QueueFilters) -> QuerySet[Issue]:
         search=filters.q,
         assignee=filters.assignee,
     )
+    if opened is not None:
+        if opened[0] is not None:
+            issues = issues.filter(opened_at__gte=opened[0])
+        issues = issues.filter(opened_at__lt=opened[1])
+    return issues
 
 
 def exception_queue(
@@ -592,11 +600,7 @@ def exception_queue(
     those whose problem began in ``[since, until)``); the age buckets count the same
     filters (any age, unresolved only). A fixed number of queries for any page."""
     now = now or clock_now()
-    issues = queue_issues(filters)
-    if opened is not None:
-        if opened[0] is not None:
-            issues = issues.filter(opened_at__gte=opened[0])
-        issues = issues.filter(opened_at__lt=opened[1])
+    issues = queue_issues(filters, opened)
     buckets = age_buckets(issues, now)
     if filters.age:
         _, _, lower, upper = next(b for b in AGE_BUCKETS if b[0] == filters.age)

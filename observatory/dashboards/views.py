@@ -110,10 +110,11 @@ def exceptions(request: HttpRequest) -> HttpResponseBase:
     many selected at once for an action, CSV; ``?fragment=rows`` is the table alone (the
     page polls it to stay live)."""
     filters = queries.QueueFilters.from_params(request.GET)
-    if request.GET.get("format") == "csv":
-        return _csv_response(work_queue.csv_rows(filters), f"observatory-exceptions-{now():%Y%m%d}")
     tr, error = range_or_default(request.GET, at=now(), default=ALL, allow_all=True)
     opened = None if tr.key == ALL else (tr.since, tr.until)
+    if request.GET.get("format") == "csv":
+        rows = work_queue.csv_rows(filters, opened=opened)
+        return _csv_response(rows, f"observatory-exceptions-{now():%Y%m%d}")
     queue = queries.exception_queue(filters, page=_page_number(request), opened=opened)
     acting = roles.can_act(request.user)
     context = {

@@ -43,13 +43,18 @@ CSV_COLUMNS = (
 )
 
 
-def csv_rows(f: queries.QueueFilters, at: datetime | None = None) -> Iterator[list[Any]]:
-    """The filtered queue (every page, in the page's order) as CSV rows, numbers as numbers;
-    two queries per chunk of ``_CHUNK`` (the rows, their orders' labels)."""
+def csv_rows(
+    f: queries.QueueFilters,
+    at: datetime | None = None,
+    opened: tuple[datetime | None, datetime] | None = None,
+) -> Iterator[list[Any]]:
+    """The filtered queue (every page, in the page's order; ``opened`` as the page's
+    range) as CSV rows, numbers as numbers; two queries per chunk of ``_CHUNK`` (the rows,
+    their orders' labels)."""
     at = at or clock_now()
     yield list(CSV_COLUMNS)
     qs = (
-        queries.queue_issues(f)
+        queries.queue_issues(f, opened)
         .annotate(
             tx_amount=F("transaction__amount"),
             tx_currency=F("transaction__currency"),
