@@ -403,6 +403,11 @@ CELERY_BEAT_SCHEDULE["alerts-deliver"] = {
     "schedule": timedelta(seconds=ALERTS_DELIVER_EVERY_S),
     "options": {"expires": ALERTS_DELIVER_EVERY_S},
 }
+# --- GET /metrics (docs/metrics.md) -------------------------------------------------------------
+#: Client addresses (or CIDR ranges) that may read /metrics without an API token; a scraper
+#: elsewhere sends a read API token. Default: this host only. The address is the
+#: connection's: behind a proxy it is the proxy's (docs/metrics.md).
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.0/8", "::1/128"])
 # --- KPIs (docs/kpis.md) -----------------------------------------------------------------------
 #: How often the rollup fill runs (seconds): it recomputes only the hours that changed.
 KPIS_FILL_EVERY_S = env.float("KPIS_FILL_EVERY_S", default=10.0)

@@ -7,7 +7,7 @@ from django.urls import include, path, register_converter
 from observatory import health
 from observatory.access import views as access_views
 from observatory.api import api
-from observatory.dashboards import executive, ops, systems, traces
+from observatory.dashboards import executive, metrics, ops, systems, traces
 from observatory.ingest import views as ingest
 from observatory.lib.guard import IdConverter
 
@@ -25,6 +25,8 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus: a read API token or an address in METRICS_ALLOWED_IPS (docs/metrics.md)
+    path("metrics", metrics.endpoint, name="metrics"),
     # Django's sign-in, throttled per username and client address (access/throttle.py)
     path("accounts/login/", access_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

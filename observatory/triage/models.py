@@ -141,6 +141,13 @@ class Issue(models.Model):
             models.Index(fields=["state", "opened_at"], name="issue_queue"),
             models.Index(fields=["kind", "state"], name="issue_kind_state"),
             models.Index(fields=["owner", "state"], name="issue_owner_state"),
+            # GET /metrics: the unresolved ones by kind, system and owner, and the oldest
+            # of each, from this index alone (docs/metrics.md)
+            models.Index(
+                fields=["kind", "system", "owner", "opened_at"],
+                name="issue_unresolved_groups",
+                condition=Q(state__in=UNRESOLVED),
+            ),
         ]
 
     def __str__(self) -> str:
