@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("triage", "0005_hops_may_be_pruned"),
+        ("triage", "0006_metrics_unresolved_groups"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
