@@ -19,11 +19,12 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from observatory.dashboards import kpi_figures as figs
-from observatory.dashboards import series, slo
+from observatory.dashboards import order_list, series, slo
 from observatory.dashboards.executive_charts import CHART_KEYS, chart_builders, period_start
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.kpis import queries
@@ -93,6 +94,8 @@ class Card:
     raw_previous: float | None = None
     #: ``count``, ``s`` (seconds) or ``ratio`` (0..1)
     unit: str = ""
+    #: the orders behind the figure (order_list.py), or the exceptions
+    href: str = ""
 
     @property
     def trend(self) -> str:
@@ -196,7 +199,10 @@ def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Ca
                 if share is not None
                 else "nothing measured yet"
             ),
-            note=f"slowest 5 % of {c.count:,}; typical {figs.human_s(c.quantiles((0.5,))[0])}",
+            note=(
+                f"slowest 5 % of {c.count:,}; typical {figs.human_s(c.quantiles((0.5,))[0])}"
+                + (f"; {c.count - c.within:,} late" if key == "acceptance_to_posting" else "")
+            ),
             testid=key,
             raw=now_v,
             raw_previous=then_v,
@@ -228,6 +234,16 @@ def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Ca
             card.testid = f"acceptance_to_posting-{channel}"
         posting_cards.append(card)
 
+    def orders(**extra: Any) -> str:
+        return order_list.link(
+            kind="order", since=since, until=at, channel=f.channel, store=f.store, **extra
+        )
+
+    for card in posting_cards:
+        channel = card.key.partition(":")[2] or f.channel
+        card.href = order_list.link(
+            kind="order", since=since, until=at, channel=channel, store=f.store, condition="late"
+        )
     dup_now = rate(hops_now.duplicates, hops_now.hops + hops_now.duplicates)
     dup_then = rate(hops_then.duplicates, hops_then.hops + hops_then.duplicates)
     exc_now = rate(cur.with_exception, cur.orders)
@@ -243,6 +259,7 @@ def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Ca
             lower_is_better=False,
             note=f"{cur.inv_updates:,} stock updates too",
             testid="orders",
+            href=orders(),
             raw=cur.orders,
             raw_previous=old.orders,
             unit="count",
@@ -273,6 +290,7 @@ def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Ca
             _change(exc_now, exc_then),
             note=f"{cur.with_exception:,} of {cur.orders:,} orders",
             testid="exception_rate",
+            href=orders(condition="problem"),
             raw=exc_now,
             raw_previous=exc_then,
             unit="ratio",
@@ -286,6 +304,7 @@ def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Ca
             _change(dup_now, dup_then),
             note=f"{hops_now.duplicates:,} repeats; {cur.posted_twice:,} orders posted twice",
             testid="duplicate_rate",
+            href=orders(condition="duplicate"),
             raw=dup_now,
             raw_previous=dup_then,
             unit="ratio",
@@ -299,6 +318,7 @@ def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Ca
             _change(backlog_now, backlog_then),
             note="now; compared with the start of the period",
             testid="backlog",
+            href=order_list.link(condition="stuck", channel=f.channel, store=f.store),
             raw=backlog_now,
             raw_previous=backlog_then,
             unit="count",
@@ -312,6 +332,7 @@ def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Ca
             _change(fix_now, fix_then),
             note="exceptions opened in the period and resolved",
             testid="resolution",
+            href=f"{reverse('dashboards:exceptions')}?state=resolved",
             raw=fix_now,
             raw_previous=fix_then,
             unit="s",

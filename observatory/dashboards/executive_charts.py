@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from observatory.dashboards import kpi_figures as figs
-from observatory.dashboards import series
+from observatory.dashboards import order_list, series
 from observatory.kpis.compute import HOUR, floor_to
 
 if TYPE_CHECKING:
@@ -48,16 +48,44 @@ def _a2p_rows(data: dict[str, list[dict[str, Any]]], days: int) -> list[dict[str
     return out
 
 
+def drill(trace: Any, links: list[str]) -> None:
+    """Give each point of ``trace`` the address of its orders, as the last item of its
+    ``customdata`` (``static/js/drill.js`` follows it on a click); a hover text already
+    in ``customdata`` stays the first item."""
+    held = trace.get("customdata")
+    if held is not None:
+        trace["customdata"] = [[h, u] for h, u in zip(held, links, strict=True)]
+        trace["hovertemplate"] = trace["hovertemplate"].replace("%{customdata}", "%{customdata[0]}")
+    else:
+        trace["customdata"] = [[u] for u in links]
+
+
 def chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
     ch, st = f.channel or None, f.store or None
 
+    def day_link(day: datetime, channel: str = "", **extra: Any) -> str:
+        return order_list.link(
+            kind="order",
+            since=day,
+            until=day + timedelta(days=1),
+            channel=channel or f.channel,
+            store=f.store,
+            **extra,
+        )
+
     def posting() -> Chart:
         data = series.daily_a2p_by_channel(f.days, at, channel=ch, store=st)
+        figure = figs.posting_times(data)
+        # two traces per channel (slowest 5 %, typical), in the order of ``data``
+        pairs = [kv for kv in data.items() for _ in (0, 1)]
+        for trace, (channel, rows) in zip(figure["data"], pairs, strict=False):
+            drill(trace, [day_link(r["day"], channel, reached="posted") for r in rows])
         return Chart(
             "posting",
             f"Time from order to ERP, last {f.days} days",
-            "Per day and channel: the typical order (dotted) and the slowest 5 % (solid).",
-            figs.posting_times(data),
+            "Per day and channel: the typical order (dotted) and the slowest 5 % (solid). "
+            "Click a point for the day's orders.",
+            figure,
             _a2p_rows(data, f.days),
             ("day", "channel", "orders_posted", "p50_s", "p95_s"),
             empty=not any(r["count"] for rows in data.values() for r in rows),
@@ -65,12 +93,17 @@ def chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
 
     def exceptions() -> Chart:
         rows = series.daily_orders(f.days, at, channel=ch, store=st)
+        figure = figs.daily_rate(rows, count="orders")
+        # bars: the day's orders; the line: those with a problem
+        for trace in figure["data"]:
+            extra = {"condition": "problem"} if trace["type"] == "scatter" else {}
+            drill(trace, [day_link(r["day"], **extra) for r in rows])
         return Chart(
             "exceptions",
             "Orders with a problem",
             "Per day: the share of orders with a failed step or an exception (line), "
-            "over the number of orders (bars).",
-            figs.daily_rate(rows, count="orders"),
+            "over the number of orders (bars). Click a day for its orders.",
+            figure,
             [{**r, "day": r["day"].date().isoformat()} for r in rows],
             ("day", "orders", "with_exception", "rate", "posted_twice"),
             empty=not any(r["orders"] for r in rows),

@@ -21,8 +21,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from observatory.dashboards import health as health_model
+from observatory.dashboards import order_list, series
 from observatory.dashboards import queries as page_queries
-from observatory.dashboards import series
 from observatory.dashboards.kpi_figures import human_s
 from observatory.dashboards.series.integrity import source_integrity
 from observatory.kpis import queries as kpi_queries
@@ -77,6 +77,8 @@ class Arrow:
     sub: str
     title: str
     count: str = ""
+    #: the orders behind the arrow (order_list.py)
+    href: str = ""
 
     @property
     def lx(self) -> float:
@@ -146,9 +148,17 @@ def cards(tiles: list[series.Tile], healths: list[health_model.Health]) -> list[
     return [Card(t, by_system.get(t.system)) for t in tiles]
 
 
-def flow_map(systems: list[Card], edges: list[series.Edge]) -> dict[str, Any]:
+def flow_map(
+    systems: list[Card],
+    edges: list[series.Edge],
+    window: tuple[datetime, datetime] | None = None,
+) -> dict[str, Any]:
     """Nodes and arrows of the order-flow map, in SVG coordinates; each node coloured by
-    its system's health and linked to its cause."""
+    its system's health and linked to its cause; each arrow linked to the orders it
+    measured (captured in ``window``, both stages reached)."""
+    if window is None:
+        at = now()
+        window = (at - series.FLOW_WINDOW, at)
     status = {c.tile.system: c for c in systems}
     nodes: dict[str, Node] = {}
     for key, (col, row, label) in LAYOUT.items():
@@ -192,6 +202,13 @@ def flow_map(systems: list[Card], edges: list[series.Edge]) -> dict[str, Any]:
                 sub,
                 f"{e.words}: {label}, {sub or 'no orders'}{deadline}",
                 count,
+                order_list.link(
+                    kind="order",
+                    since=window[0],
+                    until=window[1],
+                    channel=series.FLOW_CHANNELS.get(e.source, ""),
+                    reached=f"{e.from_stage},{e.to_stage}",
+                ),
             )
         )
     return {"nodes": list(nodes.values()), "arrows": arrows, "w": MAP_W, "h": MAP_H}
@@ -221,13 +238,23 @@ def live_context(at: datetime | None = None, tr: TimeRange | None = None) -> dic
         "tr": tr,
         "summary": page_queries.home_summary(at, since=since, until=tr.until),
         "cards": systems,
-        "flow": flow_map(systems, series.flow(tr.until, tr.until - since)),
+        "flow": flow_map(systems, series.flow(tr.until, tr.until - since), (since, tr.until)),
+        "drill": drill_links(since, tr.until),
         "integrity": source_integrity(since, tr.until, at=at),
         "backlog": series.backlog_now(at),
         "aging": aging,
         "age_buckets": [(name, label, aging[name]) for name, label in AGE_LABELS],
         "failures": series.newest_failures(8),
         "alerts": series.firing_alerts(8),
+    }
+
+
+def drill_links(since: datetime, until: datetime) -> dict[str, str]:
+    """The orders behind the dashboard's counts of ``[since, until)`` (order_list.py): the
+    same window and test."""
+    return {
+        "orders_24h": order_list.link(kind="order", since=since, until=until),
+        "failed_24h": order_list.link(failed_since=since, failed_until=until),
     }
 
 

@@ -204,9 +204,12 @@ FLOW_EDGES: tuple[tuple[str, str, str, str, str], ...] = (
     ("carrier", "shopify", "shipped", "fulfillment_synced", "shipped → seen by Shopify"),
 )
 _CHANNEL_OF = {"shopify": "web", "marketplace": "marketplace", "pos": "pos"}
+#: the channel each source of the flow map stands for, and the orders the map measures
+FLOW_CHANNELS = _CHANNEL_OF
+FLOW_WINDOW = timedelta(hours=24)
 
 
-def flow(at: datetime | None = None, window: timedelta = timedelta(hours=24)) -> list[Edge]:
+def flow(at: datetime | None = None, window: timedelta = FLOW_WINDOW) -> list[Edge]:
     """The lag on each edge of the flow map, over orders accepted in the last ``window``
     (one query on the captured-time index)."""
     at = at or clock_now()
