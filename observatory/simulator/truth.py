@@ -72,6 +72,9 @@ hops carry (in a live run with ``--speed``, the compressed times stamped on them
     ``what``); a posting answered with another order's number (``ref``,
     ``erp_sales_order``, ``other_ref``: the order that owns the number); an order shipped
     from Shopify by the 3PL while its ERP posting was dead-lettered (``ref``).
+``reroutes``, ``cancellations``, ``inventory``
+    The business cases (reroutes, cancellations that work or fail, inventory drift
+    between the warehouse and Shopify): :meth:`.cases.Cases.document`.
 ``incidents``
     Business-time windows of injected faults: ``kind`` (``erp_outage``,
     ``wms_silence``), ``system``, ``begin``, ``end``.
@@ -244,6 +247,11 @@ class Truth:
         self._duplicates: list[tuple[str, dict[str, Any]]] = []
         #: the latest send time of a hop handed out
         self.last_sent: datetime | None = None
+        #: more sections of the document, each ``(end, stamp) -> {name: value}``
+        #: (the business cases: simulator/cases.py)
+        self.sections: list[
+            Callable[[datetime, Callable[[datetime], datetime]], dict[str, Any]]
+        ] = []
 
     # --- what the model tells it ----------------------------------------------------------
 
@@ -369,7 +377,11 @@ class Truth:
             if stages:
                 transactions.append(_transaction(record, stages, now, end, stamp))
         t = self.telemetry
+        more: dict[str, Any] = {}
+        for section in self.sections:
+            more.update(section(end, stamp))
         return {
+            **more,
             "version": VERSION,
             "scenario": self.scenario,
             "seed": self.seed,

@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from observatory.simulator.cases import LOCATION, QUANTITY, SKU, SNAPSHOT
 from observatory.simulator.entities import Step
 from observatory.simulator.transport.shared import Stamp, Stats, attribute_values
 from tracing.instrument import EmitError, EventEmitter
@@ -66,23 +67,34 @@ class EventSender:
 
     def send(self, step: Step, stamp: Stamp) -> None:
         emitter = self._emitter(step.source)
-        emitter.emit(
-            step.event_type,
-            step.system,
-            step.keys,
-            time=stamp(step.at),
-            stage=step.stage,
-            platform_status=step.platform_status,
-            outcome=step.outcome,
-            error=step.error,
-            duration_ms=step.duration_s * 1000 if step.duration_s else None,
-            channel=step.channel,
-            store_id=step.store_id,
-            amount=step.amount,
-            currency=step.currency,
-            attributes=attribute_values(step.attributes, stamp) or None,
-            id=step.event_id,
-        )
+        if step.event_type == SNAPSHOT:
+            a = step.attributes
+            emitter.snapshot(
+                step.system,
+                a[SKU],
+                a[LOCATION],
+                a[QUANTITY],
+                as_of=stamp(step.at),
+                id=step.event_id,
+            )
+        else:
+            emitter.emit(
+                step.event_type,
+                step.system,
+                step.keys,
+                time=stamp(step.at),
+                stage=step.stage,
+                platform_status=step.platform_status,
+                outcome=step.outcome,
+                error=step.error,
+                duration_ms=step.duration_s * 1000 if step.duration_s else None,
+                channel=step.channel,
+                store_id=step.store_id,
+                amount=step.amount,
+                currency=step.currency,
+                attributes=attribute_values(step.attributes, stamp) or None,
+                id=step.event_id,
+            )
         if emitter.pending >= self.batch_size:
             self._flush(step.source)
 
