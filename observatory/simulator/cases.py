@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from observatory.simulator import catalog as cat
-from observatory.simulator.truth import Mark, iso
+from observatory.simulator.truth import SNAPSHOT, Mark, iso
 
 if TYPE_CHECKING:
     from observatory.simulator.entities import Step
@@ -44,7 +44,6 @@ DRIFT_RATE: Final = 0.2
 SOURCE_OF_TRUTH: Final = "wms"
 DRIFT_UNITS: Final = 0
 DRIFT_WINDOW_S: Final = 900
-SNAPSHOT: Final = "inventory.snapshot"
 SKU: Final = "retail.inventory.sku"
 LOCATION: Final = "retail.inventory.location"
 QUANTITY: Final = "inventory.quantity"

@@ -102,6 +102,9 @@ from observatory.simulator import catalog as cat
 from observatory.simulator.slas import POLICIES, Reached, missed
 from observatory.simulator.telemetry import SHOPIFY_RETRY, WEBHOOK, OfflineWindow
 
+#: the event type of an inventory snapshot (cases.py): a delivery, but no hop
+SNAPSHOT: Final = "inventory.snapshot"
+
 if TYPE_CHECKING:
     from observatory.simulator.entities import Order, Plan, Step
     from observatory.simulator.model import Simulation
@@ -310,6 +313,10 @@ class Truth:
         """The hop was handed to the senders."""
         if step.mark is not None:
             step.mark.delivered = True
+        if self.last_sent is None or step.send_at > self.last_sent:
+            self.last_sent = step.send_at
+        if step.event_type == SNAPSHOT:  # a delivery, but no hop: in ``inventory``
+            return
         tally = self._deliveries.setdefault(step.system, [0, 0])
         tally[0] += 1
         if step.fault == "duplicate_delivery":
@@ -322,13 +329,13 @@ class Truth:
                 "event_id": event_id,
             }
             self._duplicates.append((delivery, entry))
-        if self.last_sent is None or step.send_at > self.last_sent:
-            self.last_sent = step.send_at
 
     def not_handed(self, step: Step) -> None:
         """A hop counted by :meth:`handed` was not sent after all (the run stopped)."""
         if step.mark is not None:
             step.mark.delivered = False
+        if step.event_type == SNAPSHOT:
+            return
         tally = self._deliveries[step.system]
         tally[0] -= 1
         if step.fault == "duplicate_delivery":

@@ -13,7 +13,9 @@ import orjson
 import pytest
 from django.test import Client, override_settings
 
-from observatory.access.actions import do_create_ingest_token
+from observatory.access.actions import do_create_api_token, do_create_ingest_token
+from observatory.alerts.actions import do_evaluate
+from observatory.alerts.models import Rule
 from observatory.hops.models import InventorySnapshot
 from observatory.kpis import bruteforce, queries
 from observatory.lib.clock import now
@@ -167,3 +169,41 @@ def test_a_token_limited_to_a_system_refuses_the_other_systems_snapshots(
     assert answer.status_code == 200, answer.content
     assert [r["index"] for r in answer.json()["rejected"]] == [1]
     assert list(InventorySnapshot.objects.values_list("system", flat=True)) == ["wms"]
+
+
+def test_an_alert_rule_watches_the_share_of_drifting_pairs(ingest_client: Client) -> None:
+    t = now() - timedelta(hours=1)
+    send(
+        ingest_client,
+        [
+            snap("w1", t, "wms", "SKU-1", "DC1", 10),
+            snap("s1", t, "shopify", "SKU-1", "DC1", 12),
+        ],
+    )
+    tick()
+    _, plain = do_create_api_token("drift-writer", "write")
+    writer = Client(HTTP_AUTHORIZATION=f"Bearer {plain}")
+    rule = {
+        "name": "stock drifting",
+        "kind": "kpi",
+        "severity": "warning",
+        "kpi": "inventory_drift",
+        "field": "rate",
+        "op": ">",
+        "threshold": 0.1,
+        "window_s": 21600,
+    }
+    answer = writer.post("/api/v1/alert-rules", rule, content_type="application/json")
+    assert answer.status_code in (200, 201), answer.content
+    bad = writer.post(
+        "/api/v1/alert-rules",
+        {**rule, "name": "no such field", "field": "drift"},
+        content_type="application/json",
+    )
+    assert bad.status_code == 422 and "pairs, off, rate, units_off" in bad.content.decode()
+    reroutes = {**rule, "name": "reroutes", "kpi": "reroute_rate", "field": "rerouted"}
+    answer = writer.post("/api/v1/alert-rules", reroutes, content_type="application/json")
+    assert answer.status_code in (200, 201), answer.content
+    do_evaluate()
+    assert Rule.objects.get(name="stock drifting").alerts.filter(state="firing").exists()
+    assert not Rule.objects.get(name="reroutes").alerts.exists()

@@ -15,9 +15,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from observatory.simulator.cases import LOCATION, QUANTITY, SKU, SNAPSHOT
+from observatory.simulator.cases import LOCATION, QUANTITY, SKU
 from observatory.simulator.entities import Step
 from observatory.simulator.transport.shared import Stamp, Stats, attribute_values
+from observatory.simulator.truth import SNAPSHOT
 from tracing.instrument import EmitError, EventEmitter
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class EventSender:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sim-events")
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._count_lock = threading.Lock()
+        #: ids of the inventory snapshots sent: the server accepts them, but they are no hops
+        self._snapshot_ids: set[str] = set()
         self._in_flight = 0
 
     def _emitter(self, source: str) -> EventEmitter:
@@ -68,6 +71,8 @@ class EventSender:
     def send(self, step: Step, stamp: Stamp) -> None:
         emitter = self._emitter(step.source)
         if step.event_type == SNAPSHOT:
+            with self._count_lock:
+                self._snapshot_ids.add(step.event_id)
             a = step.attributes
             emitter.snapshot(
                 step.system,
@@ -134,7 +139,11 @@ class EventSender:
         self.stats.add("requests", "events")
         if not isinstance(answer, dict):
             return
-        self.stats.add("sent", "events", len(answer.get("accepted", [])))
+        accepted = [a.get("id") for a in answer.get("accepted", []) if isinstance(a, dict)]
+        with self._count_lock:
+            snapshots = sum(1 for i in accepted if i in self._snapshot_ids)
+        self.stats.add("sent", "events", len(accepted) - snapshots)
+        self.stats.add("snapshots", "events", snapshots)
         duplicates = len(answer.get("duplicates", []))
         self.stats.add("sent", "events", duplicates)
         self.stats.add("duplicates", "events", duplicates)
