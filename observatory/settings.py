@@ -433,6 +433,12 @@ TRIAGE_DEFAULT_OWNER = env.str("TRIAGE_DEFAULT_OWNER", default="integration")
 TRIAGE_STAGE_SYSTEMS = env.dict("TRIAGE_STAGE_SYSTEMS", default={})
 #: Transactions the stitcher touched that one sweep takes on at most (the rest: the next).
 TRIAGE_CLAIM = env.int("TRIAGE_CLAIM", default=10_000)
+#: Inventory drift (docs/kpis.md, "inventory_drift"): the system whose inventory snapshots
+#: are the truth, the units a channel may differ by before it is off, and how far apart
+#: two snapshots' business times may be and still be compared, seconds.
+INVENTORY_SOURCE_OF_TRUTH = env.str("INVENTORY_SOURCE_OF_TRUTH", default="wms")
+INVENTORY_DRIFT_UNITS = env.int("INVENTORY_DRIFT_UNITS", default=0)
+INVENTORY_DRIFT_WINDOW_S = env.int("INVENTORY_DRIFT_WINDOW_S", default=900)
 
 # --- watermarks (docs/watermarks.md) ---
 #: Systems whose stores are reporting streams of their own (each store has its watermark).

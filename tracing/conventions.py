@@ -20,6 +20,8 @@ ORDER_AMOUNT: Final = "retail.order.amount"
 ORDER_CURRENCY: Final = "retail.order.currency"
 RETRY_ATTEMPT: Final = "retail.retry.attempt"
 REPLAY: Final = "retail.replay"
+#: a truthy value: this hop moved the order to another fulfilling location
+REROUTE: Final = "retail.reroute"
 INVENTORY_SKU: Final = "retail.inventory.sku"
 INVENTORY_LOCATION: Final = "retail.inventory.location"
 INVENTORY_SOURCE_TIME: Final = "retail.inventory.source_time"

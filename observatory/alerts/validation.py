@@ -23,6 +23,8 @@ KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "exception_aging": ("open", "under_1h", "h1_to_4", "h4_to_24", "over_24h", "oldest_s"),
     "refund_reconciliation": ("refunds", "settled_within_sla", "rate"),
     "cancellation_success": ("requested", "succeeded", "rate"),
+    "reroute_rate": ("shipments", "rerouted", "rate"),
+    "inventory_drift": ("pairs", "off", "rate", "units_off"),
     "value_at_risk": ("orders",),
     "retries": ("retries", "replays"),
     "resolution_time": ("alerts_mean_s", "exceptions_mean_s"),

@@ -23,8 +23,8 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from observatory.dashboards import business, order_list, series, slo
 from observatory.dashboards import kpi_figures as figs
-from observatory.dashboards import order_list, series, slo
 from observatory.dashboards.executive_charts import CHART_KEYS, chart_builders, period_start
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.kpis import queries
@@ -375,6 +375,7 @@ def page(request: HttpRequest) -> HttpResponse:
             "slo_target": SLO_TARGET,
             "slo_budget": 1 - SLO_TARGET,
             "service_levels": service_levels(f, at, totals),
+            "outcomes": business.outcomes(f, at),
         },
     )
 
@@ -398,6 +399,7 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
     if chart == "summary":
         # numbers only, their unit in a column of its own (count, s, ratio): a spreadsheet
         # reads them as numbers, where "1,928" and "14 min" were text
+        shown: list[Card | business.Outcome] = [*cards(f, at), *business.outcomes(f, at)]
         rows = [
             {
                 "kpi": c.key,
@@ -408,7 +410,7 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
                 "change_ratio": c.change,
                 "within_deadline_ratio": c.slo,
             }
-            for c in cards(f, at)
+            for c in shown
         ]
         columns = ("kpi", "title", "unit", "value", "previous_value", "change_ratio")
         body = _csv((*columns, "within_deadline_ratio"), rows)

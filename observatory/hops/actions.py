@@ -14,12 +14,13 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from observatory.hops import streams
-from observatory.hops.models import DroppedLogRecords, Stream, StreamLag
+from observatory.hops.models import DroppedLogRecords, InventorySnapshot, Stream, StreamLag
 from observatory.hops.store import StoreResult, store_records
+from observatory.lib import bulk
 from observatory.lib.clock import Clock, now
 from observatory.lib.sketch import Sketch, merge
 from tracing.privacy import MaskPolicy
-from tracing.records import HopRecord
+from tracing.records import HopRecord, SnapshotRecord
 
 
 @lru_cache(maxsize=1)
@@ -82,6 +83,38 @@ def do_store_hops(
         mask_hops(records)
     with transaction.atomic():
         return store_records(records, received_at)
+
+
+def do_store_snapshots(
+    records: Sequence[SnapshotRecord], *, received_at: datetime | None = None
+) -> int:
+    """Keep the latest snapshot of each (system, sku, location) by business time: one
+    upsert per 500 rows, which changes a row only for a later ``as_of`` (a late or re-sent
+    older snapshot changes nothing). Returns how many distinct rows were offered."""
+    received_at = received_at or now()
+    latest: dict[tuple[str, str, str], SnapshotRecord] = {}
+    for r in records:
+        key = (r.system, r.sku, r.location)
+        held = latest.get(key)
+        if held is None or r.as_of >= held.as_of:
+            latest[key] = r
+    table = InventorySnapshot._meta.db_table
+    rows = list(latest.values())
+    with transaction.atomic():
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            params: list[Any] = []
+            for r in chunk:
+                params += [r.system, r.sku, r.location, r.quantity, r.as_of, received_at]
+            bulk.run(
+                f"INSERT INTO {table} (system, sku, location, quantity, as_of, received_at) "
+                f"VALUES {values} ON CONFLICT (system, sku, location) DO UPDATE SET "
+                "quantity = excluded.quantity, as_of = excluded.as_of, "
+                f"received_at = excluded.received_at WHERE excluded.as_of > {table}.as_of",
+                [bulk.adapt(p) for p in params] if not bulk.postgresql() else params,
+            )
+    return len(rows)
 
 
 # --- reporting streams ----------------------------------------------------------------------

@@ -284,3 +284,30 @@ class DroppedLogRecords(models.Model):
 
     def __str__(self) -> str:
         return f"{self.system}: {self.count} log records without keys"
+
+
+class InventorySnapshot(models.Model):
+    """The latest ``inventory.snapshot`` of each system, sku and location, by business time
+    (docs/ingest.md, "Inventory snapshots"): what the source of truth and each channel say
+    is on hand. Written set-based by ``actions.do_store_snapshots``; an older snapshot
+    arriving late changes nothing."""
+
+    id = models.BigAutoField(primary_key=True)
+    system = models.CharField(max_length=limits.SYSTEM)
+    sku = models.CharField(max_length=limits.KEY_VALUE)
+    location = models.CharField(max_length=limits.STORE_ID)
+    quantity = models.BigIntegerField()
+    #: business time the quantity held at
+    as_of = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["system", "sku", "location"], name="inventory_snapshot_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["sku", "location"], name="inventory_snapshot_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.system} {self.sku}@{self.location}: {self.quantity}"

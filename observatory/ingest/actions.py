@@ -12,10 +12,15 @@ from celery import current_app
 from django.db import transaction
 
 from observatory.access.models import IngestToken
-from observatory.hops.actions import do_count_dropped_logs, do_store_hops, mask_hops
+from observatory.hops.actions import (
+    do_count_dropped_logs,
+    do_store_hops,
+    do_store_snapshots,
+    mask_hops,
+)
 from observatory.lib import live
 from observatory.lib.clock import now
-from tracing.records import DecodeResult, HopRecord, Rejection
+from tracing.records import DecodeResult, HopRecord, Rejection, SnapshotRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class Ingested:
     rejected: list[Rejection] = field(default_factory=list)
     #: items not stored by design (log records without business keys), counted
     dropped: int = 0
+    #: (request position, snapshot) of each inventory snapshot kept (docs/ingest.md)
+    snapshots: list[tuple[int, SnapshotRecord]] = field(default_factory=list)
 
 
 def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
@@ -50,11 +57,34 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
     Returns once the stored hops are committed.
     """
     out = Ingested(rejected=list(decoded.rejected))
-    refused = {r.index for r in decoded.rejected}
+    snapshots = list(decoded.snapshots)
+    refused = {r.index for r in decoded.rejected} | {i for i, _ in snapshots}
     positions = decoded.positions or (
         i for i in range(len(decoded.records) + len(refused)) if i not in refused
     )
     placed = list(zip(positions, decoded.records, strict=False))
+    if token.system and snapshots:
+        for i, s in snapshots:
+            if s.system != token.system:
+                out.rejected.append(
+                    Rejection(
+                        index=i,
+                        ident=str(s.extra.get("id", "")),
+                        reason=f"system '{s.system}' is outside the scope of token "
+                        f"'{token.name}' (system '{token.system}')",
+                    )
+                )
+        snapshots = [(i, s) for i, s in snapshots if s.system == token.system]
+        if (
+            decoded.snapshots
+            and not snapshots
+            and not any(r.system == token.system for _, r in placed)
+        ):
+            raise OutOfScope(out.rejected[-1].reason)
+    if snapshots:
+        do_store_snapshots([s for _, s in snapshots], received_at=now())
+        out.snapshots = snapshots
+        transaction.on_commit(nudge_stitcher)  # the sweep compares them
     if token.system:
         inside = [(i, r) for i, r in placed if r.system == token.system]
         for i, r in placed:
@@ -67,7 +97,7 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
                         f"'{token.name}' (system '{token.system}')",
                     )
                 )
-        if placed and not inside:
+        if placed and not inside and not snapshots:
             raise OutOfScope(out.rejected[-1].reason)
         placed = inside
     out.rejected.sort(key=lambda r: r.index)

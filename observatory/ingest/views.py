@@ -282,7 +282,10 @@ def _event_answer(result: Ingested) -> dict[str, Any]:
         return {"index": i, "id": r.extra.get("id", ""), "source": r.source}
 
     return {
-        "accepted": [item(i, r) for i, r in result.stored],
+        "accepted": sorted(
+            [item(i, r) for i, r in (*result.stored, *result.snapshots)],
+            key=lambda a: int(a["index"]),
+        ),
         "duplicates": [item(i, r) for i, r in result.duplicates],
         "rejected": [
             {"index": r.index, "id": r.ident, "reason": r.reason} for r in result.rejected
@@ -320,7 +323,7 @@ def events(request: HttpRequest) -> HttpResponse:
             503, {"error": "the database is unavailable, retry later"}, Retry_After=RETRY_AFTER_S
         )
     answer = _event_answer(result)
-    nothing_good = result.rejected and not (result.stored or result.duplicates)
+    nothing_good = result.rejected and not (result.stored or result.duplicates or result.snapshots)
     return _json(400 if nothing_good else 200, answer)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from observatory.hops.models import DuplicateDelivery, Hop
+from observatory.hops.models import DuplicateDelivery, Hop, InventorySnapshot
 from observatory.kpis import compute, registry
 from observatory.kpis.models import AlertSeen
 from observatory.kpis.queries import LIVE_SLACK
@@ -30,7 +30,7 @@ from observatory.transactions.models import (
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 from observatory.triage.models import DUPLICATE, RESOLVED, UNRESOLVED, WITHDRAWN, Issue
-from tracing.conventions import ERROR, FULFILLMENT_SYSTEMS
+from tracing.conventions import ERROR, FULFILLMENT_SYSTEMS, LOCATION_ID, REROUTE
 
 
 def _lag(end: datetime | None, start: datetime | None) -> float | None:
@@ -321,6 +321,50 @@ def kpi_values(
         )
         succeeded += not shipped and downstream_ok
 
+    # reroutes: each shipped order's hops read whole, their attributes in Python
+    moves: dict[int, list[tuple[datetime, str, str, Any]]] = defaultdict(list)
+    for tx_id, start, uid, sys_name, attrs in TransactionHop.objects.values_list(
+        "transaction_id", "hop__start_time", "hop__uid", "hop__system", "hop__attributes"
+    ):
+        moves[tx_id].append((start, uid, sys_name, attrs or {}))
+    shipments = rerouted = 0
+    for tx in txs:
+        if tx.kind != "order" or not in_scope(tx) or tx.shipped_at is None:
+            continue
+        if not since <= tx.shipped_at < until:
+            continue
+        shipments += 1
+        where = ""
+        for _, _, sys_name, attrs in sorted(moves.get(tx.id, []), key=lambda m: m[:2]):
+            if str(attrs.get(REROUTE, "")).lower() in ("true", "1", "yes"):
+                rerouted += 1
+                break
+            loc = attrs.get(LOCATION_ID)
+            if sys_name == "wms" and loc:
+                if where and str(loc) != where:
+                    rerouted += 1
+                    break
+                where = str(loc)
+
+    # inventory drift: every latest snapshot, paired in Python
+    truth = settings.INVENTORY_SOURCE_OF_TRUTH
+    window_s = settings.INVENTORY_DRIFT_WINDOW_S
+    snaps = list(InventorySnapshot.objects.all())
+    held = {(x.sku, x.location): x for x in snaps if x.system == truth}
+    pairs = off = units_off = 0
+    for x in snaps:
+        src = held.get((x.sku, x.location))
+        if x.system == truth or src is None or not since <= x.as_of < until:
+            continue
+        if (store is not None and x.location != store) or (system and x.system != system):
+            continue
+        if abs((src.as_of - x.as_of).total_seconds()) > window_s:
+            continue
+        pairs += 1
+        if abs(x.quantity - src.quantity) > settings.INVENTORY_DRIFT_UNITS:
+            off += 1
+            units_off += abs(x.quantity - src.quantity)
+
     # refunds: each refunded transaction against its own policy's deadline
     refunds = refunds_ok = 0
     for tx in txs:
@@ -404,6 +448,17 @@ def kpi_values(
             "requested": requested,
             "succeeded": succeeded,
             "rate": (succeeded / requested) if requested else None,
+        },
+        "reroute_rate": {
+            "shipments": shipments,
+            "rerouted": rerouted,
+            "rate": (rerouted / shipments) if shipments else None,
+        },
+        "inventory_drift": {
+            "pairs": pairs,
+            "off": off,
+            "rate": (off / pairs) if pairs else None,
+            "units_off": units_off,
         },
         "value_at_risk": at_risk,
         "retries": {"retries": retries, "replays": replays},

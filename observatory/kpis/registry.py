@@ -9,6 +9,9 @@ Sources:
 ``hops``
     time-bucketed ``HopRollup`` rows, per system and operation. A hop counts in the bucket
     of its business start time, and so do its duplicate deliveries.
+``inventory``
+    one statement over the latest inventory snapshots (the store filter is the location,
+    the system filter the channel's system; the channel filter does not apply).
 ``exceptions``, ``backlog``, ``alerts``
     small snapshot or aggregate queries over the exception queue, the stage columns
     (partial indexes) and the alerts: no scan of hops.
@@ -30,6 +33,7 @@ EXCEPTIONS: Final = "exceptions"
 BACKLOG: Final = "backlog"
 MIXED: Final = "orders+hops"
 RESOLUTION: Final = "exceptions+alerts"
+INVENTORY: Final = "inventory"
 
 #: a sending system counts for ``duplicate_rate.worst_source_rate`` from this many
 #: deliveries in the window (one duplicate in three deliveries is not a trend)
@@ -212,6 +216,41 @@ KPIS: Final[dict[str, Kpi]] = {
             _NO_SYSTEM,
             headline="rate",
             lower_is_better=False,
+        ),
+        Kpi(
+            "reroute_rate",
+            "Reroutes",
+            "Of the orders shipped in the window, the share whose fulfilling location "
+            "changed after release (a reroute said so, or the warehouse reported another "
+            "location).",
+            (
+                Field("shipments", "orders first shipped in the window"),
+                Field("rerouted", "of those, the ones whose fulfilling location changed"),
+                Field("rate", "rerouted / shipments", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+        ),
+        Kpi(
+            "inventory_drift",
+            "Inventory drift",
+            "Of the sku-locations a channel reported in the window, the share whose "
+            "quantity differs from the source of truth's at a comparable time, and the "
+            "units off.",
+            (
+                Field(
+                    "pairs",
+                    "channel, sku and location reported in the window and comparable with "
+                    "the source of truth",
+                ),
+                Field("off", "of those, the ones differing by more than the threshold"),
+                Field("rate", "off / pairs", "rate"),
+                Field("units_off", "summed units by which those differ"),
+            ),
+            INVENTORY,
+            frozenset({STORE, SYSTEM}),
+            headline="rate",
         ),
         Kpi(
             "value_at_risk",

@@ -98,6 +98,19 @@ class CancellationOut(Schema):
     rate: float | None
 
 
+class RerouteOut(Schema):
+    shipments: int
+    rerouted: int
+    rate: float | None
+
+
+class InventoryDriftOut(Schema):
+    pairs: int
+    off: int
+    rate: float | None
+    units_off: int
+
+
 class ValueAtRiskOut(Schema):
     orders: int
     by_currency: dict[str, float]
@@ -138,6 +151,8 @@ class KpisOut(Schema):
     exception_aging: AgingOut
     refund_reconciliation: RefundReconciliationOut
     cancellation_success: CancellationOut
+    reroute_rate: RerouteOut
+    inventory_drift: InventoryDriftOut
     value_at_risk: ValueAtRiskOut
     retries: RetriesOut
     hop_health: HopHealthOut

@@ -80,6 +80,8 @@ class Summary:
     telemetry: str = ""
     truth: str = ""
     truth_failed: bool = False
+    #: inventory snapshots the server accepted (deliveries, but no hops)
+    snapshots: int = 0
 
     @property
     def total_orders(self) -> int:
@@ -134,6 +136,8 @@ class Summary:
             )
         if self.not_sent:
             out.append(f"not sent: {self.not_sent:,} hops due after the end of the run")
+        if self.snapshots:
+            out.append(f"inventory snapshots sent: {self.snapshots:,}")
         if self.truth:
             out.append(self.truth)
         out.append(
@@ -320,4 +324,5 @@ class Runner:
             live_late=self._late,
             live_max_delay_s=self._max_delay,
             windows=windows,
+            snapshots=sum(stats.snapshots.values()),
         )

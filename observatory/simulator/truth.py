@@ -72,6 +72,9 @@ hops carry (in a live run with ``--speed``, the compressed times stamped on them
     ``what``); a posting answered with another order's number (``ref``,
     ``erp_sales_order``, ``other_ref``: the order that owns the number); an order shipped
     from Shopify by the 3PL while its ERP posting was dead-lettered (``ref``).
+``reroutes``, ``cancellations``, ``inventory``
+    The business cases (reroutes, cancellations that work or fail, inventory drift
+    between the warehouse and Shopify): :meth:`.cases.Cases.document`.
 ``incidents``
     Business-time windows of injected faults: ``kind`` (``erp_outage``,
     ``wms_silence``), ``system``, ``begin``, ``end``.
@@ -98,6 +101,9 @@ import orjson
 from observatory.simulator import catalog as cat
 from observatory.simulator.slas import POLICIES, Reached, missed
 from observatory.simulator.telemetry import SHOPIFY_RETRY, WEBHOOK, OfflineWindow
+
+#: the event type of an inventory snapshot (cases.py): a delivery, but no hop
+SNAPSHOT: Final = "inventory.snapshot"
 
 if TYPE_CHECKING:
     from observatory.simulator.entities import Order, Plan, Step
@@ -244,6 +250,11 @@ class Truth:
         self._duplicates: list[tuple[str, dict[str, Any]]] = []
         #: the latest send time of a hop handed out
         self.last_sent: datetime | None = None
+        #: more sections of the document, each ``(end, stamp) -> {name: value}``
+        #: (the business cases: simulator/cases.py)
+        self.sections: list[
+            Callable[[datetime, Callable[[datetime], datetime]], dict[str, Any]]
+        ] = []
 
     # --- what the model tells it ----------------------------------------------------------
 
@@ -302,6 +313,10 @@ class Truth:
         """The hop was handed to the senders."""
         if step.mark is not None:
             step.mark.delivered = True
+        if self.last_sent is None or step.send_at > self.last_sent:
+            self.last_sent = step.send_at
+        if step.event_type == SNAPSHOT:  # a delivery, but no hop: in ``inventory``
+            return
         tally = self._deliveries.setdefault(step.system, [0, 0])
         tally[0] += 1
         if step.fault == "duplicate_delivery":
@@ -314,13 +329,13 @@ class Truth:
                 "event_id": event_id,
             }
             self._duplicates.append((delivery, entry))
-        if self.last_sent is None or step.send_at > self.last_sent:
-            self.last_sent = step.send_at
 
     def not_handed(self, step: Step) -> None:
         """A hop counted by :meth:`handed` was not sent after all (the run stopped)."""
         if step.mark is not None:
             step.mark.delivered = False
+        if step.event_type == SNAPSHOT:
+            return
         tally = self._deliveries[step.system]
         tally[0] -= 1
         if step.fault == "duplicate_delivery":
@@ -369,7 +384,11 @@ class Truth:
             if stages:
                 transactions.append(_transaction(record, stages, now, end, stamp))
         t = self.telemetry
+        more: dict[str, Any] = {}
+        for section in self.sections:
+            more.update(section(end, stamp))
         return {
+            **more,
             "version": VERSION,
             "scenario": self.scenario,
             "seed": self.seed,

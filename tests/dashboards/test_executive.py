@@ -194,3 +194,28 @@ def test_executives_land_on_their_overview(
     answer = Client().post("/accounts/login/", data)
     assert answer.status_code == 302
     assert answer["Location"] == lands
+
+
+def test_business_outcomes_show_with_their_definitions_and_in_the_csv(
+    exec_client: Client, filled: datetime
+) -> None:
+    from observatory.kpis import registry
+
+    page = exec_client.get("/executive/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    keys = (
+        "value_at_risk",
+        "cancellation_success",
+        "refund_reconciliation",
+        "reroute_rate",
+        "inventory_drift",
+    )
+    for key in keys:
+        assert f'data-testid="card-{key}"' in html
+        meaning = registry.get(key).meaning.replace("'", "&#x27;")
+        assert f'<div class="kpi-question" data-testid="definition-{key}">{meaning}</div>' in html
+    summary = {r["kpi"]: r for r in rows(exec_client, "summary")}
+    assert summary["value_at_risk"]["unit"] == "count"
+    assert summary["reroute_rate"]["unit"] == "ratio"
+    assert set(keys) <= set(summary)

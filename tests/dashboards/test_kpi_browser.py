@@ -224,6 +224,23 @@ def test_executive_and_systems_pages(browser: Any, site: Site) -> None:
         names = page.locator("#chart-posting .legendtext").all_text_contents()
         assert any(n.startswith("web") for n in names) and any(n.startswith("pos") for n in names)
         shot(page, "executive-laptop")
+        # the business outcomes: each with its definition, the same figures as the API
+        rr = site.figures["reroute_rate"]
+        assert rr["shipments"] > 0
+        assert page.locator("[data-testid=value-reroute_rate]").inner_text() == (
+            "—" if rr["rate"] is None else f"{rr['rate'] * 100:.1f} %"
+        )
+        assert (
+            "fulfilling location"
+            in page.locator("[data-testid=definition-reroute_rate]").inner_text()
+        )
+        outcomes = page.locator("[data-testid=business-outcomes]")
+        outcomes.screenshot(path=str(SHOTS / "executive-outcomes-laptop.png"))
+        page.set_viewport_size({"width": 390, "height": 844})
+        box = outcomes.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        outcomes.screenshot(path=str(SHOTS / "executive-outcomes-phone.png"))
+        page.set_viewport_size(LAPTOP)
 
         # the CSV of a chart
         with page.expect_download() as download:

@@ -17,7 +17,9 @@ from observatory.kpis.queries.exceptions import (
     exceptions_resolution,
     value_at_risk,
 )
+from observatory.kpis.queries.inventory import inventory_drift
 from observatory.kpis.queries.refunds import refund_reconciliation
+from observatory.kpis.queries.shipments import reroute_rate
 from observatory.kpis.queries.totals import HopTotal, LagTotal, OrderTotal, hop_totals, order_total
 from observatory.lib.clock import now as clock_now
 
@@ -50,6 +52,8 @@ def values_from(
     aging: dict[str, Any],
     at_risk: dict[str, Any],
     cancellations: dict[str, Any],
+    reroutes: dict[str, Any],
+    drift: dict[str, Any],
     refunds: dict[str, Any],
     resolution: dict[str, float | None],
 ) -> dict[str, dict[str, Any]]:
@@ -107,6 +111,8 @@ def values_from(
         "exception_aging": aging,
         "refund_reconciliation": refunds,
         "cancellation_success": cancellations,
+        "reroute_rate": reroutes,
+        "inventory_drift": drift,
         "value_at_risk": at_risk,
         "retries": {
             "retries": sum(h.retries for h in hops.values()),
@@ -150,5 +156,7 @@ def kpi_values(
         at_risk=value_at_risk(until, channel=channel, store=store, system=system, at=at),
         cancellations=cancellation_success(since, until, channel=channel, store=store),
         refunds=refund_reconciliation(since, until, channel=channel, store=store, at=at),
+        reroutes=reroute_rate(since, until, channel=channel, store=store),
+        drift=inventory_drift(since, until, store=store, system=system),
         resolution={"alerts_mean_s": alert_mean, "exceptions_mean_s": exc_mean},
     )
