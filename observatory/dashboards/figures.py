@@ -1,7 +1,7 @@
 """Plotly figures, built from plain values (no ORM here: tested without a database).
 
 Pages embed a figure as JSON (``figure_json``) and render it with the plotly.js bundle
-served locally (``vendor/plotly.min.js``): never ``include_plotlyjs="cdn"``.
+served locally (``vendor/plotly/plotly-basic.min.js``: scatter and bar traces only): never ``include_plotlyjs="cdn"``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
  *
  * A figure is a <div data-figure="ID"> next to <script type="application/json" id="ID">
  * holding plotly's JSON (data, layout, config). Plotly itself is served locally from
- * /static/vendor/plotly.min.js: the pages never reach the internet. */
+ * static/vendor/plotly/ (plotly.js-basic-dist-min, scatter and bar only): the pages never reach the internet. */
 (function () {
   "use strict";
 
