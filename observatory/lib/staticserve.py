@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.staticfiles.finders import BaseFinder
 from django.core.checks import CheckMessage
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
@@ -61,3 +61,11 @@ class CollectedFinder(BaseFinder):
 
     def list(self, ignore_patterns: Any) -> Iterator[tuple[str, Any]]:
         return iter(())
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``, asked for by browsers and tools that never read the page's
+    ``<link rel="icon">``: a permanent redirect to the hashed SVG icon."""
+    from django.templatetags.static import static
+
+    return HttpResponsePermanentRedirect(static("img/observatory.svg"))

@@ -99,3 +99,44 @@ def test_every_page_passes_axe(browser: Any, seeded_live: Site, width: str) -> N
     report = "\n".join(f"{name}: {line}" for name, lines in failing.items() for line in lines)
     assert not failing, f"axe at {viewport['width']} px:\n{report}"
     assert not errors, errors
+
+
+OVERLAPS = """() => {
+  const boxes = [...document.querySelectorAll('#swimlane .textpoint text')]
+    .filter(t => t.textContent && getComputedStyle(t).visibility !== 'hidden')
+    .map(t => t.getBoundingClientRect()).filter(b => b.width);
+  let n = 0;
+  boxes.forEach((a, i) => boxes.slice(i + 1).forEach(b => {
+    if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) n++;
+  }));
+  return [boxes.length, n];
+}"""
+
+
+@pytest.mark.parametrize("width", ["laptop", "phone"])
+def test_swimlane_labels_never_overlap_and_tables_stack_on_a_phone(
+    browser: Any, seeded_live: Site, width: str
+) -> None:
+    viewport = LAPTOP if width == "laptop" else PHONE
+    base = seeded_live.url
+    context = browser.new_context(viewport=viewport)
+    try:
+        page = context.new_page()
+        sign_in(page, base)
+        page.goto(f"{base}/orders/{seeded_live.tx_id}/")
+        settle(page)
+        labels, overlapping = page.evaluate(OVERLAPS)
+        assert labels >= 2 and overlapping == 0, (labels, overlapping)
+        label = page.get_attribute("#swimlane", "aria-label") or ""
+        assert label.startswith("Chart.") and "points from" in label
+        page.goto(f"{base}/exceptions/")
+        settle(page)
+        cell = page.locator("table.table tbody td").first
+        assert cell.get_attribute("data-label") == "Age"
+        display = cell.evaluate("td => getComputedStyle(td).display")
+        assert display == ("block" if width == "phone" else "table-cell")
+        # nothing is cut off sideways
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
+        shot(page, f"stacked-exceptions-{width}")
+    finally:
+        context.close()
