@@ -26,7 +26,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
-class StaticFilesMiddleware(WhiteNoiseMiddleware):
+class StaticFilesMiddleware(WhiteNoiseMiddleware):  # type: ignore[misc]
     """WhiteNoise's middleware, answering with the file's bytes rather than a stream."""
 
     @staticmethod

@@ -75,7 +75,7 @@ def settle(page: Any) -> None:
 
 
 @pytest.mark.parametrize("width", ["laptop", "phone"])
-def test_every_page_passes_axe(browser: Any, seeded_live: Site, width: str) -> None:
+def test_every_page_passes_axe(browser: Any, seeded_live: Site, width: str) -> None:  # noqa: F811
     viewport = LAPTOP if width == "laptop" else PHONE
     base = seeded_live.url
     found: dict[str, list[str]] = {}
@@ -115,7 +115,9 @@ OVERLAPS = """() => {
 
 @pytest.mark.parametrize("width", ["laptop", "phone"])
 def test_swimlane_labels_never_overlap_and_tables_stack_on_a_phone(
-    browser: Any, seeded_live: Site, width: str
+    browser: Any,  # noqa: F811
+    seeded_live: Site,  # noqa: F811
+    width: str,
 ) -> None:
     viewport = LAPTOP if width == "laptop" else PHONE
     base = seeded_live.url

@@ -188,9 +188,7 @@ def test_a_tab_that_went_away_leaves_no_traceback(
     async def run() -> None:
         nonlocal gone
         headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
-        ws = WebsocketCommunicator(
-            server(app()), "/ws/ops/", headers=[*headers, (b"cookie", cookie)]
-        )
+        ws = WebsocketCommunicator(application, "/ws/ops/", headers=[*headers, (b"cookie", cookie)])
         connected, _ = await ws.connect()
         assert connected
         snapshot(await ws.receive_from(timeout=5))
