@@ -15,6 +15,7 @@ from typing import Any
 
 import django_stubs_ext
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from whitenoise.compress import Compressor
 
@@ -375,6 +376,15 @@ CELERY_BEAT_SCHEDULE["prune"] = {
     "options": {"expires": PRUNE_EVERY_S},
 }
 
+# --- the weekly executive summary e-mail (docs/kpis.md, "Weekly summary") -------------------
+#: Who receives it, comma separated; none: it is not sent.
+EXECUTIVE_SUMMARY_RECIPIENTS = env.list("EXECUTIVE_SUMMARY_RECIPIENTS", default=[])
+CELERY_BEAT_SCHEDULE["executive-summary"] = {
+    "task": "observatory.dashboards.tasks.weekly_summary",
+    # Mondays at 07:00 UTC, the week just ended
+    "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
+}
+
 # --- alerts (docs/alerts.md) --------------------------------------------------------------------
 #: How often every alert rule is evaluated (seconds); each evaluation queues notifications.
 ALERTS_EVALUATE_EVERY_S = env.float("ALERTS_EVALUATE_EVERY_S", default=15.0)
@@ -390,6 +400,10 @@ ALERTS_DELIVERY_MAX_ATTEMPTS = env.int("ALERTS_DELIVERY_MAX_ATTEMPTS", default=8
 ALERTS_DELIVERY_LEASE_S = env.float("ALERTS_DELIVERY_LEASE_S", default=120.0)
 #: The Slack Web API (bot token mode: chat.postMessage, chat.update); tests point it home.
 ALERTS_SLACK_API_URL = env.str("ALERTS_SLACK_API_URL", default="https://slack.com/api/")
+#: the PagerDuty Events API v2 endpoint of pagerduty channels (tests point it at a receiver)
+ALERTS_PAGERDUTY_URL = env.str(
+    "ALERTS_PAGERDUTY_URL", default="https://events.pagerduty.com/v2/enqueue"
+)
 CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
     "task": "observatory.alerts.tasks.evaluate",
     "schedule": timedelta(seconds=ALERTS_EVALUATE_EVERY_S),
@@ -400,6 +414,11 @@ CELERY_BEAT_SCHEDULE["alerts-deliver"] = {
     "schedule": timedelta(seconds=ALERTS_DELIVER_EVERY_S),
     "options": {"expires": ALERTS_DELIVER_EVERY_S},
 }
+# --- GET /metrics (docs/metrics.md) -------------------------------------------------------------
+#: Client addresses (or CIDR ranges) that may read /metrics without an API token; a scraper
+#: elsewhere sends a read API token. Default: this host only. The address is the
+#: connection's: behind a proxy it is the proxy's (docs/metrics.md).
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.0/8", "::1/128"])
 # --- KPIs (docs/kpis.md) -----------------------------------------------------------------------
 #: How often the rollup fill runs (seconds): it recomputes only the hours that changed.
 KPIS_FILL_EVERY_S = env.float("KPIS_FILL_EVERY_S", default=10.0)

@@ -109,10 +109,19 @@ ERROR: Final = "error"
 RETRY: Final = "retry"
 OUTCOMES: Final = (OK, ERROR, RETRY)
 
+# --- OpenTelemetry exception events (semantic conventions): one makes the hop a failure ---
+EXCEPTION_EVENT: Final = "exception"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+EXCEPTION_ESCAPED: Final = "exception.escaped"
+
 # --- where a hop came from ---------------------------------------------------------------
 VIA_OTLP: Final = "otlp"
 VIA_EVENT: Final = "event"
 VIA_SHOPIFY: Final = "shopify"
+#: an OTLP log record with business keys (docs/ingest.md, "OTLP/HTTP logs")
+VIA_OTLP_LOG: Final = "log"
 
 # --- stages (docs/stages.md) -------------------------------------------------------------
 ORDER_STAGES: Final = (

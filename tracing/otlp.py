@@ -48,8 +48,8 @@ except ImportError:  # pragma: no cover - encode google.rpc.Status by hand inste
 __all__ = ["decode_json", "decode_protobuf", "encode_response", "encode_status", "grpc_code"]
 
 STATUS_CODE_ERROR = 2
-EXCEPTION_EVENT = "exception"
-EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_EVENT = conventions.EXCEPTION_EVENT
+EXCEPTION_MESSAGE = conventions.EXCEPTION_MESSAGE
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
@@ -136,6 +136,14 @@ def _resource(attrs: dict[str, Any], rules: KeyRules) -> _Resource:
     )
 
 
+def _scoped(
+    res: _Resource, attrs: dict[str, Any], scope_attrs: dict[str, Any], rules: KeyRules
+) -> _Resource:
+    """What the items of one scope share: its attributes over its resource's (docs/ingest.md,
+    "Attribute conventions"); the resource itself when the scope has none (the usual case)."""
+    return _resource({**attrs, **scope_attrs}, rules) if scope_attrs else res
+
+
 # --- attribute values --------------------------------------------------------------------
 
 
@@ -219,8 +227,12 @@ def _hop(
     links: Sequence[dict[str, Any]],
     rules: KeyRules,
     received_at: datetime | None,
+    uid: str = "",
+    via: str = _VIA,
 ) -> HopRecord:
     """One valid span -> one hop; ``ValueError`` (its message names the field) rejects it.
+
+    A log record comes here too (tracing/otlp_logs.py), with its own ``uid`` and ``via``.
 
     The span's attributes come sorted by ``_split``: ``hop`` holds the hop fields
     (``conventions.HOP_FIELDS``), ``key_attrs`` the ``retail.key.*`` ones, ``free`` all
@@ -322,8 +334,8 @@ def _hop(
 
     # Positional: faster than keywords on this path (docs/performance.md); tests pin the order.
     record = HopRecord(
-        f"otlp:{trace_hex}:{span_hex}",  # uid
-        _VIA,  # via
+        uid or f"otlp:{trace_hex}:{span_hex}",
+        via,
         system,
         name,  # operation
         start,  # start_time
@@ -480,9 +492,11 @@ def decode_protobuf(
     records, rejected = result.records, result.rejected
     index = -1
     for resource_spans in request.resource_spans:
-        res = _resource(_pb_attrs(resource_spans.resource.attributes), rules)
+        attrs = _pb_attrs(resource_spans.resource.attributes)
+        base = _resource(attrs, rules)
         for scope_spans in resource_spans.scope_spans:
             scope = _scope_name(scope_spans.scope.name)
+            res = _scoped(base, attrs, _pb_attrs(scope_spans.scope.attributes), rules)
             for span in scope_spans.spans:
                 index += 1
                 span_id = span.span_id
@@ -766,6 +780,22 @@ def _j_ident(span: Any) -> str:
     return ""
 
 
+def _j_scope(
+    parent: dict[str, Any], where: str, base: _Resource, attrs: dict[str, Any], rules: KeyRules
+) -> tuple[str, _Resource]:
+    """The scope name of a ``scopeSpans`` (or ``scopeLogs``) object, and what its items share."""
+    scope = _j_object(parent.get("scope"), f"{where}.scope")
+    name = scope.get("name")
+    try:
+        scope_attrs = _j_attrs(scope.get("attributes"))
+    except ValueError as exc:
+        raise DecodeError(f"{where}.scope: {exc}") from None
+    return (
+        _scope_name(name) if isinstance(name, str) else "",
+        _scoped(base, attrs, scope_attrs, rules),
+    )
+
+
 def decode_json(
     body: bytes, rules: KeyRules = DEFAULT_RULES, received_at: datetime | None = None
 ) -> DecodeResult:
@@ -793,13 +823,12 @@ def decode_json(
             attrs = _j_attrs(resource.get("attributes"))
         except ValueError as exc:
             raise DecodeError(f"{where}.resource: {exc}") from None
-        res = _resource(attrs, rules)
+        base = _resource(attrs, rules)
         scopes = _j_list(resource_spans.get("scopeSpans"), f"{where}.scopeSpans")
         for s, scope_spans in enumerate(scopes):
             scope_where = f"{where}.scopeSpans[{s}]"
             scope_spans = _j_object(scope_spans, scope_where)
-            scope = _j_object(scope_spans.get("scope"), f"{scope_where}.scope").get("name")
-            scope = _scope_name(scope) if isinstance(scope, str) else ""
+            scope, res = _j_scope(scope_spans, scope_where, base, attrs, rules)
             for span in _j_list(scope_spans.get("spans"), f"{scope_where}.spans"):
                 index += 1
                 try:

@@ -77,6 +77,12 @@ class DecodeResult:
     #: how many of the records had a value cut to fit storage (each lists its cut fields in
     #: ``extra["truncated"]``; tracing/limits.py)
     truncated: int = 0
+    #: items decoded and deliberately not stored, by system: OTLP log records without
+    #: business keys (docs/ingest.md, "OTLP/HTTP logs")
+    dropped: dict[str, int] = field(default_factory=dict)
+    #: each record's position in the request, when some positions are neither a record nor
+    #: a rejection (dropped items); empty when the records fill the gaps between rejections
+    positions: list[int] = field(default_factory=list)
 
 
 class DecodeError(ValueError):

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db.models import Count, F, Max, Min, Prefetch, Q, QuerySet, Sum
 
-from observatory.alerts import text
+from observatory.alerts import text, validation
 from observatory.alerts.evaluate import Finding, compare
 from observatory.alerts.models import (
     ERROR_RATE,
@@ -266,7 +266,7 @@ def _kpi(rule: Rule, now: datetime, cache: dict[Any, Any]) -> list[Finding]:
             at=now,
         )
     values = cache[key]
-    value = (values.get(rule.kpi) or {}).get(rule.field)
+    value = validation.kpi_field_value(values, rule.kpi, rule.field)
     if value is None or not isinstance(value, int | float):
         return []
     threshold = float(rule.threshold or 0)
@@ -317,6 +317,18 @@ _FINDERS: dict[str, Callable[[Rule, datetime], list[Finding]]] = {
 
 def active_rules() -> list[Rule]:
     return list(Rule.objects.filter(active=True).prefetch_related("channels").order_by("id"))
+
+
+def known_systems() -> list[str]:
+    """The systems a rule may name: the built-in ones, every system with a reporting
+    stream, and those rules already name (a short list, three small queries)."""
+    from observatory.hops.models import Stream
+    from tracing.conventions import BUILTIN_SYSTEMS
+
+    streams = Stream.objects.values_list("system", flat=True).distinct()
+    named = Rule.objects.values_list("system", "while_system")
+    found = {s for pair in named for s in pair if s}
+    return sorted({*BUILTIN_SYSTEMS, *streams, *found})
 
 
 def active_channels() -> list[Channel]:

@@ -86,7 +86,8 @@ class OpsConsumer(AsyncWebsocketConsumer):
                 # a moment's lag is fine here: read from the replica when there is one
                 fp = await database_sync_to_async(on_replica(series.fingerprint))()
                 if fp != last or time.monotonic() - sent >= REFRESH_S:
-                    html = await database_sync_to_async(on_replica(ops.cached_live))(fp)
+                    query = (self.scope.get("query_string") or b"").decode("latin-1")[:512]
+                    html = await database_sync_to_async(on_replica(ops.cached_live))(fp, query)
                     await self.send(
                         text_data=orjson.dumps(
                             {"type": "snapshot", "html": html, "at": now().isoformat()}

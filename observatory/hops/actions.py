@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from observatory.hops import streams
-from observatory.hops.models import Stream, StreamLag
+from observatory.hops.models import DroppedLogRecords, Stream, StreamLag
 from observatory.hops.store import StoreResult, store_records
 from observatory.lib.clock import Clock, now
 from observatory.lib.sketch import Sketch, merge
@@ -41,6 +42,29 @@ def mask_hops(records: Sequence[HopRecord]) -> None:
     policy = mask_policy()
     for r in records:
         policy.mask_record(r)
+
+
+def do_count_dropped_logs(dropped: Mapping[str, int], at: datetime) -> None:
+    """Add ``dropped`` (log records without business keys, by system) to the running totals
+    of ``DroppedLogRecords``, in one statement (an upsert, on SQLite as on PostgreSQL)."""
+    if not dropped:
+        return
+    rows = sorted(dropped.items())  # one order for every writer: no deadlock between two
+    q = connection.ops.quote_name
+    table = q(DroppedLogRecords._meta.db_table)
+    count, last_at = q("count"), q("last_at")
+    at_value = connection.ops.adapt_datetimefield_value(at)
+    sql = (
+        f"INSERT INTO {table} ({q('system')}, {count}, {last_at}) VALUES "
+        + ", ".join(["(%s, %s, %s)"] * len(rows))
+        + f" ON CONFLICT ({q('system')}) DO UPDATE SET {count} = {table}.{count} + "
+        f"excluded.{count}, {last_at} = excluded.{last_at}"
+    )
+    params: list[Any] = []
+    for system, n in rows:
+        params += [system, n, at_value]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def do_store_hops(

@@ -7,11 +7,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Max, Min, Prefetch, QuerySet
+from django.db.models import Max, Min, Prefetch, QuerySet, Subquery
 
 from observatory.hops import streams
 from observatory.hops.actions import limits, state_of
-from observatory.hops.models import Hop, HopKey, Stream, StreamLag
+from observatory.hops.models import Hop, HopKey, Stream, StreamLag, Waiting
 from observatory.lib.sketch import Sketch, merge
 
 
@@ -25,6 +25,14 @@ def hops_with_keys() -> QuerySet[Hop]:
 def trace_spans(trace_id: str) -> list[Hop]:
     """The hops of one trace, in time order."""
     return list(hops_with_keys().filter(trace_id=trace_id).order_by("start_time", "id"))
+
+
+def stored_traces(trace_ids: set[str]) -> set[str]:
+    """Which of these trace ids have a span stored. One query (none for no ids)."""
+    if not trace_ids:
+        return set()
+    rows = Hop.objects.filter(trace_id__in=sorted(trace_ids)).values_list("trace_id", flat=True)
+    return set(rows.distinct())
 
 
 # --- reporting streams ----------------------------------------------------------------------
@@ -85,8 +93,11 @@ def system_marks(wall: datetime, streams: Sequence[Mark] | None = None) -> dict[
     by_system: dict[str, list[Mark]] = {}
     for m in stream_marks(wall) if streams is None else streams:
         by_system.setdefault(m.system, []).append(m)
+    # only hops from the first waiting one on: an index range of the hop table, not a scan
+    # of every hop stored (the queue is a few recent hops; GET /metrics reads this)
+    first = Waiting.objects.order_by("hop_id").values("hop_id")[:1]
     waiting = dict(
-        Hop.objects.filter(waiting__isnull=False)
+        Hop.objects.filter(id__gte=Subquery(first), waiting__isnull=False)
         .values("system")
         .annotate(oldest=Min("start_time"))
         .values_list("system", "oldest")

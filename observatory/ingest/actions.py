@@ -12,7 +12,7 @@ from celery import current_app
 from django.db import transaction
 
 from observatory.access.models import IngestToken
-from observatory.hops.actions import do_store_hops, mask_hops
+from observatory.hops.actions import do_count_dropped_logs, do_store_hops, mask_hops
 from observatory.lib import live
 from observatory.lib.clock import now
 from tracing.records import DecodeResult, HopRecord, Rejection
@@ -38,6 +38,8 @@ class Ingested:
     #: (request position, record) of each hop that was already stored
     duplicates: list[tuple[int, HopRecord]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    #: items not stored by design (log records without business keys), counted
+    dropped: int = 0
 
 
 def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
@@ -49,7 +51,9 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
     """
     out = Ingested(rejected=list(decoded.rejected))
     refused = {r.index for r in decoded.rejected}
-    positions = (i for i in range(len(decoded.records) + len(refused)) if i not in refused)
+    positions = decoded.positions or (
+        i for i in range(len(decoded.records) + len(refused)) if i not in refused
+    )
     placed = list(zip(positions, decoded.records, strict=False))
     if token.system:
         inside = [(i, r) for i, r in placed if r.system == token.system]
@@ -68,6 +72,7 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
         placed = inside
     out.rejected.sort(key=lambda r: r.index)
     if not placed:
+        _count_dropped(decoded, token, out)
         return out
     records = [r for _, r in placed]
     mask_hops(records)  # before the transaction: it holds SQLite's write lock throughout
@@ -86,7 +91,21 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
         else:
             out.duplicates.append((i, r))
         seen.add(r.uid)
+    _count_dropped(decoded, token, out)
     return out
+
+
+def _count_dropped(decoded: DecodeResult, token: IngestToken, out: Ingested) -> None:
+    """Count the items the decoder dropped by design (log records without keys), once the
+    hops beside them are stored: a request refused with a 503 is counted when it is sent
+    again."""
+    if not decoded.dropped:
+        return
+    dropped = dict(decoded.dropped)
+    if token.system:  # a token limited to a system speaks for that system only
+        dropped = {token.system: sum(dropped.values())}
+    out.dropped = sum(dropped.values())
+    do_count_dropped_logs(dropped, now())
 
 
 def nudge_stitcher() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -254,6 +255,96 @@ def kpi_values(
     aging_out: dict[str, Any] = dict(aging)
     aging_out["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
 
+    # value at risk: every open exception's transaction, its amount summed per currency
+    money = {
+        pk: (cur, amount, ch, st)
+        for pk, cur, amount, ch, st in Transaction.objects.values_list(
+            "id", "currency", "amount", "channel", "store_id"
+        )
+    }
+    risk_orders: set[int] = set()
+    risk_currency: dict[str, Decimal] = defaultdict(Decimal)
+    risk_system: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    risk_stage: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    seen_system: set[tuple[str, int]] = set()
+    seen_stage: set[tuple[str, int]] = set()
+    for i in issues:
+        if i.transaction_id is None or i.transaction_id not in money or i.state == WITHDRAWN:
+            continue
+        cur, amount, ch, st = money[i.transaction_id]
+        if (channel is not None and ch != channel) or (store is not None and st != store):
+            continue
+        if system and i.system != system:
+            continue
+        if live_state:
+            if i.state not in UNRESOLVED or i.opened_at > until:
+                continue
+        elif i.opened_at > until or (i.resolved_at is not None and i.resolved_at <= until):
+            continue
+        new = i.transaction_id not in risk_orders
+        risk_orders.add(i.transaction_id)
+        if amount is None or not cur:
+            continue
+        if new:
+            risk_currency[cur] += amount
+        sys_name = i.system or "unknown"
+        if (sys_name, i.transaction_id) not in seen_system:
+            seen_system.add((sys_name, i.transaction_id))
+            risk_system[sys_name][cur] += amount
+        stage_name = i.stage or i.kind
+        if (stage_name, i.transaction_id) not in seen_stage:
+            seen_stage.add((stage_name, i.transaction_id))
+            risk_stage[stage_name][cur] += amount
+
+    def floats(sums: dict[str, Decimal]) -> dict[str, float]:
+        return {k: float(v) for k, v in sorted(sums.items())}
+
+    # cancellations: each cancelled order's own timeline, read whole
+    timeline: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for tx_id, stage_name, sys_name in StageReached.objects.values_list(
+        "transaction_id", "stage", "system"
+    ):
+        timeline[winner(tx_id) or tx_id].append((stage_name, sys_name))
+    requested = succeeded = 0
+    for tx in txs:
+        if tx.kind != "order" or not in_scope(tx):
+            continue
+        if tx.cancelled_at is None or not since <= tx.cancelled_at < until:
+            continue
+        requested += 1
+        events = timeline.get(tx.id, [])
+        shipped = any(s == "shipped" for s, _ in events)
+        downstream_ok = all(
+            ("cancelled", sys_name) in events
+            for sys_name in ("erp", "wms")
+            if any(held == sys_name for _, held in events)
+        )
+        succeeded += not shipped and downstream_ok
+
+    # refunds: each refunded transaction against its own policy's deadline
+    refunds = refunds_ok = 0
+    for tx in txs:
+        if tx.kind not in ("order", "return") or not in_scope(tx) or tx.refunded_at is None:
+            continue
+        if not since <= tx.refunded_at < until:
+            continue
+        limit = _deadline(policies, tx.kind, tx.channel, "refunded", "refund_settled")
+        settled_at = tx.refund_settled_at
+        if settled_at is None and (limit is None or (at - tx.refunded_at).total_seconds() < limit):
+            continue  # not due yet
+        refunds += 1
+        if settled_at is not None and (
+            limit is None or (settled_at - tx.refunded_at).total_seconds() <= limit
+        ):
+            refunds_ok += 1
+
+    at_risk = {
+        "orders": len(risk_orders),
+        "by_currency": floats(risk_currency),
+        "by_system": {k: floats(v) for k, v in sorted(risk_system.items())},
+        "by_stage": {k: floats(v) for k, v in sorted(risk_stage.items())},
+    }
+
     alert_times: list[float] = []
     for a in AlertSeen.objects.all():
         labels = {"channel": a.channel, "store": a.store, "system": a.system}
@@ -304,6 +395,17 @@ def kpi_values(
             "by_stage": {s: len(v) for s, v in sorted(by_stage.items()) if v},
         },
         "exception_aging": aging_out,
+        "refund_reconciliation": {
+            "refunds": refunds,
+            "settled_within_sla": refunds_ok,
+            "rate": (refunds_ok / refunds) if refunds else None,
+        },
+        "cancellation_success": {
+            "requested": requested,
+            "succeeded": succeeded,
+            "rate": (succeeded / requested) if requested else None,
+        },
+        "value_at_risk": at_risk,
         "retries": {"retries": retries, "replays": replays},
         "hop_health": {"rows": rows},
         "resolution_time": {

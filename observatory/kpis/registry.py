@@ -184,6 +184,58 @@ KPIS: Final[dict[str, Kpi]] = {
             headline="open",
         ),
         Kpi(
+            "refund_reconciliation",
+            "Refunds settled in time",
+            "Of the refunds whose settlement is due, the share the ERP settled (a credit "
+            "memo) within the SLA.",
+            (
+                Field("refunds", "refunds of the window, settled or past their deadline"),
+                Field("settled_within_sla", "of those, settled within their deadline"),
+                Field("rate", "settled_within_sla / refunds", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+            lower_is_better=False,
+        ),
+        Kpi(
+            "cancellation_success",
+            "Cancellations that worked",
+            "Of the orders cancelled in the window, the share the ERP and the warehouse "
+            "cancelled too (each where it held the order) and that never shipped.",
+            (
+                Field("requested", "orders whose cancellation came in the window"),
+                Field("succeeded", "of those, cancelled downstream and never shipped"),
+                Field("rate", "succeeded / requested", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+            lower_is_better=False,
+        ),
+        Kpi(
+            "value_at_risk",
+            "Value at risk",
+            "The summed amount of the orders that have an exception open, per currency "
+            "(never added across currencies), and per system and stage it waits on.",
+            (
+                Field("orders", "transactions with an open exception"),
+                Field("by_currency", "currency -> summed amount of those transactions"),
+                Field(
+                    "by_system",
+                    "system -> currency -> amount of the transactions with an open "
+                    "exception about that system",
+                ),
+                Field(
+                    "by_stage",
+                    "stage still awaited (or the exception's kind) -> currency -> amount",
+                ),
+            ),
+            EXCEPTIONS,
+            _ALL,
+            headline="orders",
+        ),
+        Kpi(
             "retries",
             "Retries and replays",
             "Steps that were a retry of a failed attempt, and messages sent again on purpose.",

@@ -8,8 +8,9 @@ letters, digits, ``.``, ``_`` and ``-`` are kept; anything else becomes ``_``.
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
-from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -23,7 +24,11 @@ def safe_filename(name: str, default: str = "download") -> str:
     return cleaned or default
 
 
-def attach(response: HttpResponse, filename: str) -> HttpResponse:
+#: a plain or a streaming response
+R = TypeVar("R", bound=HttpResponseBase)
+
+
+def attach(response: R, filename: str) -> R:
     """Mark ``response`` as a download named ``filename`` (made safe first)."""
     header = content_disposition_header(as_attachment=True, filename=safe_filename(filename))
     if header:

@@ -118,6 +118,18 @@ class Transaction(models.Model):
                     inventory_published_at__isnull=True, inventory_adjusted_at__isnull=False
                 ),
             ),
+            # cancellation_success: the cancellations of a window
+            models.Index(
+                fields=["cancelled_at"],
+                name="tx_cancelled",
+                condition=Q(cancelled_at__isnull=False),
+            ),
+            # refund_reconciliation: the refunds of a window
+            models.Index(
+                fields=["refunded_at"],
+                name="tx_refunded",
+                condition=Q(refunded_at__isnull=False),
+            ),
             models.Index(
                 fields=["refunded_at"],
                 name="tx_unsettled",

@@ -20,7 +20,7 @@ The parts:
 * ``assembly``: every KPI of the registry from those (``kpi_values``).
 """
 
-from observatory.kpis.queries.assembly import kpi_values
+from observatory.kpis.queries.assembly import duplicates_by_source, kpi_values
 from observatory.kpis.queries.backlog import (
     anchor_expr,
     backlog,
@@ -60,6 +60,7 @@ __all__ = [
     "anchor_expr",
     "backlog",
     "backlog_members",
+    "duplicates_by_source",
     "exception_aging",
     "exceptions_resolution",
     "hop_counts",
