@@ -17,6 +17,7 @@ import django_stubs_ext
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 from observatory.lib.headers import DEFAULT_POLICY as DEFAULT_CSP
 from tracing import privacy
@@ -117,7 +118,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "observatory.lib.headers.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # collectstatic's hashed, gzip and brotli files, answered whole (lib/staticserve.py)
+    "observatory.lib.staticserve.StaticFilesMiddleware",
     # a NUL in a path or query string is refused before any view (PostgreSQL cannot hold it)
     "observatory.lib.guard.NulGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -248,13 +250,18 @@ STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
-WHITENOISE_USE_FINDERS = True
-STATICFILES_FINDERS = [
-    "django.contrib.staticfiles.finders.FileSystemFinder",
-    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    # vendor/plotly.min.js straight from the installed plotly package: no CDN, no copy
-    "observatory.dashboards.staticfiles.PlotlyFinder",
-]
+#: Static files are served from what collectstatic wrote to STATIC_ROOT: hashed names (cached
+#: for good), each with a gzip and a brotli copy (lib/staticserve.py). `make run` collects
+#: them; a deployment runs `python manage.py collectstatic` on each release.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = False
+#: Only the hashed copies are kept (and compressed): half the work of each collectstatic.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+#: Source maps are fetched by developer tools only: not worth compressing on every collect.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
 
 # --- Celery (the beat schedule is the one place the pipeline shows: docs/architecture.md) --
 _broker_dir = DATA_DIR / "broker"

@@ -9,6 +9,7 @@ from observatory.access import views as access_views
 from observatory.api import api
 from observatory.dashboards import executive, metrics, ops, systems, traces
 from observatory.ingest import views as ingest
+from observatory.lib import staticserve
 from observatory.lib.guard import IdConverter
 
 # <id:pk>: a row id that fits the database (before the app URL maps below load)
@@ -16,6 +17,8 @@ register_converter(IdConverter, "id")
 
 #: A URL no route matches: JSON under /api/ (the JSON API's shape), the usual page elsewhere.
 handler404 = "observatory.lib.guard.not_found"
+#: An unexpected error: JSON under /api/, the styled 500 page elsewhere.
+handler500 = "observatory.lib.guard.server_error"
 
 urlpatterns = [
     path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
@@ -24,6 +27,7 @@ urlpatterns = [
     path("webhooks/shopify", ingest.shopify_webhook, name="shopify-webhook"),
     path("api/v1/", api.urls),
     path("healthz", health.healthz, name="healthz"),
+    path("favicon.ico", staticserve.favicon, name="favicon"),
     path("readyz", health.readyz, name="readyz"),
     # Prometheus: a read API token or an address in METRICS_ALLOWED_IPS (docs/metrics.md)
     path("metrics", metrics.endpoint, name="metrics"),

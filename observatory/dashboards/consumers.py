@@ -96,6 +96,11 @@ class OpsConsumer(AsyncWebsocketConsumer):
                     last, sent = fp, time.monotonic()
             except asyncio.CancelledError:
                 raise
+            except OSError:
+                # the tab went away before its close reached us (the server's
+                # ClientDisconnected is an OSError): nothing to report, nobody to send to
+                log.debug("ops dashboard client went away")
+                return
             except Exception:  # a failed read must not end the live page: try again
                 log.exception("ops dashboard refresh failed")
             with contextlib.suppress(TimeoutError):

@@ -147,6 +147,10 @@ class Summary:
         return out
 
 
+#: Seconds an interrupted run waits for its queued sends before it gives up on them.
+INTERRUPTED_CLOSE_S = 2.0
+
+
 class Runner:
     def __init__(
         self,
@@ -191,8 +195,11 @@ class Runner:
             interrupted = True
             self.sim.stop_arrivals()
         finally:
+            # stopped (Ctrl-C, or make run's supervisor): what is still queued gets a moment
+            # only, since the server is likely stopping too (everything ends within 5 s)
+            timeout = min(self.close_timeout, INTERRUPTED_CLOSE_S) if interrupted else None
             try:
-                self.senders.close(self.close_timeout)
+                self.senders.close(timeout or self.close_timeout)
             except KeyboardInterrupt:
                 interrupted = True
             if self.progress is not None:

@@ -76,7 +76,7 @@ def test_executive(exec_client: Client, filled: datetime) -> None:
     ):
         assert f'data-chart="{key}"' in html
         assert f'href="/executive/{key}.csv?window=30"' in html
-    assert "vendor/plotly.min.js" in html
+    assert "vendor/plotly/plotly-basic.min." in html
     # filters keep to what exists
     assert '<option value="web">web</option>' in html
     web = exec_client.get("/executive/", {"channel": "web", "window": "7"}).content.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -88,16 +89,51 @@ def nav_active(context: dict[str, Any], prefix: str, exact: bool = False) -> str
 @register.simple_tag
 def figure(json_text: str, element_id: str, css_class: str = "chart") -> str:
     """A plotly figure built by ``figures.py``: a div, and its JSON beside it, rendered by
-    ``static/js/observatory.js`` with the locally served plotly bundle."""
+    ``static/js/observatory.js`` with the locally served plotly bundle. The div is a
+    ``figure`` whose label says in words what the chart shows (``chart_summary``)."""
     return format_html(
-        '<div class="{}" id="{}" data-figure="{}-json"></div>'
+        '<div class="{}" id="{}" data-figure="{}-json" role="figure" aria-label="{}"></div>'
         '<script type="application/json" id="{}-json">{}</script>',
         css_class,
         element_id,
         element_id,
+        chart_summary(json.loads(json_text)),
         element_id,
         mark_safe(json_text),  # figures.figure_json escaped <, > and &
     )
+
+
+def _text(value: Any) -> str:
+    return f"{value:,.4g}" if isinstance(value, float) else str(value)
+
+
+def chart_summary(fig: dict[str, Any]) -> str:
+    """A chart's text alternative: its title, then each trace's name, how many points it
+    has, over which span, and its lowest and highest value."""
+    layout = fig.get("layout") or {}
+    title = layout.get("title")
+    title = title.get("text") if isinstance(title, dict) else title
+    parts = [f"Chart: {title}." if title else "Chart."]
+    for trace in fig.get("data") or []:
+        horizontal = trace.get("orientation") == "h"
+        along = list(trace.get("y" if horizontal else "x") or [])
+        values = [v for v in trace.get("x" if horizontal else "y") or [] if _is_number(v)]
+        name = trace.get("name") or trace.get("type", "series")
+        if not along and not values:
+            continue
+        text = f"{name}: {max(len(along), len(values))} point{'s' if len(values) != 1 else ''}"
+        if along:
+            text += f" from {_text(along[0])} to {_text(along[-1])}"
+        if values:
+            text += f", lowest {_text(min(values))}, highest {_text(max(values))}"
+        parts.append(text + ".")
+    if len(parts) == 1:
+        parts.append("No data.")
+    return " ".join(parts)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @register.filter
