@@ -233,6 +233,8 @@ def live_context(at: datetime | None = None, tr: TimeRange | None = None) -> dic
     tiles = series.system_tiles(at)
     systems = cards(tiles, health_model.systems(at, tiles=tiles))
     aging = kpi_queries.exception_aging(at, at=at)
+    risk = value_at_risk(at)
+    backlog = [{**b, "value": risk["by_stage"].get(b["stage"], "")} for b in series.backlog_now(at)]
     return {
         "at": at,
         "tr": tr,
@@ -241,12 +243,31 @@ def live_context(at: datetime | None = None, tr: TimeRange | None = None) -> dic
         "flow": flow_map(systems, series.flow(tr.until, tr.until - since), (since, tr.until)),
         "drill": drill_links(since, tr.until),
         "integrity": source_integrity(since, tr.until, at=at),
-        "backlog": series.backlog_now(at),
+        "backlog": backlog,
+        "risk": risk,
         "aging": aging,
         "age_buckets": [(name, label, aging[name]) for name, label in AGE_LABELS],
         "failures": series.newest_failures(8),
         "alerts": series.firing_alerts(8),
     }
+
+
+def value_at_risk(at: datetime) -> dict[str, Any]:
+    """The value behind the open exceptions now, as the page words it: the
+    ``value_at_risk`` KPI's one query (docs/kpis.md), each currency apart, never summed
+    across currencies; per stage and per system as ``USD 12,340.00 · EUR 300.00``."""
+    kpi = kpi_queries.value_at_risk(at, at=at)
+    return {
+        "orders": kpi["orders"],
+        "by_currency": [(c, money_text({c: v})) for c, v in kpi["by_currency"].items()],
+        "by_stage": {k: money_text(v) for k, v in kpi["by_stage"].items()},
+        "by_system": {k: money_text(v) for k, v in kpi["by_system"].items()},
+    }
+
+
+def money_text(by_currency: dict[str, float]) -> str:
+    """``{"EUR": 300, "USD": 12340}`` -> ``EUR 300.00 · USD 12,340.00``."""
+    return " · ".join(f"{c} {v:,.2f}" for c, v in sorted(by_currency.items()))
 
 
 def drill_links(since: datetime, until: datetime) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
 
 from observatory.hops.models import Hop
 from observatory.lib.clock import now as clock_now
@@ -567,6 +567,24 @@ class Queue:
     systems: list[str]
     owners: list[str]
     now: datetime
+    #: the filtered list's value: (currency, "12,340.00", orders) per currency, never summed
+    #: across currencies; each order once however many of its exceptions are listed
+    values: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def queue_values(issues: QuerySet[Issue]) -> list[tuple[str, str, int]]:
+    """The summed amount per currency of the orders behind ``issues``: one query."""
+    rows = (
+        Transaction.objects.filter(
+            id__in=issues.filter(transaction__isnull=False).values("transaction_id"),
+            amount__isnull=False,
+        )
+        .exclude(currency="")
+        .values("currency")
+        .annotate(total=Sum("amount"), n=Count("id"))
+        .order_by("currency")
+    )
+    return [(r["currency"], f"{r['total']:,.2f}", int(r["n"])) for r in rows]
 
 
 def queue_issues(
@@ -607,6 +625,7 @@ def exception_queue(
         issues = issues.filter(opened_at__lte=now - timedelta(seconds=lower))
         if upper is not None:
             issues = issues.filter(opened_at__gt=now - timedelta(seconds=upper))
+    values = queue_values(issues)
     issues = issues.annotate(
         tx_amount=F("transaction__amount"),
         tx_currency=F("transaction__currency"),
@@ -635,4 +654,5 @@ def exception_queue(
         systems=systems,
         owners=owners,
         now=now,
+        values=values,
     )

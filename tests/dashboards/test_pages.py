@@ -22,8 +22,9 @@ from tests.dashboards.conftest import PASSWORD, make_user
 #: the group check that decides whether the action buttons show.
 ORDER_PAGE_QUERIES = 13
 SEARCH_QUERIES = 6
-#: the queue: + the people and teams one may assign to (for people who act)
-QUEUE_QUERIES = 10
+#: the queue: + the people and teams one may assign to (for people who act), + the
+#: filtered list's value per currency (one statement)
+QUEUE_QUERIES = 11
 
 PAGES = [
     "/",

@@ -65,7 +65,7 @@ def test_search_sort_value_and_the_conflicts_two_orders(
     top = Issue.objects.filter(id__in=by_value[:2])
     assert len({i.transaction_id for i in top}) == 1
     assert (
-        "300.00 EUR"
+        "EUR 300.00"
         in ops_client.get("/exceptions/", {"sort": "value"})
         .content.decode()
         .split("<tbody>")[1]

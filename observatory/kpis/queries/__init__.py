@@ -32,6 +32,7 @@ from observatory.kpis.queries.exceptions import (
     exceptions_resolution,
     issues,
     resolution_time,
+    value_at_risk,
 )
 from observatory.kpis.queries.readers import (
     LIVE_SLACK,
@@ -75,4 +76,5 @@ __all__ = [
     "ranges_q",
     "resolution_time",
     "sketch_of",
+    "value_at_risk",
 ]
