@@ -174,8 +174,9 @@ class _Reader:
             name = limits.fit(name, limits.OPERATION)
         # The identity: everything the record says, in a form both encodings give alike
         # (attributes in the order sent: a sender's retry sends them in the same order).
-        said = [scope, trace_hex, span_hex, name, at, severity_number, severity_text, message,
-                free, hop, key_attrs]  # fmt: skip
+        # (the trace id and the time lead the identity itself: the digest need not repeat them)
+        said = [scope, span_hex, name, severity_number, severity_text, message, free, hop,
+                key_attrs]  # fmt: skip
         try:  # without ``default`` unless a value needs it (the same bytes, a third cheaper)
             text = orjson.dumps(said)
         except orjson.JSONEncodeError:
