@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple
@@ -796,6 +796,42 @@ def _j_scope(
     )
 
 
+def json_items(
+    body: bytes, request_name: str, signal: str, items: str, rules: KeyRules
+) -> Iterator[tuple[str, _Resource, Any]]:
+    """(scope name, resource, item) of each item of an OTLP JSON export request of
+    ``signal`` (``"Spans"``, ``"Logs"``: ``resourceSpans`` / ``scopeSpans``...) whose items
+    are under ``items`` (``"spans"``, ``"logRecords"``); one resource dict per scope, the
+    same object for every item of it.
+
+    Raises ``DecodeError`` for a body that is not JSON or whose structure above the items is
+    wrong (the position named); an item is handed over as it is, to be judged alone.
+    """
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"body is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise DecodeError(f"body must be a JSON object ({request_name})")
+    top = f"resource{signal}"
+    for r, resource_group in enumerate(_j_list(request.get(top), top)):
+        where = f"{top}[{r}]"
+        resource_group = _j_object(resource_group, where)
+        resource = _j_object(resource_group.get("resource"), f"{where}.resource")
+        try:
+            attrs = _j_attrs(resource.get("attributes"))
+        except ValueError as exc:
+            raise DecodeError(f"{where}.resource: {exc}") from None
+        base = _resource(attrs, rules)
+        scopes = _j_list(resource_group.get(f"scope{signal}"), f"{where}.scope{signal}")
+        for s, scope_group in enumerate(scopes):
+            scope_where = f"{where}.scope{signal}[{s}]"
+            scope_group = _j_object(scope_group, scope_where)
+            scope, res = _j_scope(scope_group, scope_where, base, attrs, rules)
+            for item in _j_list(scope_group.get(items), f"{scope_where}.{items}"):
+                yield scope, res, item
+
+
 def decode_json(
     body: bytes, rules: KeyRules = DEFAULT_RULES, received_at: datetime | None = None
 ) -> DecodeResult:
@@ -806,35 +842,15 @@ def decode_json(
     Raises ``DecodeError`` for a body that is not JSON or whose structure above the spans
     is wrong; a span that is malformed in itself is refused alone.
     """
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"body is not JSON: {exc}") from None
-    if not isinstance(request, dict):
-        raise DecodeError("body must be a JSON object (ExportTraceServiceRequest)")
     result = DecodeResult()
     records, rejected = result.records, result.rejected
     index = -1
-    for r, resource_spans in enumerate(_j_list(request.get("resourceSpans"), "resourceSpans")):
-        where = f"resourceSpans[{r}]"
-        resource_spans = _j_object(resource_spans, where)
-        resource = _j_object(resource_spans.get("resource"), f"{where}.resource")
+    for scope, res, span in json_items(body, "ExportTraceServiceRequest", "Spans", "spans", rules):
+        index += 1
         try:
-            attrs = _j_attrs(resource.get("attributes"))
-        except ValueError as exc:
-            raise DecodeError(f"{where}.resource: {exc}") from None
-        base = _resource(attrs, rules)
-        scopes = _j_list(resource_spans.get("scopeSpans"), f"{where}.scopeSpans")
-        for s, scope_spans in enumerate(scopes):
-            scope_where = f"{where}.scopeSpans[{s}]"
-            scope_spans = _j_object(scope_spans, scope_where)
-            scope, res = _j_scope(scope_spans, scope_where, base, attrs, rules)
-            for span in _j_list(scope_spans.get("spans"), f"{scope_where}.spans"):
-                index += 1
-                try:
-                    records.append(_j_span(span, res, scope, rules, received_at))
-                except (ValueError, TypeError, AttributeError, RecursionError) as exc:
-                    rejected.append(_reject(index, _j_ident(span), str(exc)))
+            records.append(_j_span(span, res, scope, rules, received_at))
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            rejected.append(_reject(index, _j_ident(span), str(exc)))
     result.truncated = _count_truncated(records)
     return result
 

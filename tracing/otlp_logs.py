@@ -43,9 +43,6 @@ from tracing.otlp import (
     _hop,
     _j_attrs,
     _j_enum,
-    _j_list,
-    _j_object,
-    _j_scope,
     _j_str,
     _j_uint64,
     _pb_attrs,
@@ -57,6 +54,7 @@ from tracing.otlp import (
     _scoped,
     _split,
     _text,
+    json_items,
 )
 from tracing.records import DecodeError, DecodeResult, Rejection
 
@@ -338,34 +336,19 @@ def decode_json(
     Raises ``DecodeError`` for a body that is not JSON or whose structure above the records
     is wrong; a record that is malformed in itself is refused alone.
     """
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"body is not JSON: {exc}") from None
-    if not isinstance(request, dict):
-        raise DecodeError("body must be a JSON object (ExportLogsServiceRequest)")
     reader = _Reader(rules, received_at)
-    for r, resource_logs in enumerate(_j_list(request.get("resourceLogs"), "resourceLogs")):
-        where = f"resourceLogs[{r}]"
-        resource_logs = _j_object(resource_logs, where)
-        resource = _j_object(resource_logs.get("resource"), f"{where}.resource")
+    seen: _Resource | None = None
+    res_id = b""
+    for scope, res, log in json_items(
+        body, "ExportLogsServiceRequest", "Logs", "logRecords", rules
+    ):
+        if res is not seen:  # one resource per scope: its digest once
+            seen, res_id = res, _resource_id(res)
+        reader.index += 1
         try:
-            attrs = _j_attrs(resource.get("attributes"))
-        except ValueError as exc:
-            raise DecodeError(f"{where}.resource: {exc}") from None
-        base = _resource(attrs, rules)
-        scopes = _j_list(resource_logs.get("scopeLogs"), f"{where}.scopeLogs")
-        for s, scope_logs in enumerate(scopes):
-            scope_where = f"{where}.scopeLogs[{s}]"
-            scope_logs = _j_object(scope_logs, scope_where)
-            scope, res = _j_scope(scope_logs, scope_where, base, attrs, rules)
-            res_id = _resource_id(res)
-            for log in _j_list(scope_logs.get("logRecords"), f"{scope_where}.logRecords"):
-                reader.index += 1
-                try:
-                    _j_record(reader, log, res, res_id, scope)
-                except (ValueError, TypeError, AttributeError, RecursionError) as exc:
-                    reader.reject(str(exc))
+            _j_record(reader, log, res, res_id, scope)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            reader.reject(str(exc))
     result = reader.result
     result.truncated = _count_truncated(result.records)
     return result
