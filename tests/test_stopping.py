@@ -1,9 +1,13 @@
 """Ctrl-C under ``make run`` (docs/scaling.md, "Stopping"): the Procfile stack under honcho
 in a data directory of its own, with the simulator's demo traffic (two days of history
 streaming in, so the worker is busy stitching), gets SIGINT in its process group as a
-terminal sends it. Every process is gone within 5 s and honcho sent no SIGKILL; then one
-pipeline pass over the same data finishes whatever the stopped worker left: every hop
-received is stitched, nothing waits.
+terminal sends it. Every process is gone, and one pipeline pass over the same data
+finishes whatever the stopped worker left: every hop received is stitched, nothing waits.
+
+The web server and the simulator stop in 1 to 2 s, and the worker after the chunk it is
+in; one stitch chunk of history can outlast honcho's 5 s on a loaded 2-core machine, when
+honcho SIGKILLs the worker (docs/scaling.md, "Stopping"). That is not asserted here:
+what holds either way, and is asserted, is that nothing is lost.
 """
 
 from __future__ import annotations
@@ -17,18 +21,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    # the web and the simulator stop in 1 to 2 s; the worker stops after the chunk it is
-    # in, and one stitch chunk of the history (up to 5,000 hops) can take more than 5 s
-    # on a loaded 2-core machine (docs/scaling.md, "Stopping")
-    pytest.mark.xfail(reason="a stitch chunk can outlast honcho's 5 s", strict=False),
-]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 HONCHO = str(ROOT / ".venv" / "bin" / "honcho")
-GRACE_S = 5.0
+#: honcho's own grace before SIGKILL is 5 s; everything is gone well within this
+GONE_S = 15.0
 
 COUNTS = """
 from observatory.hops.models import Hop, Stitched, Waiting
@@ -50,7 +49,7 @@ def _gone(pgid: int) -> bool:
     return False
 
 
-def test_ctrl_c_stops_everything_without_sigkill(tmp_path: Path) -> None:
+def test_ctrl_c_stops_everything_and_loses_nothing(tmp_path: Path) -> None:
     port = _free_port()
     env = {
         k: v
@@ -96,7 +95,7 @@ def test_ctrl_c_stops_everything_without_sigkill(tmp_path: Path) -> None:
         os.killpg(pgid, signal.SIGINT)  # Ctrl-C: the whole foreground group
         sent = time.monotonic()
         # honcho reaped (a zombie leader still counts in its group), then no process left
-        while (stack.poll() is None or not _gone(pgid)) and time.monotonic() - sent < 15:
+        while (stack.poll() is None or not _gone(pgid)) and time.monotonic() - sent < GONE_S + 1:
             time.sleep(0.1)
         took = time.monotonic() - sent
     finally:
@@ -104,8 +103,7 @@ def test_ctrl_c_stops_everything_without_sigkill(tmp_path: Path) -> None:
             os.killpg(pgid, signal.SIGKILL)
         stack.wait(timeout=10)
     text = log.read_text()
-    assert took < GRACE_S, f"still running {took:.1f} s after Ctrl-C:\n{text[-3000:]}"
-    assert "SIGKILL" not in text, text[-3000:]
+    assert took < GONE_S, f"still running {took:.1f} s after Ctrl-C:\n{text[-3000:]}"
 
     # nothing lost: one pass finishes what the stopped worker left
     manage("pipeline")
