@@ -46,7 +46,6 @@ STATUSES = [
 ]
 
 
-
 class Rule(models.Model):
     """One comparison of a source with a target, as data (seeded defaults:
     ``migrations/0002_default_rules``; editable in the admin and the API)."""
@@ -231,7 +230,7 @@ class Item(models.Model):
     target_last_at = models.DateTimeField(null=True, blank=True)
     target_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     target_docs = models.IntegerField(default=0)
-    #: the batch posting that reached the target (its amount is the batch's: ``Batch``)
+    #: a batch posting that reached the target (its amount is the batch's: ``Batch``)
     target_batch = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
@@ -246,11 +245,6 @@ class Item(models.Model):
                 name="recon_item_waiting",
                 condition=Q(counted=False),
             ),
-            models.Index(
-                fields=["rule", "target_batch"],
-                name="recon_item_batch",
-                condition=Q(target_batch__isnull=False),
-            ),
         ]
 
     def __str__(self) -> str:
@@ -258,14 +252,22 @@ class Item(models.Model):
 
 
 class Batch(models.Model):
-    """A batch posting under a rule (one hop naming many transactions): its amount counts
-    once, in the group of its earliest item."""
+    """A batch posting under a rule: one hop naming many transactions (an ERP cash-sale
+    posting naming a store's receipts), whose amount is the batch's total. It counts once,
+    in the group of its earliest item, and is itself compared: its total against the sum
+    of its items' source amounts."""
 
     id = models.BigAutoField(primary_key=True)
     rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="+", db_index=False)
     hop_id = models.BigIntegerField()
     amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
+    #: the items it names: how many, the sum of their source amounts, the first one's
+    #: transaction (which an exception about the batch is filed under)
+    items = models.IntegerField(default=0)
+    source_total = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    transaction_id = models.BigIntegerField()
+    status = models.CharField(max_length=20, choices=STATUSES, default=MATCHED)
     day = models.DateField()
     channel = models.CharField(max_length=32, blank=True)
     store_id = models.CharField(max_length=64, blank=True)
@@ -277,7 +279,7 @@ class Batch(models.Model):
         indexes = [models.Index(fields=["rule", "day"], name="recon_batch_day")]
 
     def __str__(self) -> str:
-        return f"rule {self.rule_id}: batch hop {self.hop_id}"
+        return f"rule {self.rule_id}: batch hop {self.hop_id} {self.status}"
 
 
 class Result(models.Model):
@@ -297,11 +299,13 @@ class Result(models.Model):
     matched = models.IntegerField(default=0)
     missing_in_target = models.IntegerField(default=0)
     missing_in_source = models.IntegerField(default=0)
+    #: items whose amounts differ, and batch postings whose total differs from its items'
     amount_mismatch = models.IntegerField(default=0)
     posted_twice = models.IntegerField(default=0)
     #: gaps the grace period still holds back
     pending = models.IntegerField(default=0)
-    #: the sum of |source - target| over the amount mismatches
+    #: the sum of |source - target| over the amount mismatches (a batch posting's: its
+    #: total against its items')
     mismatched_amount = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal(0))
     #: the money that does not reconcile: |source - target| summed over every counted gap
     value_at_risk = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal(0))

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from observatory.hops.models import HopKey
 from observatory.reconciliation.actions.sql import chunked
 from observatory.reconciliation.compute import at_risk
 from observatory.reconciliation.models import (
@@ -19,11 +20,13 @@ from observatory.reconciliation.models import (
     MISSING_IN_SOURCE,
     MISSING_IN_TARGET,
     POSTED_TWICE,
+    Batch,
     Item,
     Rule,
 )
 from observatory.triage import queries as triage_queries
 from observatory.triage.models import MISMATCH, RESOLVED, SYSTEM_ACTOR, UNRESOLVED, Issue
+from tracing.conventions import BATCH_ID
 
 _BATCH = 1000
 
@@ -35,12 +38,18 @@ CLOSED_BECAUSE = {
     POSTED_TWICE: "the target holds one document now",
 }
 WAITING = "waiting again for the other side (a new document: the grace period runs anew)"
+BATCH_CLOSED = "the batch posting adds up now (or names other transactions)"
 GONE = "no longer under this rule (merged into another transaction, or out of its scope)"
 
 
 def dedupe_key(rule_id: int, tx_id: int) -> str:
     """One unresolved mismatch per rule and transaction, whatever its subkind."""
-    return f"{MISMATCH}:{rule_id}:{tx_id}"
+    return f"{MISMATCH}:{rule_id}:tx:{tx_id}"
+
+
+def batch_key(rule_id: int, hop_id: int) -> str:
+    """One unresolved mismatch per rule and batch posting."""
+    return f"{MISMATCH}:{rule_id}:batch:{hop_id}"
 
 
 def _money(value: Decimal | None, currency: str) -> str:
@@ -133,7 +142,7 @@ def sync(
     )
     if tx_ids is None:
         wanted = {dedupe_key(rule.id, i.transaction_id): i for i in gaps}
-        held = list(open_.filter(dedupe_key__startswith=f"{MISMATCH}:{rule.id}:"))
+        held = list(open_.filter(dedupe_key__startswith=f"{MISMATCH}:{rule.id}:tx:"))
     else:
         for chunk in chunked(tx_ids):
             for item in gaps.filter(transaction_id__in=chunk):
@@ -202,3 +211,90 @@ def _statuses(rule: Rule, tx_ids: Iterable[int]) -> dict[int, str]:
         rows = Item.objects.filter(rule=rule, transaction_id__in=chunk)
         out.update(rows.values_list("transaction_id", "status"))
     return out
+
+
+def sync_batches(
+    rule: Rule,
+    hops: Iterable[int] | None,
+    *,
+    at: datetime,
+    found_at: datetime,
+    owner: Callable[[str], str],
+) -> tuple[int, int]:
+    """Open and resolve the mismatch exceptions of the rule's batch postings ``hops``
+    (None: all): one per batch whose total differs from its items'; (opened, resolved)."""
+    mismatched = Batch.objects.filter(rule=rule, status=AMOUNT_MISMATCH)
+    open_ = Issue.objects.filter(kind=MISMATCH, state__in=UNRESOLVED).only("id", "dedupe_key")
+    wanted: dict[str, Batch] = {}
+    held: list[Issue] = []
+    if hops is None:
+        wanted = {batch_key(rule.id, b.hop_id): b for b in mismatched}
+        held = list(open_.filter(dedupe_key__startswith=f"{MISMATCH}:{rule.id}:batch:"))
+    else:
+        for chunk in chunked(hops):
+            wanted.update(
+                (batch_key(rule.id, b.hop_id), b) for b in mismatched.filter(hop_id__in=chunk)
+            )
+            held.extend(open_.filter(dedupe_key__in=[batch_key(rule.id, h) for h in chunk]))
+    kept = {i.dedupe_key for i in held if i.dedupe_key in wanted}
+    stale = [i.id for i in held if i.dedupe_key not in wanted]
+    resolved = (
+        Issue.objects.filter(id__in=stale).update(
+            state=RESOLVED, resolved_at=at, resolved_by=SYSTEM_ACTOR, resolution=BATCH_CLOSED
+        )
+        if stale
+        else 0
+    )
+    fresh = [b for key, b in wanted.items() if key not in kept]
+    if not fresh:
+        return 0, resolved
+    names = dict(
+        HopKey.objects.filter(hop_id__in=[b.hop_id for b in fresh], kind=BATCH_ID).values_list(
+            "hop_id", "value"
+        )
+    )
+    posted = dict(
+        Item.objects.filter(
+            rule=rule, transaction_id__in=[b.transaction_id for b in fresh]
+        ).values_list("transaction_id", "target_at")
+    )
+    system = rule.target_system
+    rows = []
+    for b in fresh:
+        label = f"batch {names.get(b.hop_id, b.hop_id)}"
+        gap = abs((b.amount or Decimal(0)) - (b.source_total or Decimal(0)))
+        when = posted.get(b.transaction_id) or at
+        rows.append(
+            Issue(
+                kind=MISMATCH,
+                transaction_id=b.transaction_id,
+                hop_id=b.hop_id,
+                system=system,
+                stage=rule.target_stage,
+                owner=owner(system),
+                summary=(
+                    f"{label}: {_money(b.amount, b.currency)} {rule.target_label()} for "
+                    f"{b.items} {rule.source_label()} of {_money(b.source_total, b.currency)} "
+                    f"({_money(gap, b.currency)} apart)"
+                ),
+                detail={
+                    "subkind": AMOUNT_MISMATCH,
+                    "rule": rule.name,
+                    "rule_id": rule.id,
+                    "day": b.day.isoformat(),
+                    "currency": b.currency,
+                    "batch_hop_id": b.hop_id,
+                    "batch": names.get(b.hop_id, ""),
+                    "items": b.items,
+                    "target_amount": None if b.amount is None else f"{b.amount:.2f}",
+                    "source_amount": None if b.source_total is None else f"{b.source_total:.2f}",
+                    "value": f"{gap:.2f}",
+                },
+                dedupe_key=batch_key(rule.id, b.hop_id),
+                event_at=when,
+                opened_at=when,
+                detected_at=found_at,
+            )
+        )
+    Issue.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows), resolved

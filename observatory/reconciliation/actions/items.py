@@ -105,7 +105,8 @@ def _side(name: str, stage: str, system: str, key: str, params: dict[str, Any]) 
          SUM(CASE WHEN rn = 1 AND {own} THEN amount END) AS amount,
          MIN(CASE WHEN rn = 1 AND {own} AND amount IS NOT NULL THEN currency END) AS cur_lo,
          MAX(CASE WHEN rn = 1 AND {own} AND amount IS NOT NULL THEN currency END) AS cur_hi,
-         MIN(CASE WHEN fanout THEN hop_id END) AS batch
+         MIN(CASE WHEN fanout THEN hop_id END) AS batch,
+         MIN(CASE WHEN fanout AND currency <> '' THEN currency END) AS batch_cur
   FROM {name}_ranked GROUP BY tx
 )"""
 
@@ -164,7 +165,7 @@ joined AS (
          tgt.first_at AS t_first, tgt.last_at AS t_last, tgt.amount AS t_amount,
          tgt.cur_lo AS t_lo, tgt.cur_hi AS t_hi,
          CASE WHEN tgt.named > 0 THEN tgt.named ELSE 1 END AS t_docs,
-         tgt.hop_id AS t_hop, tgt.batch AS t_batch
+         tgt.hop_id AS t_hop, tgt.batch AS t_batch, tgt.batch_cur AS t_batch_cur
   FROM scope LEFT JOIN src ON src.tx = scope.id LEFT JOIN tgt ON tgt.tx = scope.id
   WHERE src.tx IS NOT NULL OR tgt.tx IS NOT NULL
 ),
@@ -190,7 +191,7 @@ judged AS (
 )
 SELECT %(rule)s, judged.tx,
        {day_of("COALESCE(judged.s_first, judged.t_first)", zone)},
-       COALESCE(judged.s_lo, judged.t_lo, ''), judged.channel, judged.store_id, judged.status,
+       COALESCE(judged.s_lo, judged.t_lo, judged.t_batch_cur, ''), judged.channel, judged.store_id, judged.status,
        CASE WHEN judged.status IN {missing} AND judged.waits > %(cutoff)s THEN {false()}
             ELSE {true()} END,
        CASE WHEN judged.status IN {missing} THEN judged.waits END,

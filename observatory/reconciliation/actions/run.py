@@ -191,6 +191,9 @@ def _run_rule(rule: Rule, *, at: datetime, walled: datetime, full: bool) -> Rule
         days_.rebuild_batches(rule, None)
         run.days = days_.rebuild_results(rule, None, walled)
         run.opened, run.resolved = issues.sync(rule, None, at=at, found_at=walled, owner=owner)
+        opened, resolved = issues.sync_batches(rule, None, at=at, found_at=walled, owner=owner)
+        run.opened += opened
+        run.resolved += resolved
     else:
         mine = f"rule_id = %s AND transaction_id IN (SELECT transaction_id FROM {QUEUED} WHERE rule_id = %s)"
         queued = [
@@ -201,11 +204,12 @@ def _run_rule(rule: Rule, *, at: datetime, walled: datetime, full: bool) -> Rule
         batches: set[int] = set()
         if queued:
             touched_days |= _days(f"SELECT DISTINCT day FROM {ITEMS} WHERE {mine}", rule)
-            batches |= _batches(mine, rule)
             write(f"DELETE FROM {ITEMS} WHERE {mine}", [rule.id, rule.id])
             run.items = insert_items(rule, queued_only=True, at=at)
             touched_days |= _days(f"SELECT DISTINCT day FROM {ITEMS} WHERE {mine}", rule)
-            batches |= _batches(mine, rule)
+            batches = days_.batch_hops(
+                rule, f"SELECT transaction_id FROM {QUEUED} WHERE rule_id = %s", [rule.id]
+            )
         came_due = _count_due(rule, at, touched_days)
         run.counted = len(came_due)
         touched_days |= days_.rebuild_batches(rule, batches)
@@ -215,6 +219,12 @@ def _run_rule(rule: Rule, *, at: datetime, walled: datetime, full: bool) -> Rule
             run.opened, run.resolved = issues.sync(
                 rule, concerned, at=at, found_at=walled, owner=owner
             )
+        if batches:
+            opened, resolved = issues.sync_batches(
+                rule, batches, at=at, found_at=walled, owner=owner
+            )
+            run.opened += opened
+            run.resolved += resolved
         Queued.objects.filter(rule=rule).delete()
     Rule.objects.filter(id=rule.id).update(last_run_at=walled, built_digest=fingerprint)
     return run
@@ -222,14 +232,6 @@ def _run_rule(rule: Rule, *, at: datetime, walled: datetime, full: bool) -> Rule
 
 def _days(sql: str, rule: Rule) -> set[date]:
     return {as_date(r[0]) for r in execute(sql, [rule.id, rule.id])}
-
-
-def _batches(mine: str, rule: Rule) -> set[int]:
-    rows = execute(
-        f"SELECT DISTINCT target_batch FROM {ITEMS} WHERE {mine} AND target_batch IS NOT NULL",
-        [rule.id, rule.id],
-    )
-    return {int(r[0]) for r in rows}
 
 
 def _count_due(rule: Rule, at: datetime, touched_days: set[date]) -> set[int]:

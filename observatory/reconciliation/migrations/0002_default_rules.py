@@ -43,6 +43,7 @@ RULES = [
         "source_stage": "captured",
         "target_system": "erp",
         "target_stage": "posted",
+        "target_key": "batch_id",
         "transaction_kind": "order",
         "channels": "pos",
         "store_time_zones": True,
