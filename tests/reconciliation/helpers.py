@@ -35,7 +35,9 @@ def run(at: datetime, wall: datetime | None = None) -> RunResult:
     return do_reconcile(clock=lambda: at, wall=(lambda: wall) if wall else None, force=True)
 
 
-def results(client: Client, rule: str, since: date = DAY0, until: date | None = None) -> list[dict[str, Any]]:
+def results(
+    client: Client, rule: str, since: date = DAY0, until: date | None = None
+) -> list[dict[str, Any]]:
     answer = client.get(
         "/api/v1/reconciliation",
         {"rule": rule, "since": since.isoformat(), "until": (until or since).isoformat()},
@@ -138,7 +140,9 @@ def _carrier_scan(n: int, at: datetime, amount: str | None, cur: str, doc: str) 
 
 def _marketplace_order(n: int, at: datetime, amount: str | None, cur: str) -> Events:
     keys = {"marketplace_order_id": f"AMZ-{n}"}
-    return [ev("marketplace", keys, at, stage="captured", channel="marketplace", **_money(amount, cur))]
+    return [
+        ev("marketplace", keys, at, stage="captured", channel="marketplace", **_money(amount, cur))
+    ]
 
 
 def _erp_marketplace(n: int, at: datetime, amount: str | None, cur: str, doc: str) -> Events:

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,133 +14,323 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Rule',
+            name="Rule",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('name', models.SlugField(help_text='how URLs and the API name it', max_length=64, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('source_system', models.CharField(blank=True, help_text='blank: any system', max_length=64)),
-                ('source_stage', models.CharField(max_length=32)),
-                ('source_key', models.CharField(blank=True, help_text='key kind naming one source document (blank: one)', max_length=64)),
-                ('target_system', models.CharField(blank=True, help_text='blank: any system', max_length=64)),
-                ('target_stage', models.CharField(max_length=32)),
-                ('target_key', models.CharField(blank=True, help_text='key kind naming one target document (erp_sales_order): more target documents than source documents is posted twice', max_length=64)),
-                ('transaction_kind', models.CharField(blank=True, help_text='order, return or inventory_update (blank: any)', max_length=20)),
-                ('channels', models.CharField(blank=True, help_text='comma-separated channels (blank: every channel)', max_length=200)),
-                ('time_zone', models.CharField(blank=True, help_text='IANA zone of the business day (blank: RECONCILIATION_TIME_ZONE)', max_length=64)),
-                ('store_time_zones', models.BooleanField(default=False, help_text="a store's own zone (Store time zones) wins over the rule's")),
-                ('group_by_channel', models.BooleanField(default=False)),
-                ('group_by_store', models.BooleanField(default=False)),
-                ('tolerance_abs', models.DecimalField(decimal_places=2, default=Decimal('0.01'), help_text='amounts this far apart still match', max_digits=14)),
-                ('tolerance_rel', models.DecimalField(decimal_places=6, default=Decimal('0'), help_text='or this fraction of the source amount, whichever is larger', max_digits=9)),
-                ('grace_s', models.PositiveIntegerField(default=3600, help_text='seconds a missing side is waited for before it counts')),
-                ('every_s', models.PositiveIntegerField(default=60, help_text='the schedule: seconds between runs')),
-                ('exempt_cancelled', models.BooleanField(default=True, help_text='a cancelled transaction missing in the target is no gap')),
-                ('active', models.BooleanField(default=True)),
-                ('last_run_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('built_digest', models.CharField(blank=True, editable=False, max_length=64)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "name",
+                    models.SlugField(
+                        help_text="how URLs and the API name it", max_length=64, unique=True
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "source_system",
+                    models.CharField(blank=True, help_text="blank: any system", max_length=64),
+                ),
+                ("source_stage", models.CharField(max_length=32)),
+                (
+                    "source_key",
+                    models.CharField(
+                        blank=True,
+                        help_text="key kind naming one source document (blank: one)",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "target_system",
+                    models.CharField(blank=True, help_text="blank: any system", max_length=64),
+                ),
+                ("target_stage", models.CharField(max_length=32)),
+                (
+                    "target_key",
+                    models.CharField(
+                        blank=True,
+                        help_text="key kind naming one target document (erp_sales_order): more target documents than source documents is posted twice",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "transaction_kind",
+                    models.CharField(
+                        blank=True,
+                        help_text="order, return or inventory_update (blank: any)",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "channels",
+                    models.CharField(
+                        blank=True,
+                        help_text="comma-separated channels (blank: every channel)",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "time_zone",
+                    models.CharField(
+                        blank=True,
+                        help_text="IANA zone of the business day (blank: RECONCILIATION_TIME_ZONE)",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "store_time_zones",
+                    models.BooleanField(
+                        default=False,
+                        help_text="a store's own zone (Store time zones) wins over the rule's",
+                    ),
+                ),
+                ("group_by_channel", models.BooleanField(default=False)),
+                ("group_by_store", models.BooleanField(default=False)),
+                (
+                    "tolerance_abs",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=Decimal("0.01"),
+                        help_text="amounts this far apart still match",
+                        max_digits=14,
+                    ),
+                ),
+                (
+                    "tolerance_rel",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=Decimal("0"),
+                        help_text="or this fraction of the source amount, whichever is larger",
+                        max_digits=9,
+                    ),
+                ),
+                (
+                    "grace_s",
+                    models.PositiveIntegerField(
+                        default=3600,
+                        help_text="seconds a missing side is waited for before it counts",
+                    ),
+                ),
+                (
+                    "every_s",
+                    models.PositiveIntegerField(
+                        default=60, help_text="the schedule: seconds between runs"
+                    ),
+                ),
+                (
+                    "exempt_cancelled",
+                    models.BooleanField(
+                        default=True,
+                        help_text="a cancelled transaction missing in the target is no gap",
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("last_run_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("built_digest", models.CharField(blank=True, editable=False, max_length=64)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='StoreZone',
+            name="StoreZone",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('store_id', models.CharField(max_length=64, unique=True)),
-                ('time_zone', models.CharField(help_text='IANA zone, e.g. America/Chicago', max_length=64)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("store_id", models.CharField(max_length=64, unique=True)),
+                (
+                    "time_zone",
+                    models.CharField(help_text="IANA zone, e.g. America/Chicago", max_length=64),
+                ),
             ],
             options={
-                'ordering': ['store_id'],
+                "ordering": ["store_id"],
             },
         ),
         migrations.CreateModel(
-            name='Result',
+            name="Result",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('day', models.DateField()),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('channel', models.CharField(blank=True, max_length=32)),
-                ('store_id', models.CharField(blank=True, max_length=64)),
-                ('source_count', models.IntegerField(default=0)),
-                ('source_total', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=18)),
-                ('target_count', models.IntegerField(default=0)),
-                ('target_total', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=18)),
-                ('matched', models.IntegerField(default=0)),
-                ('missing_in_target', models.IntegerField(default=0)),
-                ('missing_in_source', models.IntegerField(default=0)),
-                ('amount_mismatch', models.IntegerField(default=0)),
-                ('posted_twice', models.IntegerField(default=0)),
-                ('pending', models.IntegerField(default=0)),
-                ('mismatched_amount', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=18)),
-                ('value_at_risk', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=18)),
-                ('computed_at', models.DateTimeField()),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='results', to='reconciliation.rule')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("day", models.DateField()),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("channel", models.CharField(blank=True, max_length=32)),
+                ("store_id", models.CharField(blank=True, max_length=64)),
+                ("source_count", models.IntegerField(default=0)),
+                (
+                    "source_total",
+                    models.DecimalField(decimal_places=2, default=Decimal("0"), max_digits=18),
+                ),
+                ("target_count", models.IntegerField(default=0)),
+                (
+                    "target_total",
+                    models.DecimalField(decimal_places=2, default=Decimal("0"), max_digits=18),
+                ),
+                ("matched", models.IntegerField(default=0)),
+                ("missing_in_target", models.IntegerField(default=0)),
+                ("missing_in_source", models.IntegerField(default=0)),
+                ("amount_mismatch", models.IntegerField(default=0)),
+                ("posted_twice", models.IntegerField(default=0)),
+                ("pending", models.IntegerField(default=0)),
+                (
+                    "mismatched_amount",
+                    models.DecimalField(decimal_places=2, default=Decimal("0"), max_digits=18),
+                ),
+                (
+                    "value_at_risk",
+                    models.DecimalField(decimal_places=2, default=Decimal("0"), max_digits=18),
+                ),
+                ("computed_at", models.DateTimeField()),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="results",
+                        to="reconciliation.rule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['rule', '-day', 'currency', 'channel', 'store_id'],
-                'constraints': [models.UniqueConstraint(fields=('rule', 'day', 'currency', 'channel', 'store_id'), name='recon_result_once')],
+                "ordering": ["rule", "-day", "currency", "channel", "store_id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("rule", "day", "currency", "channel", "store_id"),
+                        name="recon_result_once",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Queued',
+            name="Queued",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('transaction_id', models.BigIntegerField()),
-                ('rule', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='reconciliation.rule')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("transaction_id", models.BigIntegerField()),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="reconciliation.rule",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('rule', 'transaction_id'), name='recon_queued_once')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("rule", "transaction_id"), name="recon_queued_once"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Item',
+            name="Item",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('transaction_id', models.BigIntegerField()),
-                ('day', models.DateField()),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('channel', models.CharField(blank=True, max_length=32)),
-                ('store_id', models.CharField(blank=True, max_length=64)),
-                ('status', models.CharField(choices=[('matched', 'matched'), ('missing_in_target', 'missing in target'), ('missing_in_source', 'missing in source'), ('amount_mismatch', 'amount mismatch'), ('posted_twice', 'posted twice')], max_length=20)),
-                ('counted', models.BooleanField(default=True)),
-                ('waiting_since', models.DateTimeField(blank=True, null=True)),
-                ('source_at', models.DateTimeField(blank=True, null=True)),
-                ('source_amount', models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True)),
-                ('source_docs', models.IntegerField(default=0)),
-                ('target_at', models.DateTimeField(blank=True, null=True)),
-                ('target_last_at', models.DateTimeField(blank=True, null=True)),
-                ('target_amount', models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True)),
-                ('target_docs', models.IntegerField(default=0)),
-                ('target_batch', models.BigIntegerField(blank=True, null=True)),
-                ('rule', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='reconciliation.rule')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("transaction_id", models.BigIntegerField()),
+                ("day", models.DateField()),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("channel", models.CharField(blank=True, max_length=32)),
+                ("store_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("matched", "matched"),
+                            ("missing_in_target", "missing in target"),
+                            ("missing_in_source", "missing in source"),
+                            ("amount_mismatch", "amount mismatch"),
+                            ("posted_twice", "posted twice"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("counted", models.BooleanField(default=True)),
+                ("waiting_since", models.DateTimeField(blank=True, null=True)),
+                ("source_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "source_amount",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True),
+                ),
+                ("source_docs", models.IntegerField(default=0)),
+                ("target_at", models.DateTimeField(blank=True, null=True)),
+                ("target_last_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "target_amount",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True),
+                ),
+                ("target_docs", models.IntegerField(default=0)),
+                ("target_batch", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="reconciliation.rule",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['rule', 'day'], name='recon_item_day'), models.Index(condition=models.Q(('counted', False)), fields=['rule', 'waiting_since'], name='recon_item_waiting')],
-                'constraints': [models.UniqueConstraint(fields=('rule', 'transaction_id'), name='recon_item_once')],
+                "indexes": [
+                    models.Index(fields=["rule", "day"], name="recon_item_day"),
+                    models.Index(
+                        condition=models.Q(("counted", False)),
+                        fields=["rule", "waiting_since"],
+                        name="recon_item_waiting",
+                    ),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("rule", "transaction_id"), name="recon_item_once"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Batch',
+            name="Batch",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('hop_id', models.BigIntegerField()),
-                ('amount', models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True)),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('items', models.IntegerField(default=0)),
-                ('source_total', models.DecimalField(blank=True, decimal_places=2, max_digits=18, null=True)),
-                ('transaction_id', models.BigIntegerField()),
-                ('status', models.CharField(choices=[('matched', 'matched'), ('missing_in_target', 'missing in target'), ('missing_in_source', 'missing in source'), ('amount_mismatch', 'amount mismatch'), ('posted_twice', 'posted twice')], default='matched', max_length=20)),
-                ('day', models.DateField()),
-                ('channel', models.CharField(blank=True, max_length=32)),
-                ('store_id', models.CharField(blank=True, max_length=64)),
-                ('rule', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='reconciliation.rule')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("hop_id", models.BigIntegerField()),
+                (
+                    "amount",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True),
+                ),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("items", models.IntegerField(default=0)),
+                (
+                    "source_total",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=18, null=True),
+                ),
+                ("transaction_id", models.BigIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("matched", "matched"),
+                            ("missing_in_target", "missing in target"),
+                            ("missing_in_source", "missing in source"),
+                            ("amount_mismatch", "amount mismatch"),
+                            ("posted_twice", "posted twice"),
+                        ],
+                        default="matched",
+                        max_length=20,
+                    ),
+                ),
+                ("day", models.DateField()),
+                ("channel", models.CharField(blank=True, max_length=32)),
+                ("store_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="reconciliation.rule",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['rule', 'day'], name='recon_batch_day')],
-                'constraints': [models.UniqueConstraint(fields=('rule', 'hop_id'), name='recon_batch_once')],
+                "indexes": [models.Index(fields=["rule", "day"], name="recon_batch_day")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("rule", "hop_id"), name="recon_batch_once")
+                ],
             },
         ),
     ]
