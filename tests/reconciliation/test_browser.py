@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 from observatory.transactions.models import TransactionKey
 from tests.dashboards.conftest import make_user
 from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, shot, sign_in
-from tests.reconciliation.helpers import KITS, M, T0, H, run, send
+from tests.reconciliation.helpers import KITS, T0, H, M, run, send
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from observatory.transactions.models import TransactionKey
 from tests.dashboards.conftest import make_user
-from tests.reconciliation.helpers import DAY0, KITS, M, T0, H, run, send
+from tests.reconciliation.helpers import DAY0, KITS, T0, H, M, run, send
 
 pytestmark = pytest.mark.django_db
 

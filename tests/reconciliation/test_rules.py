@@ -17,10 +17,10 @@ from observatory.triage.models import MISMATCH, RESOLVED, UNRESOLVED, Issue
 from tests.reconciliation.helpers import (
     DAY0,
     KITS,
-    M,
     T0,
     D,
     Kit,
+    M,
     day_items,
     one_day,
     results,

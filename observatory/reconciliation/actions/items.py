@@ -17,9 +17,9 @@ The statement, in steps (common table expressions):
     first hop and the batch hop;
 ``judged``
     the status, in ``compute.judge``'s order, leaving out a target with no source whose
-    hop also reached the target for a transaction that has the source (the second sales
-    order of an order posted twice: it is counted there) and, when the rule exempts them,
-    cancelled transactions missing in the target.
+    (first, not fan-out) hop also reached the target for a transaction that has the
+    source (the second sales order of an order posted twice: it is counted there) and,
+    when the rule exempts them, cancelled transactions missing in the target.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def _side(name: str, stage: str, system: str, key: str, params: dict[str, Any]) 
   FROM {name}_rows r
 ),
 {name} AS (
-  SELECT tx, MIN(at) AS first_at, MAX(at) AS last_at, MIN(hop_id) AS hop_id,
+  SELECT tx, MIN(at) AS first_at, MAX(at) AS last_at,
+         MIN(CASE WHEN NOT fanout THEN hop_id END) AS hop_id,
          COUNT(DISTINCT CASE WHEN doc <> '' THEN doc END) AS named,
          SUM(CASE WHEN rn = 1 AND {own} THEN amount END) AS amount,
          MIN(CASE WHEN rn = 1 AND {own} AND amount IS NOT NULL THEN currency END) AS cur_lo,
