@@ -65,13 +65,25 @@ hops carry (in a live run with ``--speed``, the compressed times stamped on them
     Per source system (``shopify``, ``erp``, ``wms``, ``carrier``, ``pos``,
     ``middleware``, ``marketplace``): hop deliveries handed to the senders, and how many
     of them were ``duplicates`` (another delivery of the same Shopify event).
-``duplicates``, ``replays``, ``lost``, ``conflicts``, ``shipped_unposted``
+``duplicates``, ``replays``, ``lost``, ``conflicts``, ``shipped_unposted``,
+``tax_recalculations``, ``unsettled_refunds``, ``pos_receipts_left_out``
     The chaos faults, one entry each: a duplicate delivery (``ref``, ``system``,
     ``operation``, ``event_id``: the Shopify event delivered twice); a replayed ERP
     posting (``ref``, the second ``erp_sales_order``); a lost queue message (``ref``,
     ``what``); a posting answered with another order's number (``ref``,
     ``erp_sales_order``, ``other_ref``: the order that owns the number); an order shipped
-    from Shopify by the 3PL while its ERP posting was dead-lettered (``ref``).
+    from Shopify by the 3PL while its ERP posting was dead-lettered (``ref``); an order
+    the ERP posted for a recalculated total (``ref``, ``amount``: the channel's,
+    ``posted_amount``); a refund never settled by a credit memo (``ref``: the return,
+    ``order``); a POS receipt its batch posting left out (``ref``, ``batch_id``).
+``reconciliation``
+    What the product's default reconciliation rules should find as of ``end``
+    (:mod:`.reconcile`), judged on what was delivered: ``time_zones`` (the shop's and each
+    store's, as IANA names: set the server's rules to them), ``rules`` (mirrored),
+    ``results`` (per ``rule``, business ``day``, ``currency`` and ``store_id``: every
+    figure ``GET /api/v1/reconciliation`` answers), ``unmatched`` (each gap: ``rule``,
+    ``day``, ``ref`` or ``batch``, ``status``, ``counted``: false while the grace period
+    still waits for it).
 ``incidents``
     Business-time windows of injected faults: ``kind`` (``erp_outage``,
     ``wms_silence``), ``system``, ``begin``, ``end``.

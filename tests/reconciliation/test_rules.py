@@ -268,3 +268,35 @@ def test_a_cancelled_order_never_posted_is_no_gap(
     )
     run(T0 + 3 * H)
     assert results(api_client, "shopify-orders") == []
+
+
+def test_a_fragment_merging_into_its_order_reconciles_it(
+    ingest_client: Client, api_client: Client
+) -> None:
+    """The ERP's posting names only its own sales order: until a hop links the two, the
+    order looks unposted and the posting looks like nobody's."""
+    from tests.reconciliation.helpers import ev
+
+    kit = KITS["shopify-orders"]
+    send(
+        ingest_client,
+        *kit.source(1, T0, "50.00", "USD"),
+        ev("erp", {"erp_sales_order": "SO-1"}, T0 + M, stage="posted", channel="web",
+           amount="50.00", currency="USD"),
+    )  # fmt: skip
+    run(T0 + 2 * H)
+    row = one_day(api_client, "shopify-orders")
+    assert (row["missing_in_target"], row["missing_in_source"]) == (1, 1)
+    assert sorted(mismatches("shopify-orders").values()) == [
+        "missing_in_source",
+        "missing_in_target",
+    ]
+    send(
+        ingest_client,
+        ev("middleware", {"order_number": "#1", "erp_sales_order": "SO-1"}, T0 + 2 * M),
+    )
+    run(T0 + 3 * H)
+    row = one_day(api_client, "shopify-orders")
+    assert (row["matched"], row["missing_in_target"], row["missing_in_source"]) == (1, 0, 0)
+    assert mismatches("shopify-orders") == {}
+    assert Issue.objects.filter(kind=MISMATCH, state=RESOLVED).count() == 2
