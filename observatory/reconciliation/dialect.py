@@ -50,6 +50,16 @@ def day_of(moment: str, zone_sql: str) -> str:
     return f"{SQLITE_DAY}({moment}, {zone_sql})"
 
 
+def database_knows_zone(name: str) -> bool:
+    """Whether the database computes days in ``name`` (PostgreSQL has its own copy of the
+    zone database; SQLite uses Python's)."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_timezone_names WHERE name = %s", [name])
+        return cur.fetchone() is not None
+
+
 def greatest(a: str, b: str) -> str:
     return f"GREATEST({a}, {b})" if connection.vendor == "postgresql" else f"MAX({a}, {b})"
 

@@ -174,12 +174,15 @@ class StoreZone(models.Model):
 
 
 def valid_zone(name: str) -> bool:
-    """Whether ``name`` is an IANA time zone this machine knows."""
+    """Whether ``name`` is an IANA time zone both Python and the database know (the
+    business day is computed in SQL: ``dialect.day_of``)."""
+    from observatory.reconciliation.dialect import database_knows_zone
+
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return False
-    return True
+    return database_knows_zone(name)
 
 
 class Queued(models.Model):
