@@ -77,8 +77,10 @@ class ResultOut(Schema):
 
 
 def result_out(r: Result) -> ResultOut:
+    """A day result as the API shows it, built without validation: its values come typed
+    from the database (as ``triage.api.order_out`` explains)."""
     rate = r.rate
-    return ResultOut(
+    return ResultOut.model_construct(
         rule=r.rule.name,
         day=r.day,
         currency=r.currency,
@@ -136,11 +138,12 @@ class ItemOut(Schema):
 
 
 def item_out(v: ItemView) -> ItemOut:
+    """An item as the API shows it, built without validation like ``result_out``."""
     i = v.item
-    return ItemOut(
+    return ItemOut.model_construct(
         transaction_id=i.transaction_id,
         label=v.label,
-        keys=[TxKeyOut(kind=k, value=val) for k, val in v.keys],
+        keys=[TxKeyOut.model_construct(kind=k, value=val) for k, val in v.keys],
         status=i.status,
         counted=i.counted,
         due_at=v.due_at,

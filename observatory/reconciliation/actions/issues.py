@@ -127,13 +127,35 @@ def _detail(rule: Rule, item: Item) -> dict[str, Any]:
 def sync(
     rule: Rule,
     tx_ids: Iterable[int] | None,
+    batch_hops: Iterable[int] | None,
+    *,
+    at: datetime,
+    found_at: datetime,
+) -> tuple[int, int]:
+    """Open and resolve the rule's mismatch exceptions of the transactions ``tx_ids`` and
+    the batch postings ``batch_hops`` (None: all of them) to match its items and batches;
+    (opened, resolved)."""
+    owner = triage_queries.owner_router()
+    opened, resolved = _sync_items(rule, tx_ids, at=at, found_at=found_at, owner=owner)
+    if batch_hops is None or batch_hops:
+        more = _sync_batches(rule, batch_hops, at=at, found_at=found_at, owner=owner)
+        opened, resolved = opened + more[0], resolved + more[1]
+    return opened, resolved
+
+
+def _sync_items(
+    rule: Rule,
+    tx_ids: Iterable[int] | None,
     *,
     at: datetime,
     found_at: datetime,
     owner: Callable[[str], str],
 ) -> tuple[int, int]:
-    """Open and resolve the rule's mismatch exceptions of ``tx_ids`` (None: all) to match
-    its items; (opened, resolved)."""
+    """The exceptions of the items of ``tx_ids`` (None: all)."""
+    if tx_ids is not None:
+        tx_ids = list(tx_ids)
+        if not tx_ids:
+            return 0, 0
     wanted: dict[str, Item] = {}
     held: list[Issue] = []
     gaps = Item.objects.filter(rule=rule, counted=True).exclude(status=MATCHED)
@@ -213,7 +235,7 @@ def _statuses(rule: Rule, tx_ids: Iterable[int]) -> dict[int, str]:
     return out
 
 
-def sync_batches(
+def _sync_batches(
     rule: Rule,
     hops: Iterable[int] | None,
     *,
@@ -221,8 +243,8 @@ def sync_batches(
     found_at: datetime,
     owner: Callable[[str], str],
 ) -> tuple[int, int]:
-    """Open and resolve the mismatch exceptions of the rule's batch postings ``hops``
-    (None: all): one per batch whose total differs from its items'; (opened, resolved)."""
+    """The exceptions of the batch postings ``hops`` (None: all): one per batch whose
+    total differs from its items'."""
     mismatched = Batch.objects.filter(rule=rule, status=AMOUNT_MISMATCH)
     open_ = Issue.objects.filter(kind=MISMATCH, state__in=UNRESOLVED).only("id", "dedupe_key")
     wanted: dict[str, Batch] = {}

@@ -47,7 +47,6 @@ from observatory.reconciliation.actions.sql import (
 )
 from observatory.reconciliation.models import Queued, Rule, StoreZone
 from observatory.transactions.models import Touched
-from observatory.triage import queries as triage_queries
 from observatory.triage.actions import LIVE_TOPIC as EXCEPTIONS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ class RunResult:
 
     def summary(self) -> str:
         ran = ", ".join(
-            f"{r.rule}{' (full)' if r.full else ''}: {r.items:,} items, {r.days:,} days, "
+            f"{r.rule}{' (full)' if r.full else ''}: {r.items:,} items, {r.days:,} day rows, "
             f"{r.opened:,} opened, {r.resolved:,} resolved"
             for r in self.rules
         )
@@ -183,51 +182,43 @@ def _run_rule(rule: Rule, *, at: datetime, walled: datetime, full: bool) -> Rule
     fingerprint = digest(rule)
     full = full or fingerprint != rule.built_digest
     run = RuleRun(rule=rule.name, full=full)
-    owner = triage_queries.owner_router()
-    if full:
-        Queued.objects.filter(rule=rule).delete()
-        write(f"DELETE FROM {ITEMS} WHERE rule_id = %s", [rule.id])
-        run.items = insert_items(rule, queued_only=False, at=at)
-        days_.rebuild_batches(rule, None)
-        run.days = days_.rebuild_results(rule, None, walled)
-        run.opened, run.resolved = issues.sync(rule, None, at=at, found_at=walled, owner=owner)
-        opened, resolved = issues.sync_batches(rule, None, at=at, found_at=walled, owner=owner)
-        run.opened += opened
-        run.resolved += resolved
-    else:
-        mine = f"rule_id = %s AND transaction_id IN (SELECT transaction_id FROM {QUEUED} WHERE rule_id = %s)"
-        queued = [
-            r[0]
-            for r in execute(f"SELECT transaction_id FROM {QUEUED} WHERE rule_id = %s", [rule.id])
-        ]
-        touched_days: set[date] = set()
-        batches: set[int] = set()
-        if queued:
-            touched_days |= _days(f"SELECT DISTINCT day FROM {ITEMS} WHERE {mine}", rule)
-            write(f"DELETE FROM {ITEMS} WHERE {mine}", [rule.id, rule.id])
-            run.items = insert_items(rule, queued_only=True, at=at)
-            touched_days |= _days(f"SELECT DISTINCT day FROM {ITEMS} WHERE {mine}", rule)
-            batches = days_.batch_hops(
-                rule, f"SELECT transaction_id FROM {QUEUED} WHERE rule_id = %s", [rule.id]
-            )
-        came_due = _count_due(rule, at, touched_days)
-        run.counted = len(came_due)
-        touched_days |= days_.rebuild_batches(rule, batches)
-        run.days = days_.rebuild_results(rule, touched_days, walled) if touched_days else 0
-        concerned = set(queued) | came_due
-        if concerned:
-            run.opened, run.resolved = issues.sync(
-                rule, concerned, at=at, found_at=walled, owner=owner
-            )
-        if batches:
-            opened, resolved = issues.sync_batches(
-                rule, batches, at=at, found_at=walled, owner=owner
-            )
-            run.opened += opened
-            run.resolved += resolved
-        Queued.objects.filter(rule=rule).delete()
+    (_rebuild if full else _incremental)(rule, run, at, walled)
     Rule.objects.filter(id=rule.id).update(last_run_at=walled, built_digest=fingerprint)
     return run
+
+
+def _rebuild(rule: Rule, run: RuleRun, at: datetime, walled: datetime) -> None:
+    """Every item, batch, day result and exception of the rule, judged again."""
+    Queued.objects.filter(rule=rule).delete()
+    write(f"DELETE FROM {ITEMS} WHERE rule_id = %s", [rule.id])
+    run.items = insert_items(rule, queued_only=False, at=at)
+    days_.rebuild_batches(rule, None)
+    run.days = days_.rebuild_results(rule, None, walled)
+    run.opened, run.resolved = issues.sync(rule, None, None, at=at, found_at=walled)
+
+
+def _incremental(rule: Rule, run: RuleRun, at: datetime, walled: datetime) -> None:
+    """The items of the transactions queued for the rule judged again, the gaps whose
+    grace period passed counted, and the batches, days and exceptions they concern."""
+    queued_ids = f"SELECT transaction_id FROM {QUEUED} WHERE rule_id = %s"
+    mine = f"rule_id = %s AND transaction_id IN ({queued_ids})"
+    queued = [r[0] for r in execute(queued_ids, [rule.id])]
+    days: set[date] = set()
+    batches: set[int] = set()
+    if queued:
+        days |= _days(f"SELECT DISTINCT day FROM {ITEMS} WHERE {mine}", rule)
+        write(f"DELETE FROM {ITEMS} WHERE {mine}", [rule.id, rule.id])
+        run.items = insert_items(rule, queued_only=True, at=at)
+        days |= _days(f"SELECT DISTINCT day FROM {ITEMS} WHERE {mine}", rule)
+        batches = days_.batch_hops(rule, queued_ids, [rule.id])
+    came_due = _count_due(rule, at, days)
+    run.counted = len(came_due)
+    days |= days_.rebuild_batches(rule, batches)
+    run.days = days_.rebuild_results(rule, days, walled) if days else 0
+    run.opened, run.resolved = issues.sync(
+        rule, set(queued) | came_due, batches, at=at, found_at=walled
+    )
+    Queued.objects.filter(rule=rule).delete()
 
 
 def _days(sql: str, rule: Rule) -> set[date]:
