@@ -73,7 +73,7 @@ class Rule(models.Model):
         max_length=20, blank=True, help_text="order, return or inventory_update (blank: any)"
     )
     channels = models.CharField(
-        max_length=200, blank=True, help_text="comma-separated channels (blank: every channel)"
+        max_length=400, blank=True, help_text="comma-separated channels (blank: every channel)"
     )
     time_zone = models.CharField(
         max_length=64,
@@ -242,6 +242,12 @@ class Item(models.Model):
         ]
         indexes = [
             models.Index(fields=["rule", "day"], name="recon_item_day"),
+            # the gaps (a few in a hundred items): their exceptions are synced by them
+            models.Index(
+                fields=["rule", "transaction_id"],
+                name="recon_item_gaps",
+                condition=~Q(status=MATCHED),
+            ),
             # what the grace period still holds back
             models.Index(
                 fields=["rule", "waiting_since"],

@@ -37,11 +37,20 @@ def window(
     """The business days asked for, both ends included: by default the last
     ``DEFAULT_DAYS`` up to today (UTC); one end alone reaches ``DEFAULT_DAYS`` from it."""
     today = today or now().date()
+    span = timedelta(days=DEFAULT_DAYS - 1)
     if until is None:
-        until = since + timedelta(days=DEFAULT_DAYS - 1) if since else today
+        until = _shift(since, span) if since else today
     if since is None:
-        since = until - timedelta(days=DEFAULT_DAYS - 1)
+        since = _shift(until, -span)
     return since, until
+
+
+def _shift(day: date, by: timedelta) -> date:
+    """``day + by``, held to the days a date can be."""
+    try:
+        return day + by
+    except OverflowError:
+        return date.max if by > timedelta(0) else date.min
 
 
 def results(names: Sequence[str], since: date, until: date) -> list[Result]:
@@ -168,11 +177,13 @@ def day_items(rule: Rule, day: date, *, matched: bool = False) -> list[ItemView]
             keys[tx].append((kind, value))
     wanted = {dedupe_key(rule.id, t): t for t in ids}
     issues: dict[int, int] = {}
-    for chunk in _chunks(list(wanted)):
+    for chunk in _chunks(ids):
+        # by transaction (an index), then by key: one exception per rule and transaction
         for key, issue_id in Issue.objects.filter(
-            kind=MISMATCH, state__in=UNRESOLVED, dedupe_key__in=chunk
+            transaction_id__in=chunk, kind=MISMATCH, state__in=UNRESOLVED
         ).values_list("dedupe_key", "id"):
-            issues[wanted[key]] = issue_id
+            if key in wanted:
+                issues[wanted[key]] = issue_id
     grace = timedelta(seconds=rule.grace_s)
     return [
         ItemView(

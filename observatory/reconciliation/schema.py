@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from ninja import Field, Schema
 from pydantic import BeforeValidator, WithJsonSchema
 
-from observatory.lib.params import Int32, Text32, Text64, text
+from observatory.lib.params import Int32, Text64, text
 from observatory.reconciliation.models import Result, Rule
 from observatory.reconciliation.queries import ItemView
 from observatory.triage.schema import TxKeyOut
@@ -21,6 +21,7 @@ _NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 Word = Annotated[str, text(64, _WORD)]
 Stage = Annotated[str, text(32, _STAGE)]
 RuleName = Annotated[str, text(64, _NAME, min_length=1)]
+Channel = Annotated[str, text(32, r"^[a-z0-9][a-z0-9_-]{0,31}$", min_length=1)]
 
 
 def _money(value: Any) -> Any:
@@ -241,7 +242,7 @@ class RuleChanges(Schema):
     transaction_kind: Annotated[str, text(20, r"^(?:|order|return|inventory_update)$")] | None = (
         None
     )
-    channels: list[Text32] | None = Field(None, max_length=20)
+    channels: list[Channel] | None = Field(None, max_length=10)
     time_zone: Text64 | None = Field(None, description="IANA zone; blank: the default")
     store_time_zones: bool | None = None
     group_by_channel: bool | None = None

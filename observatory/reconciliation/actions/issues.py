@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from django.db.models import Q
 
 from observatory.hops.models import HopKey
 from observatory.reconciliation.actions.sql import chunked
@@ -22,6 +25,7 @@ from observatory.reconciliation.models import (
     POSTED_TWICE,
     Batch,
     Item,
+    Queued,
     Rule,
 )
 from observatory.triage import queries as triage_queries
@@ -126,50 +130,55 @@ def _detail(rule: Rule, item: Item) -> dict[str, Any]:
 
 def sync(
     rule: Rule,
-    tx_ids: Iterable[int] | None,
+    scope: Scope | None,
     batch_hops: Iterable[int] | None,
     *,
     at: datetime,
     found_at: datetime,
 ) -> tuple[int, int]:
-    """Open and resolve the rule's mismatch exceptions of the transactions ``tx_ids`` and
-    the batch postings ``batch_hops`` (None: all of them) to match its items and batches;
-    (opened, resolved)."""
+    """Open and resolve the rule's mismatch exceptions of the transactions in ``scope``
+    and of the batch postings ``batch_hops`` (None: all of them) to match its items and
+    batches; (opened, resolved)."""
     owner = triage_queries.owner_router()
-    opened, resolved = _sync_items(rule, tx_ids, at=at, found_at=found_at, owner=owner)
+    opened, resolved = _sync_items(rule, scope, at=at, found_at=found_at, owner=owner)
     if batch_hops is None or batch_hops:
         more = _sync_batches(rule, batch_hops, at=at, found_at=found_at, owner=owner)
         opened, resolved = opened + more[0], resolved + more[1]
     return opened, resolved
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The transactions a run concerns: those queued for the rule (a subquery, never a
+    list of ten thousand parameters) and a few more (gaps whose grace period passed)."""
+
+    rule: Rule
+    also: frozenset[int] = frozenset()
+
+    def where(self, field: str = "transaction_id") -> Q:
+        queued = Queued.objects.filter(rule=self.rule).values("transaction_id")
+        return Q(**{f"{field}__in": queued}) | Q(**{f"{field}__in": sorted(self.also)})
+
+
 def _sync_items(
     rule: Rule,
-    tx_ids: Iterable[int] | None,
+    scope: Scope | None,
     *,
     at: datetime,
     found_at: datetime,
     owner: Callable[[str], str],
 ) -> tuple[int, int]:
-    """The exceptions of the items of ``tx_ids`` (None: all)."""
-    if tx_ids is not None:
-        tx_ids = list(tx_ids)
-        if not tx_ids:
-            return 0, 0
-    wanted: dict[str, Item] = {}
-    held: list[Issue] = []
+    """The exceptions of the items of ``scope`` (None: all)."""
     gaps = Item.objects.filter(rule=rule, counted=True).exclude(status=MATCHED)
-    open_ = Issue.objects.filter(kind=MISMATCH, state__in=UNRESOLVED).only(
-        "id", "dedupe_key", "detail"
-    )
-    if tx_ids is None:
-        wanted = {dedupe_key(rule.id, i.transaction_id): i for i in gaps}
-        held = list(open_.filter(dedupe_key__startswith=f"{MISMATCH}:{rule.id}:tx:"))
-    else:
-        for chunk in chunked(tx_ids):
-            for item in gaps.filter(transaction_id__in=chunk):
-                wanted[dedupe_key(rule.id, item.transaction_id)] = item
-            held.extend(open_.filter(dedupe_key__in=[dedupe_key(rule.id, t) for t in chunk]))
+    # an exception moved onto the transaction its own was merged into keeps its key
+    held_q = Issue.objects.filter(
+        kind=MISMATCH, state__in=UNRESOLVED, dedupe_key__startswith=f"{MISMATCH}:{rule.id}:tx:"
+    ).only("id", "dedupe_key", "detail")
+    if scope is not None:
+        gaps = gaps.filter(scope.where())
+        held_q = held_q.filter(scope.where())
+    wanted = {dedupe_key(rule.id, i.transaction_id): i for i in gaps}
+    held = list(held_q)
     closing: dict[str, list[int]] = defaultdict(list)
     kept: set[str] = set()
     gone: list[Issue] = []

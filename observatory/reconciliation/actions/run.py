@@ -202,7 +202,7 @@ def _incremental(rule: Rule, run: RuleRun, at: datetime, walled: datetime) -> No
     grace period passed counted, and the batches, days and exceptions they concern."""
     queued_ids = f"SELECT transaction_id FROM {QUEUED} WHERE rule_id = %s"
     mine = f"rule_id = %s AND transaction_id IN ({queued_ids})"
-    queued = [r[0] for r in execute(queued_ids, [rule.id])]
+    queued = bool(execute(f"{queued_ids} LIMIT 1", [rule.id]))
     days: set[date] = set()
     batches: set[int] = set()
     if queued:
@@ -216,7 +216,7 @@ def _incremental(rule: Rule, run: RuleRun, at: datetime, walled: datetime) -> No
     days |= days_.rebuild_batches(rule, batches)
     run.days = days_.rebuild_results(rule, days, walled) if days else 0
     run.opened, run.resolved = issues.sync(
-        rule, set(queued) | came_due, batches, at=at, found_at=walled
+        rule, issues.Scope(rule, frozenset(came_due)), batches, at=at, found_at=walled
     )
     Queued.objects.filter(rule=rule).delete()
 
