@@ -4,7 +4,6 @@ the read scope; writing a write-scoped API token or an admin session."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -26,11 +25,12 @@ from observatory.reconciliation.actions.rules import (
 )
 from observatory.reconciliation.models import Rule, StoreZone
 from observatory.reconciliation.schema import (
-    DayOut,
-    ResultPageOut,
-    RuleChanges,
-    RuleIn,
-    RuleOut,
+    Day,
+    ReconciliationDayOut,
+    ReconciliationPageOut,
+    ReconciliationRuleChanges,
+    ReconciliationRuleIn,
+    ReconciliationRuleOut,
     StoreZoneIn,
     StoreZoneOut,
     item_out,
@@ -51,8 +51,8 @@ class ResultFilters(Schema):
     rule: Annotated[str, text(1400, _NAMES)] = Field(
         "", description="a rule's name, or several joined with commas (all: empty)"
     )
-    since: date | None = Field(None, description="first business day (YYYY-MM-DD), included")
-    until: date | None = Field(None, description="last business day (YYYY-MM-DD), included")
+    since: Day | None = Field(None, description="first business day (YYYY-MM-DD), included")
+    until: Day | None = Field(None, description="last business day (YYYY-MM-DD), included")
 
 
 def _rule(name: str) -> Rule:
@@ -64,13 +64,13 @@ def _rule(name: str) -> Rule:
 
 @router.get(
     "/reconciliation",
-    response=answers({200: ResultPageOut}),
+    response=answers({200: ReconciliationPageOut}),
     summary="Per rule and business day: counts and totals of both sides, matched and gaps",
     description="One row per rule, business day and currency (and channel and store when "
     "the rule groups by them); amounts are never summed across currencies. `since` and "
     "`until` are business days, both included; by default the last 31 days.",
 )
-def list_results(request: HttpRequest, filters: Query[ResultFilters]) -> ResultPageOut:
+def list_results(request: HttpRequest, filters: Query[ResultFilters]) -> ReconciliationPageOut:
     names = [n.strip() for n in filters.rule.split(",") if n.strip()]
     known = set(Rule.objects.filter(name__in=names).values_list("name", flat=True))
     unknown = [n for n in names if n not in known]
@@ -80,12 +80,12 @@ def list_results(request: HttpRequest, filters: Query[ResultFilters]) -> ResultP
     if since > until:
         raise BadRequest("until", "must not be before since", location="query")
     rows = queries.results(names, since, until)
-    return ResultPageOut(since=since, until=until, results=[result_out(r) for r in rows])
+    return ReconciliationPageOut(since=since, until=until, results=[result_out(r) for r in rows])
 
 
 @router.get(
     "/reconciliation/{rule}/{day}",
-    response=answers({200: DayOut}, 404),
+    response=answers({200: ReconciliationDayOut}, 404),
     summary="One rule's business day: its figures and its unmatched transactions",
     description="Each unmatched transaction with its keys, both sides' amounts and "
     "documents, and its open mismatch exception; `matched=true` lists the matched too.",
@@ -93,13 +93,13 @@ def list_results(request: HttpRequest, filters: Query[ResultFilters]) -> ResultP
 def get_day(
     request: HttpRequest,
     rule: str = RULE_PATH,
-    day: date = DAY_PATH,
+    day: Day = DAY_PATH,
     matched: bool = False,
-) -> DayOut:
+) -> ReconciliationDayOut:
     found = _rule(rule)
     rows = queries.results([found.name], day, day)
     items = queries.day_items(found, day, matched=matched)
-    return DayOut(
+    return ReconciliationDayOut(
         rule=found.name,
         day=day,
         time_zone=found.zone,
@@ -113,28 +113,28 @@ def get_day(
 
 @router.get(
     "/reconciliation-rules",
-    response=answers({200: list[RuleOut]}),
+    response=answers({200: list[ReconciliationRuleOut]}),
     summary="The reconciliation rules",
 )
-def list_rules(request: HttpRequest) -> list[RuleOut]:
+def list_rules(request: HttpRequest) -> list[ReconciliationRuleOut]:
     return [rule_out(r) for r in queries.rules()]
 
 
 @router.get(
     "/reconciliation-rules/{name}",
-    response=answers({200: RuleOut}, 404),
+    response=answers({200: ReconciliationRuleOut}, 404),
     summary="One reconciliation rule",
 )
-def get_rule(request: HttpRequest, name: str = RULE_PATH) -> RuleOut:
+def get_rule(request: HttpRequest, name: str = RULE_PATH) -> ReconciliationRuleOut:
     return rule_out(_rule(name))
 
 
 @router.post(
     "/reconciliation-rules",
-    response=answers({201: RuleOut}, 409, body=True),
+    response=answers({201: ReconciliationRuleOut}, 409, body=True),
     summary="Create a reconciliation rule (write scope or an admin session)",
 )
-def create_rule(request: HttpRequest, body: RuleIn) -> Status[Any]:
+def create_rule(request: HttpRequest, body: ReconciliationRuleIn) -> Status[Any]:
     require_write(request)
     if Rule.objects.filter(name=body.name).exists():
         raise HttpError(409, f"a rule named {body.name!r} exists")
@@ -149,11 +149,13 @@ def create_rule(request: HttpRequest, body: RuleIn) -> Status[Any]:
 
 @router.patch(
     "/reconciliation-rules/{name}",
-    response=answers({200: RuleOut}, 404, body=True),
+    response=answers({200: ReconciliationRuleOut}, 404, body=True),
     summary="Change a reconciliation rule (write scope or an admin session); its next run "
     "judges it again in full",
 )
-def update_rule(request: HttpRequest, body: RuleChanges, name: str = RULE_PATH) -> RuleOut:
+def update_rule(
+    request: HttpRequest, body: ReconciliationRuleChanges, name: str = RULE_PATH
+) -> ReconciliationRuleOut:
     require_write(request)
     rule = _rule(name)
     try:

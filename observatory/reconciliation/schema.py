@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from ninja import Field, Schema
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator, WithJsonSchema, model_validator
 
 from observatory.lib.params import Int32, Text64, text
 from observatory.reconciliation.models import Result, Rule
@@ -22,6 +23,22 @@ Word = Annotated[str, text(64, _WORD)]
 Stage = Annotated[str, text(32, _STAGE)]
 RuleName = Annotated[str, text(64, _NAME, min_length=1)]
 Channel = Annotated[str, text(32, r"^[a-z0-9][a-z0-9_-]{0,31}$", min_length=1)]
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _day(value: Any) -> Any:
+    """A business day: ``YYYY-MM-DD`` only (no number taken for a date)."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DAY.fullmatch(value):
+        raise ValueError("must be a day, YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+#: a business day the API takes in
+Day = Annotated[date, BeforeValidator(_day), WithJsonSchema({"type": "string", "format": "date"})]
 
 
 def _money(value: Any) -> Any:
@@ -48,7 +65,7 @@ Fraction = Annotated[
 ]
 
 
-class ResultOut(Schema):
+class ReconciliationResultOut(Schema):
     """One rule's figures for one business day and currency (and channel and store when
     the rule groups by them)."""
 
@@ -77,11 +94,11 @@ class ResultOut(Schema):
     computed_at: datetime
 
 
-def result_out(r: Result) -> ResultOut:
+def result_out(r: Result) -> ReconciliationResultOut:
     """A day result as the API shows it, built without validation: its values come typed
     from the database (as ``triage.api.order_out`` explains)."""
     rate = r.rate
-    return ResultOut.model_construct(
+    return ReconciliationResultOut.model_construct(
         rule=r.rule.name,
         day=r.day,
         currency=r.currency,
@@ -104,13 +121,13 @@ def result_out(r: Result) -> ResultOut:
     )
 
 
-class ResultPageOut(Schema):
+class ReconciliationPageOut(Schema):
     since: date
     until: date
-    results: list[ResultOut]
+    results: list[ReconciliationResultOut]
 
 
-class ItemOut(Schema):
+class ReconciliationItemOut(Schema):
     """One transaction of a day under a rule: its keys, both sides and the gap."""
 
     transaction_id: int
@@ -138,10 +155,10 @@ class ItemOut(Schema):
     exception_id: int | None
 
 
-def item_out(v: ItemView) -> ItemOut:
+def item_out(v: ItemView) -> ReconciliationItemOut:
     """An item as the API shows it, built without validation like ``result_out``."""
     i = v.item
-    return ItemOut.model_construct(
+    return ReconciliationItemOut.model_construct(
         transaction_id=i.transaction_id,
         label=v.label,
         keys=[TxKeyOut.model_construct(kind=k, value=val) for k, val in v.keys],
@@ -163,15 +180,15 @@ def item_out(v: ItemView) -> ItemOut:
     )
 
 
-class DayOut(Schema):
+class ReconciliationDayOut(Schema):
     rule: str
     day: date
     time_zone: str
-    results: list[ResultOut]
-    items: list[ItemOut]
+    results: list[ReconciliationResultOut]
+    items: list[ReconciliationItemOut]
 
 
-class RuleOut(Schema):
+class ReconciliationRuleOut(Schema):
     id: int
     name: str
     title: str
@@ -199,8 +216,8 @@ class RuleOut(Schema):
     last_run_at: datetime | None
 
 
-def rule_out(r: Rule) -> RuleOut:
-    return RuleOut(
+def rule_out(r: Rule) -> ReconciliationRuleOut:
+    return ReconciliationRuleOut(
         id=r.id,
         name=r.name,
         title=r.title,
@@ -228,10 +245,10 @@ def rule_out(r: Rule) -> RuleOut:
     )
 
 
-class RuleChanges(Schema):
+class ReconciliationRuleChanges(Schema):
     """The fields of a rule that can be set (every one optional in a change)."""
 
-    title: Annotated[str, text(200)] | None = None
+    title: Annotated[str, text(200, min_length=1)] | None = None
     description: Annotated[str, text(2000)] | None = None
     source_system: Word | None = None
     source_stage: Stage | None = None
@@ -254,6 +271,15 @@ class RuleChanges(Schema):
     exempt_cancelled: bool | None = None
     active: bool | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        # every field is optional: without this, a JSON array would pass for "{}" (ninja
+        # hands the body in wrapped, as it would an ORM object)
+        if not isinstance(getattr(data, "_obj", data), dict):
+            raise ValueError("must be a JSON object")
+        return data
+
     def fields(self) -> dict[str, Any]:
         """The fields given, as the model holds them."""
         out = self.model_dump(exclude_unset=True)
@@ -262,7 +288,7 @@ class RuleChanges(Schema):
         return {k: v for k, v in out.items() if v is not None or k == "channels"}
 
 
-class RuleIn(RuleChanges):
+class ReconciliationRuleIn(ReconciliationRuleChanges):
     name: RuleName
     title: Annotated[str, text(200, min_length=1)]
     source_stage: Stage

@@ -94,7 +94,8 @@ def _result_row(rule: Rule, r: Any) -> dict[str, Any]:
 def index(request: HttpRequest) -> HttpResponse:
     """Every rule with its business days."""
     wanted = (request.GET.get("rule") or "").strip()
-    rules = [r for r in queries.rules() if not wanted or r.name == wanted]
+    every = queries.rules()
+    rules = [r for r in every if not wanted or r.name == wanted]
     since, until = queries.window(_day(request.GET.get("since")), _day(request.GET.get("until")))
     if since > until:
         since, until = until, since
@@ -128,7 +129,7 @@ def index(request: HttpRequest) -> HttpResponse:
             "since": since,
             "until": until,
             "wanted": wanted,
-            "all_rules": queries.rules(),
+            "all_rules": every,
             "csv_query": request.GET.urlencode(),
         },
     )

@@ -131,6 +131,10 @@ def test_rules_are_written_with_the_write_scope(api_client: Client, write_client
             f"{post}/payments", {"tolerance_abs": "-1"}, content_type="application/json"
         )
     ) == [["body", "tolerance_abs"]]
+    # a change is an object: every field is optional, an array is not "no change"
+    assert loc(write_client.patch(f"{post}/payments", [], content_type="application/json")) == [
+        ["body", "body"]
+    ]
     assert (
         api_client.patch(f"{post}/payments", {"active": False}, content_type="application/json")
     ).status_code == 403
@@ -170,3 +174,23 @@ def test_each_rule_runs_on_its_own_schedule() -> None:
     entry = settings.CELERY_BEAT_SCHEDULE["reconciliation"]
     assert entry["task"] == tasks.reconcile.name
     assert "reconciliation" in settings.PIPELINE_CONSUMERS
+
+
+def test_days_past_retention_are_pruned(settings: Any) -> None:
+    """Items, batches and results go with the transactions (``RETENTION_DAYS``), counted
+    from their business day."""
+    from observatory.pipeline.wiring import prune
+    from observatory.reconciliation.models import Batch, Item, Result
+
+    rule = Rule.objects.get(name="shopify-orders")
+    at = T0
+    keep = settings.RETENTION_DAYS["transactions"]
+    old, recent = (at - timedelta(days=keep + 1)).date(), (at - timedelta(days=keep - 1)).date()
+    for n, day in enumerate((old, recent), start=1):
+        Item.objects.create(rule=rule, transaction_id=n, day=day, status="matched")
+        Batch.objects.create(rule=rule, hop_id=n, transaction_id=n, day=day)
+        Result.objects.create(rule=rule, day=day, computed_at=at)
+    went = dict(prune(at=at))
+    assert {"reconciliation_item", "reconciliation_batch", "reconciliation_result"} <= set(went)
+    for model in (Item, Batch, Result):
+        assert list(model.objects.values_list("day", flat=True)) == [recent]
