@@ -358,14 +358,17 @@ def bare_copy(
 
 
 def start_server(
-    kind: str, port: int, env: dict[str, str], workers: int
+    kind: str, port: int, env: dict[str, str], workers: int, threads: int = 1
 ) -> subprocess.Popen[bytes]:
     bindir = Path(PYTHON).parent
     if kind == "gunicorn":
+        # threads > 1: gunicorn's gthread worker, which also keeps connections alive (its
+        # sync worker closes each one after its answer)
         cmd = [
             str(bindir / "gunicorn"),
             "-w",
             str(workers),
+            *(["-k", "gthread", "--threads", str(threads)] if threads > 1 else []),
             "-b",
             f"127.0.0.1:{port}",
             "--keep-alive",
@@ -406,6 +409,9 @@ def main() -> None:
     parser.add_argument("--copy-requests", type=int, default=200, help="at most, per round")
     parser.add_argument("--server", choices=["gunicorn", "uvicorn"], default="gunicorn")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="per gunicorn worker (gthread when over 1)"
+    )
     parser.add_argument("--db", default="observatory_bench_ingest", help="scratch database")
     args = parser.parse_args()
 
@@ -444,9 +450,10 @@ def main() -> None:
     )
     template, placeholder = make_template(args.spans)
     port = free_port()
-    server = start_server(args.server, port, env, args.workers)
+    server = start_server(args.server, port, env, args.workers, args.threads)
     print(
-        f"server: {args.server} ({args.workers} workers), {args.clients} clients, "
+        f"server: {args.server} ({args.workers} workers, {args.threads} threads each), "
+        f"{args.clients} clients, "
         f"{args.spans} spans/request, {args.seconds:g} s a round; bare COPY on "
         f"{args.workers} connections",
         flush=True,

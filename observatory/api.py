@@ -8,7 +8,7 @@ app did (``BadRequest``); the database being unavailable is a 503 with ``Retry-A
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Swagger
 
 from observatory.access.auth import READ_AUTH
 from observatory.alerts.api import router as alerts_router
@@ -27,6 +27,9 @@ api = NinjaAPI(
     description="Order-lifecycle observability: look up any order by any key.",
     auth=READ_AUTH,
     urls_namespace="api",
+    # /api/v1/docs: Swagger UI from ninja's static files (templates/ninja/swagger.html);
+    # without deep links, whose anchors inside each operation's toggle nest two controls
+    docs=Swagger(settings={"deepLinking": False}),
 )
 api.add_router("/", orders_router)
 api.add_router("/", triage_router)

@@ -15,7 +15,9 @@ from typing import Any
 
 import django_stubs_ext
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 from observatory.lib.headers import DEFAULT_POLICY as DEFAULT_CSP
 from tracing import privacy
@@ -117,7 +119,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "observatory.lib.headers.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # collectstatic's hashed, gzip and brotli files, answered whole (lib/staticserve.py)
+    "observatory.lib.staticserve.StaticFilesMiddleware",
     # a NUL in a path or query string is refused before any view (PostgreSQL cannot hold it)
     "observatory.lib.guard.NulGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -248,13 +251,18 @@ STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
-WHITENOISE_USE_FINDERS = True
-STATICFILES_FINDERS = [
-    "django.contrib.staticfiles.finders.FileSystemFinder",
-    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    # vendor/plotly.min.js straight from the installed plotly package: no CDN, no copy
-    "observatory.dashboards.staticfiles.PlotlyFinder",
-]
+#: Static files are served from what collectstatic wrote to STATIC_ROOT: hashed names (cached
+#: for good), each with a gzip and a brotli copy (lib/staticserve.py). `make run` collects
+#: them; a deployment runs `python manage.py collectstatic` on each release.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = False
+#: Only the hashed copies are kept (and compressed): half the work of each collectstatic.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+#: Source maps are fetched by developer tools only: not worth compressing on every collect.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
 
 # --- Celery (the beat schedule is the one place the pipeline shows: docs/architecture.md) --
 _broker_dir = DATA_DIR / "broker"
@@ -369,6 +377,15 @@ CELERY_BEAT_SCHEDULE["prune"] = {
     "options": {"expires": PRUNE_EVERY_S},
 }
 
+# --- the weekly executive summary e-mail (docs/kpis.md, "Weekly summary") -------------------
+#: Who receives it, comma separated; none: it is not sent.
+EXECUTIVE_SUMMARY_RECIPIENTS = env.list("EXECUTIVE_SUMMARY_RECIPIENTS", default=[])
+CELERY_BEAT_SCHEDULE["executive-summary"] = {
+    "task": "observatory.dashboards.tasks.weekly_summary",
+    # Mondays at 07:00 UTC, the week just ended
+    "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
+}
+
 # --- alerts (docs/alerts.md) --------------------------------------------------------------------
 #: How often every alert rule is evaluated (seconds); each evaluation queues notifications.
 ALERTS_EVALUATE_EVERY_S = env.float("ALERTS_EVALUATE_EVERY_S", default=15.0)
@@ -384,6 +401,10 @@ ALERTS_DELIVERY_MAX_ATTEMPTS = env.int("ALERTS_DELIVERY_MAX_ATTEMPTS", default=8
 ALERTS_DELIVERY_LEASE_S = env.float("ALERTS_DELIVERY_LEASE_S", default=120.0)
 #: The Slack Web API (bot token mode: chat.postMessage, chat.update); tests point it home.
 ALERTS_SLACK_API_URL = env.str("ALERTS_SLACK_API_URL", default="https://slack.com/api/")
+#: the PagerDuty Events API v2 endpoint of pagerduty channels (tests point it at a receiver)
+ALERTS_PAGERDUTY_URL = env.str(
+    "ALERTS_PAGERDUTY_URL", default="https://events.pagerduty.com/v2/enqueue"
+)
 CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
     "task": "observatory.alerts.tasks.evaluate",
     "schedule": timedelta(seconds=ALERTS_EVALUATE_EVERY_S),
@@ -394,6 +415,11 @@ CELERY_BEAT_SCHEDULE["alerts-deliver"] = {
     "schedule": timedelta(seconds=ALERTS_DELIVER_EVERY_S),
     "options": {"expires": ALERTS_DELIVER_EVERY_S},
 }
+# --- GET /metrics (docs/metrics.md) -------------------------------------------------------------
+#: Client addresses (or CIDR ranges) that may read /metrics without an API token; a scraper
+#: elsewhere sends a read API token. Default: this host only. The address is the
+#: connection's: behind a proxy it is the proxy's (docs/metrics.md).
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.0/8", "::1/128"])
 # --- KPIs (docs/kpis.md) -----------------------------------------------------------------------
 #: How often the rollup fill runs (seconds): it recomputes only the hours that changed.
 KPIS_FILL_EVERY_S = env.float("KPIS_FILL_EVERY_S", default=10.0)
@@ -426,6 +452,12 @@ TRIAGE_DEFAULT_OWNER = env.str("TRIAGE_DEFAULT_OWNER", default="integration")
 TRIAGE_STAGE_SYSTEMS = env.dict("TRIAGE_STAGE_SYSTEMS", default={})
 #: Transactions the stitcher touched that one sweep takes on at most (the rest: the next).
 TRIAGE_CLAIM = env.int("TRIAGE_CLAIM", default=10_000)
+#: Inventory drift (docs/kpis.md, "inventory_drift"): the system whose inventory snapshots
+#: are the truth, the units a channel may differ by before it is off, and how far apart
+#: two snapshots' business times may be and still be compared, seconds.
+INVENTORY_SOURCE_OF_TRUTH = env.str("INVENTORY_SOURCE_OF_TRUTH", default="wms")
+INVENTORY_DRIFT_UNITS = env.int("INVENTORY_DRIFT_UNITS", default=0)
+INVENTORY_DRIFT_WINDOW_S = env.int("INVENTORY_DRIFT_WINDOW_S", default=900)
 
 # --- watermarks (docs/watermarks.md) ---
 #: Systems whose stores are reporting streams of their own (each store has its watermark).

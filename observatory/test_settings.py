@@ -17,3 +17,14 @@ from observatory.settings import DATABASES, replica_database
 # second alias, a test mirror of the first; nothing routes there unless a test installs
 # the router.
 DATABASES["replica"] = replica_database(DATABASES["default"], dict(DATABASES["default"]))
+
+# The suite collects the static files itself, once per run (tests/conftest.py), apart from
+# what `make run` serves from the same data folder.
+STATIC_ROOT = DATA_DIR / "test-static"  # noqa: F405
+STATIC_ROOT.mkdir(exist_ok=True)
+# The live server answers /static/ through the finders: let them find the collected files.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "observatory.lib.staticserve.CollectedFinder",
+]

@@ -8,6 +8,15 @@ from django.test import Client
 from observatory.access.actions import do_create_api_token, do_create_ingest_token
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static() -> None:
+    """Pages name their static files by content hash (settings.STORAGES): collect them,
+    compressed, as a deployment does, before any page is rendered or served."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
 @pytest.fixture
 def ingest_token(db: None) -> str:
     _, plain = do_create_ingest_token("test-source")

@@ -7,8 +7,10 @@ left alone: those must be refused, and are.
 * a cursor is one the API handed out (cursors reach positive cases only through links);
 * a silence ends after it starts and after now;
 * a rule has the fields its kind needs (``alerts.validation.rule_problems``);
-* a channel has a working destination for its kind (a loopback webhook: the test stubs
-  the outbound HTTP seam, nothing leaves the machine);
+* a channel has a working destination for its kind (a webhook URL, a routing key, a
+  signing secret long enough or none: the test stubs the outbound HTTP seam, nothing
+  leaves the machine);
+* an exception is assigned to a person who exists (none here: a team instead);
 * reconciliation results name rules that exist, and days in order; a reconciliation
   rule's time zone is one the server knows, its target not its source, and a store's zone
   a real one.
@@ -101,9 +103,23 @@ def _fix_rule(body: dict[str, Any]) -> None:
     assert set(KPI_FIELDS)  # the KPI ids come from the same table the API checks
 
 
+def _fix_assignment(body: dict[str, Any]) -> None:
+    if body.get("assignee"):
+        body.pop("assignee")
+    if body.get("assignee") is None and body.get("team") is None:
+        body["team"] = "ops"
+
+
 def _fix_channel(body: dict[str, Any]) -> None:
-    if body.get("kind") == "email":
+    kind = body.get("kind")
+    if kind == "email":
         body["to"] = ["ops@example.com"]
+    elif kind == "pagerduty":
+        body["routing_key"] = "R0UTINGKEY0123456789abcdefABCDEF"
+    elif kind == "webhook":
+        body["url"] = WEBHOOK
+        if len(str(body.get("secret") or "")) < 16:
+            body["secret"] = ""
     else:
         body["webhook_url"], body["bot_token"], body["channel"] = WEBHOOK, "", ""
 
@@ -151,4 +167,6 @@ def map_case(context: Any, case: Any) -> Any:
             _fix_rule(body)
         elif case.path.endswith("/alert-channels"):
             _fix_channel(body)
+        elif case.path.endswith(("/exceptions/bulk", "/assign")):
+            _fix_assignment(body)
     return case

@@ -26,7 +26,7 @@ from urllib.parse import unquote
 import orjson
 
 from tracing import conventions, limits
-from tracing.records import DecodeError, DecodeResult, HopRecord, Key, Rejection
+from tracing.records import DecodeError, DecodeResult, HopRecord, Key, Rejection, SnapshotRecord
 
 __all__ = [
     "BATCH_CONTENT_TYPE",
@@ -39,6 +39,8 @@ __all__ = [
 
 STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
+#: the event type of an inventory snapshot (docs/ingest.md, "Inventory snapshots")
+INVENTORY_SNAPSHOT: Final = "inventory.snapshot"
 
 #: Context attributes of the spec; every other top-level member is an extension.
 _CONTEXT_ATTRIBUTES: Final = frozenset(
@@ -166,7 +168,10 @@ def decode(
     result = DecodeResult()
     for index, event in enumerate(events):
         try:
-            result.records.append(_record(event, received))
+            if isinstance(event, dict) and event.get("type") == INVENTORY_SNAPSHOT:
+                result.snapshots.append((index, _snapshot(event, received)))
+            else:
+                result.records.append(_record(event, received))
         except (_Reject, limits.OutOfBounds) as exc:
             ident = event.get("id") if isinstance(event, dict) else None
             result.rejected.append(
@@ -305,6 +310,53 @@ def _record(event: Any, received: datetime) -> HopRecord:
     )
     limits.enforce(record, _WIRE)
     return record
+
+
+def _snapshot(event: dict[str, Any], received: datetime) -> SnapshotRecord:
+    """An ``inventory.snapshot``: ``data.system``, ``data.sku``, ``data.location`` and
+    ``data.quantity`` (a whole number), as of ``data.as_of`` or else ``time``."""
+    for name in _REQUIRED:
+        if event.get(name) is None:
+            raise _Reject(f"missing required attribute {name!r}")
+    if event["specversion"] != "1.0":
+        raise _Reject(f"specversion must be '1.0' (got {_show(event['specversion'])})")
+    event_id = limits.identifier(_attribute(event, "id"), limits.EVENT_ID, "id", in_bytes=True)
+    source = limits.identifier(_attribute(event, "source"), limits.SOURCE, "source", in_bytes=True)
+    data = event.get("data")
+    if not isinstance(data, dict):
+        got = "missing" if data is None else f"got {_json_type(data)}"
+        raise _Reject(f"data must be a JSON object with system, sku, location and quantity ({got})")
+    system = _system(data.get("system"))
+    sku = _key_value(data.get("sku"), "data.sku")
+    location = _key_value(data.get("location"), "data.location")
+    if not sku or len(sku) > limits.KEY_VALUE:
+        raise _Reject(f"data.sku: must be 1 to {limits.KEY_VALUE} characters")
+    if not location or len(location) > limits.STORE_ID:
+        raise _Reject(f"data.location: must be 1 to {limits.STORE_ID} characters")
+    quantity = data.get("quantity")
+    if isinstance(quantity, float) and quantity.is_integer():
+        quantity = int(quantity)
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or abs(quantity) >= 2**62:
+        raise _Reject(f"data.quantity: must be a whole number (got {_show(quantity)})")
+    raw = data.get("as_of", event.get("time"))
+    as_of = received
+    if raw is not None:
+        try:
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            as_of = parse_rfc3339(raw)
+        except (ValueError, TimeOutOfRange):
+            where = "data.as_of" if "as_of" in data else "time"
+            raise _Reject(f"{where}: not an RFC 3339 timestamp ({_show(raw)})") from None
+    return SnapshotRecord(
+        system=system,
+        sku=sku,
+        location=location,
+        quantity=quantity,
+        as_of=as_of,
+        source=source,
+        extra={"id": event_id, "type": INVENTORY_SNAPSHOT},
+    )
 
 
 def _attribute(event: Mapping[str, Any], name: str) -> str:

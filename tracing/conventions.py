@@ -20,6 +20,8 @@ ORDER_AMOUNT: Final = "retail.order.amount"
 ORDER_CURRENCY: Final = "retail.order.currency"
 RETRY_ATTEMPT: Final = "retail.retry.attempt"
 REPLAY: Final = "retail.replay"
+#: a truthy value: this hop moved the order to another fulfilling location
+REROUTE: Final = "retail.reroute"
 INVENTORY_SKU: Final = "retail.inventory.sku"
 INVENTORY_LOCATION: Final = "retail.inventory.location"
 INVENTORY_SOURCE_TIME: Final = "retail.inventory.source_time"
@@ -109,10 +111,19 @@ ERROR: Final = "error"
 RETRY: Final = "retry"
 OUTCOMES: Final = (OK, ERROR, RETRY)
 
+# --- OpenTelemetry exception events (semantic conventions): one makes the hop a failure ---
+EXCEPTION_EVENT: Final = "exception"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+EXCEPTION_ESCAPED: Final = "exception.escaped"
+
 # --- where a hop came from ---------------------------------------------------------------
 VIA_OTLP: Final = "otlp"
 VIA_EVENT: Final = "event"
 VIA_SHOPIFY: Final = "shopify"
+#: an OTLP log record with business keys (docs/ingest.md, "OTLP/HTTP logs")
+VIA_OTLP_LOG: Final = "log"
 
 # --- stages (docs/stages.md) -------------------------------------------------------------
 ORDER_STAGES: Final = (

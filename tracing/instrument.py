@@ -633,6 +633,36 @@ class EventEmitter:
             self._post(batch)
         return event_id
 
+    def snapshot(
+        self,
+        system: str,
+        sku: str,
+        location: str,
+        quantity: int,
+        *,
+        as_of: datetime,
+        id: str,
+    ) -> str:
+        """Buffer one ``inventory.snapshot`` event: ``quantity`` of ``sku`` at
+        ``location`` in ``system`` as of the business time ``as_of`` (docs/ingest.md,
+        "Inventory snapshots"); return its id."""
+        _check_system(system)
+        event = {
+            "specversion": "1.0",
+            "id": id,
+            "source": self.source,
+            "type": "inventory.snapshot",
+            "time": _rfc3339(as_of),
+            "datacontenttype": "application/json",
+            "data": {"system": system, "sku": sku, "location": location, "quantity": quantity},
+        }
+        with self._lock:
+            self._buffer.append(event)
+            batch = self._take() if len(self._buffer) >= self.batch_size else None
+        if batch:
+            self._post(batch)
+        return id
+
     # -- sending -------------------------------------------------------------------------
 
     @property

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple
@@ -48,8 +48,8 @@ except ImportError:  # pragma: no cover - encode google.rpc.Status by hand inste
 __all__ = ["decode_json", "decode_protobuf", "encode_response", "encode_status", "grpc_code"]
 
 STATUS_CODE_ERROR = 2
-EXCEPTION_EVENT = "exception"
-EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_EVENT = conventions.EXCEPTION_EVENT
+EXCEPTION_MESSAGE = conventions.EXCEPTION_MESSAGE
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
@@ -136,6 +136,14 @@ def _resource(attrs: dict[str, Any], rules: KeyRules) -> _Resource:
     )
 
 
+def _scoped(
+    res: _Resource, attrs: dict[str, Any], scope_attrs: dict[str, Any], rules: KeyRules
+) -> _Resource:
+    """What the items of one scope share: its attributes over its resource's (docs/ingest.md,
+    "Attribute conventions"); the resource itself when the scope has none (the usual case)."""
+    return _resource({**attrs, **scope_attrs}, rules) if scope_attrs else res
+
+
 # --- attribute values --------------------------------------------------------------------
 
 
@@ -219,8 +227,12 @@ def _hop(
     links: Sequence[dict[str, Any]],
     rules: KeyRules,
     received_at: datetime | None,
+    uid: str = "",
+    via: str = _VIA,
 ) -> HopRecord:
     """One valid span -> one hop; ``ValueError`` (its message names the field) rejects it.
+
+    A log record comes here too (tracing/otlp_logs.py), with its own ``uid`` and ``via``.
 
     The span's attributes come sorted by ``_split``: ``hop`` holds the hop fields
     (``conventions.HOP_FIELDS``), ``key_attrs`` the ``retail.key.*`` ones, ``free`` all
@@ -322,8 +334,8 @@ def _hop(
 
     # Positional: faster than keywords on this path (docs/performance.md); tests pin the order.
     record = HopRecord(
-        f"otlp:{trace_hex}:{span_hex}",  # uid
-        _VIA,  # via
+        uid or f"otlp:{trace_hex}:{span_hex}",
+        via,
         system,
         name,  # operation
         start,  # start_time
@@ -480,9 +492,11 @@ def decode_protobuf(
     records, rejected = result.records, result.rejected
     index = -1
     for resource_spans in request.resource_spans:
-        res = _resource(_pb_attrs(resource_spans.resource.attributes), rules)
+        attrs = _pb_attrs(resource_spans.resource.attributes)
+        base = _resource(attrs, rules)
         for scope_spans in resource_spans.scope_spans:
             scope = _scope_name(scope_spans.scope.name)
+            res = _scoped(base, attrs, _pb_attrs(scope_spans.scope.attributes), rules)
             for span in scope_spans.spans:
                 index += 1
                 span_id = span.span_id
@@ -766,6 +780,58 @@ def _j_ident(span: Any) -> str:
     return ""
 
 
+def _j_scope(
+    parent: dict[str, Any], where: str, base: _Resource, attrs: dict[str, Any], rules: KeyRules
+) -> tuple[str, _Resource]:
+    """The scope name of a ``scopeSpans`` (or ``scopeLogs``) object, and what its items share."""
+    scope = _j_object(parent.get("scope"), f"{where}.scope")
+    name = scope.get("name")
+    try:
+        scope_attrs = _j_attrs(scope.get("attributes"))
+    except ValueError as exc:
+        raise DecodeError(f"{where}.scope: {exc}") from None
+    return (
+        _scope_name(name) if isinstance(name, str) else "",
+        _scoped(base, attrs, scope_attrs, rules),
+    )
+
+
+def json_items(
+    body: bytes, request_name: str, signal: str, items: str, rules: KeyRules
+) -> Iterator[tuple[str, _Resource, Any]]:
+    """(scope name, resource, item) of each item of an OTLP JSON export request of
+    ``signal`` (``"Spans"``, ``"Logs"``: ``resourceSpans`` / ``scopeSpans``...) whose items
+    are under ``items`` (``"spans"``, ``"logRecords"``); one resource dict per scope, the
+    same object for every item of it.
+
+    Raises ``DecodeError`` for a body that is not JSON or whose structure above the items is
+    wrong (the position named); an item is handed over as it is, to be judged alone.
+    """
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"body is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise DecodeError(f"body must be a JSON object ({request_name})")
+    top = f"resource{signal}"
+    for r, resource_group in enumerate(_j_list(request.get(top), top)):
+        where = f"{top}[{r}]"
+        resource_group = _j_object(resource_group, where)
+        resource = _j_object(resource_group.get("resource"), f"{where}.resource")
+        try:
+            attrs = _j_attrs(resource.get("attributes"))
+        except ValueError as exc:
+            raise DecodeError(f"{where}.resource: {exc}") from None
+        base = _resource(attrs, rules)
+        scopes = _j_list(resource_group.get(f"scope{signal}"), f"{where}.scope{signal}")
+        for s, scope_group in enumerate(scopes):
+            scope_where = f"{where}.scope{signal}[{s}]"
+            scope_group = _j_object(scope_group, scope_where)
+            scope, res = _j_scope(scope_group, scope_where, base, attrs, rules)
+            for item in _j_list(scope_group.get(items), f"{scope_where}.{items}"):
+                yield scope, res, item
+
+
 def decode_json(
     body: bytes, rules: KeyRules = DEFAULT_RULES, received_at: datetime | None = None
 ) -> DecodeResult:
@@ -776,36 +842,15 @@ def decode_json(
     Raises ``DecodeError`` for a body that is not JSON or whose structure above the spans
     is wrong; a span that is malformed in itself is refused alone.
     """
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"body is not JSON: {exc}") from None
-    if not isinstance(request, dict):
-        raise DecodeError("body must be a JSON object (ExportTraceServiceRequest)")
     result = DecodeResult()
     records, rejected = result.records, result.rejected
     index = -1
-    for r, resource_spans in enumerate(_j_list(request.get("resourceSpans"), "resourceSpans")):
-        where = f"resourceSpans[{r}]"
-        resource_spans = _j_object(resource_spans, where)
-        resource = _j_object(resource_spans.get("resource"), f"{where}.resource")
+    for scope, res, span in json_items(body, "ExportTraceServiceRequest", "Spans", "spans", rules):
+        index += 1
         try:
-            attrs = _j_attrs(resource.get("attributes"))
-        except ValueError as exc:
-            raise DecodeError(f"{where}.resource: {exc}") from None
-        res = _resource(attrs, rules)
-        scopes = _j_list(resource_spans.get("scopeSpans"), f"{where}.scopeSpans")
-        for s, scope_spans in enumerate(scopes):
-            scope_where = f"{where}.scopeSpans[{s}]"
-            scope_spans = _j_object(scope_spans, scope_where)
-            scope = _j_object(scope_spans.get("scope"), f"{scope_where}.scope").get("name")
-            scope = _scope_name(scope) if isinstance(scope, str) else ""
-            for span in _j_list(scope_spans.get("spans"), f"{scope_where}.spans"):
-                index += 1
-                try:
-                    records.append(_j_span(span, res, scope, rules, received_at))
-                except (ValueError, TypeError, AttributeError, RecursionError) as exc:
-                    rejected.append(_reject(index, _j_ident(span), str(exc)))
+            records.append(_j_span(span, res, scope, rules, received_at))
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            rejected.append(_reject(index, _j_ident(span), str(exc)))
     result.truncated = _count_truncated(records)
     return result
 

@@ -69,14 +69,38 @@ class Rejection:
 
 
 @dataclass(slots=True)
+class SnapshotRecord:
+    """One ``inventory.snapshot`` event: what ``system`` held of ``sku`` at ``location`` as
+    of a business time. Not a hop (it is no step of an order): stored apart, the latest per
+    system, sku and location (docs/ingest.md, "Inventory snapshots")."""
+
+    system: str
+    sku: str
+    location: str
+    quantity: int
+    as_of: datetime
+    source: str = ""
+    #: the event's id, for the answer
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class DecodeResult:
     """The records decoded from one request body, and the items that were refused."""
 
     records: list[HopRecord] = field(default_factory=list)
+    #: (request position, snapshot) of each inventory snapshot
+    snapshots: list[tuple[int, SnapshotRecord]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     #: how many of the records had a value cut to fit storage (each lists its cut fields in
     #: ``extra["truncated"]``; tracing/limits.py)
     truncated: int = 0
+    #: items decoded and deliberately not stored, by system: OTLP log records without
+    #: business keys (docs/ingest.md, "OTLP/HTTP logs")
+    dropped: dict[str, int] = field(default_factory=dict)
+    #: each record's position in the request, when some positions are neither a record nor
+    #: a rejection (dropped items); empty when the records fill the gaps between rejections
+    positions: list[int] = field(default_factory=list)
 
 
 class DecodeError(ValueError):

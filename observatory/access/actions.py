@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from observatory.access import tokens
+from observatory.access import queries, tokens
 from observatory.access.models import ApiToken, IngestToken
 from observatory.lib.clock import now
 
@@ -35,3 +35,6 @@ def do_create_api_token(name: str, scope: str, username: str | None = None) -> t
 @transaction.atomic
 def do_revoke_token(token: IngestToken | ApiToken) -> None:
     type(token).objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now())
+    # refused at once by this process (others trust a live token a moment longer: queries)
+    queries.forget_ingest_tokens()
+    transaction.on_commit(queries.forget_ingest_tokens)  # and not looked up again meanwhile

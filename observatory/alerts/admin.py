@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from observatory.alerts.forms import ChannelForm
 from observatory.alerts.models import (
     Alert,
     AlertEvent,
@@ -25,7 +26,17 @@ class RuleAdmin(admin.ModelAdmin[Rule]):
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin[Channel]):
-    list_display = ("name", "kind", "mode", "active", "failing", "failing_reason", "last_sent_at")
+    """The pages' own channel form: the private-address guard on URLs, one error per
+    problem, and secrets (bot token, routing key, signing secret) never shown again,
+    left blank to keep them."""
+
+    form = ChannelForm
+    fields = (
+        "name", "kind", "webhook_url", "bot_token", "slack_channel", "to", "routing_key",
+        "secret", "active", "failing", "failing_reason", "failing_since", "last_sent_at",
+        "created_at", "updated_at",
+    )  # fmt: skip
+    list_display = ("name", "kind", "mode", "target", "active", "failing", "last_sent_at")
     list_filter = ("kind", "active", "failing")
     search_fields = ("name",)
     readonly_fields = ("failing_since", "last_sent_at", "created_at", "updated_at")

@@ -136,26 +136,52 @@ def list_channels(request: HttpRequest) -> list[ChannelOut]:
     return [channel_out(c, reveal=reveal) for c in Channel.objects.order_by("id")]
 
 
+#: per kind, the API's fields that the channel keeps (the others are ignored)
+_CHANNEL_FIELDS = {
+    "slack": ("webhook_url", "bot_token", "channel"),
+    "email": ("to",),
+    "teams": ("webhook_url",),
+    "pagerduty": ("routing_key",),
+    "webhook": ("url", "secret"),
+}
+
+
+def _channel_errors(exc: DjangoValidationError, kind: str) -> NinjaValidationError:
+    """The model's errors under the API's field names (a webhook's URL is ``url``)."""
+    rename = {"webhook_url": "url"} if kind == "webhook" else {"slack_channel": "channel"}
+    errors = []
+    for name, problems in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
+        for msg in problems:
+            loc = ["body"] if name == "__all__" else ["body", rename.get(name, name)]
+            errors.append({"loc": loc, "msg": msg, "type": "value_error"})
+    return NinjaValidationError(errors)
+
+
 @router.post(
     "/alert-channels",
     response=answers({201: ChannelOut}, 409, body=True),
-    summary="Add a Slack (webhook or bot token) or email channel",
+    summary="Add a channel: Slack (webhook or bot token), email, Teams, PagerDuty or webhook",
 )
 def create_channel(request: HttpRequest, body: ChannelIn) -> Status[ChannelOut]:
     require_write(request)
-    if body.kind == "slack" and body.webhook_url:
-        problem = actions.url_problem(body.webhook_url)
+    kept = _CHANNEL_FIELDS[body.kind]
+    url_field = "url" if body.kind == "webhook" else "webhook_url"
+    url = body.url if body.kind == "webhook" else body.webhook_url
+    if url_field in kept and url:
+        problem = actions.url_problem(url)
         if problem:
-            raise bad_body("webhook_url", problem)
+            raise bad_body(url_field, problem)
     try:
         channel = actions.do_create_channel(
             name=body.name,
             kind=body.kind,
             who=actor(request),
-            webhook_url=body.webhook_url if body.kind == "slack" else "",
-            bot_token=body.bot_token if body.kind == "slack" else "",
-            slack_channel=body.channel if body.kind == "slack" else "",
-            to=body.to if body.kind == "email" else [],
+            webhook_url=url if url_field in kept else "",
+            bot_token=body.bot_token if "bot_token" in kept else "",
+            slack_channel=body.channel if "channel" in kept else "",
+            to=body.to if "to" in kept else [],
+            routing_key=body.routing_key.strip() if "routing_key" in kept else "",
+            secret=body.secret if "secret" in kept else "",
         )
     except DjangoValidationError as exc:
         if (
@@ -163,7 +189,7 @@ def create_channel(request: HttpRequest, body: ChannelIn) -> Status[ChannelOut]:
             and Channel.objects.filter(name=body.name).exists()
         ):
             raise HttpError(409, f"a channel named {body.name!r} exists") from None
-        raise invalid_body(exc) from None
+        raise _channel_errors(exc, body.kind) from None
     return Status(201, channel_out(channel, reveal=True))
 
 

@@ -79,7 +79,18 @@ NOTIFICATION_STATES = [
 
 SLACK = "slack"
 EMAIL = "email"
-CHANNEL_KINDS = [(SLACK, "Slack"), (EMAIL, "email")]
+TEAMS = "teams"
+PAGERDUTY = "pagerduty"
+WEBHOOK = "webhook"
+CHANNEL_KINDS = [
+    (SLACK, "Slack"),
+    (EMAIL, "email"),
+    (TEAMS, "Microsoft Teams"),
+    (PAGERDUTY, "PagerDuty"),
+    (WEBHOOK, "webhook (Alertmanager JSON)"),
+]
+#: kinds that post to a URL the channel holds (``webhook_url``), checked for private addresses
+URL_KINDS = (SLACK, TEAMS, WEBHOOK)
 
 
 def mask_url(url: str) -> str:
@@ -101,14 +112,22 @@ def mask_secret(value: str) -> str:
     return f"{kind}-…" if kind else "…"
 
 
+def mask_key(value: str) -> str:
+    """A routing key with only its last four characters shown (``…3f9a``)."""
+    return f"…{value[-4:]}" if len(value) > 8 else ("…" if value else "")
+
+
 class Channel(models.Model):
-    """Where notifications go: a Slack incoming webhook, a Slack bot token and channel
-    (messages are then updated in place on acknowledgement and resolution), or email."""
+    """Where notifications go (docs/alerts.md, "Channels"): a Slack incoming webhook, a Slack
+    bot token and channel (messages are then updated in place on acknowledgement and
+    resolution), email, a Microsoft Teams Workflows webhook, a PagerDuty Events API v2
+    routing key, or a generic webhook (Alertmanager's JSON, signed with ``secret``)."""
 
     id = models.BigAutoField(primary_key=True)
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=CHANNEL_KINDS)
-    webhook_url = models.URLField(max_length=500, blank=True, help_text="Slack incoming webhook")
+    #: Slack incoming webhook, Teams Workflows webhook, or the generic webhook's ``url``
+    webhook_url = models.URLField(max_length=2000, blank=True, help_text="webhook URL")
     bot_token = models.CharField(
         max_length=255, blank=True, help_text="Slack bot token (xoxb-...), with a channel"
     )
@@ -116,6 +135,12 @@ class Channel(models.Model):
         max_length=100, blank=True, help_text="Slack channel id or #name (bot token mode)"
     )
     to = models.JSONField(default=list, blank=True, help_text="email addresses")
+    routing_key = models.CharField(
+        max_length=64, blank=True, help_text="PagerDuty Events API v2 integration (routing) key"
+    )
+    secret = models.CharField(
+        max_length=255, blank=True, help_text="webhook: HMAC-SHA256 key signing each body"
+    )
     active = models.BooleanField(default=True)
     #: set when a delivery failed for good (404, invalid_token, channel_not_found)
     failing = models.BooleanField(default=False)
@@ -134,7 +159,7 @@ class Channel(models.Model):
 
     @property
     def mode(self) -> str:
-        """``slack-webhook``, ``slack-bot`` or ``email``."""
+        """``slack-webhook``, ``slack-bot``, ``email``, ``teams``, ``pagerduty`` or ``webhook``."""
         if self.kind == SLACK:
             return "slack-bot" if self.bot_token else "slack-webhook"
         return self.kind
@@ -144,6 +169,11 @@ class Channel(models.Model):
         """Where it posts, for display to anyone (secrets elided)."""
         if self.kind == EMAIL:
             return ", ".join(self.to)
+        if self.kind == PAGERDUTY:
+            return f"PagerDuty key {mask_key(self.routing_key)}"
+        if self.kind == WEBHOOK:
+            signed = " (signed)" if self.secret else ""
+            return mask_url(self.webhook_url) + signed
         if self.bot_token:
             return f"bot {mask_secret(self.bot_token)} → {self.slack_channel}"
         return mask_url(self.webhook_url)
@@ -160,6 +190,12 @@ class Channel(models.Model):
             problem = email_problems(self.to)
             if problem:
                 raise ValidationError({"to": problem})
+        else:
+            from observatory.alerts.validation import channel_problems
+
+            problems = channel_problems(self.kind, self)
+            if problems:
+                raise ValidationError(problems)
 
 
 class Rule(models.Model):

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db.models import Count, F, Max, Min, Prefetch, Q, QuerySet, Sum
 
-from observatory.alerts import text
+from observatory.alerts import impact, text, validation
 from observatory.alerts.evaluate import Finding, compare
 from observatory.alerts.models import (
     ERROR_RATE,
@@ -41,6 +41,7 @@ from observatory.alerts.models import (
     Silence,
 )
 from observatory.hops.models import Hop
+from observatory.transactions.models import Transaction, TransactionHop
 from observatory.triage import models as triage
 from observatory.triage.queries import transaction_labels
 
@@ -196,6 +197,16 @@ def _error_rate(rule: Rule, now: datetime) -> list[Finding]:
             "message": (last["status_message"] or "")[:300],
             "at": last["start_time"].isoformat(),
         }
+    orders = impact.orders_of(
+        Transaction.objects.filter(
+            id__in=TransactionHop.objects.filter(
+                hop__in=qs.filter(outcome="error").values("id")
+            ).values("transaction_id")
+        )
+    )
+    if orders["count"]:
+        detail["orders"] = orders
+        summary += "; " + impact.phrase(orders, "behind the failed hops")
     labels = {"system": rule.system}
     if rule.operation:
         labels["operation"] = rule.operation
@@ -266,7 +277,7 @@ def _kpi(rule: Rule, now: datetime, cache: dict[Any, Any]) -> list[Finding]:
             at=now,
         )
     values = cache[key]
-    value = (values.get(rule.kpi) or {}).get(rule.field)
+    value = validation.kpi_field_value(values, rule.kpi, rule.field)
     if value is None or not isinstance(value, int | float):
         return []
     threshold = float(rule.threshold or 0)
@@ -281,8 +292,27 @@ def _kpi(rule: Rule, now: datetime, cache: dict[Any, Any]) -> list[Finding]:
     for name in ("channel", "system"):
         if getattr(rule, name):
             labels[name] = getattr(rule, name)
-    detail = {"kpi": values.get(rule.kpi), "window_s": window}
+    detail: dict[str, Any] = {"kpi": values.get(rule.kpi), "window_s": window}
+    orders = _kpi_orders(rule, cache)
+    if orders["count"]:
+        detail["orders"] = orders
+        summary += "; " + impact.phrase(orders, "with an open exception")
     return [Finding(rule.id, labels, float(value), summary, _jsonable(detail))]
+
+
+def _kpi_orders(rule: Rule, cache: dict[Any, Any]) -> dict[str, Any]:
+    """The orders behind a KPI alert: those of the rule's channel and system with an
+    open exception now (the ``value_at_risk`` set), read once per evaluation and scope."""
+    key = ("kpi-orders", rule.channel, rule.system)
+    if key not in cache:
+        issues = triage.Issue.objects.filter(state__in=triage.UNRESOLVED, transaction__isnull=False)
+        if rule.system:
+            issues = issues.filter(system=rule.system)
+        txs = Transaction.objects.filter(id__in=issues.values("transaction_id"))
+        if rule.channel:
+            txs = txs.filter(channel=rule.channel)
+        cache[key] = impact.orders_of(txs)
+    return dict(cache[key])
 
 
 def _kpi_value(field: str, value: float) -> str:
@@ -317,6 +347,18 @@ _FINDERS: dict[str, Callable[[Rule, datetime], list[Finding]]] = {
 
 def active_rules() -> list[Rule]:
     return list(Rule.objects.filter(active=True).prefetch_related("channels").order_by("id"))
+
+
+def known_systems() -> list[str]:
+    """The systems a rule may name: the built-in ones, every system with a reporting
+    stream, and those rules already name (a short list, three small queries)."""
+    from observatory.hops.models import Stream
+    from tracing.conventions import BUILTIN_SYSTEMS
+
+    streams = Stream.objects.values_list("system", flat=True).distinct()
+    named = Rule.objects.values_list("system", "while_system")
+    found = {s for pair in named for s in pair if s}
+    return sorted({*BUILTIN_SYSTEMS, *streams, *found})
 
 
 def active_channels() -> list[Channel]:

@@ -8,7 +8,16 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import WithJsonSchema
 
-from observatory.alerts.models import Alert, Channel, Notification, Rule, Silence, mask_url
+from observatory.alerts.models import (
+    WEBHOOK,
+    Alert,
+    Channel,
+    Notification,
+    Rule,
+    Silence,
+    mask_key,
+    mask_url,
+)
 from observatory.alerts.validation import EMAIL_PATTERN, LABEL_PATTERN
 from observatory.lib.params import (
     MAX_INT32,
@@ -46,9 +55,26 @@ Matchers = Annotated[dict[LabelName, LabelText], WithJsonSchema(_labels_schema(1
 
 
 class ChannelIn(Schema):
+    """Per kind (docs/alerts.md, "Channels"): ``slack`` with ``webhook_url``, or
+    ``bot_token`` and ``channel``; ``email`` with ``to``; ``teams`` with ``webhook_url``;
+    ``pagerduty`` with ``routing_key``; ``webhook`` with ``url`` and optional ``secret``."""
+
     name: Annotated[str, text(100, min_length=1)]
-    kind: Literal["slack", "email"]
-    webhook_url: Annotated[str, text(500)] = Field("", description="Slack incoming webhook URL")
+    kind: Literal["slack", "email", "teams", "pagerduty", "webhook"]
+    webhook_url: Annotated[str, text(2000)] = Field(
+        "", description="slack: incoming webhook URL; teams: Workflows webhook URL"
+    )
+    routing_key: Annotated[str, text(64)] = Field(
+        "", description="pagerduty: the Events API v2 integration (routing) key"
+    )
+    url: Annotated[str, text(2000)] = Field(
+        "", description="webhook: where the Alertmanager v4 JSON is posted"
+    )
+    secret: Annotated[str, text(255)] = Field(
+        "",
+        description="webhook: HMAC-SHA256 key; each body is then signed in "
+        "X-Observatory-Signature: sha256=<hex>",
+    )
     bot_token: Annotated[str, text(255)] = Field(
         "", description="Slack bot token (xoxb-...), with channel"
     )
@@ -64,14 +90,20 @@ class ChannelOut(Schema):
     id: int
     name: str
     kind: str
-    #: slack-webhook, slack-bot or email
+    #: slack-webhook, slack-bot, email, teams, pagerduty or webhook
     mode: str
     #: where it posts, secrets elided
     target: str
-    #: whole for a write-scoped token or an admin session, else masked after the host
+    #: slack, teams: whole for a write-scoped token or an admin session, else masked
     webhook_url: str
     channel: str
     to: list[str]
+    #: webhook: its URL, whole or masked as ``webhook_url``
+    url: str = ""
+    #: pagerduty: the routing key's last four characters (never whole)
+    routing_key: str = ""
+    #: webhook: whether bodies are signed (the secret is never shown)
+    signed: bool = False
     active: bool
     failing: bool
     failing_reason: str
@@ -83,15 +115,19 @@ class ChannelOut(Schema):
 def channel_out(c: Channel, *, reveal: bool = False) -> ChannelOut:
     """A channel as the API shows it: its webhook URL whole only when ``reveal`` (to
     those who may change channels); a bot token never."""
+    shown_url = c.webhook_url if reveal else mask_url(c.webhook_url)
     return ChannelOut(
         id=c.id,
         name=c.name,
         kind=c.kind,
         mode=c.mode,
         target=c.target,
-        webhook_url=c.webhook_url if reveal else mask_url(c.webhook_url),
+        webhook_url="" if c.kind == WEBHOOK else shown_url,
         channel=c.slack_channel,
         to=list(c.to or []),
+        url=shown_url if c.kind == WEBHOOK else "",
+        routing_key=mask_key(c.routing_key),
+        signed=bool(c.secret),
         active=c.active,
         failing=c.failing,
         failing_reason=c.failing_reason,

@@ -15,6 +15,7 @@ urlpatterns = [
     path("<id:pk>/ack/<str:token>/", views.ack_link, name="ack-link"),
     path("rules/new/", views.rule_edit, name="rule-new"),
     path("rules/<id:pk>/", views.rule_edit, name="rule"),
+    path("rules/preview/", views.rule_preview, name="rule-preview"),
     path("channels/new/", views.channel_edit, name="channel-new"),
     path("channels/<id:pk>/", views.channel_edit, name="channel"),
     path("channels/<id:pk>/test/", views.channel_test, name="channel-test"),

@@ -21,10 +21,28 @@ KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "duplicate_rate": ("deliveries", "duplicates", "rate", "posted_twice", "worst_source_rate"),
     "reconciliation_backlog": ("total",),
     "exception_aging": ("open", "under_1h", "h1_to_4", "h4_to_24", "over_24h", "oldest_s"),
+    "refund_reconciliation": ("refunds", "settled_within_sla", "rate"),
+    "cancellation_success": ("requested", "succeeded", "rate"),
+    "reroute_rate": ("shipments", "rerouted", "rate"),
+    "inventory_drift": ("pairs", "off", "rate", "units_off"),
+    "value_at_risk": ("orders",),
     "retries": ("retries", "replays"),
     "resolution_time": ("alerts_mean_s", "exceptions_mean_s"),
 }
+#: KPI fields that hold one figure per currency: a rule watches one of them as
+#: ``<field>.<ISO 4217 code>`` (``value_at_risk`` ``by_currency.USD``), never a sum of several
+PER_CURRENCY: Final[Mapping[str, tuple[str, ...]]] = {"value_at_risk": ("by_currency",)}
+_PER_CURRENCY_FIELD = re.compile(r"^([a-z_]+)\.([A-Z]{3})$")
 STAGES: Final = (*ALL_STAGES, "fulfillment_synced")
+#: the fields each rule kind uses beside the common ones (docs/alerts.md, "Rules")
+KIND_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "kpi": ("kpi", "field", "op", "threshold", "window_s", "channel", "system"),
+    "stuck": ("stage", "threshold", "channel", "system"),
+    "error_rate": ("system", "threshold", "window_s", "operation", "min_count", "min_failed"),
+    "silence": ("system", "window_s", "while_system"),
+}
+#: every kind-specific field (the union of KIND_FIELDS)
+KIND_SPECIFIC: Final = tuple(dict.fromkeys(f for fs in KIND_FIELDS.values() for f in fs))
 OPS: Final = (">", ">=", "<", "<=")
 _SYSTEM = re.compile(r"^[a-z][a-z0-9_\-.]{0,63}$")
 LABEL_PATTERN: Final = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
@@ -37,6 +55,24 @@ EMAIL_PATTERN: Final = (
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{1,62}[A-Za-z0-9]$"
 )
 _EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def kpi_field_ok(kpi: str, field: str) -> bool:
+    """Whether a rule may watch ``field`` of ``kpi`` (a figure, or one currency's)."""
+    if field in KPI_FIELDS.get(kpi, ()):
+        return True
+    per = _PER_CURRENCY_FIELD.match(field)
+    return bool(per) and per is not None and per.group(1) in PER_CURRENCY.get(kpi, ())
+
+
+def kpi_field_value(values: Mapping[str, Any], kpi: str, field: str) -> Any:
+    """The figure a rule watches in ``kpi_values``'s answer (None: nothing measured; a
+    currency with nothing at risk: 0)."""
+    figures = values.get(kpi) or {}
+    per = _PER_CURRENCY_FIELD.match(field)
+    if per and per.group(1) in PER_CURRENCY.get(kpi, ()):
+        return (figures.get(per.group(1)) or {}).get(per.group(2), 0)
+    return figures.get(field)
 
 
 def rule_problems(rule: Any) -> dict[str, str]:
@@ -61,8 +97,10 @@ def rule_problems(rule: Any) -> dict[str, str]:
     if kind == "kpi":
         if rule.kpi not in KPI_FIELDS:
             out["kpi"] = "one of " + ", ".join(KPI_FIELDS)
-        elif rule.field not in KPI_FIELDS[rule.kpi]:
-            out["field"] = f"{rule.kpi} has " + ", ".join(KPI_FIELDS[rule.kpi])
+        elif not kpi_field_ok(rule.kpi, rule.field or ""):
+            fields = list(KPI_FIELDS[rule.kpi])
+            fields += [f"{name}.<currency>" for name in PER_CURRENCY.get(rule.kpi, ())]
+            out["field"] = f"{rule.kpi} has " + ", ".join(fields)
         if rule.op not in OPS:
             out["op"] = "one of > >= < <="
         if rule.threshold is None:
@@ -88,6 +126,33 @@ def rule_problems(rule: Any) -> dict[str, str]:
             out["window_s"] = "required, in seconds"
         if rule.while_system and rule.while_system == rule.system:
             out["while_system"] = "must differ from system"
+    return out
+
+
+#: a PagerDuty Events API v2 integration key: 32 letters and digits
+ROUTING_KEY_PATTERN: Final = r"^[A-Za-z0-9]{32}$"
+_ROUTING_KEY = re.compile(ROUTING_KEY_PATTERN)
+#: the shortest webhook secret: an HMAC key shorter than this is guessable
+MIN_SECRET = 16
+
+
+def channel_problems(kind: str, channel: Any) -> dict[str, str]:
+    """field -> what is wrong, for a ``teams``, ``pagerduty`` or ``webhook`` channel (an
+    object with a Channel's attributes; the URL's address is judged by ``links.url_problem``,
+    which the callers run too)."""
+    out: dict[str, str] = {}
+    if kind in ("teams", "webhook"):
+        url = channel.webhook_url or ""
+        if not url:
+            out["webhook_url"] = "required: the URL to post to"
+        elif not url.startswith(("https://", "http://")):
+            out["webhook_url"] = "an http(s) URL"
+    if kind == "pagerduty" and not _ROUTING_KEY.match(channel.routing_key or ""):
+        out["routing_key"] = (
+            "the 32-character integration key of a PagerDuty Events API v2 integration"
+        )
+    if kind == "webhook" and channel.secret and len(channel.secret) < MIN_SECRET:
+        out["secret"] = f"at least {MIN_SECRET} characters (or none, to send unsigned)"
     return out
 
 

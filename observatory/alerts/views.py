@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from observatory.alerts import actions, queries
 from observatory.alerts.forms import ChannelForm, RuleForm, SilenceForm
 from observatory.alerts.models import Alert, Channel, Rule, Silence
+from observatory.alerts.preview import preview
 from observatory.lib.clock import now
 
 ACTING_GROUPS = ("ops", "admin")
@@ -137,24 +138,54 @@ def ack_link(request: HttpRequest, pk: int, token: str) -> HttpResponse:
 # --- rules ------------------------------------------------------------------------------------
 
 
+def _rule_form(request: HttpRequest, rule: Rule | None) -> RuleForm:
+    data = request.POST if request.method == "POST" else None
+    return RuleForm(data, instance=rule, systems=queries.known_systems())
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """A rule's form (admins), or what it says (everyone else). "Preview" judges the
+    unsaved rule against the current data and shows what it would fire for."""
     rule = get_object_or_404(Rule, pk=pk) if pk is not None else None
+    found = None
     if request.method == "POST":
         _need(can_configure(request.user))
-        form = RuleForm(request.POST, instance=rule)
+        form = _rule_form(request, rule)
         if form.is_valid():
             saved = form.save(commit=False)
-            if rule is None:
-                saved.created_by = request.user.get_username()
-            saved.save()
-            form.save_m2m()
-            messages.success(request, f"Rule “{saved.name}” saved.")
-            return redirect(reverse("alerts:index") + "#rules")
+            if "preview" in request.POST:
+                found = preview(saved, now())
+            else:
+                if rule is None:
+                    saved.created_by = request.user.get_username()
+                saved.save()
+                form.save_m2m()
+                messages.success(request, f"Rule “{saved.name}” saved.")
+                return redirect(reverse("alerts:index") + "#rules")
     else:
-        form = RuleForm(instance=rule)
-    return render(request, "alerts/rule_form.html", {"form": form, "rule": rule, **_perms(request)})
+        form = _rule_form(request, rule)
+    return render(
+        request,
+        "alerts/rule_form.html",
+        {"form": form, "rule": rule, "preview": found, **_perms(request)},
+    )
+
+
+@require_POST
+@login_required
+def rule_preview(request: HttpRequest) -> HttpResponse:
+    """The preview alone, for the form's script: the fragment it shows beside the form
+    (the form's errors, one per problem, when the rule is not complete yet)."""
+    _need(can_configure(request.user))
+    rule = None
+    pk = request.POST.get("rule_id", "")
+    if pk.isdigit():
+        rule = Rule.objects.filter(pk=int(pk)).first()
+    form = _rule_form(request, rule)
+    found = preview(form.save(commit=False), now()) if form.is_valid() else None
+    return render(request, "alerts/_preview.html", {"form": form, "preview": found})
 
 
 # --- channels ---------------------------------------------------------------------------------
@@ -166,17 +197,13 @@ def channel_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     channel = get_object_or_404(Channel, pk=pk) if pk is not None else None
     if request.method == "POST":
         _need(can_configure(request.user))
-        before = (
-            (channel.webhook_url, channel.bot_token, channel.slack_channel, list(channel.to))
-            if channel
-            else None
-        )
+        before = _destination(channel) if channel else None
         form = ChannelForm(request.POST, instance=channel)
         if form.is_valid():
             saved = form.save(commit=False)
             if channel is None:
                 saved.created_by = request.user.get_username()
-            elif before != (saved.webhook_url, saved.bot_token, saved.slack_channel, saved.to):
+            elif before != _destination(saved):
                 saved.failing, saved.failing_reason, saved.failing_since = False, "", None
             saved.save()
             messages.success(request, f"Channel “{saved.name}” saved.")
@@ -189,6 +216,12 @@ def channel_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "alerts/channel_form.html",
         {"form": form, "channel": channel, "attempts": attempts, **_perms(request)},
     )
+
+
+def _destination(c: Channel) -> tuple[Any, ...]:
+    """Where a channel sends: a change clears its failing mark."""
+    return (c.kind, c.webhook_url, c.bot_token, c.slack_channel, list(c.to), c.routing_key,
+            c.secret)  # fmt: skip
 
 
 @require_POST

@@ -86,7 +86,8 @@ class OpsConsumer(AsyncWebsocketConsumer):
                 # a moment's lag is fine here: read from the replica when there is one
                 fp = await database_sync_to_async(on_replica(series.fingerprint))()
                 if fp != last or time.monotonic() - sent >= REFRESH_S:
-                    html = await database_sync_to_async(on_replica(ops.cached_live))(fp)
+                    query = (self.scope.get("query_string") or b"").decode("latin-1")[:512]
+                    html = await database_sync_to_async(on_replica(ops.cached_live))(fp, query)
                     await self.send(
                         text_data=orjson.dumps(
                             {"type": "snapshot", "html": html, "at": now().isoformat()}
@@ -95,6 +96,11 @@ class OpsConsumer(AsyncWebsocketConsumer):
                     last, sent = fp, time.monotonic()
             except asyncio.CancelledError:
                 raise
+            except OSError:
+                # the tab went away before its close reached us (the server's
+                # ClientDisconnected is an OSError): nothing to report, nobody to send to
+                log.debug("ops dashboard client went away")
+                return
             except Exception:  # a failed read must not end the live page: try again
                 log.exception("ops dashboard refresh failed")
             with contextlib.suppress(TimeoutError):

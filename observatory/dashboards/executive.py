@@ -8,32 +8,35 @@ Every figure comes from the KPI rollups (``observatory.kpis``), the same ones be
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from observatory.dashboards import business, order_list, series, slo
 from observatory.dashboards import kpi_figures as figs
-from observatory.dashboards import series
+from observatory.dashboards.executive_charts import CHART_KEYS, chart_builders, period_start
 from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.kpis import queries
-from observatory.kpis.compute import ALL, HOUR, floor_to, rate
+from observatory.kpis.compute import ALL, rate
 from observatory.kpis.models import BacklogSample
 from observatory.lib.clock import now
 from observatory.lib.download import attach, csv_text
+from observatory.lib.timerange import range_or_default
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 
 WINDOWS = (7, 30, 90)
 DEFAULT_DAYS = 30
-#: Share of orders (updates) that should meet their deadline: the service-level objective.
-SLO_TARGET = 0.95
+SLO_TARGET = slo.SLO_TARGET
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,14 @@ class Filters:
             days = int(params.get("window", DEFAULT_DAYS))
         except (TypeError, ValueError):
             days = DEFAULT_DAYS
+        if params.get("range"):  # the range picker: the page counts whole days
+            tr, _ = range_or_default(params, at=now(), default=f"{DEFAULT_DAYS}d")
+            span = tr.span or timedelta(days=DEFAULT_DAYS)
+            days = min(400, max(1, math.ceil(span / timedelta(days=1))))
+        elif not 1 <= days <= 400:
+            days = DEFAULT_DAYS
         return cls(
-            days=days if days in WINDOWS else DEFAULT_DAYS,
+            days=days,
             channel=str(params.get("channel", "") or "").strip()[:32],
             store=str(params.get("store", "") or "").strip()[:64],
         )
@@ -78,6 +87,13 @@ class Card:
     slo_words: str = ""
     note: str = ""
     testid: str = ""
+    #: the figures as numbers, for the CSV: ``value`` and ``previous`` in ``unit``
+    raw: float | None = None
+    raw_previous: float | None = None
+    #: ``count``, ``s`` (seconds) or ``ratio`` (0..1)
+    unit: str = ""
+    #: the orders behind the figure (order_list.py), or the exceptions
+    href: str = ""
 
     @property
     def trend(self) -> str:
@@ -90,11 +106,6 @@ class Card:
     @property
     def slo_met(self) -> bool | None:
         return None if self.slo is None else self.slo >= SLO_TARGET
-
-
-def period_start(f: Filters, at: datetime) -> datetime:
-    """The start of the period shown: ``f.days`` before the current hour began."""
-    return floor_to(at, HOUR) - timedelta(days=f.days)
 
 
 def _change(current: float | None, previous: float | None) -> float | None:
@@ -129,15 +140,40 @@ def posting_deadlines() -> dict[str, int]:
     }
 
 
-def cards(f: Filters, at: datetime) -> list[Card]:
+def order_totals(at: datetime) -> slo.Totals:
+    """``queries.order_total`` remembered per period and grouping: the cards, the service
+    levels and the weekly summary read the same totals once."""
+    memo: dict[tuple[Any, ...], queries.OrderTotal] = {}
+
+    def total(
+        since: datetime, until: datetime, channel: str | None, store: str | None
+    ) -> queries.OrderTotal:
+        key = (since, until, channel, store)
+        if key not in memo:
+            memo[key] = queries.order_total(since, until, channel=channel, store=store, at=at)
+        return memo[key]
+
+    return total
+
+
+def service_levels(
+    f: Filters, at: datetime, totals: slo.Totals | None = None
+) -> list[slo.Objective]:
+    """The period's SLO attainment and error budget per channel (``slo.py``)."""
+    totals = totals or order_totals(at)
+    return slo.service_levels(period_start(f, at), at, f.channel or None, f.store or None, totals)
+
+
+def cards(f: Filters, at: datetime, totals: slo.Totals | None = None) -> list[Card]:
     """The headline figures of the window, each against the same length of time before."""
+    totals = totals or order_totals(at)
     span = timedelta(days=f.days)
     # periods start on the hour: whole hour and day rollups, no raw rows to read
     since = period_start(f, at)
     prev = since - span
     ch, st = f.channel or None, f.store or None
-    cur = queries.order_total(since, at, channel=ch, store=st, at=at)
-    old = queries.order_total(prev, since, channel=ch, store=st, at=at)
+    cur = totals(since, at, ch, st)
+    old = totals(prev, since, ch, st)
     hops_now = queries.hop_counts(since, at, channel=ch, store=st, at=at)
     hops_then = queries.hop_counts(prev, since, channel=ch, store=st, at=at)
     backlog_now = queries.backlog(None, at, channel=ch, store=st, at=at)["total"]
@@ -161,8 +197,14 @@ def cards(f: Filters, at: datetime) -> list[Card]:
                 if share is not None
                 else "nothing measured yet"
             ),
-            note=f"slowest 5 % of {c.count:,}; typical {figs.human_s(c.quantiles((0.5,))[0])}",
+            note=(
+                f"slowest 5 % of {c.count:,}; typical {figs.human_s(c.quantiles((0.5,))[0])}"
+                + (f"; {c.count - c.within:,} late" if key == "acceptance_to_posting" else "")
+            ),
             testid=key,
+            raw=now_v,
+            raw_previous=then_v,
+            unit="s",
         )
 
     # time to the ERP per channel: each against its own deadline (web 1 min, a POS batch
@@ -172,8 +214,8 @@ def cards(f: Filters, at: datetime) -> list[Card]:
     posting_cards = []
     for channel in channels or [""]:
         if channel and not f.channel:
-            c_now = queries.order_total(since, at, channel=channel, store=st, at=at)
-            c_then = queries.order_total(prev, since, channel=channel, store=st, at=at)
+            c_now = totals(since, at, channel, st)
+            c_then = totals(prev, since, channel, st)
         else:
             c_now, c_then = cur, old
         limit = deadlines.get(channel, deadlines.get(""))
@@ -190,6 +232,16 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             card.testid = f"acceptance_to_posting-{channel}"
         posting_cards.append(card)
 
+    def orders(**extra: Any) -> str:
+        return order_list.link(
+            kind="order", since=since, until=at, channel=f.channel, store=f.store, **extra
+        )
+
+    for card in posting_cards:
+        channel = card.key.partition(":")[2] or f.channel
+        card.href = order_list.link(
+            kind="order", since=since, until=at, channel=channel, store=f.store, condition="late"
+        )
     dup_now = rate(hops_now.duplicates, hops_now.hops + hops_now.duplicates)
     dup_then = rate(hops_then.duplicates, hops_then.hops + hops_then.duplicates)
     exc_now = rate(cur.with_exception, cur.orders)
@@ -205,6 +257,10 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             lower_is_better=False,
             note=f"{cur.inv_updates:,} stock updates too",
             testid="orders",
+            href=orders(),
+            raw=cur.orders,
+            raw_previous=old.orders,
+            unit="count",
         ),
         *posting_cards,
         lag_card(
@@ -232,6 +288,10 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(exc_now, exc_then),
             note=f"{cur.with_exception:,} of {cur.orders:,} orders",
             testid="exception_rate",
+            href=orders(condition="problem"),
+            raw=exc_now,
+            raw_previous=exc_then,
+            unit="ratio",
         ),
         Card(
             "duplicate_rate",
@@ -242,6 +302,10 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(dup_now, dup_then),
             note=f"{hops_now.duplicates:,} repeats; {cur.posted_twice:,} orders posted twice",
             testid="duplicate_rate",
+            href=orders(condition="duplicate"),
+            raw=dup_now,
+            raw_previous=dup_then,
+            unit="ratio",
         ),
         Card(
             "reconciliation_backlog",
@@ -252,6 +316,10 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(backlog_now, backlog_then),
             note="now; compared with the start of the period",
             testid="backlog",
+            href=order_list.link(condition="stuck", channel=f.channel, store=f.store),
+            raw=backlog_now,
+            raw_previous=backlog_then,
+            unit="count",
         ),
         Card(
             "resolution_time",
@@ -262,6 +330,10 @@ def cards(f: Filters, at: datetime) -> list[Card]:
             _change(fix_now, fix_then),
             note="exceptions opened in the period and resolved",
             testid="resolution",
+            href=f"{reverse('dashboards:exceptions')}?state=resolved",
+            raw=fix_now,
+            raw_previous=fix_then,
+            unit="s",
         ),
     ]
 
@@ -270,177 +342,38 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
-# --- charts -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Chart:
-    key: str
-    title: str
-    words: str
-    figure: Any = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    columns: tuple[str, ...] = ()
-    empty: bool = False
-
-
-def _a2p_rows(data: dict[str, list[dict[str, Any]]], days: int) -> list[dict[str, Any]]:
-    out = []
-    for channel, rows in data.items():
-        for r in rows[-days:]:
-            out.append(
-                {
-                    "day": r["day"].date().isoformat(),
-                    "channel": channel,
-                    "orders_posted": r["count"],
-                    "p50_s": r["p50_s"],
-                    "p95_s": r["p95_s"],
-                }
-            )
-    return out
-
-
-def _chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
-    ch, st = f.channel or None, f.store or None
-    memo: dict[str, Any] = {}
-
-    def a2p90() -> dict[str, list[dict[str, Any]]]:
-        if "a2p" not in memo:
-            memo["a2p"] = series.daily_a2p_by_channel(90, at, channel=ch, store=st)
-        got: dict[str, list[dict[str, Any]]] = memo["a2p"]
-        return got
-
-    def posting(days: int) -> Chart:
-        data = {c: rows[-days:] for c, rows in a2p90().items()}
-        return Chart(
-            f"posting-{days}",
-            f"Time from order to ERP, last {days} days",
-            "Per day and channel: the typical order (dotted) and the slowest 5 % (solid).",
-            figs.posting_times(data),
-            _a2p_rows(a2p90(), days),
-            ("day", "channel", "orders_posted", "p50_s", "p95_s"),
-            empty=not any(r["count"] for rows in data.values() for r in rows),
-        )
-
-    def exceptions() -> Chart:
-        rows = series.daily_orders(f.days, at, channel=ch, store=st)
-        return Chart(
-            "exceptions",
-            "Orders with a problem",
-            "Per day: the share of orders with a failed step or an exception (line), "
-            "over the number of orders (bars).",
-            figs.daily_rate(rows, count="orders"),
-            [{**r, "day": r["day"].date().isoformat()} for r in rows],
-            ("day", "orders", "with_exception", "rate", "posted_twice"),
-            empty=not any(r["orders"] for r in rows),
-        )
-
-    def duplicates() -> Chart:
-        rows = series.daily_deliveries(f.days, at, channel=ch, store=st)
-        return Chart(
-            "duplicates",
-            "Repeated messages",
-            "Per day: the share of messages delivered more than once.",
-            figs.daily_rate(rows, count="deliveries", colour_=figs.AMBER),
-            [{**r, "day": r["day"].date().isoformat()} for r in rows],
-            ("day", "deliveries", "duplicates", "rate", "retries", "errors"),
-            empty=not any(r["deliveries"] for r in rows),
-        )
-
-    def backlog() -> Chart:
-        span = (at - timedelta(days=f.days), at)
-        rows = series.backlog_trend(*span, channel=ch, store=st)
-        stages = sorted({s for r in rows for s in r["by_stage"]})
-        flat = [
-            {
-                "at": r["at"].isoformat(),
-                "total": r["total"],
-                **{s: r["by_stage"].get(s, 0) for s in stages},
-            }
-            for r in rows
-        ]
-        return Chart(
-            "backlog",
-            "Orders past their deadline, over time",
-            "How many transactions were waiting for an overdue step, sampled every hour.",
-            figs.backlog(rows, span),
-            flat,
-            ("at", "total", *stages),
-            empty=not rows,
-        )
-
-    def inventory() -> Chart:
-        total, rows = series.inventory_lag(period_start(f, at), at, channel=ch, store=st)
-        return Chart(
-            "inventory",
-            "How long stock updates took to reach the shop",
-            f"{total.inv.count:,} stock updates, by delay; red: past the 5 minute deadline.",
-            figs.distribution(rows, deadline_bin=4),
-            rows,
-            ("bin", "count"),
-            empty=not total.inv.count,
-        )
-
-    def resolution() -> Chart:
-        rows = series.daily_resolution(f.days, at, channel=ch, store=st)
-        return Chart(
-            "resolution",
-            "Time to fix",
-            "Per day: average hours from an exception opening (or an alert firing) to "
-            "its resolution.",
-            figs.resolution(rows),
-            [{**r, "day": r["day"].date().isoformat()} for r in rows],
-            ("day", "exceptions_resolved", "exceptions_mean_s", "alerts_resolved", "alerts_mean_s"),
-            empty=not any(r["exceptions_resolved"] or r["alerts_resolved"] for r in rows),
-        )
-
-    return {
-        "posting-30": lambda: posting(30),
-        "posting-90": lambda: posting(90),
-        "exceptions": exceptions,
-        "duplicates": duplicates,
-        "backlog": backlog,
-        "inventory": inventory,
-        "resolution": resolution,
-    }
-
-
-CHART_KEYS = (
-    "posting-30",
-    "posting-90",
-    "exceptions",
-    "duplicates",
-    "backlog",
-    "inventory",
-    "resolution",
-)
-
-
 @require_GET
 @login_required
 def page(request: HttpRequest) -> HttpResponse:
     """KPI cards and trend charts, filtered by window, channel and store."""
     f = Filters.from_params(request.GET)
     at = now()
-    builders = _chart_builders(f, at)
+    tr, range_error = range_or_default(request.GET, at=at, default=f"{f.days}d")
+    builders = chart_builders(f, at)
     charts = []
     for key in CHART_KEYS:
         chart = builders[key]()
         chart.figure = figure_json(chart.figure, {"displayModeBar": False})
         charts.append(chart)
     channels, stores = series.dimension_values(90, at)
+    totals = order_totals(at)
     return render(
         request,
         "dashboards/executive.html",
         {
             "f": f,
             "at": at,
+            "tr": tr,
+            "range_error": range_error,
             "windows": WINDOWS,
             "channels": channels,
             "stores": stores,
-            "cards": cards(f, at),
+            "cards": cards(f, at, totals),
             "charts": charts,
             "slo_target": SLO_TARGET,
+            "slo_budget": 1 - SLO_TARGET,
+            "service_levels": service_levels(f, at, totals),
+            "outcomes": business.outcomes(f, at),
         },
     )
 
@@ -452,22 +385,27 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
     f = Filters.from_params(request.GET)
     at = now()
     if chart == "summary":
+        # numbers only, their unit in a column of its own (count, s, ratio): a spreadsheet
+        # reads them as numbers, where "1,928" and "14 min" were text
+        shown: list[Card | business.Outcome] = [*cards(f, at), *business.outcomes(f, at)]
         rows = [
             {
                 "kpi": c.key,
                 "title": c.title,
-                "value": c.value,
-                "previous_period": c.previous,
-                "change": "" if c.change is None else f"{c.change:.4f}",
-                "within_deadline": "" if c.slo is None else f"{c.slo:.4f}",
+                "unit": c.unit,
+                "value": c.raw,
+                "previous_value": c.raw_previous,
+                "change_ratio": c.change,
+                "within_deadline_ratio": c.slo,
             }
-            for c in cards(f, at)
+            for c in shown
         ]
-        body = csv_text(
-            ("kpi", "title", "value", "previous_period", "change", "within_deadline"), rows
-        )
+        columns = ("kpi", "title", "unit", "value", "previous_value", "change_ratio")
+        body = csv_text((*columns, "within_deadline_ratio"), rows)
+    elif chart == "slo":
+        body = csv_text(slo.CSV_COLUMNS, (slo.csv_row(o) for o in service_levels(f, at)))
     else:
-        builder = _chart_builders(f, at).get(chart)
+        builder = chart_builders(f, at).get(chart)
         if builder is None:
             raise Http404("no such chart")
         built = builder()

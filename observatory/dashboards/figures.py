@@ -1,7 +1,7 @@
 """Plotly figures, built from plain values (no ORM here: tested without a database).
 
 Pages embed a figure as JSON (``figure_json``) and render it with the plotly.js bundle
-served locally (``vendor/plotly.min.js``): never ``include_plotlyjs="cdn"``.
+served locally (``vendor/plotly/plotly-basic.min.js``: scatter and bar traces only): never ``include_plotlyjs="cdn"``.
 """
 
 from __future__ import annotations
@@ -128,6 +128,9 @@ def swimlane(
         "retried": ("retry / replay", RETRY_COLOUR, "diamond", 13),
         "failed": ("failed", FAILED_COLOUR, "x", 14),
     }
+    # labels of neighbours in a lane alternate above and below their markers; any that
+    # would still overlap are hidden by the page (static/js/observatory.js)
+    side = _label_sides(hops)
     for cat, (name, colour, symbol, size) in styles.items():
         members = [h for h in hops if _category(h) == cat]
         if not members and cat != "ok":
@@ -140,7 +143,7 @@ def swimlane(
                 x=[h.start_time.isoformat() for h in members],
                 y=[h.system for h in members],
                 text=text,
-                textposition="top center",
+                textposition=[side[id(h)] for h in members],
                 textfont={"size": 10, "color": MUTED_COLOUR},
                 marker={
                     "color": colour,
@@ -201,6 +204,17 @@ def _padded_range(hops: Sequence[HopLike]) -> list[str] | None:
     end = max(max(h.end_time, h.start_time) for h in hops)
     pad = max((end - start) * 0.04, timedelta(seconds=1))
     return [(start - pad).isoformat(), (end + pad).isoformat()]
+
+
+def _label_sides(hops: Sequence[HopLike]) -> dict[int, str]:
+    """Above or below its marker, for each hop's label: alternating along each lane."""
+    sides: dict[int, str] = {}
+    lanes: dict[str, int] = {}
+    for hop in sorted(hops, key=lambda h: h.start_time):
+        n = lanes.get(hop.system, 0)
+        sides[id(hop)] = "top center" if n % 2 == 0 else "bottom center"
+        lanes[hop.system] = n + 1
+    return sides
 
 
 def _label(hop: HopLike, stages: Sequence[str]) -> str:

@@ -3,16 +3,21 @@
 A system's status comes, worst first, from:
 
 * ``silent``: triage holds a ``silence`` exception for it (it stopped reporting while
-  orders wait on it), or a ``silence`` alert about it is firing;
+  orders wait on it), a ``silence`` alert about it is firing, or it sent nothing for 30
+  minutes while others did;
 * ``failing``: a critical alert about it is firing, or a fifth or more of its hops of the
   last 15 minutes failed;
 * ``degraded``: another alert about it is firing, a twentieth or more of its hops failed,
-  or its telemetry runs behind: the watermark further behind now than its maximum delay,
-  or old data still arriving (it is catching up);
+  a tenth or more of them were retries, or its telemetry runs behind: the watermark
+  further behind now than its maximum delay, or old data still arriving (it is catching
+  up);
 * ``ok`` otherwise.
 
-Each status names its reasons, with the alerts and exceptions behind them. The watermark,
-arrival lags and maximum delay are the hop store's (``hops.streams``).
+``systems()`` is the one place that decides it: the ops dashboard's cards and flow nodes,
+``/systems/``, ``/systems/<system>/`` and ``GET /api/v1/systems`` all show its answer.
+Each status names its reasons, each with a link to what caused it (the firing alert, the
+silence exception, the failed hops). The watermark, arrival lags and maximum delay are the
+hop store's (``hops.streams``; docs/watermarks.md).
 """
 
 from __future__ import annotations
@@ -22,16 +27,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import urlencode
+
 from observatory.alerts.models import FIRING, Alert
 from observatory.dashboards import series
 from observatory.hops.queries import Lags, Mark, stream_lags, stream_marks, system_marks
-from observatory.triage.models import SILENCE, UNRESOLVED, Issue
+from observatory.triage.models import FAILED_HOP, SILENCE, UNRESOLVED, Issue
 
 OK = "ok"
 DEGRADED = "degraded"
 FAILING = "failing"
 SILENT = "silent"
 _RANK = {OK: 0, DEGRADED: 1, FAILING: 2, SILENT: 3}
+#: The colour each status is drawn in, everywhere (cards, flow nodes, badges).
+COLOURS = {OK: "ok", DEGRADED: "amber", FAILING: "red", SILENT: "red"}
+#: Retried share of a system's recent hops (with at least ``MIN_RETRIES`` retries) that
+#: makes it degraded: it gets its work through, but only on a second try.
+RETRY_RATE = 0.10
+MIN_RETRIES = 3
 
 
 @dataclass
@@ -41,6 +55,8 @@ class Reason:
     #: what to open for it: an alert or exception id
     alert_id: int | None = None
     exception_id: int | None = None
+    #: the page that shows the cause: the alert, the silence exception, the failed hops
+    url: str = ""
 
 
 @dataclass
@@ -68,6 +84,7 @@ class Health:
     late_hops: int = 0
     last_hop_at: datetime | None = None
     error_rate: float | None = None
+    retry_rate: float | None = None
     hops_15m: int = 0
     firing_alerts: list[int] = field(default_factory=list)
     stores: list[Store] = field(default_factory=list)
@@ -80,8 +97,26 @@ class Health:
     @property
     def words(self) -> str:
         """The reasons for the status, or what is fine."""
-        worst = [r.words for r in self.reasons if r.status == self.status]
+        worst = [r.words for r in self.worst]
         return "; ".join(worst) if worst else "reporting on time"
+
+    @property
+    def worst(self) -> list[Reason]:
+        """The reasons that make the status (the lesser ones are listed too, elsewhere)."""
+        return [r for r in self.reasons if r.status == self.status]
+
+    @property
+    def colour(self) -> str:
+        return COLOURS[self.status]
+
+    @property
+    def url(self) -> str:
+        """Where the status's cause is shown: its first worst reason's page, else the
+        system's own page."""
+        for reason in self.worst:
+            if reason.url:
+                return reason.url
+        return _system_url(self.system)
 
 
 def systems(
@@ -134,6 +169,7 @@ def systems(
             h.arrival_lag_p50_s, h.arrival_lag_p95_s = lag.p50_s, lag.p95_s
         if tile is not None:
             h.error_rate = tile.error_rate
+            h.retry_rate = tile.retry_rate
             h.hops_15m = tile.hops
             h.last_hop_at = h.last_hop_at or tile.last_at
         _judge(h, tile, mark, silences.get(name), firing)
@@ -163,6 +199,17 @@ def _merged(lags: Mapping[tuple[str, str], Lags], system: str) -> Lags | None:
     return max(stores, key=lambda v: v.count) if stores else None
 
 
+def _system_url(system: str) -> str:
+    try:
+        return reverse("system", args=[system])
+    except NoReverseMatch:
+        return reverse("systems")
+
+
+def _exceptions_url(kind: str, system: str) -> str:
+    return reverse("dashboards:exceptions") + "?" + urlencode({"kind": kind, "system": system})
+
+
 def _judge(
     h: Health,
     tile: series.Tile | None,
@@ -171,7 +218,14 @@ def _judge(
     firing: list[Alert],
 ) -> None:
     if silence is not None:
-        h.add(Reason(SILENT, silence.summary, exception_id=silence.id))
+        h.add(
+            Reason(
+                SILENT,
+                silence.summary,
+                exception_id=silence.id,
+                url=_exceptions_url(SILENCE, h.system),
+            )
+        )
     for alert in firing:
         if (alert.labels or {}).get("system") != h.system:
             continue
@@ -182,12 +236,28 @@ def _judge(
             status = FAILING
         else:
             status = DEGRADED
-        h.add(Reason(status, f"{alert.rule.name}: {alert.summary}", alert_id=alert.id))
+        h.add(
+            Reason(
+                status,
+                f"{alert.rule.name}: {alert.summary}",
+                alert_id=alert.id,
+                url=reverse("alerts:alert", args=[alert.id]),
+            )
+        )
     if tile is not None and tile.status in ("red", "amber"):
         failing = tile.status == "red" and "failed" in tile.reason
         silent = "silent" in tile.reason
         status = SILENT if silent else FAILING if failing else DEGRADED
-        h.add(Reason(status, f"last 15 minutes: {tile.reason}"))
+        url = _exceptions_url(FAILED_HOP, h.system) if "failed" in tile.reason else ""
+        h.add(Reason(status, f"last 15 minutes: {tile.reason}", url=url))
+    if tile is not None and tile.retries >= MIN_RETRIES and (tile.retry_rate or 0) >= RETRY_RATE:
+        h.add(
+            Reason(
+                DEGRADED,
+                f"last 15 minutes: {tile.retry_rate:.0%} of its hops were retries",
+                url=_system_url(h.system),
+            )
+        )
     if mark is not None and mark.catching_up:
         h.add(Reason(DEGRADED, "old telemetry still arriving: catching up"))
     elif (

@@ -83,12 +83,18 @@ def _axis(**extra: Any) -> dict[str, Any]:
     return base
 
 
+#: Counts on an axis: thousands separated (2,500), never SI-suffixed (2.5k).
+COUNT_FORMAT = ","
+
+
 def _figure(data: list[dict[str, Any]], *, height: int = 320, legend: bool = True) -> Figure:
     return {
         "data": data,
         "layout": {
             "height": height,
-            "margin": {"l": 64, "r": 16, "t": 12, "b": 40},
+            # automargin on every axis grows these to fit the tick labels (never clipped)
+            "margin": {"l": 56, "r": 24, "t": 12, "b": 40},
+            "separators": ".,",
             "font": {"family": FONT, "size": 12, "color": TEXT_COLOUR},
             "hovermode": "x unified",
             "hoverlabel": {"font": {"family": FONT}},
@@ -103,8 +109,26 @@ def _figure(data: list[dict[str, Any]], *, height: int = 320, legend: bool = Tru
             "plot_bgcolor": "#ffffff",
             "paper_bgcolor": "rgba(0,0,0,0)",
             "xaxis": _axis(),
-            "yaxis": _axis(rangemode="tozero"),
+            "yaxis": _axis(rangemode="tozero", tickformat=COUNT_FORMAT),
         },
+    }
+
+
+def _whole_ticks(axis: dict[str, Any], values: Sequence[float | None]) -> None:
+    """A count axis of small numbers ticks at whole numbers (never "0.5 orders")."""
+    if max((v for v in values if v is not None), default=0) <= 5:
+        axis.update(tick0=0, dtick=1)
+
+
+def _right_axis(title: str) -> dict[str, Any]:
+    """A second y axis on the right, for counts: its labels grow the right margin."""
+    return {
+        "side": "right",
+        "showgrid": False,
+        "rangemode": "tozero",
+        "automargin": True,
+        "tickformat": COUNT_FORMAT,
+        "title": {"text": title, "font": {"size": 11}},
     }
 
 
@@ -113,8 +137,11 @@ def _seconds_axis(fig: Figure, values: Sequence[float]) -> None:
     if not present:
         return
     lo, hi = min(present), max(present)
-    ticks = [(v, t) for v, t in _SECOND_TICKS if lo / 3 <= v <= hi * 3] or list(_SECOND_TICKS[:3])
-    fig["layout"]["yaxis"].update(
+    # a tick on each side of the data at least (a lone point between 1 and 5 min has both)
+    ticks = [(v, t) for v, t in _SECOND_TICKS if lo / 4 <= v <= hi * 4] or list(_SECOND_TICKS[:3])
+    axis = fig["layout"]["yaxis"]
+    axis.pop("tickformat", None)  # the tick texts say it: "1 min", "1 h"
+    axis.update(
         type="log",
         tickvals=[v for v, _ in ticks],
         ticktext=[t for _, t in ticks],
@@ -187,10 +214,12 @@ def daily_rate(
     )
     fig = _figure(data)
     layout = fig["layout"]
-    layout["yaxis"].update(ticksuffix=" %", tickformat=".1f")
+    layout["yaxis"].update(ticksuffix=" %", tickformat=",.1f")
     if count:
-        layout["yaxis"].update(overlaying="y2", side="left")
-        layout["yaxis2"] = {"side": "right", "showgrid": False, "rangemode": "tozero"}
+        # ticks of its own (an overlaying axis otherwise syncs to the other: "50.7 %")
+        layout["yaxis"].update(overlaying="y2", side="left", tickmode="auto")
+        layout["yaxis2"] = _right_axis(words)
+        _whole_ticks(layout["yaxis2"], [r[count] for r in rows])
     return fig
 
 
@@ -224,6 +253,7 @@ def backlog(
             }
         )
     fig = _figure(data)
+    _whole_ticks(fig["layout"]["yaxis"], [r["total"] for r in rows])
     fig["layout"]["xaxis"]["type"] = "date"
     if span is not None:
         fig["layout"]["xaxis"]["range"] = [span[0].isoformat(), span[1].isoformat()]
@@ -250,8 +280,14 @@ def distribution(rows: Sequence[Mapping[str, Any]], *, deadline_bin: int | None 
 
 
 def resolution(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """Daily mean hours to resolve exceptions and alerts."""
+    """Daily mean time to resolve exceptions and alerts, in minutes when every mean is
+    under two hours, else in hours."""
     days = [_day(r["day"]) for r in rows]
+    longest = max(
+        (r[k] for r in rows for k in ("exceptions_mean_s", "alerts_mean_s") if r[k] is not None),
+        default=0.0,
+    )
+    per, unit = (60, "min") if longest < 7200 else (3600, "h")
     data = []
     for key, name, c in (
         ("exceptions_mean_s", "exceptions", NEUTRAL),
@@ -261,15 +297,15 @@ def resolution(rows: Sequence[Mapping[str, Any]]) -> Figure:
             {
                 "type": "bar",
                 "x": days,
-                "y": [None if r[key] is None else r[key] / 3600 for r in rows],
+                "y": [None if r[key] is None else r[key] / per for r in rows],
                 "name": name,
                 "marker": {"color": c},
-                "hovertemplate": "%{y:.2f} h<extra>" + name + "</extra>",
+                "hovertemplate": "%{y:,.1f} " + unit + "<extra>" + name + "</extra>",
             }
         )
     fig = _figure(data)
     fig["layout"]["barmode"] = "group"
-    fig["layout"]["yaxis"]["ticksuffix"] = " h"
+    fig["layout"]["yaxis"].update(ticksuffix=f" {unit}", tickformat=",~r")
     return fig
 
 

@@ -9,22 +9,25 @@ for the page's fallback polling while the websocket is down.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from observatory.dashboards import health as health_model
+from observatory.dashboards import order_list, series
 from observatory.dashboards import queries as page_queries
-from observatory.dashboards import series
 from observatory.dashboards.kpi_figures import human_s
+from observatory.dashboards.series.integrity import source_integrity
 from observatory.kpis import queries as kpi_queries
 from observatory.lib.clock import now
+from observatory.lib.timerange import TimeRange, range_or_default
 
 LIVE_TEMPLATE = "dashboards/_ops_live.html"
 
@@ -47,6 +50,10 @@ class Node:
     y: float
     status: str = "idle"
     note: str = ""
+    #: the health status (ok, degraded, failing, silent), and where its cause is shown
+    health: str = ""
+    url: str = ""
+    why: str = ""
     w: float = 128
     h: float = 56
 
@@ -70,6 +77,8 @@ class Arrow:
     sub: str
     title: str
     count: str = ""
+    #: the orders behind the arrow (order_list.py)
+    href: str = ""
 
     @property
     def lx(self) -> float:
@@ -111,22 +120,65 @@ MAP_W, MAP_H = 1500, 300
 COLUMN = 272
 
 
-def flow_map(tiles: list[series.Tile], edges: list[series.Edge]) -> dict[str, Any]:
-    """Nodes and arrows of the order-flow map, in SVG coordinates."""
-    status = {t.system: t for t in tiles}
+@dataclass
+class Card:
+    """One system's card on the dashboard: its last minutes, and its health."""
+
+    tile: series.Tile
+    health: health_model.Health | None
+
+    @property
+    def status(self) -> str:
+        """The health status; ``idle`` only when nothing is known against it."""
+        if self.health is None:
+            return "idle" if self.tile.status == "idle" else health_model.OK
+        return self.health.status
+
+    @property
+    def colour(self) -> str:
+        if self.health is None or (
+            self.health.status == health_model.OK and self.tile.status == "idle"
+        ):
+            return "idle"
+        return self.health.colour
+
+
+def cards(tiles: list[series.Tile], healths: list[health_model.Health]) -> list[Card]:
+    by_system = {h.system: h for h in healths}
+    return [Card(t, by_system.get(t.system)) for t in tiles]
+
+
+def flow_map(
+    systems: list[Card],
+    edges: list[series.Edge],
+    window: tuple[datetime, datetime] | None = None,
+) -> dict[str, Any]:
+    """Nodes and arrows of the order-flow map, in SVG coordinates; each node coloured by
+    its system's health and linked to its cause; each arrow linked to the orders it
+    measured (captured in ``window``, both stages reached)."""
+    if window is None:
+        at = now()
+        window = (at - series.FLOW_WINDOW, at)
+    status = {c.tile.system: c for c in systems}
     nodes: dict[str, Node] = {}
     for key, (col, row, label) in LAYOUT.items():
-        tile = status.get("shopify" if key == "shopify_f" else key)
+        card = status.get("shopify" if key == "shopify_f" else key)
+        tile = card.tile if card is not None else None
         note = "fulfillment shown" if key == "shopify_f" else ""
-        if tile is not None and not note:
+        if card is not None and card.status not in (health_model.OK, "idle") and not note:
+            note = card.status
+        elif tile is not None and not note:
             note = f"{tile.per_min:.1f} hops/min" if tile.hops else tile.reason
         nodes[key] = Node(
             key,
             label,
             x=10 + col * COLUMN,
             y=20 + row * 104,
-            status=tile.status if tile is not None else "idle",
+            status=card.colour if card is not None else "idle",
             note=note,
+            health=card.status if card is not None else "",
+            url=card.health.url if card is not None and card.health is not None else "",
+            why=card.health.words if card is not None and card.health is not None else "",
         )
     arrows = []
     for e in edges:
@@ -150,6 +202,13 @@ def flow_map(tiles: list[series.Tile], edges: list[series.Edge]) -> dict[str, An
                 sub,
                 f"{e.words}: {label}, {sub or 'no orders'}{deadline}",
                 count,
+                order_list.link(
+                    kind="order",
+                    since=window[0],
+                    until=window[1],
+                    channel=series.FLOW_CHANNELS.get(e.source, ""),
+                    reached=f"{e.from_stage},{e.to_stage}",
+                ),
             )
         )
     return {"nodes": list(nodes.values()), "arrows": arrows, "w": MAP_W, "h": MAP_H}
@@ -158,17 +217,34 @@ def flow_map(tiles: list[series.Tile], edges: list[series.Edge]) -> dict[str, An
 # --- the page ---------------------------------------------------------------------------------
 
 
-def live_context(at: datetime | None = None) -> dict[str, Any]:
-    """Everything the live part of the page shows, as of ``at``."""
+def page_range(params: Any, at: datetime) -> tuple[TimeRange, str]:
+    """The dashboard's time range (``?range=``; the last 24 hours by default), and the
+    error in words for one that cannot be read."""
+    return range_or_default(params, at=at, default="24h")
+
+
+def live_context(at: datetime | None = None, tr: TimeRange | None = None) -> dict[str, Any]:
+    """Everything the live part of the page shows, as of ``at``, over the range ``tr``
+    (the last 24 hours by default). The systems' status is always now (their last 15
+    minutes, their firing alerts)."""
     at = at or now()
+    tr = tr or page_range({}, at)[0]
+    since = tr.since or at - timedelta(hours=24)
     tiles = series.system_tiles(at)
+    systems = cards(tiles, health_model.systems(at, tiles=tiles))
     aging = kpi_queries.exception_aging(at, at=at)
+    risk = value_at_risk(at)
+    backlog = [{**b, "value": risk["by_stage"].get(b["stage"], "")} for b in series.backlog_now(at)]
     return {
         "at": at,
-        "summary": page_queries.home_summary(at),
-        "tiles": tiles,
-        "flow": flow_map(tiles, series.flow(at)),
-        "backlog": series.backlog_now(at),
+        "tr": tr,
+        "summary": page_queries.home_summary(at, since=since, until=tr.until),
+        "cards": systems,
+        "flow": flow_map(systems, series.flow(tr.until, tr.until - since), (since, tr.until)),
+        "drill": drill_links(since, tr.until),
+        "integrity": source_integrity(since, tr.until, at=at),
+        "backlog": backlog,
+        "risk": risk,
         "aging": aging,
         "age_buckets": [(name, label, aging[name]) for name, label in AGE_LABELS],
         "failures": series.newest_failures(8),
@@ -176,19 +252,50 @@ def live_context(at: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def render_live(at: datetime | None = None) -> str:
-    """The live part of the page as HTML (what the websocket pushes)."""
-    return render_to_string(LIVE_TEMPLATE, live_context(at))
+def value_at_risk(at: datetime) -> dict[str, Any]:
+    """The value behind the open exceptions now, as the page words it: the
+    ``value_at_risk`` KPI's one query (docs/kpis.md), each currency apart, never summed
+    across currencies; per stage and per system as ``USD 12,340.00 · EUR 300.00``."""
+    kpi = kpi_queries.value_at_risk(at, at=at)
+    return {
+        "orders": kpi["orders"],
+        "by_currency": [(c, money_text({c: v})) for c, v in kpi["by_currency"].items()],
+        "by_stage": {k: money_text(v) for k, v in kpi["by_stage"].items()},
+        "by_system": {k: money_text(v) for k, v in kpi["by_system"].items()},
+    }
 
 
-def cached_live(fingerprint: tuple[Any, ...]) -> str:
-    """The live part for this state of the data, shared by every open dashboard of this
-    process for a few seconds (ages in it move on; the data behind it did not)."""
+def money_text(by_currency: dict[str, float]) -> str:
+    """``{"EUR": 300, "USD": 12340}`` -> ``EUR 300.00 · USD 12,340.00``."""
+    return " · ".join(f"{c} {v:,.2f}" for c, v in sorted(by_currency.items()))
+
+
+def drill_links(since: datetime, until: datetime) -> dict[str, str]:
+    """The orders behind the dashboard's counts of ``[since, until)`` (order_list.py): the
+    same window and test."""
+    return {
+        "orders_24h": order_list.link(kind="order", since=since, until=until),
+        "failed_24h": order_list.link(failed_since=since, failed_until=until),
+    }
+
+
+def render_live(at: datetime | None = None, params: Any = None) -> str:
+    """The live part of the page as HTML (what the websocket pushes), for the range the
+    page's URL parameters ``params`` ask for."""
+    at = at or now()
+    tr, _ = page_range(params or {}, at)
+    return render_to_string(LIVE_TEMPLATE, live_context(at, tr))
+
+
+def cached_live(fingerprint: tuple[Any, ...], query: str = "") -> str:
+    """The live part for this state of the data and this range (``query``: the page's
+    URL parameters), shared by every open dashboard of this process for a few seconds
+    (ages in it move on; the data behind it did not)."""
     at = now()
-    key = f"ops-live:{hash(fingerprint)}:{int(at.timestamp()) // 5}"
+    key = f"ops-live:{hash((fingerprint, query))}:{int(at.timestamp()) // 5}"
     html = cache.get(key)
     if html is None:
-        html = render_live(at)
+        html = render_live(at, QueryDict(query))
         cache.set(key, html, 10)
     return str(html)
 
@@ -199,7 +306,9 @@ def cached_live(fingerprint: tuple[Any, ...]) -> str:
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Operations dashboard: systems, the order flow, backlog, exceptions, failures, alerts;
     kept live over a websocket."""
-    return render(request, "dashboards/ops.html", live_context())
+    at = now()
+    tr, error = page_range(request.GET, at)
+    return render(request, "dashboards/ops.html", {**live_context(at, tr), "range_error": error})
 
 
 @require_GET
@@ -207,4 +316,4 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @never_cache
 def live_fragment(request: HttpRequest) -> HttpResponse:
     """The live part alone (the page polls it while its websocket is down)."""
-    return HttpResponse(render_live())
+    return HttpResponse(render_live(params=request.GET))

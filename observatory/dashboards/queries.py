@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
 
 from observatory.hops.models import Hop
 from observatory.lib.clock import now as clock_now
@@ -156,11 +156,17 @@ def search_orders(q: str, limit: int = SEARCH_LIMIT) -> SearchResult:
     return SearchResult(q=q, rows=rows, exact=exact, truncated=len(hits) > limit)
 
 
-def recent_orders(limit: int = 12) -> list[OrderRow]:
-    """The newest transactions, as table rows. Three queries."""
-    txs = list(
-        Transaction.objects.filter(merged_into__isnull=True).order_by("-created_at", "-id")[:limit]
-    )
+def recent_orders(
+    limit: int = 12, *, since: datetime | None = None, until: datetime | None = None
+) -> list[OrderRow]:
+    """The newest transactions (captured in ``[since, until)`` of business time when
+    given, as the KPIs count them), as table rows. Three queries."""
+    found = Transaction.objects.filter(merged_into__isnull=True)
+    if since is not None:
+        found = found.filter(captured_at__gte=since)
+    if until is not None:
+        found = found.filter(captured_at__lt=until)
+    txs = list(found.order_by("-created_at", "-id")[:limit])
     return order_rows(txs)
 
 
@@ -177,12 +183,22 @@ class HomeSummary:
     last_hop_at: datetime | None
 
 
-def home_summary(now: datetime | None = None, recent: int = 12) -> HomeSummary:
-    """What the root page shows: recent orders, today's volume, the exception backlog."""
+def home_summary(
+    now: datetime | None = None,
+    recent: int = 12,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> HomeSummary:
+    """What the root page shows: recent orders, the volume of ``[since, until)`` (the last
+    24 hours by default), the exception backlog."""
     now = now or clock_now()
-    day_ago = now - timedelta(hours=24)
+    day_ago = since or now - timedelta(hours=24)
+    until = until or now
     # failed hops are few: the partial index triage keeps on them serves this count
-    failed = Hop.objects.filter(outcome="error", start_time__gte=day_ago).count()
+    failed = Hop.objects.filter(
+        outcome="error", start_time__gte=day_ago, start_time__lt=until
+    ).count()
     # the newest stored hop, by primary key: no scan of the hop table
     last = Hop.objects.order_by("-id").values_list("received_at", flat=True).first()
     issue_stats = Issue.objects.filter(state__in=UNRESOLVED).aggregate(
@@ -193,7 +209,7 @@ def home_summary(now: datetime | None = None, recent: int = 12) -> HomeSummary:
     return HomeSummary(
         recent=recent_orders(recent),
         orders_24h=Transaction.objects.filter(
-            merged_into__isnull=True, captured_at__gte=day_ago
+            merged_into__isnull=True, captured_at__gte=day_ago, captured_at__lt=until
         ).count(),
         failed_hops_24h=failed,
         open_issues=issue_stats["open"],
@@ -451,6 +467,11 @@ class QueueFilters:
     #: "" means unresolved (open or acknowledged); "all" means every state
     state: str = ""
     age: str = ""
+    #: an order number or any key, an owner, an assignee or words of the message
+    q: str = ""
+    assignee: str = ""
+    #: age (oldest first), newest, value (highest first) or system
+    sort: str = "age"
 
     @classmethod
     def from_params(cls, params: Any) -> QueueFilters:
@@ -466,15 +487,29 @@ class QueueFilters:
             owner=pick("owner"),
             state=pick("state", [s for s, _ in ISSUE_STATES] + ["all"]),
             age=pick("age", [b[0] for b in AGE_BUCKETS]),
+            q=str(params.get("q", "") or "").strip()[:128],
+            assignee=pick("assignee"),
+            sort=pick("sort", list(QUEUE_SORTS)) or "age",
         )
 
     @property
     def active(self) -> bool:
-        return any((self.kind, self.system, self.owner, self.state, self.age))
+        return any(
+            (self.kind, self.system, self.owner, self.state, self.age, self.q, self.assignee)
+        )
 
     @property
     def states(self) -> tuple[str, ...]:
         return triage_queries.parse_states(self.state or "unresolved")
+
+
+#: the queue's orders: sort name -> (words, ORDER BY)
+QUEUE_SORTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "age": ("oldest first", ("opened_at", "id")),
+    "newest": ("newest first", ("-opened_at", "-id")),
+    "value": ("highest value first", (F("tx_amount").desc(nulls_last=True), "opened_at", "id")),
+    "system": ("by system", ("system", "opened_at", "id")),
+}
 
 
 @dataclass
@@ -496,6 +531,28 @@ class QueueRow:
         """The summary without the order's name in front (the row names the order)."""
         return strip_label(self.issue.summary, self.label)
 
+    @property
+    def resolve_s(self) -> float | None:
+        """Seconds from the problem's start to its resolution (resolved ones only)."""
+        i = self.issue
+        if i.resolved_at is None:
+            return None
+        return max(0.0, (i.resolved_at - i.opened_at).total_seconds())
+
+    @property
+    def clash(self) -> dict[str, Any] | None:
+        """A conflict's (or double posting's) two orders and the key they clash on."""
+        d = self.issue.detail or {}
+        if "existing_value" not in d:
+            return None
+        return {
+            "kind": d.get("kind", ""),
+            "value": d.get("value", ""),
+            "existing_value": d.get("existing_value", ""),
+            "transaction_id": d.get("transaction_id"),
+            "other_transaction_id": d.get("other_transaction_id"),
+        }
+
 
 def strip_label(summary: str, label: str) -> str:
     """``order_number=#1001: not posted ...`` -> ``not posted ...``."""
@@ -507,7 +564,7 @@ def strip_label(summary: str, label: str) -> str:
 @dataclass
 class Queue:
     filters: QueueFilters
-    page: Page[Issue]
+    page: Page[Any]
     rows: list[QueueRow]
     buckets: list[AgeBucket]
     total: int
@@ -516,25 +573,71 @@ class Queue:
     systems: list[str]
     owners: list[str]
     now: datetime
+    #: the filtered list's value: (currency, "12,340.00", orders) per currency, never summed
+    #: across currencies; each order once however many of its exceptions are listed
+    values: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-def exception_queue(filters: QueueFilters, page: int = 1, now: datetime | None = None) -> Queue:
-    """The queue, oldest first, filtered; the age buckets count the same filters (any age,
-    unresolved only). A fixed number of queries for any page."""
-    now = now or clock_now()
+def queue_values(issues: QuerySet[Issue]) -> list[tuple[str, str, int]]:
+    """The summed amount per currency of the orders behind ``issues``: one query."""
+    rows = (
+        Transaction.objects.filter(
+            id__in=issues.filter(transaction__isnull=False).values("transaction_id"),
+            amount__isnull=False,
+        )
+        .exclude(currency="")
+        .values("currency")
+        .annotate(total=Sum("amount"), n=Count("id"))
+        .order_by("currency")
+    )
+    return [(r["currency"], f"{r['total']:,.2f}", int(r["n"])) for r in rows]
+
+
+def queue_issues(
+    filters: QueueFilters, opened: tuple[datetime | None, datetime] | None = None
+) -> QuerySet[Issue]:
+    """The exceptions the queue's filters keep (every age; not ordered); ``opened``: only
+    those whose problem began in ``[since, until)``."""
     issues = triage_queries.issues(
         states=filters.states,
         kinds=(filters.kind,) if filters.kind else (),
         owner=filters.owner,
         system=filters.system,
+        search=filters.q,
+        assignee=filters.assignee,
     )
+    if opened is not None:
+        if opened[0] is not None:
+            issues = issues.filter(opened_at__gte=opened[0])
+        issues = issues.filter(opened_at__lt=opened[1])
+    return issues
+
+
+def exception_queue(
+    filters: QueueFilters,
+    page: int = 1,
+    now: datetime | None = None,
+    *,
+    opened: tuple[datetime | None, datetime] | None = None,
+) -> Queue:
+    """The queue, sorted as asked (oldest first by default), filtered (``opened``: only
+    those whose problem began in ``[since, until)``); the age buckets count the same
+    filters (any age, unresolved only). A fixed number of queries for any page."""
+    now = now or clock_now()
+    issues = queue_issues(filters, opened)
     buckets = age_buckets(issues, now)
     if filters.age:
         _, _, lower, upper = next(b for b in AGE_BUCKETS if b[0] == filters.age)
         issues = issues.filter(opened_at__lte=now - timedelta(seconds=lower))
         if upper is not None:
             issues = issues.filter(opened_at__gt=now - timedelta(seconds=upper))
-    paginator = Paginator(issues.order_by("opened_at", "id"), QUEUE_PAGE_SIZE)
+    values = queue_values(issues)
+    issues = issues.annotate(
+        tx_amount=F("transaction__amount"),
+        tx_currency=F("transaction__currency"),
+        assignee_name=F("assignee__username"),
+    )
+    paginator = Paginator(issues.order_by(*QUEUE_SORTS[filters.sort][1]), QUEUE_PAGE_SIZE)
     current = paginator.get_page(page)
     listed = list(current.object_list)
     labels = triage_queries.transaction_labels(i.transaction_id for i in listed if i.transaction_id)
@@ -557,4 +660,5 @@ def exception_queue(filters: QueueFilters, page: int = 1, now: datetime | None =
         systems=systems,
         owners=owners,
         now=now,
+        values=values,
     )

@@ -12,6 +12,8 @@ class ReasonOut(Schema):
     words: str
     alert_id: int | None = None
     exception_id: int | None = None
+    #: the page that shows the cause (the alert, the silence exception, the failed hops)
+    url: str = ""
 
 
 class StoreOut(Schema):
@@ -43,6 +45,8 @@ class SystemOut(Schema):
     last_hop_at: datetime | None
     #: failed share of its hops over the last 15 minutes
     error_rate: float | None
+    #: retried share of its hops over the last 15 minutes
+    retry_rate: float | None
     firing_alerts: list[int]
     #: for systems reporting store by store (the POS): each store's stream
     stores: list[StoreOut]

@@ -4,7 +4,7 @@ failures and durations, and its recent failures with their orders."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -18,32 +18,29 @@ from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.dashboards.templatetags.kpi_tags import system_name
 from observatory.hops.queries import stream_lags
 from observatory.lib.clock import now
-
-#: Period choices: (parameter, words, length)
-PERIODS = (
-    ("1h", "last hour", timedelta(hours=1)),
-    ("24h", "last 24 hours", timedelta(hours=24)),
-    ("7d", "last 7 days", timedelta(days=7)),
-    ("30d", "last 30 days", timedelta(days=30)),
-)
-DEFAULT_PERIOD = "24h"
+from observatory.lib.timerange import TimeRange, range_or_default
 
 
-def _period(request: HttpRequest) -> tuple[str, str, timedelta]:
-    wanted = request.GET.get("period", DEFAULT_PERIOD)
-    for p in PERIODS:
-        if p[0] == wanted:
-            return p
-    return next(p for p in PERIODS if p[0] == DEFAULT_PERIOD)
+def _range(request: HttpRequest, at: datetime) -> tuple[TimeRange, str]:
+    """The page's time range (``lib/timerange.py``); ``?period=`` (the older links) is
+    read as ``?range=``."""
+    params: dict[str, str] = request.GET.dict()
+    if "range" not in params and "period" in params:
+        params["range"] = params["period"]
+    return range_or_default(params, at=at, default=DEFAULT_RANGE)
+
+
+DEFAULT_RANGE = "24h"
 
 
 @require_GET
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
     """Every system: rate, failed share, typical and slow step times, status now."""
-    key, words, span = _period(request)
     at = now()
-    rows = series.system_rows(at - span, at)
+    tr, error = _range(request, at)
+    assert tr.since is not None
+    rows = series.system_rows(tr.since, tr.until)
     all_tiles = series.system_tiles(at)
     tiles = {t.system: t for t in all_tiles}
     healths = {h.system: h for h in health.systems(at, tiles=all_tiles)}
@@ -51,9 +48,9 @@ def index(request: HttpRequest) -> HttpResponse:
         request,
         "dashboards/systems.html",
         {
-            "period": key,
-            "period_words": words,
-            "periods": PERIODS,
+            "tr": tr,
+            "range_error": error,
+            "period_words": tr.words,
             "rows": rows,
             "tiles": tiles,
             "health": healths,
@@ -73,9 +70,10 @@ def index(request: HttpRequest) -> HttpResponse:
 @login_required
 def detail(request: HttpRequest, name: str) -> HttpResponse:
     """One system: its operations, hops per hour, and its newest failures."""
-    key, words, span = _period(request)
     at = now()
-    rows = series.system_rows(at - span, at, system=name)
+    tr, error = _range(request, at)
+    assert tr.since is not None and tr.span is not None
+    rows = series.system_rows(tr.since, tr.until, system=name)
     all_tiles = series.system_tiles(at)
     tile = next((t for t in all_tiles if t.system == name), None)
     stream_lag = stream_lags(at, system=name)
@@ -83,16 +81,16 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
     if not rows and tile is None and not found:
         raise Http404("no hop from this system")
     lags = stream_lag.get((name, ""))
-    hourly_span = max(span, timedelta(hours=24))
-    hourly = series.hourly_system(name, at - hourly_span, at)
+    hourly_span = max(tr.span, timedelta(hours=24))
+    hourly = series.hourly_system(name, tr.until - hourly_span, tr.until)
     return render(
         request,
         "dashboards/system.html",
         {
             "name": name,
-            "period": key,
-            "period_words": words,
-            "periods": PERIODS,
+            "tr": tr,
+            "range_error": error,
+            "period_words": tr.words,
             "row": rows[0] if rows else None,
             "tile": tile,
             "failures": series.recent_system_failures(name, 25),
@@ -103,7 +101,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             if lags is not None and lags.histogram
             else "",
             "chart": figure_json(figs.hourly_hops(hourly), {"displayModeBar": False}),
-            "hourly_words": "last 24 hours" if hourly_span == timedelta(hours=24) else words,
+            "hourly_words": "last 24 hours" if hourly_span > tr.span else tr.words,
             "at": at,
         },
     )

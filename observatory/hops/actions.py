@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from observatory.hops import streams
-from observatory.hops.models import Stream, StreamLag
+from observatory.hops.models import DroppedLogRecords, InventorySnapshot, Stream, StreamLag
 from observatory.hops.store import StoreResult, store_records
+from observatory.lib import bulk
 from observatory.lib.clock import Clock, now
 from observatory.lib.sketch import Sketch, merge
 from tracing.privacy import MaskPolicy
-from tracing.records import HopRecord
+from tracing.records import HopRecord, SnapshotRecord
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +45,29 @@ def mask_hops(records: Sequence[HopRecord]) -> None:
         policy.mask_record(r)
 
 
+def do_count_dropped_logs(dropped: Mapping[str, int], at: datetime) -> None:
+    """Add ``dropped`` (log records without business keys, by system) to the running totals
+    of ``DroppedLogRecords``, in one statement (an upsert, on SQLite as on PostgreSQL)."""
+    if not dropped:
+        return
+    rows = sorted(dropped.items())  # one order for every writer: no deadlock between two
+    q = connection.ops.quote_name
+    table = q(DroppedLogRecords._meta.db_table)
+    count, last_at = q("count"), q("last_at")
+    at_value = connection.ops.adapt_datetimefield_value(at)
+    sql = (
+        f"INSERT INTO {table} ({q('system')}, {count}, {last_at}) VALUES "
+        + ", ".join(["(%s, %s, %s)"] * len(rows))
+        + f" ON CONFLICT ({q('system')}) DO UPDATE SET {count} = {table}.{count} + "
+        f"excluded.{count}, {last_at} = excluded.{last_at}"
+    )
+    params: list[Any] = []
+    for system, n in rows:
+        params += [system, n, at_value]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def do_store_hops(
     records: Sequence[HopRecord], *, received_at: datetime | None = None, masked: bool = False
 ) -> StoreResult:
@@ -58,6 +83,38 @@ def do_store_hops(
         mask_hops(records)
     with transaction.atomic():
         return store_records(records, received_at)
+
+
+def do_store_snapshots(
+    records: Sequence[SnapshotRecord], *, received_at: datetime | None = None
+) -> int:
+    """Keep the latest snapshot of each (system, sku, location) by business time: one
+    upsert per 500 rows, which changes a row only for a later ``as_of`` (a late or re-sent
+    older snapshot changes nothing). Returns how many distinct rows were offered."""
+    received_at = received_at or now()
+    latest: dict[tuple[str, str, str], SnapshotRecord] = {}
+    for r in records:
+        key = (r.system, r.sku, r.location)
+        held = latest.get(key)
+        if held is None or r.as_of >= held.as_of:
+            latest[key] = r
+    table = InventorySnapshot._meta.db_table
+    rows = list(latest.values())
+    with transaction.atomic():
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            params: list[Any] = []
+            for r in chunk:
+                params += [r.system, r.sku, r.location, r.quantity, r.as_of, received_at]
+            bulk.run(
+                f"INSERT INTO {table} (system, sku, location, quantity, as_of, received_at) "
+                f"VALUES {values} ON CONFLICT (system, sku, location) DO UPDATE SET "
+                "quantity = excluded.quantity, as_of = excluded.as_of, "
+                f"received_at = excluded.received_at WHERE excluded.as_of > {table}.as_of",
+                [bulk.adapt(p) for p in params] if not bulk.postgresql() else params,
+            )
+    return len(rows)
 
 
 # --- reporting streams ----------------------------------------------------------------------

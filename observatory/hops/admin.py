@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from observatory.hops.models import DuplicateDelivery, Hop, HopKey
+from observatory.hops.models import DroppedLogRecords, DuplicateDelivery, Hop, HopKey
 
 
 class HopKeyInline(admin.TabularInline[HopKey, Hop]):
@@ -25,3 +25,11 @@ class HopAdmin(admin.ModelAdmin[Hop]):
 class DuplicateDeliveryAdmin(admin.ModelAdmin[DuplicateDelivery]):
     list_display = ["hop", "received_at"]
     raw_id_fields = ["hop"]
+
+
+@admin.register(DroppedLogRecords)
+class DroppedLogRecordsAdmin(admin.ModelAdmin[DroppedLogRecords]):
+    list_display = ["system", "count", "last_at"]
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False  # counted by ingest only

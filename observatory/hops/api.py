@@ -6,8 +6,24 @@ can say which transactions a trace's spans belong to; it reuses ``span_out``.
 
 from __future__ import annotations
 
+from functools import cache
+
+from django.urls import reverse
+
 from observatory.hops.models import Hop
-from observatory.hops.schema import KeyOut, SpanOut
+from observatory.hops.schema import ExceptionEventOut, KeyOut, SpanOut
+
+_ANY_TRACE = "0" * 32
+
+
+@cache
+def _trace_path() -> str:
+    return reverse("trace", args=[_ANY_TRACE]).removesuffix(_ANY_TRACE + "/")
+
+
+def trace_url(trace_id: str) -> str:
+    """The path of a trace's page (``/traces/<trace_id>/``), "" without a trace id."""
+    return f"{_trace_path()}{trace_id}/" if trace_id else ""
 
 
 def span_out(hop: Hop) -> SpanOut:
@@ -35,4 +51,6 @@ def span_out(hop: Hop) -> SpanOut:
         ],
         attributes=hop.attributes,
         links=hop.extra.get("links", []),
+        exceptions=[ExceptionEventOut.model_construct(**e) for e in hop.exception_events()],
+        trace_url=trace_url(hop.trace_id),
     )

@@ -10,11 +10,35 @@ Column sizes come from ``tracing.limits``, whose rules hold every decoded value 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
 from observatory.lib.indexes import TimeIndex
-from tracing import limits
+from tracing import conventions, limits
+
+
+def exception_events(extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OpenTelemetry ``exception`` events kept in a hop's ``extra`` (docs/ingest.md,
+    "Exception events"), each as ``type``, ``message``, ``stacktrace``, ``escaped`` and
+    ``time``; empty for a hop without any."""
+    out = []
+    for event in extra.get("events") or ():
+        if not isinstance(event, dict) or event.get("name") != conventions.EXCEPTION_EVENT:
+            continue
+        attrs = event.get("attributes")
+        attrs = attrs if isinstance(attrs, dict) else {}
+        out.append(
+            {
+                "type": str(attrs.get(conventions.EXCEPTION_TYPE) or ""),
+                "message": str(attrs.get(conventions.EXCEPTION_MESSAGE) or ""),
+                "stacktrace": str(attrs.get(conventions.EXCEPTION_STACKTRACE) or ""),
+                "escaped": attrs.get(conventions.EXCEPTION_ESCAPED) in (True, "true", "True"),
+                "time": str(event.get("time") or ""),
+            }
+        )
+    return out
 
 
 class Hop(models.Model):
@@ -24,7 +48,7 @@ class Hop(models.Model):
     #: Delivery identity: ``otlp:<trace>:<span>``, ``event:<source>:<id>``,
     #: ``shopify:<shop>:<event id>``; unique through :class:`Receipt`.
     uid = models.CharField(max_length=limits.UID)
-    via = models.CharField(max_length=16, help_text="otlp, event or shopify")
+    via = models.CharField(max_length=16, help_text="otlp, log, event or shopify")
     source = models.CharField(max_length=limits.SOURCE, blank=True)
     system = models.CharField(max_length=limits.SYSTEM)
     operation = models.CharField(max_length=limits.OPERATION)
@@ -63,6 +87,18 @@ class Hop(models.Model):
 
     def __str__(self) -> str:
         return f"{self.system} {self.operation} @ {self.start_time:%Y-%m-%d %H:%M:%S}"
+
+    def exception_events(self) -> list[dict[str, Any]]:
+        """Its OpenTelemetry exception events (``exception_events``)."""
+        return exception_events(self.extra)
+
+    def status_beyond_exceptions(self) -> str:
+        """The status message, unless an exception event already says it (ingest takes the
+        event's message as the status message when the span set none)."""
+        said = self.status_message
+        if said and any(e["message"] == said for e in self.exception_events()):
+            return ""
+        return said
 
 
 class HopKey(models.Model):
@@ -231,3 +267,47 @@ class TouchedHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}: {self.hour:%Y-%m-%d %H:00}"
+
+
+class DroppedLogRecords(models.Model):
+    """OTLP log records that carried no business key, so were never stored: a running total
+    per system (docs/ingest.md, "OTLP/HTTP logs"), for the operators and their metrics."""
+
+    id = models.BigAutoField(primary_key=True)
+    system = models.CharField(max_length=limits.SYSTEM, unique=True)
+    count = models.BigIntegerField(default=0)
+    last_at = models.DateTimeField(help_text="when the latest of them arrived")
+
+    class Meta:
+        verbose_name_plural = "dropped log records"
+        ordering = ["system"]
+
+    def __str__(self) -> str:
+        return f"{self.system}: {self.count} log records without keys"
+
+
+class InventorySnapshot(models.Model):
+    """The latest ``inventory.snapshot`` of each system, sku and location, by business time
+    (docs/ingest.md, "Inventory snapshots"): what the source of truth and each channel say
+    is on hand. Written set-based by ``actions.do_store_snapshots``; an older snapshot
+    arriving late changes nothing."""
+
+    id = models.BigAutoField(primary_key=True)
+    system = models.CharField(max_length=limits.SYSTEM)
+    sku = models.CharField(max_length=limits.KEY_VALUE)
+    location = models.CharField(max_length=limits.STORE_ID)
+    quantity = models.BigIntegerField()
+    #: business time the quantity held at
+    as_of = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["system", "sku", "location"], name="inventory_snapshot_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["sku", "location"], name="inventory_snapshot_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.system} {self.sku}@{self.location}: {self.quantity}"

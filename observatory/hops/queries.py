@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Max, Min, Prefetch, QuerySet
+from django.db.models import F, Max, Min, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Abs
 
 from observatory.hops import streams
 from observatory.hops.actions import limits, state_of
-from observatory.hops.models import Hop, HopKey, Stream, StreamLag
+from observatory.hops.models import Hop, HopKey, InventorySnapshot, Stream, StreamLag, Waiting
 from observatory.lib.sketch import Sketch, merge
 
 
@@ -25,6 +26,14 @@ def hops_with_keys() -> QuerySet[Hop]:
 def trace_spans(trace_id: str) -> list[Hop]:
     """The hops of one trace, in time order."""
     return list(hops_with_keys().filter(trace_id=trace_id).order_by("start_time", "id"))
+
+
+def stored_traces(trace_ids: set[str]) -> set[str]:
+    """Which of these trace ids have a span stored. One query (none for no ids)."""
+    if not trace_ids:
+        return set()
+    rows = Hop.objects.filter(trace_id__in=sorted(trace_ids)).values_list("trace_id", flat=True)
+    return set(rows.distinct())
 
 
 # --- reporting streams ----------------------------------------------------------------------
@@ -85,8 +94,11 @@ def system_marks(wall: datetime, streams: Sequence[Mark] | None = None) -> dict[
     by_system: dict[str, list[Mark]] = {}
     for m in stream_marks(wall) if streams is None else streams:
         by_system.setdefault(m.system, []).append(m)
+    # only hops from the first waiting one on: an index range of the hop table, not a scan
+    # of every hop stored (the queue is a few recent hops; GET /metrics reads this)
+    first = Waiting.objects.order_by("hop_id").values("hop_id")[:1]
     waiting = dict(
-        Hop.objects.filter(waiting__isnull=False)
+        Hop.objects.filter(id__gte=Subquery(first), waiting__isnull=False)
         .values("system")
         .annotate(oldest=Min("start_time"))
         .values_list("system", "oldest")
@@ -192,3 +204,42 @@ def first_received_since(at: datetime, floor: int = 0) -> int:
         .first()
     )
     return _ABOVE_ALL if first is None else int(first)
+
+
+def inventory_pairs(
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    location: str | None = None,
+    system: str | None = None,
+) -> QuerySet[InventorySnapshot]:
+    """Each channel's latest snapshot of a sku and location, with the source of truth's
+    (``src_quantity``) when that one's business time is within
+    ``INVENTORY_DRIFT_WINDOW_S`` of it (comparable), and ``diff``, the absolute difference
+    (docs/kpis.md, "inventory_drift"). ``since``/``until`` bound the channel snapshot's
+    business time. One statement, read set-based."""
+    truth = settings.INVENTORY_SOURCE_OF_TRUTH
+    window = timedelta(seconds=settings.INVENTORY_DRIFT_WINDOW_S)
+    source = InventorySnapshot.objects.filter(
+        system=truth, sku=OuterRef("sku"), location=OuterRef("location")
+    )
+    qs = InventorySnapshot.objects.exclude(system=truth)
+    if since is not None:
+        qs = qs.filter(as_of__gte=since)
+    if until is not None:
+        qs = qs.filter(as_of__lt=until)
+    if location is not None:
+        qs = qs.filter(location=location)
+    if system is not None:
+        qs = qs.filter(system=system)
+    return (
+        qs.annotate(
+            src_quantity=Subquery(source.values("quantity")[:1]),
+            src_as_of=Subquery(source.values("as_of")[:1]),
+        )
+        .filter(
+            src_as_of__gte=F("as_of") - window,
+            src_as_of__lte=F("as_of") + window,
+        )
+        .annotate(diff=Abs(F("quantity") - F("src_quantity")))
+    )

@@ -14,6 +14,18 @@ class KeyOut(Schema):
     fanout: bool = False
 
 
+class ExceptionEventOut(Schema):
+    """An OpenTelemetry ``exception`` event of a span (its ``exception.*`` attributes)."""
+
+    type: str
+    message: str
+    stacktrace: str
+    #: the exception escaped the span's scope (``exception.escaped``)
+    escaped: bool = False
+    #: when it was recorded (RFC 3339); empty when unknown
+    time: str = ""
+
+
 class SpanOut(Schema):
     hop_id: int
     trace_id: str
@@ -33,6 +45,10 @@ class SpanOut(Schema):
     keys: list[KeyOut]
     attributes: dict[str, Any]
     links: list[dict[str, Any]]
+    #: the span's exception events, in the order recorded
+    exceptions: list[ExceptionEventOut] = []
+    #: the trace's page (``/traces/<trace_id>/``); empty for a hop without a trace
+    trace_url: str = ""
 
 
 class TraceOut(Schema):

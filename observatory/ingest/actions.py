@@ -12,10 +12,15 @@ from celery import current_app
 from django.db import transaction
 
 from observatory.access.models import IngestToken
-from observatory.hops.actions import do_store_hops, mask_hops
+from observatory.hops.actions import (
+    do_count_dropped_logs,
+    do_store_hops,
+    do_store_snapshots,
+    mask_hops,
+)
 from observatory.lib import live
 from observatory.lib.clock import now
-from tracing.records import DecodeResult, HopRecord, Rejection
+from tracing.records import DecodeResult, HopRecord, Rejection, SnapshotRecord
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,10 @@ class Ingested:
     #: (request position, record) of each hop that was already stored
     duplicates: list[tuple[int, HopRecord]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    #: items not stored by design (log records without business keys), counted
+    dropped: int = 0
+    #: (request position, snapshot) of each inventory snapshot kept (docs/ingest.md)
+    snapshots: list[tuple[int, SnapshotRecord]] = field(default_factory=list)
 
 
 def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
@@ -48,9 +57,34 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
     Returns once the stored hops are committed.
     """
     out = Ingested(rejected=list(decoded.rejected))
-    refused = {r.index for r in decoded.rejected}
-    positions = (i for i in range(len(decoded.records) + len(refused)) if i not in refused)
+    snapshots = list(decoded.snapshots)
+    refused = {r.index for r in decoded.rejected} | {i for i, _ in snapshots}
+    positions = decoded.positions or (
+        i for i in range(len(decoded.records) + len(refused)) if i not in refused
+    )
     placed = list(zip(positions, decoded.records, strict=False))
+    if token.system and snapshots:
+        for i, s in snapshots:
+            if s.system != token.system:
+                out.rejected.append(
+                    Rejection(
+                        index=i,
+                        ident=str(s.extra.get("id", "")),
+                        reason=f"system '{s.system}' is outside the scope of token "
+                        f"'{token.name}' (system '{token.system}')",
+                    )
+                )
+        snapshots = [(i, s) for i, s in snapshots if s.system == token.system]
+        if (
+            decoded.snapshots
+            and not snapshots
+            and not any(r.system == token.system for _, r in placed)
+        ):
+            raise OutOfScope(out.rejected[-1].reason)
+    if snapshots:
+        do_store_snapshots([s for _, s in snapshots], received_at=now())
+        out.snapshots = snapshots
+        transaction.on_commit(nudge_stitcher)  # the sweep compares them
     if token.system:
         inside = [(i, r) for i, r in placed if r.system == token.system]
         for i, r in placed:
@@ -63,11 +97,12 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
                         f"'{token.name}' (system '{token.system}')",
                     )
                 )
-        if placed and not inside:
+        if placed and not inside and not snapshots:
             raise OutOfScope(out.rejected[-1].reason)
         placed = inside
     out.rejected.sort(key=lambda r: r.index)
     if not placed:
+        _count_dropped(decoded, token, out)
         return out
     records = [r for _, r in placed]
     mask_hops(records)  # before the transaction: it holds SQLite's write lock throughout
@@ -86,7 +121,21 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
         else:
             out.duplicates.append((i, r))
         seen.add(r.uid)
+    _count_dropped(decoded, token, out)
     return out
+
+
+def _count_dropped(decoded: DecodeResult, token: IngestToken, out: Ingested) -> None:
+    """Count the items the decoder dropped by design (log records without keys), once the
+    hops beside them are stored: a request refused with a 503 is counted when it is sent
+    again."""
+    if not decoded.dropped:
+        return
+    dropped = dict(decoded.dropped)
+    if token.system:  # a token limited to a system speaks for that system only
+        dropped = {token.system: sum(dropped.values())}
+    out.dropped = sum(dropped.values())
+    do_count_dropped_logs(dropped, now())
 
 
 def nudge_stitcher() -> None:

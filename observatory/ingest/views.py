@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache, wraps
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from django.conf import settings
@@ -31,9 +31,9 @@ from observatory.ingest.actions import Ingested, OutOfScope, do_ingest
 from observatory.ingest.limits import BodyError, read_body
 from observatory.lib import outage
 from observatory.lib.clock import now
-from tracing import cloudevents, otlp, shopify
+from tracing import cloudevents, otlp, otlp_logs, shopify
 from tracing.keys import KeyRules
-from tracing.records import DecodeError
+from tracing.records import DecodeError, DecodeResult
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = outage.RETRY_AFTER_S
@@ -194,7 +194,7 @@ def _pass(request: HttpRequest, door: Door) -> IngestToken | HttpResponse:
     return door(headers, request.GET)
 
 
-# --- OTLP/HTTP traces (docs/ingest.md) -----------------------------------------------------
+# --- OTLP/HTTP traces and logs (docs/ingest.md) -----------------------------------------------------
 
 
 def _otlp_error(status: int, message: str, as_json: bool, **headers: str) -> HttpResponse:
@@ -207,8 +207,25 @@ def _otlp_error(status: int, message: str, as_json: bool, **headers: str) -> Htt
     return response
 
 
-@ingest_endpoint
-def otlp_traces(request: HttpRequest) -> HttpResponse:
+class _Signal(NamedTuple):
+    """What differs between the OTLP endpoints: the decoders and the answer (``tracing``)."""
+
+    decode_json: Callable[..., DecodeResult]
+    decode_protobuf: Callable[..., DecodeResult]
+    encode_response: Callable[..., bytes]
+    #: what one item is called in the answers
+    item: str
+
+
+TRACES = _Signal(otlp.decode_json, otlp.decode_protobuf, otlp.encode_response, "span")
+LOGS = _Signal(
+    otlp_logs.decode_json, otlp_logs.decode_protobuf, otlp_logs.encode_response, "log record"
+)
+
+
+def _otlp(request: HttpRequest, signal: _Signal) -> HttpResponse:
+    """One OTLP/HTTP export request of either signal: the same door, limits, decoding
+    rules, store and answers (docs/ingest.md)."""
     token = _pass(request, otlp_door)
     if isinstance(token, HttpResponse):
         return token
@@ -216,7 +233,7 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     as_json = media == "application/json"
     try:
         body = read_body(request, settings.INGEST_MAX_BODY_BYTES)
-        decode = otlp.decode_json if as_json else otlp.decode_protobuf
+        decode = signal.decode_json if as_json else signal.decode_protobuf
         decoded = decode(body, key_rules())
         result = do_ingest(decoded, token)
     except BodyError as exc:
@@ -230,18 +247,31 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
         return _otlp_error(
             503, "the database is unavailable, retry later", as_json, Retry_After=RETRY_AFTER_S
         )
-    message = "; ".join(r.reason for r in result.rejected[:5])
+    notes = [r.reason for r in result.rejected[:5]]
     if len(result.rejected) > 5:
-        message += f"; and {len(result.rejected) - 5} more"
+        notes[-1] += f"; and {len(result.rejected) - 5} more"
     if decoded.truncated:  # a warning, in the spec's form when nothing was rejected
-        cut = f"{decoded.truncated} span(s) stored with values cut to fit (extra.truncated)"
-        message = f"{message}; {cut}" if message else cut
+        notes.append(
+            f"{decoded.truncated} {signal.item}(s) stored with values cut to fit (extra.truncated)"
+        )
+    if result.dropped:  # log records without keys: a warning too, never a rejection
+        notes.append(otlp_logs.dropped_message(result.dropped))
     ctype = "application/json" if as_json else "application/x-protobuf"
     return HttpResponse(
-        otlp.encode_response(len(result.rejected), message, json=as_json),
+        signal.encode_response(len(result.rejected), "; ".join(notes), json=as_json),
         status=200,
         content_type=ctype,
     )
+
+
+@ingest_endpoint
+def otlp_traces(request: HttpRequest) -> HttpResponse:
+    return _otlp(request, TRACES)
+
+
+@ingest_endpoint
+def otlp_logs_view(request: HttpRequest) -> HttpResponse:
+    return _otlp(request, LOGS)
 
 
 # --- CloudEvents status events (docs/ingest.md) --------------------------------------------
@@ -252,7 +282,10 @@ def _event_answer(result: Ingested) -> dict[str, Any]:
         return {"index": i, "id": r.extra.get("id", ""), "source": r.source}
 
     return {
-        "accepted": [item(i, r) for i, r in result.stored],
+        "accepted": sorted(
+            [item(i, r) for i, r in (*result.stored, *result.snapshots)],
+            key=lambda a: int(a["index"]),
+        ),
         "duplicates": [item(i, r) for i, r in result.duplicates],
         "rejected": [
             {"index": r.index, "id": r.ident, "reason": r.reason} for r in result.rejected
@@ -290,7 +323,7 @@ def events(request: HttpRequest) -> HttpResponse:
             503, {"error": "the database is unavailable, retry later"}, Retry_After=RETRY_AFTER_S
         )
     answer = _event_answer(result)
-    nothing_good = result.rejected and not (result.stored or result.duplicates)
+    nothing_good = result.rejected and not (result.stored or result.duplicates or result.snapshots)
     return _json(400 if nothing_good else 200, answer)
 
 
@@ -345,6 +378,7 @@ json_answer = _json
 #: Each ingest view's door, for the ASGI gate (which resolves the path to the view).
 DOORS: dict[Callable[..., HttpResponse], Door] = {
     otlp_traces: otlp_door,
+    otlp_logs_view: otlp_door,
     events: events_door,
     shopify_webhook: shopify_door,
 }

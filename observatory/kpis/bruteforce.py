@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
-from observatory.hops.models import DuplicateDelivery, Hop
+from observatory.hops.models import DuplicateDelivery, Hop, InventorySnapshot
 from observatory.kpis import compute, registry
 from observatory.kpis.models import AlertSeen
 from observatory.kpis.queries import LIVE_SLACK
@@ -29,7 +30,7 @@ from observatory.transactions.models import (
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 from observatory.triage.models import DUPLICATE, RESOLVED, UNRESOLVED, WITHDRAWN, Issue
-from tracing.conventions import ERROR, FULFILLMENT_SYSTEMS
+from tracing.conventions import ERROR, FULFILLMENT_SYSTEMS, LOCATION_ID, REROUTE
 
 
 def _lag(end: datetime | None, start: datetime | None) -> float | None:
@@ -254,6 +255,140 @@ def kpi_values(
     aging_out: dict[str, Any] = dict(aging)
     aging_out["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
 
+    # value at risk: every open exception's transaction, its amount summed per currency
+    money = {
+        pk: (cur, amount, ch, st)
+        for pk, cur, amount, ch, st in Transaction.objects.values_list(
+            "id", "currency", "amount", "channel", "store_id"
+        )
+    }
+    risk_orders: set[int] = set()
+    risk_currency: dict[str, Decimal] = defaultdict(Decimal)
+    risk_system: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    risk_stage: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    seen_system: set[tuple[str, int]] = set()
+    seen_stage: set[tuple[str, int]] = set()
+    for i in issues:
+        if i.transaction_id is None or i.transaction_id not in money or i.state == WITHDRAWN:
+            continue
+        cur, amount, ch, st = money[i.transaction_id]
+        if (channel is not None and ch != channel) or (store is not None and st != store):
+            continue
+        if system and i.system != system:
+            continue
+        if live_state:
+            if i.state not in UNRESOLVED or i.opened_at > until:
+                continue
+        elif i.opened_at > until or (i.resolved_at is not None and i.resolved_at <= until):
+            continue
+        new = i.transaction_id not in risk_orders
+        risk_orders.add(i.transaction_id)
+        if amount is None or not cur:
+            continue
+        if new:
+            risk_currency[cur] += amount
+        sys_name = i.system or "unknown"
+        if (sys_name, i.transaction_id) not in seen_system:
+            seen_system.add((sys_name, i.transaction_id))
+            risk_system[sys_name][cur] += amount
+        stage_name = i.stage or i.kind
+        if (stage_name, i.transaction_id) not in seen_stage:
+            seen_stage.add((stage_name, i.transaction_id))
+            risk_stage[stage_name][cur] += amount
+
+    def floats(sums: dict[str, Decimal]) -> dict[str, float]:
+        return {k: float(v) for k, v in sorted(sums.items())}
+
+    # cancellations: each cancelled order's own timeline, read whole
+    timeline: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for tx_id, stage_name, sys_name in StageReached.objects.values_list(
+        "transaction_id", "stage", "system"
+    ):
+        timeline[winner(tx_id) or tx_id].append((stage_name, sys_name))
+    requested = succeeded = 0
+    for tx in txs:
+        if tx.kind != "order" or not in_scope(tx):
+            continue
+        if tx.cancelled_at is None or not since <= tx.cancelled_at < until:
+            continue
+        requested += 1
+        events = timeline.get(tx.id, [])
+        shipped = any(s == "shipped" for s, _ in events)
+        downstream_ok = all(
+            ("cancelled", sys_name) in events
+            for sys_name in ("erp", "wms")
+            if any(held == sys_name for _, held in events)
+        )
+        succeeded += not shipped and downstream_ok
+
+    # reroutes: each shipped order's hops read whole, their attributes in Python
+    moves: dict[int, list[tuple[datetime, str, str, Any]]] = defaultdict(list)
+    for tx_id, start, uid, sys_name, attrs in TransactionHop.objects.values_list(
+        "transaction_id", "hop__start_time", "hop__uid", "hop__system", "hop__attributes"
+    ):
+        moves[tx_id].append((start, uid, sys_name, attrs or {}))
+    shipments = rerouted = 0
+    for tx in txs:
+        if tx.kind != "order" or not in_scope(tx) or tx.shipped_at is None:
+            continue
+        if not since <= tx.shipped_at < until:
+            continue
+        shipments += 1
+        where = ""
+        for _, _, sys_name, attrs in sorted(moves.get(tx.id, []), key=lambda m: m[:2]):
+            if str(attrs.get(REROUTE, "")).lower() in ("true", "1", "yes"):
+                rerouted += 1
+                break
+            loc = attrs.get(LOCATION_ID)
+            if sys_name == "wms" and loc:
+                if where and str(loc) != where:
+                    rerouted += 1
+                    break
+                where = str(loc)
+
+    # inventory drift: every latest snapshot, paired in Python
+    truth = settings.INVENTORY_SOURCE_OF_TRUTH
+    window_s = settings.INVENTORY_DRIFT_WINDOW_S
+    snaps = list(InventorySnapshot.objects.all())
+    held = {(x.sku, x.location): x for x in snaps if x.system == truth}
+    pairs = off = units_off = 0
+    for x in snaps:
+        src = held.get((x.sku, x.location))
+        if x.system == truth or src is None or not since <= x.as_of < until:
+            continue
+        if (store is not None and x.location != store) or (system and x.system != system):
+            continue
+        if abs((src.as_of - x.as_of).total_seconds()) > window_s:
+            continue
+        pairs += 1
+        if abs(x.quantity - src.quantity) > settings.INVENTORY_DRIFT_UNITS:
+            off += 1
+            units_off += abs(x.quantity - src.quantity)
+
+    # refunds: each refunded transaction against its own policy's deadline
+    refunds = refunds_ok = 0
+    for tx in txs:
+        if tx.kind not in ("order", "return") or not in_scope(tx) or tx.refunded_at is None:
+            continue
+        if not since <= tx.refunded_at < until:
+            continue
+        limit = _deadline(policies, tx.kind, tx.channel, "refunded", "refund_settled")
+        settled_at = tx.refund_settled_at
+        if settled_at is None and (limit is None or (at - tx.refunded_at).total_seconds() < limit):
+            continue  # not due yet
+        refunds += 1
+        if settled_at is not None and (
+            limit is None or (settled_at - tx.refunded_at).total_seconds() <= limit
+        ):
+            refunds_ok += 1
+
+    at_risk = {
+        "orders": len(risk_orders),
+        "by_currency": floats(risk_currency),
+        "by_system": {k: floats(v) for k, v in sorted(risk_system.items())},
+        "by_stage": {k: floats(v) for k, v in sorted(risk_stage.items())},
+    }
+
     alert_times: list[float] = []
     for a in AlertSeen.objects.all():
         labels = {"channel": a.channel, "store": a.store, "system": a.system}
@@ -304,6 +439,28 @@ def kpi_values(
             "by_stage": {s: len(v) for s, v in sorted(by_stage.items()) if v},
         },
         "exception_aging": aging_out,
+        "refund_reconciliation": {
+            "refunds": refunds,
+            "settled_within_sla": refunds_ok,
+            "rate": (refunds_ok / refunds) if refunds else None,
+        },
+        "cancellation_success": {
+            "requested": requested,
+            "succeeded": succeeded,
+            "rate": (succeeded / requested) if requested else None,
+        },
+        "reroute_rate": {
+            "shipments": shipments,
+            "rerouted": rerouted,
+            "rate": (rerouted / shipments) if shipments else None,
+        },
+        "inventory_drift": {
+            "pairs": pairs,
+            "off": off,
+            "rate": (off / pairs) if pairs else None,
+            "units_off": units_off,
+        },
+        "value_at_risk": at_risk,
         "retries": {"retries": retries, "replays": replays},
         "hop_health": {"rows": rows},
         "resolution_time": {

@@ -279,3 +279,30 @@ class AlertSeen(models.Model):
 
     def __str__(self) -> str:
         return f"alert {self.alert_id} fired {self.fired_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RetiredTotal(models.Model):
+    """What the day rollups that retention removed had counted, kept so that totals over
+    every day rollup kept plus these never go down (``GET /metrics``' counters and
+    histograms: docs/metrics.md). One row per family and key: per system for hops (every
+    channel and store), per channel for orders (every store)."""
+
+    id = models.BigAutoField(primary_key=True)
+    family = models.CharField(max_length=8, choices=FAMILIES)
+    #: the system (hops) or the channel (orders)
+    key = models.CharField(max_length=64)
+    hops = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(default=0)
+    a2p_count = models.BigIntegerField(default=0)
+    a2p_sketch = models.BinaryField(null=True)
+    inv_count = models.BigIntegerField(default=0)
+    inv_sketch = models.BinaryField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["family", "key"], name="kpi_retired_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"retired {self.family} {self.key}"

@@ -9,6 +9,9 @@ Sources:
 ``hops``
     time-bucketed ``HopRollup`` rows, per system and operation. A hop counts in the bucket
     of its business start time, and so do its duplicate deliveries.
+``inventory``
+    one statement over the latest inventory snapshots (the store filter is the location,
+    the system filter the channel's system; the channel filter does not apply).
 ``exceptions``, ``backlog``, ``alerts``
     small snapshot or aggregate queries over the exception queue, the stage columns
     (partial indexes) and the alerts: no scan of hops.
@@ -30,6 +33,7 @@ EXCEPTIONS: Final = "exceptions"
 BACKLOG: Final = "backlog"
 MIXED: Final = "orders+hops"
 RESOLUTION: Final = "exceptions+alerts"
+INVENTORY: Final = "inventory"
 
 #: a sending system counts for ``duplicate_rate.worst_source_rate`` from this many
 #: deliveries in the window (one duplicate in three deliveries is not a trend)
@@ -182,6 +186,93 @@ KPIS: Final[dict[str, Kpi]] = {
             EXCEPTIONS,
             _ALL,
             headline="open",
+        ),
+        Kpi(
+            "refund_reconciliation",
+            "Refunds settled in time",
+            "Of the refunds whose settlement is due, the share the ERP settled (a credit "
+            "memo) within the SLA.",
+            (
+                Field("refunds", "refunds of the window, settled or past their deadline"),
+                Field("settled_within_sla", "of those, settled within their deadline"),
+                Field("rate", "settled_within_sla / refunds", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+            lower_is_better=False,
+        ),
+        Kpi(
+            "cancellation_success",
+            "Cancellations that worked",
+            "Of the orders cancelled in the window, the share the ERP and the warehouse "
+            "cancelled too (each where it held the order) and that never shipped.",
+            (
+                Field("requested", "orders whose cancellation came in the window"),
+                Field("succeeded", "of those, cancelled downstream and never shipped"),
+                Field("rate", "succeeded / requested", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+            lower_is_better=False,
+        ),
+        Kpi(
+            "reroute_rate",
+            "Reroutes",
+            "Of the orders shipped in the window, the share whose fulfilling location "
+            "changed after release (a reroute said so, or the warehouse reported another "
+            "location).",
+            (
+                Field("shipments", "orders first shipped in the window"),
+                Field("rerouted", "of those, the ones whose fulfilling location changed"),
+                Field("rate", "rerouted / shipments", "rate"),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+        ),
+        Kpi(
+            "inventory_drift",
+            "Inventory drift",
+            "Of the sku-locations a channel reported in the window, the share whose "
+            "quantity differs from the source of truth's at a comparable time, and the "
+            "units off.",
+            (
+                Field(
+                    "pairs",
+                    "channel, sku and location reported in the window and comparable with "
+                    "the source of truth",
+                ),
+                Field("off", "of those, the ones differing by more than the threshold"),
+                Field("rate", "off / pairs", "rate"),
+                Field("units_off", "summed units by which those differ"),
+            ),
+            INVENTORY,
+            frozenset({STORE, SYSTEM}),
+            headline="rate",
+        ),
+        Kpi(
+            "value_at_risk",
+            "Value at risk",
+            "The summed amount of the orders that have an exception open, per currency "
+            "(never added across currencies), and per system and stage it waits on.",
+            (
+                Field("orders", "transactions with an open exception"),
+                Field("by_currency", "currency -> summed amount of those transactions"),
+                Field(
+                    "by_system",
+                    "system -> currency -> amount of the transactions with an open "
+                    "exception about that system",
+                ),
+                Field(
+                    "by_stage",
+                    "stage still awaited (or the exception's kind) -> currency -> amount",
+                ),
+            ),
+            EXCEPTIONS,
+            _ALL,
+            headline="orders",
         ),
         Kpi(
             "retries",

@@ -86,6 +86,38 @@ class AgingOut(Schema):
     oldest_s: float | None
 
 
+class RefundReconciliationOut(Schema):
+    refunds: int
+    settled_within_sla: int
+    rate: float | None
+
+
+class CancellationOut(Schema):
+    requested: int
+    succeeded: int
+    rate: float | None
+
+
+class RerouteOut(Schema):
+    shipments: int
+    rerouted: int
+    rate: float | None
+
+
+class InventoryDriftOut(Schema):
+    pairs: int
+    off: int
+    rate: float | None
+    units_off: int
+
+
+class ValueAtRiskOut(Schema):
+    orders: int
+    by_currency: dict[str, float]
+    by_system: dict[str, dict[str, float]]
+    by_stage: dict[str, dict[str, float]]
+
+
 class RetriesOut(Schema):
     retries: int
     replays: int
@@ -117,6 +149,11 @@ class KpisOut(Schema):
     duplicate_rate: DuplicateRateOut
     reconciliation_backlog: BacklogOut
     exception_aging: AgingOut
+    refund_reconciliation: RefundReconciliationOut
+    cancellation_success: CancellationOut
+    reroute_rate: RerouteOut
+    inventory_drift: InventoryDriftOut
+    value_at_risk: ValueAtRiskOut
     retries: RetriesOut
     hop_health: HopHealthOut
     resolution_time: ResolutionOut

@@ -12,9 +12,10 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -28,7 +29,11 @@ def safe_filename(name: str, default: str = "download") -> str:
     return cleaned or default
 
 
-def attach(response: HttpResponse, filename: str) -> HttpResponse:
+#: a plain or a streaming response
+R = TypeVar("R", bound=HttpResponseBase)
+
+
+def attach(response: R, filename: str) -> R:
     """Mark ``response`` as a download named ``filename`` (made safe first)."""
     header = content_disposition_header(as_attachment=True, filename=safe_filename(filename))
     if header:

@@ -69,9 +69,18 @@ class IdConverter:
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """``handler404``: a JSON ``{"detail"}`` under ``/api/`` (a path no route matches, such
-    as an order key with a line break), Django's own page elsewhere."""
+    as an order key with a line break), the styled page (templates/404.html) elsewhere."""
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "no such resource"}, status=404)
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception or Exception("not found"))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: a JSON ``{"detail"}`` under ``/api/``, the styled page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "internal server error"}, status=500)
+    from django.views.defaults import server_error as page
+
+    return page(request)

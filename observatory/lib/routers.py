@@ -46,11 +46,11 @@ REPLICA = "replica"
 REPLICA_APPS = frozenset({"hops", "transactions", "triage", "kpis", "alerts", "dashboards"})
 #: GET and HEAD of these paths read ``REPLICA_APPS`` from the replica: the ops dashboard
 #: and its live part, the executive and systems pages, order lookup and the order page, the
-#: exception queue page; in the JSON API the KPIs, orders, traces and systems. The alert
+#: trace page, the exception queue page; in the JSON API the KPIs, orders, traces and systems. The alert
 #: pages, the admin, and the exception and alert API (scripts that acknowledge, then read
 #: back, carry no cookie) stay on the primary.
 REPLICA_PATHS = re.compile(
-    r"^/(?:$|ops/live/$|executive/|systems/|orders/|exceptions/$"
+    r"^/(?:$|ops/live/$|executive/|systems/|orders/|traces/|exceptions/$"
     r"|api/v1/(?:kpis|orders|traces|systems)(?:/|$))"
 )
 #: The cookie that keeps a client that just wrote on the primary.

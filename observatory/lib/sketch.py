@@ -153,16 +153,26 @@ class Sketch:
     def quantile(self, q: float) -> float | None:
         return self.quantiles((q,))[0]
 
+    def count_at_most(self, limit: float) -> int:
+        """How many values are at most ``limit`` (approximate within the bin of ``limit``)."""
+        self.dense()
+        if limit <= _MIN_POSITIVE:
+            return self.zero
+        top = MAPPING.key(limit) - self.offset
+        return self.zero + sum(self.counts[: max(0, min(len(self.counts), top + 1))])
+
     def fraction_at_most(self, limit: float) -> float | None:
         """Share of values at most ``limit`` (approximate within the bin of ``limit``)."""
-        n = self.dense().count
-        if n == 0:
-            return None
-        if limit <= _MIN_POSITIVE:
-            return self.zero / n
-        top = MAPPING.key(limit) - self.offset
-        inside = sum(self.counts[: max(0, min(len(self.counts), top + 1))])
-        return (self.zero + inside) / n
+        n = self.count
+        return None if n == 0 else self.count_at_most(limit) / n
+
+    def total(self) -> float:
+        """The sum of the values, each bin's counted at its representative value (within
+        the relative accuracy)."""
+        self.dense()
+        return float(
+            sum(MAPPING.value(self.offset + i) * n for i, n in enumerate(self.counts) if n)
+        )
 
     def histogram(self) -> list[tuple[float, float, int]]:
         """Non-empty bins as (lower bound, upper bound, count), ascending."""

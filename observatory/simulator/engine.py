@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from observatory.simulator.cases import Cases
 from observatory.simulator.entities import Order, Plan, Step, WebhookSpec
 from observatory.simulator.telemetry import EVENT, SPAN, WEBHOOK, Delivery
 from observatory.simulator.timing import lognormal
@@ -79,6 +80,10 @@ class Engine:
         self._seq = 0
         self._steps_queued = 0
         self.truth = Truth(plan) if record_truth else None
+        #: reroutes, cancellations and inventory snapshots (cases.py), for the truth
+        self.cases = Cases()
+        if self.truth is not None:
+            self.truth.sections.append(self.cases.document)
 
         ids = random.Random(f"{plan.seed}/ids")
         self._number_base = ids.randrange(1_001, 900_000)

@@ -29,6 +29,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from observatory.simulator import cases
 from observatory.simulator import catalog as cat
 from observatory.simulator.engine import Engine
 from observatory.simulator.entities import FAILED_DELIVERY_RATE, SPLIT_RATE, Order, Shipment, Step
@@ -115,13 +116,19 @@ class Fulfilment(Engine):
         last_ship = released
         last_sync = released
         delivered_last: datetime | None = None
+        moved_to = cases.reroute_to(self.seed, order.index, wh)
         for shipment in order.shipments:
             steps.append(self._wms(rng, order, shipment, released, "RELEASED", stage="released"))
+            if moved_to is not None:  # rerouted after release (cases.py): its hours now
+                shipment.warehouse = moved_to
+                hours = (moved_to.utc_offset_h, WAREHOUSE_OPEN_H, WAREHOUSE_CLOSE_H)
             picked = released + lognormal(rng, 1500, 0.7, 180, 4 * 3600)
             if shipment.number > 1:  # the back-ordered part ships about a day later
                 picked += lognormal(rng, 86_400, 0.3, 12 * 3600, 3 * 86_400)
             picked = next_open(picked, *hours)
             steps.append(self._wms(rng, order, shipment, picked, "PICKED", stage="picked"))
+            if moved_to is not None and shipment.number == 1:
+                self.cases.rerouted(order.ref, wh.code, moved_to.code, steps[-1])
             packed = next_open(picked + lognormal(rng, 360, 0.5, 60, 3600), *hours)
             steps.append(self._wms(rng, order, shipment, packed, "PACKED", stage="picked"))
             shipped = next_open(packed + lognormal(rng, 5400, 0.8, 600, 8 * 3600), *hours)

@@ -112,4 +112,14 @@ class Inventory(Engine):
                     fault="inventory_lag_over_sla" if growth > 1 and lag > INVENTORY_SLA else None,
                 )
             )
+        if from_wms:  # what each side then holds (cases.py)
+            steps += self.cases.snapshot_steps(
+                self.seed,
+                index,
+                sku=product.sku,
+                location=location,
+                at=moment + timedelta(seconds=1),
+                published=moment + to_shopify + timedelta(seconds=1),
+                make=self._event,
+            )
         self._schedule(steps)

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from observatory.simulator import cases
 from observatory.simulator import catalog as cat
 from observatory.simulator.entities import (
     CANCEL_RATE,
@@ -199,6 +200,13 @@ class Orders(ErpConnector, Fulfilment, Returns):
             steps += self._webhooks(
                 rng, order, cancelled, "orders/cancelled", cancelled_at=cancelled
             )
+            requested, outcome = steps[-1], cases.cancellation(self.seed, order.index)
+            held: Step | None = None
+            if outcome == cases.SHIPPED_ANYWAY:  # the warehouse has it and ships it anyway
+                anyway = cases.rng_of(self.seed, "cancel-fulfil", order.index)
+                shipping = self._fulfil(order, anyway, posted)[0]
+                held = shipping[0]
+                steps += shipping
             steps.append(
                 self._event(
                     rng,
@@ -213,6 +221,10 @@ class Orders(ErpConnector, Fulfilment, Returns):
                     channel="web",
                 )
             )
+            if outcome == cases.ERP_NEVER:  # the ERP never cancels
+                steps.pop()
+            erp = steps[-1] if outcome != cases.ERP_NEVER else None
+            self.cases.cancelled(order.ref, outcome, requested, erp, held)
             self.counts["cancelled"] += 1
             return steps
         fulfilment, delivered = self._fulfil(order, rng, posted)

@@ -80,6 +80,8 @@ class Summary:
     telemetry: str = ""
     truth: str = ""
     truth_failed: bool = False
+    #: inventory snapshots the server accepted (deliveries, but no hops)
+    snapshots: int = 0
 
     @property
     def total_orders(self) -> int:
@@ -134,6 +136,8 @@ class Summary:
             )
         if self.not_sent:
             out.append(f"not sent: {self.not_sent:,} hops due after the end of the run")
+        if self.snapshots:
+            out.append(f"inventory snapshots sent: {self.snapshots:,}")
         if self.truth:
             out.append(self.truth)
         out.append(
@@ -141,6 +145,10 @@ class Summary:
             f"{self.errors:,} send errors"
         )
         return out
+
+
+#: Seconds an interrupted run waits for its queued sends before it gives up on them.
+INTERRUPTED_CLOSE_S = 2.0
 
 
 class Runner:
@@ -187,8 +195,11 @@ class Runner:
             interrupted = True
             self.sim.stop_arrivals()
         finally:
+            # stopped (Ctrl-C, or make run's supervisor): what is still queued gets a moment
+            # only, since the server is likely stopping too (everything ends within 5 s)
+            timeout = min(self.close_timeout, INTERRUPTED_CLOSE_S) if interrupted else None
             try:
-                self.senders.close(self.close_timeout)
+                self.senders.close(timeout or self.close_timeout)
             except KeyboardInterrupt:
                 interrupted = True
             if self.progress is not None:
@@ -320,4 +331,5 @@ class Runner:
             live_late=self._late,
             live_max_delay_s=self._max_delay,
             windows=windows,
+            snapshots=sum(stats.snapshots.values()),
         )

@@ -84,6 +84,9 @@ hops carry (in a live run with ``--speed``, the compressed times stamped on them
     figure ``GET /api/v1/reconciliation`` answers), ``unmatched`` (each gap: ``rule``,
     ``day``, ``ref`` or ``batch``, ``status``, ``counted``: false while the grace period
     still waits for it).
+``reroutes``, ``cancellations``, ``inventory``
+    The business cases (reroutes, cancellations that work or fail, inventory drift
+    between the warehouse and Shopify): :meth:`.cases.Cases.document`.
 ``incidents``
     Business-time windows of injected faults: ``kind`` (``erp_outage``,
     ``wms_silence``), ``system``, ``begin``, ``end``.
@@ -112,6 +115,9 @@ from observatory.simulator import catalog as cat
 from observatory.simulator import reconcile
 from observatory.simulator.slas import POLICIES, Reached, missed
 from observatory.simulator.telemetry import SHOPIFY_RETRY, WEBHOOK, OfflineWindow
+
+#: the event type of an inventory snapshot (cases.py): a delivery, but no hop
+SNAPSHOT: Final = "inventory.snapshot"
 
 if TYPE_CHECKING:
     from observatory.simulator.entities import Order, Plan, Step
@@ -301,6 +307,11 @@ class Truth:
         #: the batch postings (:mod:`.reconcile`)
         self._batches: list[reconcile.Batch] = []
         self._seq = 0
+        #: more sections of the document, each ``(end, stamp) -> {name: value}``
+        #: (the business cases: simulator/cases.py)
+        self.sections: list[
+            Callable[[datetime, Callable[[datetime], datetime]], dict[str, Any]]
+        ] = []
 
     # --- what the model tells it ----------------------------------------------------------
 
@@ -412,6 +423,10 @@ class Truth:
         """The hop was handed to the senders."""
         if step.mark is not None:
             step.mark.delivered = True
+        if self.last_sent is None or step.send_at > self.last_sent:
+            self.last_sent = step.send_at
+        if step.event_type == SNAPSHOT:  # a delivery, but no hop: in ``inventory``
+            return
         tally = self._deliveries.setdefault(step.system, [0, 0])
         tally[0] += 1
         if step.fault == "duplicate_delivery":
@@ -424,13 +439,13 @@ class Truth:
                 "event_id": event_id,
             }
             self._duplicates.append((delivery, entry))
-        if self.last_sent is None or step.send_at > self.last_sent:
-            self.last_sent = step.send_at
 
     def not_handed(self, step: Step) -> None:
         """A hop counted by :meth:`handed` was not sent after all (the run stopped)."""
         if step.mark is not None:
             step.mark.delivered = False
+        if step.event_type == SNAPSHOT:
+            return
         tally = self._deliveries[step.system]
         tally[0] -= 1
         if step.fault == "duplicate_delivery":
@@ -485,7 +500,11 @@ class Truth:
             if stages:
                 transactions.append(_transaction(record, stages, now, end, stamp))
         t = self.telemetry
+        more: dict[str, Any] = {}
+        for section in self.sections:
+            more.update(section(end, stamp))
         return {
+            **more,
             "version": VERSION,
             "scenario": self.scenario,
             "seed": self.seed,

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from django.db.models.fields.json import KeyTextTransform
 
 from observatory.hops.models import Hop as HopRow
 from observatory.hops.models import HopKey
 from observatory.lib import bulk
 from observatory.transactions.models import TransactionKey
 from observatory.transactions.stitch import KeyPair, links_and_fanouts
+from tracing import conventions
 from tracing.conventions import SHARED_KINDS
 
 HOP_TABLE = HopRow._meta.db_table
@@ -41,9 +44,15 @@ class Hop(NamedTuple):
     amount: Decimal | None
     currency: str
     received_at: datetime
+    #: ``retail.location_id`` as sent (where a warehouse fulfils), from the attributes
+    location: str | None = None
+    #: ``retail.reroute`` as sent: a truthy value says the hop moved the order elsewhere
+    reroute: Any = None
 
 
-HOP_FIELDS = Hop._fields
+#: the hop columns read; ``location`` and ``reroute`` come out of the attributes
+HOP_FIELDS = Hop._fields[:-2]
+_ATTRS = (conventions.LOCATION_ID, conventions.REROUTE)
 
 
 def closure(
@@ -149,10 +158,13 @@ def txkeys_matching(pairs: set[KeyPair]) -> list[tuple[str, str, int, int]]:
 def load_hops(hop_ids: Sequence[int]) -> dict[int, Hop]:
     out: dict[int, Hop] = {}
     if bulk.postgresql():  # psycopg gives aware datetimes and Decimals
-        for row in bulk.select_in(HOP_TABLE, ", ".join(HOP_FIELDS), "id", hop_ids):
+        cols = ", ".join((*HOP_FIELDS, *(f"attributes->>'{a}'" for a in _ATTRS)))
+        for row in bulk.select_in(HOP_TABLE, cols, "id", hop_ids):
             out[row[0]] = Hop(*row)
         return out
+    extracted = {f"_a{i}": KeyTextTransform(a, "attributes") for i, a in enumerate(_ATTRS)}
     for chunk in bulk.chunks(hop_ids):
-        for row in HopRow.objects.filter(id__in=chunk).values_list(*HOP_FIELDS):
+        rows = HopRow.objects.filter(id__in=chunk).annotate(**extracted)
+        for row in rows.values_list(*HOP_FIELDS, *extracted):
             out[row[0]] = Hop(*row)
     return out

@@ -87,6 +87,9 @@ class Transaction(models.Model):
     inventory_adjusted_at = models.DateTimeField(null=True, blank=True)
     inventory_published_at = models.DateTimeField(null=True, blank=True)
     fulfillment_synced_at = models.DateTimeField(null=True, blank=True)
+    #: business time the fulfilling location first changed (the stitcher, from the
+    #: hops' ``retail.reroute`` and the warehouse's ``retail.location_id``): reroute_rate
+    rerouted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -117,6 +120,24 @@ class Transaction(models.Model):
                 condition=Q(
                     inventory_published_at__isnull=True, inventory_adjusted_at__isnull=False
                 ),
+            ),
+            # cancellation_success: the cancellations of a window
+            models.Index(
+                fields=["cancelled_at"],
+                name="tx_cancelled",
+                condition=Q(cancelled_at__isnull=False),
+            ),
+            # reroute_rate: the shipments of a window
+            models.Index(
+                fields=["shipped_at"],
+                name="tx_shipped",
+                condition=Q(shipped_at__isnull=False),
+            ),
+            # refund_reconciliation: the refunds of a window
+            models.Index(
+                fields=["refunded_at"],
+                name="tx_refunded",
+                condition=Q(refunded_at__isnull=False),
             ),
             models.Index(
                 fields=["refunded_at"],

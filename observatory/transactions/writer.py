@@ -47,11 +47,15 @@ TX_COLUMNS: tuple[str, ...] = (
     "hop_count",
     "failed_hop_count",
     *(stage_field(s) for s in STAGE_COLUMNS),
+    "rerouted_at",
 )
 #: what a transaction merged away holds: nothing
-EMPTY_TX: tuple[Any, ...] = ("order", "", "", "", None, "", None, None, 0, 0) + (None,) * len(
-    STAGE_COLUMNS
+EMPTY_TX: tuple[Any, ...] = ("order", "", "", "", None, "", None, None, 0, 0) + (None,) * (
+    len(STAGE_COLUMNS) + 1
 )
+#: the warehouse systems whose hops say where an order is fulfilled
+LOCATION_SYSTEMS = frozenset({"wms"})
+_TRUE = frozenset({"true", "1", "yes"})
 
 TRANSACTIONS = bulk.Table.of(Transaction, ("id", *TX_COLUMNS, "created_at", "updated_at"))
 TX_TABLE = TRANSACTIONS.name
@@ -403,7 +407,24 @@ class Writer:
             sum(1 for h in hops if h.outcome == ERROR),
         ]
         cols.extend(first.get(s) for s in STAGE_COLUMNS)
+        cols.append(rerouted_at(hops))
         return tuple(cols)
+
+
+def rerouted_at(hops: Sequence[Hop]) -> datetime | None:
+    """When the order's fulfilling location first changed (``reroute_rate``,
+    docs/kpis.md): the first hop saying ``retail.reroute``, or the first warehouse hop
+    whose ``retail.location_id`` differs from the warehouse's earlier one. ``hops`` in
+    canonical order."""
+    seen = ""
+    for h in hops:
+        if h.reroute is not None and str(h.reroute).strip().lower() in _TRUE:
+            return h.start_time
+        if h.system in LOCATION_SYSTEMS and h.location:
+            if seen and h.location != seen:
+                return h.start_time
+            seen = h.location
+    return None
 
 
 def _tx_for(resolution: Resolution, final: list[int], key: KeyPair) -> int | None:

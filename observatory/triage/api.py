@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpRequest
+from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.params.functions import Path  # typed: a default, not an annotation
@@ -21,26 +23,36 @@ from observatory.hops.api import span_out
 from observatory.hops.queries import trace_spans
 from observatory.lib.answers import answers
 from observatory.lib.clock import now
-from observatory.lib.params import MAX_INT64, NO_NUL, DbId, Text64, Text256
+from observatory.lib.params import MAX_INT64, NO_NUL, DbId, Text64, Text256, text
 from observatory.transactions.models import Transaction, TransactionKey
 from observatory.transactions.queries import lookup
 from observatory.triage import queries, sla
 from observatory.triage.actions import (
+    NOBODY,
     InvalidTransition,
     IssueNotFound,
     do_acknowledge,
+    do_add_note,
+    do_bulk,
     do_resolve,
 )
-from observatory.triage.queries import OrderView
+from observatory.triage.models import Issue
+from observatory.triage.queries import BadRequest, OrderView
 from observatory.triage.schema import (
     AmbiguousOut,
+    AssignIn,
+    BulkIn,
+    BulkOut,
     CandidateOut,
     DuplicateDeliveryOut,
     ErrorOut,
+    ExceptionDetailOut,
     ExceptionOut,
     ExceptionPageOut,
     IssueKinds,
     IssueStates,
+    NoteIn,
+    NoteOut,
     OrderFilters,
     OrderOut,
     OrderPageOut,
@@ -53,6 +65,7 @@ from observatory.triage.schema import (
     TxKeyOut,
     aging_out,
     exception_out,
+    note_out,
 )
 
 router = Router(tags=["exceptions"])
@@ -71,6 +84,10 @@ class ExceptionFilters(Schema):
     )
     system: Text64 = ""
     transaction: DbId | None = Field(None, description="only this transaction's exceptions")
+    q: Text256 = Field(
+        "", description="an order number or any key (its start), an owner, an assignee or words"
+    )
+    assignee: Annotated[str, text(150)] = Field("", description="a username")
     limit: int = Field(50, ge=1, le=500)
     cursor: Text256 | None = Field(None, description="next_cursor of the previous page")
 
@@ -100,6 +117,8 @@ def list_exceptions(request: HttpRequest, filters: Query[ExceptionFilters]) -> E
         transaction_id=filters.transaction,
         limit=filters.limit,
         cursor=filters.cursor,
+        search=filters.q,
+        assignee=filters.assignee,
     )
     at = now()
     aging = queries.age_buckets(
@@ -130,6 +149,84 @@ def _act(issue_id: int, verb: Any, **kwargs: Any) -> ExceptionOut:
 
 #: a row id in a path: 1 to 2^63 - 1
 PATH_ID = Path(..., ge=1, le=MAX_INT64)
+
+
+def _user(username: str | None) -> Any:
+    """The user a username names (None: leave the person as is); 422 naming ``assignee``
+    when nobody has it. ``""`` clears the person (``NOBODY``)."""
+    if username is None:
+        return None
+    if username == "":
+        return NOBODY
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise BadRequest("assignee", f"no active user is called {username!r}", "body")
+    return user
+
+
+@router.get(
+    "/exceptions/{int:issue_id}",
+    response=answers({200: ExceptionDetailOut}, 404),
+    summary="One exception with its history (notes and people's actions)",
+)
+def get_exception(request: HttpRequest, issue_id: int = PATH_ID) -> ExceptionDetailOut:
+    found = queries.issue_with_history(issue_id)
+    if found is None:
+        raise HttpError(404, f"no exception {issue_id}")
+    issue, history = found
+    out = exception_out(issue, now())
+    return ExceptionDetailOut(**out.model_dump(), history=[note_out(n) for n in history])
+
+
+@router.post(
+    "/exceptions/bulk",
+    response=answers({200: BulkOut}, body=True),
+    summary="Acknowledge, resolve or assign many exceptions at once (write scope)",
+)
+def bulk(request: HttpRequest, body: BulkIn) -> BulkOut:
+    require_write(request)
+    assignee = _user(body.assignee) if body.action == "assign" else None
+    if body.action == "assign" and assignee is None and body.team is None:
+        raise BadRequest("assignee", "assign needs an assignee, a team or both", "body")
+    result = do_bulk(
+        body.ids, body.action, actor(request), note=body.note, assignee=assignee, team=body.team
+    )
+    return BulkOut(changed=result.changed, unchanged=result.unchanged, missing=result.missing)
+
+
+@router.post(
+    "/exceptions/{issue_id}/assign",
+    response=answers({200: ExceptionOut}, 404, body=True),
+    summary="Assign an exception to a person, a team or both (write scope)",
+)
+def assign(request: HttpRequest, body: AssignIn, issue_id: int = PATH_ID) -> ExceptionOut:
+    require_write(request)
+    assignee = _user(body.assignee)
+    if assignee is None and body.team is None:
+        raise BadRequest("assignee", "give an assignee, a team or both", "body")
+    result = do_bulk(
+        [issue_id], "assign", actor(request), note=body.note, assignee=assignee, team=body.team
+    )
+    if result.missing:
+        raise HttpError(404, f"no exception {issue_id}")
+    issue = Issue.objects.select_related("assignee").get(pk=issue_id)
+    return exception_out(issue, now(), label="")
+
+
+@router.post(
+    "/exceptions/{issue_id}/notes",
+    response=answers({201: NoteOut}, 404, body=True),
+    summary="Add a note to an exception's history (write scope)",
+)
+def add_note(request: HttpRequest, body: NoteIn, issue_id: int = PATH_ID) -> Status[NoteOut]:
+    require_write(request)
+    try:
+        entry = do_add_note(issue_id, actor(request), body.text)
+    except IssueNotFound:
+        raise HttpError(404, f"no exception {issue_id}") from None
+    except ValueError as exc:
+        raise BadRequest("text", str(exc), "body") from None
+    return Status(201, note_out(entry))
 
 
 @router.post(
@@ -345,6 +442,7 @@ def get_trace(
                 current_stage=tx.current_stage,
                 keys=_keys(tx),
                 span_ids=sorted(span_of[h] for h in held[tx.id]),
+                url=reverse("dashboards:order", args=[tx.id]),
             )
             for tx in txs
         ],

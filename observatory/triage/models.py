@@ -18,6 +18,7 @@ open it once.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -117,6 +118,15 @@ class Issue(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True)
     resolution = models.CharField(max_length=255, blank=True, help_text="why it was closed")
+    #: the person working on it (a team is ``owner``; both are set by assigning)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
 
     class Meta:
         verbose_name = "exception"
@@ -131,6 +141,13 @@ class Issue(models.Model):
             models.Index(fields=["state", "opened_at"], name="issue_queue"),
             models.Index(fields=["kind", "state"], name="issue_kind_state"),
             models.Index(fields=["owner", "state"], name="issue_owner_state"),
+            # GET /metrics: the unresolved ones by kind, system and owner, and the oldest
+            # of each, from this index alone (docs/metrics.md)
+            models.Index(
+                fields=["kind", "system", "owner", "opened_at"],
+                name="issue_unresolved_groups",
+                condition=Q(state__in=UNRESOLVED),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -141,6 +158,35 @@ class Issue(models.Model):
         """The transaction of an exception read with ``transaction__isnull=False``."""
         assert self.transaction_id is not None, self.id
         return self.transaction_id
+
+
+NOTE = "note"
+ASSIGNED = "assigned"
+#: what a history entry records: a note, or a person's change of state or owner
+NOTE_KINDS = [
+    (NOTE, "note"),
+    (ACKNOWLEDGED, "acknowledged"),
+    (RESOLVED, "resolved"),
+    (ASSIGNED, "assigned"),
+]
+
+
+class IssueNote(models.Model):
+    """One entry of an exception's history: a note someone wrote, or an action someone
+    took (acknowledged, resolved, assigned), with its author and time. Append-only."""
+
+    id = models.BigAutoField(primary_key=True)
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="notes")
+    kind = models.CharField(max_length=16, choices=NOTE_KINDS, default=NOTE)
+    at = models.DateTimeField()
+    author = models.CharField(max_length=150)
+    text = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["issue", "at"], name="issuenote_history")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on exception {self.issue_id} by {self.author}"
 
 
 class TriagedHop(models.Model):

@@ -50,6 +50,7 @@ from observatory.triage.models import (
     UNRESOLVED,
     WITHDRAWN,
     Issue,
+    IssueNote,
     OwnerRoute,
 )
 from observatory.triage.order_hops import HopTotals, batch_stage_hops, hop_totals
@@ -233,9 +234,18 @@ def issues(
     owner: str = "",
     system: str = "",
     transaction_id: int | None = None,
+    search: str = "",
+    assignee: str = "",
 ) -> QuerySet[Issue]:
-    """The exception queue, filtered (no ordering applied)."""
+    """The exception queue, filtered (no ordering applied). ``search`` finds an order
+    number or any key (its start, as the orders search: ``1001`` finds ``#1001``; or
+    ``kind=value``), an owner, an assignee or words of the message; ``assignee`` is a
+    username."""
     qs = Issue.objects.filter(state__in=list(states))
+    if search:
+        qs = qs.filter(search_q(search))
+    if assignee:
+        qs = qs.filter(assignee__username=assignee)
     if kinds:
         qs = qs.filter(kind__in=list(kinds))
     if owner:
@@ -247,6 +257,27 @@ def issues(
     return qs
 
 
+def search_q(text: str) -> Q:
+    """Exceptions whose order has a key starting with ``text`` (``kind=value``: of that
+    kind), or whose owner, assignee or summary holds it."""
+    text = text.strip()[:256]
+    kind, sep, value = text.partition("=")
+    if sep and kind and value and kind.replace("_", "").isalnum():
+        keys = TransactionKey.objects.filter(kind=kind, value__startswith=value)
+    else:
+        values = {text, text.lstrip("#"), "#" + text.lstrip("#")}
+        by_value = Q()
+        for v in values:
+            by_value |= Q(value__startswith=v)
+        keys = TransactionKey.objects.filter(by_value)
+    return (
+        Q(transaction_id__in=keys.values("transaction_id"))
+        | Q(owner__icontains=text)
+        | Q(assignee__username__icontains=text)
+        | Q(summary__icontains=text)
+    )
+
+
 def exception_queue(
     *,
     states: Sequence[str] = UNRESOLVED,
@@ -256,18 +287,28 @@ def exception_queue(
     transaction_id: int | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    search: str = "",
+    assignee: str = "",
 ) -> Page:
     """One page of the exception queue, oldest first (keyset on opened_at, id), each
-    issue with ``transaction_label`` set. Two queries."""
+    issue with ``transaction_label`` and ``assignee_name`` set. Two queries."""
     qs = issues(
-        states=states, kinds=kinds, owner=owner, system=system, transaction_id=transaction_id
+        states=states,
+        kinds=kinds,
+        owner=owner,
+        system=system,
+        transaction_id=transaction_id,
+        search=search,
+        assignee=assignee,
     )
     if cursor:
         at, pk = decode_cursor(cursor)
         qs = qs.filter(Q(opened_at__gt=at) | Q(opened_at=at, id__gt=pk))
     rows: list[Any] = list(
         qs.annotate(
-            tx_amount=F("transaction__amount"), tx_currency=F("transaction__currency")
+            tx_amount=F("transaction__amount"),
+            tx_currency=F("transaction__currency"),
+            assignee_name=F("assignee__username"),
         ).order_by("opened_at", "id")[: limit + 1]
     )
     more = len(rows) > limit
@@ -277,6 +318,25 @@ def exception_queue(
         r.transaction_label = labels.get(r.transaction_id, "") if r.transaction_id else ""
     nxt = encode_cursor(rows[-1].opened_at, rows[-1].id) if more and rows else None
     return Page(items=rows, next_cursor=nxt)
+
+
+def issue_with_history(issue_id: int) -> tuple[Issue, list[IssueNote]] | None:
+    """One exception (with its order's amount, its assignee and its order's label) and its
+    history, oldest first. Three queries."""
+    issue = (
+        Issue.objects.filter(pk=issue_id)
+        .annotate(
+            tx_amount=F("transaction__amount"),
+            tx_currency=F("transaction__currency"),
+            assignee_name=F("assignee__username"),
+        )
+        .first()
+    )
+    if issue is None:
+        return None
+    tx = issue.transaction_id
+    issue.transaction_label = transaction_labels([tx])[tx] if tx else ""  # type: ignore[attr-defined]
+    return issue, list(IssueNote.objects.filter(issue_id=issue_id).order_by("at", "id"))
 
 
 def issue_age_s(issue: Issue, now: datetime) -> float:

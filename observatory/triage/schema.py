@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from ninja import Field, Schema
 
-from observatory.hops.schema import SpanOut
-from observatory.lib.params import Instant, Text32, Text64, Text256, one_of, text
+from observatory.hops.api import trace_url
+from observatory.hops.schema import ExceptionEventOut, SpanOut
+from observatory.lib.params import DbId, Instant, Text32, Text64, Text256, one_of, text
 from observatory.transactions.models import KINDS, STAGE_COLUMNS
 from observatory.triage import sla
 from observatory.triage.models import KINDS as ISSUE_KINDS
@@ -47,6 +48,61 @@ class ExceptionOut(Schema):
     #: the transaction's amount and currency, where it has one (the value affected)
     value: Decimal | None = None
     currency: str = ""
+    #: a failed hop's: the last OpenTelemetry exception event of its latest failure
+    exception: ExceptionEventOut | None = None
+    #: the page of the trace of its hop (a failed hop's), "" when it has none
+    trace_url: str = ""
+    #: the person assigned (a username; "" for nobody): the team is ``owner``
+    assignee: str = ""
+
+
+class NoteOut(Schema):
+    """One entry of an exception's history: a note, or a person's action."""
+
+    id: int
+    #: note | acknowledged | resolved | assigned
+    kind: str
+    at: datetime
+    author: str
+    text: str
+
+
+class ExceptionDetailOut(ExceptionOut):
+    #: notes and people's actions, oldest first
+    history: list[NoteOut]
+
+
+class NoteIn(Schema):
+    text: Annotated[str, text(10_000, min_length=1)]
+
+
+class AssignIn(Schema):
+    assignee: Annotated[str, text(150)] | None = Field(
+        None, description='a username; "" clears the person; absent leaves it'
+    )
+    team: Annotated[str, text(64)] | None = Field(
+        None, description="the owning team; absent leaves it"
+    )
+    note: Annotated[str, text(255)] = ""
+
+
+class BulkIn(AssignIn):
+    ids: list[DbId] = Field(..., min_length=1, max_length=1000)
+    #: acknowledge | resolve | assign
+    action: Annotated[str, text(16, one_of(["acknowledge", "resolve", "assign"]), 1)]
+
+
+class BulkOut(Schema):
+    #: the exceptions the action changed
+    changed: list[int]
+    #: those it did not apply to (acknowledging a resolved one)
+    unchanged: list[int]
+    #: ids that name no exception
+    missing: list[int]
+
+
+def note_out(n: Any) -> NoteOut:
+    return NoteOut(id=n.id, kind=n.kind, at=n.at, author=n.author, text=n.text)
 
 
 class AgingOut(Schema):
@@ -98,7 +154,21 @@ def exception_out(issue: Issue, now: datetime, label: str | None = None) -> Exce
         resolution=issue.resolution,
         value=getattr(issue, "tx_amount", None),
         currency=getattr(issue, "tx_currency", "") or "",
+        exception=_exception(issue.detail.get("exception")),
+        trace_url=trace_url(str(issue.detail.get("trace_id") or "")),
+        assignee=_assignee(issue),
     )
+
+
+def _exception(found: Any) -> ExceptionEventOut | None:
+    return ExceptionEventOut.model_construct(**found) if isinstance(found, dict) else None
+
+
+def _assignee(issue: Issue) -> str:
+    """The assignee's username: annotated by the queue's query, else read (one issue)."""
+    if hasattr(issue, "assignee_name"):
+        return str(issue.assignee_name or "")
+    return issue.assignee.get_username() if issue.assignee_id and issue.assignee else ""
 
 
 def aging_out(b: AgeBuckets) -> AgingOut:
@@ -265,6 +335,8 @@ class TraceTransactionOut(Schema):
     keys: list[TxKeyOut]
     #: the spans of this trace that belong to it
     span_ids: list[str]
+    #: the path of its order page
+    url: str = ""
 
 
 class TraceOut(Schema):

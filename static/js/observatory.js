@@ -2,7 +2,7 @@
  *
  * A figure is a <div data-figure="ID"> next to <script type="application/json" id="ID">
  * holding plotly's JSON (data, layout, config). Plotly itself is served locally from
- * /static/vendor/plotly.min.js: the pages never reach the internet. */
+ * static/vendor/plotly/ (plotly.js-basic-dist-min, scatter and bar only): the pages never reach the internet. */
 (function () {
   "use strict";
 
@@ -31,6 +31,27 @@
     return figure;
   }
 
+  // Marker labels (the swimlane's stage names) never overlap: after each drawing, a label
+  // whose box meets one already kept is hidden; its hover still says it.
+  function declutter(div) {
+    var kept = [];
+    div.querySelectorAll(".textpoint text").forEach(function (text) {
+      text.style.visibility = "";
+      var box = text.getBoundingClientRect();
+      if (!box.width) {
+        return;
+      }
+      var clash = kept.some(function (k) {
+        return box.left < k.right && k.left < box.right && box.top < k.bottom && k.top < box.bottom;
+      });
+      if (clash) {
+        text.style.visibility = "hidden";
+      } else {
+        kept.push(box);
+      }
+    });
+  }
+
   function renderFigures(root) {
     if (typeof window.Plotly === "undefined") {
       return;
@@ -45,13 +66,56 @@
         { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] },
         figure.config || {}
       );
-      window.Plotly.newPlot(div, figure.data, figure.layout, config);
+      window.Plotly.newPlot(div, figure.data, figure.layout, config).then(function () {
+        declutter(div);
+        div.on("plotly_afterplot", function () {
+          declutter(div);
+        });
+      });
       div.dataset.rendered = "1";
     });
   }
 
+  // Under 600 px a table reads as stacked cards (observatory.css, "stacked tables"): each
+  // cell carries its column's header as data-label, which the CSS shows before the value.
+  // Roles keep the table's semantics once the CSS makes its parts blocks.
+  function labelTables(root) {
+    root.querySelectorAll("table.table").forEach(function (table) {
+      var heads = table.querySelectorAll("thead th");
+      if (!heads.length || table.classList.contains("stacked")) {
+        return;
+      }
+      var labels = Array.prototype.map.call(heads, function (th) {
+        th.setAttribute("role", "columnheader");
+        return th.textContent.replace(/\s+/g, " ").trim();
+      });
+      table.setAttribute("role", "table");
+      table.querySelectorAll("tr").forEach(function (tr) {
+        tr.setAttribute("role", "row");
+        var column = 0;
+        tr.querySelectorAll(":scope > td").forEach(function (td) {
+          td.setAttribute("role", "cell");
+          if (!td.hasAttribute("data-label")) {
+            td.setAttribute("data-label", labels[column] || "");
+          }
+          column += td.colSpan || 1;
+        });
+      });
+      table.classList.add("stacked");
+    });
+  }
+
+  function enhance(root) {
+    labelTables(root);
+    renderFigures(root);
+  }
+
   window.Observatory = { renderFigures: renderFigures };
   document.addEventListener("DOMContentLoaded", function () {
-    renderFigures(document);
+    enhance(document);
+  });
+  // the ops page swaps its live fragment in (ops.js)
+  document.addEventListener("ops:updated", function (event) {
+    labelTables(event.target);
   });
 })();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -53,13 +54,23 @@ def test_create_channels_of_every_kind(write_client: Client, settings: Any) -> N
     ("body", "field"),
     [
         ({"name": "x", "kind": "slack"}, None),
-        ({"name": "x", "kind": "slack", "bot_token": "xoxb-1"}, "slack_channel"),
+        ({"name": "x", "kind": "slack", "bot_token": "xoxb-1"}, "channel"),
         ({"name": "x", "kind": "email", "to": []}, "to"),
         ({"name": "x", "kind": "email", "to": ["not-an-address"]}, "to"),
         ({"name": "x", "kind": "slack", "webhook_url": "http://127.0.0.1:9/hook"}, "webhook_url"),
         ({"name": "x", "kind": "slack", "webhook_url": "http://10.0.0.8/hook"}, "webhook_url"),
         ({"name": "x", "kind": "slack", "webhook_url": "ftp://hooks.slack.com/x"}, "webhook_url"),
         ({"name": "x", "kind": "pager", "to": ["a@b.co"]}, "kind"),
+        ({"name": "x", "kind": "teams"}, "webhook_url"),
+        ({"name": "x", "kind": "teams", "webhook_url": "http://192.168.1.9/wf"}, "webhook_url"),
+        ({"name": "x", "kind": "pagerduty"}, "routing_key"),
+        ({"name": "x", "kind": "pagerduty", "routing_key": "short"}, "routing_key"),
+        ({"name": "x", "kind": "webhook"}, "url"),
+        ({"name": "x", "kind": "webhook", "url": "http://127.0.0.1:9/am"}, "url"),
+        (
+            {"name": "x", "kind": "webhook", "url": "https://am.example.com/", "secret": "s"},
+            "secret",
+        ),
     ],
 )
 def test_invalid_channels_are_refused(
@@ -69,7 +80,10 @@ def test_invalid_channels_are_refused(
     r = post(write_client, "/api/v1/alert-channels", body)
     assert r.status_code == 422, r.content
     if field:
-        assert field in r.content.decode()
+        errors = r.json()["detail"]
+        assert len(errors) == 1 and field in errors[0]["loc"], errors  # one, naming it
+        if "127.0.0.1" in json.dumps(body) or "192.168" in json.dumps(body):
+            assert "ALERTS_ALLOW_PRIVATE_URLS" in errors[0]["msg"]
     assert not Channel.objects.exists()
 
 

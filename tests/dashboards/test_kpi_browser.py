@@ -160,7 +160,7 @@ def test_ops_dashboard_is_live(browser: Any, site: Site) -> None:
         assert elapsed < 2.0, f"the new hop took {elapsed:.2f} s to show"
         tile = page.locator(".tile[data-system=tax]")
         assert tile.locator("[data-testid=tile-errors]").inner_text() == "100.0 %"
-        assert tile.get_attribute("data-status") in ("amber", "red", "ok")
+        assert tile.get_attribute("data-status") in ("failing", "degraded", "ok")
         assert page.evaluate("window.__notReloaded") == 42
         updates = page.evaluate("window.ObservatoryLive.updates")
         post_hop(base, site.token, "tax")
@@ -200,8 +200,7 @@ def test_executive_and_systems_pages(browser: Any, site: Site) -> None:
         sign_in(page, base)
         page.goto(f"{base}/executive/")
         for key in (
-            "posting-30",
-            "posting-90",
+            "posting",
             "exceptions",
             "duplicates",
             "backlog",
@@ -222,9 +221,26 @@ def test_executive_and_systems_pages(browser: Any, site: Site) -> None:
             "within 1 h" in page.locator("[data-testid=slo-acceptance_to_posting-pos]").inner_text()
         )
         # a line per channel on the posting chart
-        names = page.locator("#chart-posting-90 .legendtext").all_text_contents()
+        names = page.locator("#chart-posting .legendtext").all_text_contents()
         assert any(n.startswith("web") for n in names) and any(n.startswith("pos") for n in names)
         shot(page, "executive-laptop")
+        # the business outcomes: each with its definition, the same figures as the API
+        rr = site.figures["reroute_rate"]
+        assert rr["shipments"] > 0
+        assert page.locator("[data-testid=value-reroute_rate]").inner_text() == (
+            "—" if rr["rate"] is None else f"{rr['rate'] * 100:.1f} %"
+        )
+        assert (
+            "fulfilling location"
+            in page.locator("[data-testid=definition-reroute_rate]").inner_text()
+        )
+        outcomes = page.locator("[data-testid=business-outcomes]")
+        outcomes.screenshot(path=str(SHOTS / "executive-outcomes-laptop.png"))
+        page.set_viewport_size({"width": 390, "height": 844})
+        box = outcomes.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        outcomes.screenshot(path=str(SHOTS / "executive-outcomes-phone.png"))
+        page.set_viewport_size(LAPTOP)
 
         # the CSV of a chart
         with page.expect_download() as download:
@@ -238,8 +254,8 @@ def test_executive_and_systems_pages(browser: Any, site: Site) -> None:
         page.click("form.exec-filters button[type=submit]")
         page.wait_for_url("**/executive/?window=7&channel=web*")
         assert "Last 7 days, web orders" in page.locator(".page-head .sub").inner_text()
-        page.wait_for_selector("#chart-posting-30.js-plotly-plot .main-svg", timeout=15_000)
-        names = page.locator("#chart-posting-30 .legendtext").all_text_contents()
+        page.wait_for_selector("#chart-posting.js-plotly-plot .main-svg", timeout=15_000)
+        names = page.locator("#chart-posting .legendtext").all_text_contents()
         assert names and all(n.startswith("web") for n in names)
 
         page.goto(f"{base}/executive/")
@@ -252,7 +268,7 @@ def test_executive_and_systems_pages(browser: Any, site: Site) -> None:
         page.emulate_media(media="screen")
         page.set_viewport_size(WALL)
         page.reload()  # a wall display opens the page at its own size
-        page.wait_for_selector("#chart-posting-90.js-plotly-plot .main-svg", timeout=15_000)
+        page.wait_for_selector("#chart-posting.js-plotly-plot .main-svg", timeout=15_000)
         shot(page, "executive-wall", full_page=False)
 
         page.set_viewport_size(LAPTOP)

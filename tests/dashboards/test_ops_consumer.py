@@ -153,3 +153,53 @@ def test_polls_when_no_event_crosses_processes(settings: Any, ingest_client: Cli
         await ws.disconnect()
 
     async_to_sync(run)()
+
+
+def test_a_tab_that_went_away_leaves_no_traceback(
+    caplog: pytest.LogCaptureFixture, ingest_client: Client
+) -> None:
+    """A browser tab closed (or a laptop lid shut) drops the connection without a close
+    frame; until the server notices, a push finds the client gone: uvicorn's ``send``
+    raises ``ClientDisconnected``, as the server in front of the app here does. The
+    consumer stops quietly: no traceback in the log."""
+    import logging
+
+    from uvicorn.protocols.utils import ClientDisconnected
+
+    gone = False
+
+    def server(application: Any) -> Any:
+        async def serve(scope: Any, receive: Any, send: Any) -> None:
+            async def send_unless_gone(message: Any) -> None:
+                if gone and message["type"] == "websocket.send":
+                    raise ClientDisconnected()
+                await send(message)
+
+            await application(scope, receive, send_unless_gone)
+
+        return serve
+
+    cookie = session_cookie()
+    application = server(app())
+    # the consumer's own log, whatever Django's logging setup does to the root logger's
+    consumer_log = logging.getLogger("observatory.dashboards.consumers")
+    consumer_log.addHandler(caplog.handler)
+
+    async def run() -> None:
+        nonlocal gone
+        headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+        ws = WebsocketCommunicator(application, "/ws/ops/", headers=[*headers, (b"cookie", cookie)])
+        connected, _ = await ws.connect()
+        assert connected
+        snapshot(await ws.receive_from(timeout=5))
+        gone = True
+        await sync_to_async(seed.seed)(ingest_client)  # the figures change: a push
+        assert await ws.receive_nothing(timeout=2)
+        await ws.disconnect()
+
+    try:
+        async_to_sync(run)()
+    finally:
+        consumer_log.removeHandler(caplog.handler)
+    errors = [r for r in caplog.handler.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]

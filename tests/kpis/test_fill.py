@@ -418,13 +418,17 @@ def test_an_edge_in_an_hour_without_minute_rollups_is_read_once(
 
     assert answer()["exception_rate"]["orders"] == 1
     # asked again: the edge hour's facts are in memory, no hop or transaction is read
+    # (but the cancellations, refunds and shipments (reroutes) of the window, each one
+    # statement over its own partial index whatever the window)
     with CaptureQueriesContext(connection) as ctx:
         again = queries.kpi_values(since, until, at=at, channel="web")
     assert again["exception_rate"]["orders"] == 1
+    snapshots = ('"cancelled_at" >=', '"refunded_at" >=', '"shipped_at" >=')
     assert not [
         q["sql"]
         for q in ctx.captured_queries
-        if "hops_hop" in q["sql"] or 'FROM "transactions_transaction"' in q["sql"]
+        if ("hops_hop" in q["sql"] or 'FROM "transactions_transaction"' in q["sql"])
+        and not any(s in q["sql"] for s in snapshots)
     ]
     # a later order in that hour: the fill replaces the hour's rows, the edge is read again
     send(

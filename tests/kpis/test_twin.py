@@ -138,6 +138,9 @@ def test_rollups_equal_their_brute_force_twin_on_simulated_traffic(
     assert figures["acceptance_to_posting"]["count"] > 50
     assert figures["duplicate_rate"]["duplicates"] > 0
     assert figures["exception_rate"]["with_exception"] > 0
+    at_risk = figures["value_at_risk"]
+    assert at_risk["orders"] > 0 and at_risk["by_currency"], at_risk
+    assert at_risk["by_system"] and at_risk["by_stage"], at_risk
     assert figures["inventory_sync_lag"]["count"] > 10
     assert figures["fulfillment_propagation"]["count"] > 10
     assert len(figures["hop_health"]["rows"]) > 10

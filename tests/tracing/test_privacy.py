@@ -43,18 +43,19 @@ WORST = {
 @pytest.mark.parametrize("shape", list(WORST))
 def test_a_megabyte_of_the_worst_shape_masks_in_linear_time(shape: str) -> None:
     # No cap here: the patterns themselves must be linear. Linear is tens of milliseconds
-    # a megabyte; the square of a megabyte would be hours. The bound only catches that.
+    # a megabyte; the square of a megabyte would be hours. The bound only catches that,
+    # in this process's CPU time (a busy machine's wall clock says nothing about it).
     uncapped = MaskPolicy(max_text=None)
-    started = time.perf_counter()
+    started = time.process_time()
     uncapped.mask_text(WORST[shape])
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 def test_a_megabyte_attribute_name_is_decided_at_once() -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     assert MaskPolicy().is_pii_key("customer_email" + "k" * MB)
     assert not MaskPolicy().is_pii_key("k" * MB)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 def test_lengths_are_capped_before_any_pattern_runs() -> None:
@@ -145,6 +146,11 @@ def test_luhn() -> None:
         "customer.phone",
         "shipping_address.city",
         "billing.address",
+        # addresses of people stay masked beside the spared host and peer addresses
+        "customer.address",
+        "shipping.address",
+        "shipping.address.line1",
+        "client.email",
         "customer.name",
         "client.name",
         "first_name",

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.urls import reverse
 
-from observatory.alerts.actions.evaluation import EvaluateResult, edits_in_place
+from observatory.alerts.actions.evaluation import EvaluateResult, channel_config, edits_in_place
 from observatory.alerts.actions.links import ack_url, alert_url, base_url
 from observatory.alerts.models import (
     EV_TEST,
@@ -30,7 +30,6 @@ from observatory.alerts.models import (
     Notification,
 )
 from observatory.alerts.transports import (
-    ChannelConfig,
     Message,
     Sent,
     TransportError,
@@ -90,18 +89,6 @@ def _claim(at: datetime, limit: int, only: Sequence[int] | None = None) -> list[
         ids = list(ordered.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
         Notification.objects.filter(id__in=ids).update(claimed_until=lease)
     return ids
-
-
-def channel_config(channel: Channel) -> ChannelConfig:
-    return ChannelConfig(
-        id=channel.id,
-        name=channel.name,
-        kind=channel.kind,
-        webhook_url=channel.webhook_url,
-        bot_token=channel.bot_token,
-        slack_channel=channel.slack_channel,
-        to=tuple(channel.to or ()),
-    )
 
 
 def _previous_ref(notification: Notification) -> dict[str, Any]:

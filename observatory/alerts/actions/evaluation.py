@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from observatory.alerts import evaluate, history, queries, text
 from observatory.alerts.models import (
     EV_ACKNOWLEDGED,
+    EV_FIRING,
     FIRING,
     PENDING,
     RESOLVED,
@@ -27,6 +28,7 @@ from observatory.alerts.models import (
     Notification,
     Rule,
 )
+from observatory.alerts.transports import ChannelConfig, Transport, TransportError, transport_for
 from observatory.kpis.models import AlertSeen
 from observatory.lib import bulk, live
 from observatory.lib.clock import Clock, now
@@ -188,6 +190,8 @@ def do_evaluate(*, clock: Clock = now) -> EvaluateResult:
             event = record_event(alert, ev.kind, at, saved)
             result.notifications += queue(event, alert, rules_by_id[alert.rule_id], channels, at)
         result.events = len(step.events)
+        caught_up = catch_up(rules_by_id, channels, at)
+        result.notifications += caught_up
         result.history = history.record(judged, {r.id: rule_spec(r) for r in judged}, at, now())
         for s in step.alerts:
             if s.state == FIRING:
@@ -335,13 +339,63 @@ def _targets(rule: Rule, channels: Sequence[Channel]) -> list[Channel]:
     return own if rule.channels.all() else list(channels)
 
 
+def catch_up(rules_by_id: Mapping[int, Rule], channels: Sequence[Channel], at: datetime) -> int:
+    """Tell the channels that never heard of an alert firing now: a channel added (or
+    switched on, or given to the rule) while the alert fires gets its firing message at
+    this evaluation, not at the next reminder ``repeat_s`` later. Only alerts that went out
+    (announced, not silenced nor held back) are caught up; a few queries in all."""
+    firing = list(
+        Alert.objects.filter(
+            state=FIRING,
+            notified_at__isnull=False,
+            silenced_by__isnull=True,
+            inhibited_by__isnull=True,
+            found_in_history=False,
+            rule_id__in=list(rules_by_id),
+        ).select_related("rule")
+    )
+    if not firing:
+        return 0
+    heard = set(
+        Notification.objects.filter(alert_id__in=[a.id for a in firing])
+        .values_list("alert_id", "channel_id")
+        .distinct()
+    )
+    queued = 0
+    for alert in firing:
+        rule = rules_by_id[alert.rule_id]
+        missing = [c for c in _targets(rule, channels) if (alert.id, c.id) not in heard]
+        missing = [c for c in missing if takes(c, EV_FIRING)]
+        if not missing:
+            continue
+        event = record_event(alert, EV_FIRING, at, {})
+        event.snapshot["caught_up"] = [c.name for c in missing]
+        event.save(update_fields=["snapshot"])
+        Notification.objects.bulk_create(
+            Notification(event=event, alert=alert, channel=c, next_attempt_at=at, created_at=at)
+            for c in missing
+        )
+        queued += len(missing)
+        following = [c for c in missing if takes(c, EV_ACKNOWLEDGED)]
+        if alert.acknowledged_at is not None and following:
+            # already acknowledged: an incident opened by the catch-up is acknowledged too
+            ack = record_event(alert, EV_ACKNOWLEDGED, at, {})
+            Notification.objects.bulk_create(
+                Notification(event=ack, alert=alert, channel=c, next_attempt_at=at, created_at=at)
+                for c in following
+            )
+            queued += len(following)
+        log.info("alert %s: caught up %d new channel(s)", alert.id, len(missing))
+    return queued
+
+
 def queue(
     event: AlertEvent, alert: Alert, rule: Rule, channels: Sequence[Channel], at: datetime
 ) -> int:
     rows = []
     for channel in _targets(rule, channels):
-        if event.kind == EV_ACKNOWLEDGED and not edits_in_place(channel):
-            continue  # only a message that can be edited shows an acknowledgement
+        if not takes(channel, event.kind):
+            continue  # e.g. an acknowledgement, where nothing follows the alert
         rows.append(
             Notification(
                 event=event,
@@ -355,5 +409,35 @@ def queue(
     return len(rows)
 
 
+def channel_config(channel: Channel) -> ChannelConfig:
+    return ChannelConfig(
+        id=channel.id,
+        name=channel.name,
+        kind=channel.kind,
+        webhook_url=channel.webhook_url,
+        bot_token=channel.bot_token,
+        slack_channel=channel.slack_channel,
+        to=tuple(channel.to or ()),
+        routing_key=channel.routing_key,
+        secret=channel.secret,
+    )
+
+
+def _transport(channel: Channel) -> Transport | None:
+    try:
+        return transport_for(channel_config(channel))
+    except TransportError:
+        return None
+
+
 def edits_in_place(channel: Channel) -> bool:
-    return channel.kind == "slack" and bool(channel.bot_token)
+    """Does the channel edit the message it sent (a Slack bot)?"""
+    transport = _transport(channel)
+    return transport is not None and transport.updates_in_place()
+
+
+def takes(channel: Channel, event: str) -> bool:
+    """Is ``event`` sent to ``channel``? (an acknowledgement only where the channel follows
+    the alert: a message edited in place, a PagerDuty incident)"""
+    transport = _transport(channel)
+    return transport is None or transport.takes(event)

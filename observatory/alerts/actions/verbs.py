@@ -68,6 +68,8 @@ def do_create_channel(
     bot_token: str = "",
     slack_channel: str = "",
     to: Sequence[str] = (),
+    routing_key: str = "",
+    secret: str = "",
 ) -> Channel:
     channel = Channel(
         name=name,
@@ -76,6 +78,8 @@ def do_create_channel(
         bot_token=bot_token,
         slack_channel=slack_channel,
         to=list(to),
+        routing_key=routing_key,
+        secret=secret,
         created_by=who[:150],
     )
     channel.full_clean()

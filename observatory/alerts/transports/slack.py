@@ -21,7 +21,14 @@ from typing import Any, Final
 from django.conf import settings
 
 from observatory.alerts import text
-from observatory.alerts.transports import Message, Sent, Transport, TransportError
+from observatory.alerts.transports import (
+    Message,
+    Sent,
+    Transport,
+    TransportError,
+    http_error,
+    post,
+)
 from observatory.lib import http
 
 MAX_BLOCKS: Final = 50
@@ -285,38 +292,11 @@ def payload(message: Message) -> dict[str, Any]:
 def _call(
     url: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
 ) -> http.Response:
-    try:
-        return http.post(url, json=body, headers=headers, retries=0)
-    except http.UnsafeURL as exc:
-        raise TransportError(str(exc), permanent=True) from None
-    except http.RequestFailed as exc:
-        raise TransportError(str(exc)) from None
+    return post(url, json=body, headers=headers)
 
 
 def _raise_for_status(response: http.Response, reason: str) -> None:
-    status = response.status
-    if status == 429:
-        raise TransportError(
-            f"rate limited by Slack ({reason or '429'})",
-            retry_after=response.retry_after(),
-            status=status,
-        )
-    if status >= 500:
-        raise TransportError(f"Slack answered {status} {reason}".strip(), status=status)
-    if status in (404, 410) or reason in BROKEN:
-        raise TransportError(
-            f"Slack answered {status} {reason}".strip(), permanent=True, status=status
-        )
-    if status in (401, 403):
-        raise TransportError(
-            f"Slack answered {status} {reason}".strip(), permanent=True, status=status
-        )
-    raise TransportError(
-        f"Slack refused the message: {status} {reason}".strip(),
-        permanent=True,
-        channel_broken=False,
-        status=status,
-    )
+    raise http_error(response, "Slack", reason, broken=reason in BROKEN)
 
 
 class SlackWebhook(Transport):

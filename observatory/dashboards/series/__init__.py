@@ -20,7 +20,9 @@ from observatory.dashboards.series.charts import (
     lag_distribution,
 )
 from observatory.dashboards.series.live import (
+    FLOW_CHANNELS,
     FLOW_SYSTEMS,
+    FLOW_WINDOW,
     Edge,
     Tile,
     backlog_now,
@@ -37,7 +39,9 @@ from observatory.dashboards.series.systems import (
 )
 
 __all__ = [
+    "FLOW_CHANNELS",
     "FLOW_SYSTEMS",
+    "FLOW_WINDOW",
     "LAG_BINS",
     "Edge",
     "Tile",

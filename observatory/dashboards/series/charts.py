@@ -165,7 +165,17 @@ def lag_distribution(sketch: Sketch) -> list[dict[str, Any]]:
             if value < upper:
                 counts[j] += c
                 break
-    return [{"bin": label, "count": n} for (label, _), n in zip(LAG_BINS, counts, strict=True)]
+    lows = [0.0, *(upper for _, upper in LAG_BINS[:-1])]
+    return [
+        {
+            "bin": label,
+            "from_s": low,
+            # the last bin has no upper bound: None (an empty CSV cell), never "inf"
+            "to_s": upper if upper != float("inf") else None,
+            "count": n,
+        }
+        for (label, upper), low, n in zip(LAG_BINS, lows, counts, strict=True)
+    ]
 
 
 def inventory_lag(

@@ -47,6 +47,7 @@ class Tile:
     system: str
     hops: int = 0
     errors: int = 0
+    retries: int = 0
     p95_ms: float | None = None
     last_at: datetime | None = None
     age_s: float | None = None
@@ -61,6 +62,10 @@ class Tile:
     @property
     def error_rate(self) -> float | None:
         return compute.rate(self.errors, self.hops)
+
+    @property
+    def retry_rate(self) -> float | None:
+        return compute.rate(self.retries, self.hops)
 
 
 def _human(seconds: float) -> str:
@@ -123,12 +128,13 @@ def system_tiles(at: datetime | None = None) -> list[Tile]:
     since = at - TILE_WINDOW
     durations: dict[str, list[float]] = defaultdict(list)
     tiles: dict[str, Tile] = {}
-    for system, outcome, dur in Hop.objects.filter(
+    for system, outcome, dur, attempt in Hop.objects.filter(
         start_time__gte=since, start_time__lte=at
-    ).values_list("system", "outcome", "duration_ms"):
+    ).values_list("system", "outcome", "duration_ms", "retry_attempt"):
         tile = tiles.setdefault(system, Tile(system))
         tile.hops += 1
         tile.errors += outcome == ERROR
+        tile.retries += (attempt or 0) > 0
         durations[system].append(compute.clamp(float(dur or 0.0)))
     for system in known_systems():
         tiles.setdefault(system, Tile(system))
@@ -198,9 +204,12 @@ FLOW_EDGES: tuple[tuple[str, str, str, str, str], ...] = (
     ("carrier", "shopify", "shipped", "fulfillment_synced", "shipped → seen by Shopify"),
 )
 _CHANNEL_OF = {"shopify": "web", "marketplace": "marketplace", "pos": "pos"}
+#: the channel each source of the flow map stands for, and the orders the map measures
+FLOW_CHANNELS = _CHANNEL_OF
+FLOW_WINDOW = timedelta(hours=24)
 
 
-def flow(at: datetime | None = None, window: timedelta = timedelta(hours=24)) -> list[Edge]:
+def flow(at: datetime | None = None, window: timedelta = FLOW_WINDOW) -> list[Edge]:
     """The lag on each edge of the flow map, over orders accepted in the last ``window``
     (one query on the captured-time index)."""
     at = at or clock_now()

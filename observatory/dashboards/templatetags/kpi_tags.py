@@ -8,6 +8,7 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 
 from observatory.dashboards.kpi_figures import human_s
+from observatory.triage import sla
 
 register = template.Library()
 
@@ -81,3 +82,15 @@ def short_age(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600:.0f} h"
     return f"{s // 86400:.0f} d"
+
+
+@register.filter
+def deadline(seconds: int | None) -> str:
+    """A deadline in words: ``1 min``, ``1 h``; None -> ``—``."""
+    return "—" if seconds is None else sla.human(seconds)
+
+
+@register.filter
+def bar_pct(share: float | None) -> str:
+    """A share (0..1, or past 1) as a bar's width in percent, held to 0..100."""
+    return "0" if share is None else f"{max(0.0, min(1.0, float(share))) * 100:.1f}"

@@ -20,7 +20,7 @@ The parts:
 * ``assembly``: every KPI of the registry from those (``kpi_values``).
 """
 
-from observatory.kpis.queries.assembly import kpi_values
+from observatory.kpis.queries.assembly import duplicates_by_source, kpi_values
 from observatory.kpis.queries.backlog import (
     anchor_expr,
     backlog,
@@ -32,6 +32,7 @@ from observatory.kpis.queries.exceptions import (
     exceptions_resolution,
     issues,
     resolution_time,
+    value_at_risk,
 )
 from observatory.kpis.queries.readers import (
     LIVE_SLACK,
@@ -60,6 +61,7 @@ __all__ = [
     "anchor_expr",
     "backlog",
     "backlog_members",
+    "duplicates_by_source",
     "exception_aging",
     "exceptions_resolution",
     "hop_counts",
@@ -74,4 +76,5 @@ __all__ = [
     "ranges_q",
     "resolution_time",
     "sketch_of",
+    "value_at_risk",
 ]

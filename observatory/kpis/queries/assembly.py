@@ -10,11 +10,16 @@ from typing import Any
 
 from observatory.kpis import compute, registry
 from observatory.kpis.queries.backlog import backlog
+from observatory.kpis.queries.cancellations import cancellation_success
 from observatory.kpis.queries.exceptions import (
     alerts_resolution,
     exception_aging,
     exceptions_resolution,
+    value_at_risk,
 )
+from observatory.kpis.queries.inventory import inventory_drift
+from observatory.kpis.queries.refunds import refund_reconciliation
+from observatory.kpis.queries.shipments import reroute_rate
 from observatory.kpis.queries.totals import HopTotal, LagTotal, OrderTotal, hop_totals, order_total
 from observatory.lib.clock import now as clock_now
 
@@ -25,31 +30,41 @@ def _lag_fields(lag: LagTotal, names: Sequence[str]) -> dict[str, Any]:
     return {n: values[n] for n in names if n in values}
 
 
+def duplicates_by_source(hops: dict[tuple[str, str], HopTotal]) -> dict[str, dict[str, Any]]:
+    """``duplicate_rate.by_source``: per system, its deliveries, duplicates and their rate."""
+    sources: dict[str, list[int]] = {}
+    for (system, _operation), h in hops.items():
+        tally = sources.setdefault(system, [0, 0])
+        tally[0] += h.hops + h.duplicates
+        tally[1] += h.duplicates
+    return {
+        system: {"deliveries": n, "duplicates": d, "rate": compute.rate(d, n)}
+        for system, (n, d) in sorted(sources.items())
+        if n
+    }
+
+
 def values_from(
     orders: OrderTotal,
     hops: dict[tuple[str, str], HopTotal],
     *,
     backlog_value: dict[str, Any],
     aging: dict[str, Any],
+    at_risk: dict[str, Any],
+    cancellations: dict[str, Any],
+    reroutes: dict[str, Any],
+    drift: dict[str, Any],
+    refunds: dict[str, Any],
     resolution: dict[str, float | None],
 ) -> dict[str, dict[str, Any]]:
     """Every KPI of the registry from the window's totals (their ids and fields)."""
     deliveries = sum(h.hops + h.duplicates for h in hops.values())
     duplicates = sum(h.duplicates for h in hops.values())
-    sources: dict[str, list[int]] = {}
-    for (system, _operation), h in hops.items():
-        tally = sources.setdefault(system, [0, 0])
-        tally[0] += h.hops + h.duplicates
-        tally[1] += h.duplicates
-    by_source = {
-        system: {"deliveries": n, "duplicates": d, "rate": compute.rate(d, n)}
-        for system, (n, d) in sorted(sources.items())
-        if n
-    }
+    by_source = duplicates_by_source(hops)
     counted: list[tuple[float, str]] = [
-        (compute.rate(d, n) or 0.0, system)
-        for system, (n, d) in sources.items()
-        if n >= registry.MIN_SOURCE_DELIVERIES
+        (v["rate"] or 0.0, system)
+        for system, v in by_source.items()
+        if v["deliveries"] >= registry.MIN_SOURCE_DELIVERIES
     ]
     worst_rate: float | None = None
     worst = ""
@@ -94,6 +109,11 @@ def values_from(
         },
         "reconciliation_backlog": backlog_value,
         "exception_aging": aging,
+        "refund_reconciliation": refunds,
+        "cancellation_success": cancellations,
+        "reroute_rate": reroutes,
+        "inventory_drift": drift,
+        "value_at_risk": at_risk,
         "retries": {
             "retries": sum(h.retries for h in hops.values()),
             "replays": sum(h.replays for h in hops.values()),
@@ -133,5 +153,10 @@ def kpi_values(
         hops,
         backlog_value=backlog(since, until, channel=channel, store=store, system=system, at=at),
         aging=exception_aging(until, channel=channel, store=store, system=system, at=at),
+        at_risk=value_at_risk(until, channel=channel, store=store, system=system, at=at),
+        cancellations=cancellation_success(since, until, channel=channel, store=store),
+        refunds=refund_reconciliation(since, until, channel=channel, store=store, at=at),
+        reroutes=reroute_rate(since, until, channel=channel, store=store),
+        drift=inventory_drift(since, until, store=store, system=system),
         resolution={"alerts_mean_s": alert_mean, "exceptions_mean_s": exc_mean},
     )

@@ -23,7 +23,7 @@ from observatory.triage import queries as triage_queries
 from observatory.triage import sla
 
 
-def _anchor_q(since: datetime | None, until: datetime) -> Q:
+def anchor_q(since: datetime | None, until: datetime) -> Q:
     """Transactions counted in the window of their anchor time."""
 
     def rng(col: str) -> Q:
@@ -98,7 +98,7 @@ def policy_branches(
     for p, qs, reaching in judged_by(policies, system=system):
         if until is not None:
             qs = qs.filter(
-                _anchor_q(since, until),
+                anchor_q(since, until),
                 **{f"{stage_field(p.from_stage)}__lt": sla.overdue_threshold(p, until)},
             )
         for col in reaching:

@@ -4,7 +4,9 @@ the end of a window, and the mean time to resolve exceptions and alerts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Min, Q
@@ -13,7 +15,7 @@ from observatory.kpis.models import AlertSeen, IssueSeen
 from observatory.kpis.queries.readers import is_live
 from observatory.lib.clock import now as clock_now
 from observatory.triage import sla
-from observatory.triage.models import RESOLVED, UNRESOLVED, Issue
+from observatory.triage.models import RESOLVED, UNRESOLVED, WITHDRAWN, Issue
 
 
 def issues(channel: str | None, store: str | None, system: str | None) -> Any:
@@ -123,3 +125,76 @@ def alerts_resolution(
     if isinstance(mean, timedelta):
         return int(row["n"]), mean.total_seconds()
     return int(row["n"]), float(mean) / 1_000_000
+
+
+def value_at_risk(
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    system: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """The summed amount of the transactions with an exception open at ``until`` (the
+    ``value_at_risk`` KPI): each transaction once in ``orders`` and ``by_currency``, and
+    once under each system and stage it has an open exception for. A withdrawn exception
+    never was a problem; a transaction without an amount counts in ``orders`` alone.
+
+    One query over the open exceptions (the queue's partial index), however many
+    transactions there are."""
+    at = at or clock_now()
+    qs = Issue.objects.filter(transaction__isnull=False, opened_at__lte=until).exclude(
+        state=WITHDRAWN
+    )
+    if is_live(until, at):
+        qs = qs.filter(state__in=UNRESOLVED)
+    else:
+        qs = qs.filter(Q(resolved_at__isnull=True) | Q(resolved_at__gt=until))
+    if channel is not None:
+        qs = qs.filter(transaction__channel=channel)
+    if store is not None:
+        qs = qs.filter(transaction__store_id=store)
+    if system:
+        qs = qs.filter(system=system)
+    rows = qs.values_list(
+        "transaction_id", "system", "stage", "kind", "transaction__currency", "transaction__amount"
+    ).distinct()
+    return value_at_risk_from(rows)
+
+
+def value_at_risk_from(
+    rows: Iterable[tuple[int, str, str, str, str, Decimal | None]],
+) -> dict[str, Any]:
+    """``value_at_risk``'s fields from (transaction, system, stage, kind, currency, amount)
+    of each open exception: money is summed per currency only, never across currencies."""
+    orders: set[int] = set()
+    by_currency: dict[str, Decimal] = {}
+    by_system: dict[str, dict[str, Decimal]] = {}
+    by_stage: dict[str, dict[str, Decimal]] = {}
+    counted: set[tuple[str, str, int]] = set()
+    for tx_id, system, stage, kind, currency, amount in rows:
+        first = tx_id not in orders
+        orders.add(tx_id)
+        if amount is None or not currency:
+            continue
+        if first:
+            by_currency[currency] = by_currency.get(currency, Decimal(0)) + amount
+        for group, name, table in (
+            ("system", system or "unknown", by_system),
+            ("stage", stage or kind, by_stage),
+        ):
+            if (group, name, tx_id) in counted:
+                continue
+            counted.add((group, name, tx_id))
+            sums = table.setdefault(name, {})
+            sums[currency] = sums.get(currency, Decimal(0)) + amount
+    return {
+        "orders": len(orders),
+        "by_currency": _money(by_currency),
+        "by_system": {k: _money(v) for k, v in sorted(by_system.items())},
+        "by_stage": {k: _money(v) for k, v in sorted(by_stage.items())},
+    }
+
+
+def _money(sums: dict[str, Decimal]) -> dict[str, float]:
+    return {currency: float(total) for currency, total in sorted(sums.items())}

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("transactions", "0009_stage_amounts"),
+        ("transactions", "0011_stage_amounts"),
     ]
 
     operations = [

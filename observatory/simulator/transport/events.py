@@ -15,8 +15,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from observatory.simulator.cases import LOCATION, QUANTITY, SKU
 from observatory.simulator.entities import Step
 from observatory.simulator.transport.shared import Stamp, Stats, attribute_values
+from observatory.simulator.truth import SNAPSHOT
 from tracing.instrument import EmitError, EventEmitter
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class EventSender:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sim-events")
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._count_lock = threading.Lock()
+        #: ids of the inventory snapshots sent: the server accepts them, but they are no hops
+        self._snapshot_ids: set[str] = set()
         self._in_flight = 0
 
     def _emitter(self, source: str) -> EventEmitter:
@@ -66,23 +70,36 @@ class EventSender:
 
     def send(self, step: Step, stamp: Stamp) -> None:
         emitter = self._emitter(step.source)
-        emitter.emit(
-            step.event_type,
-            step.system,
-            step.keys,
-            time=stamp(step.at),
-            stage=step.stage,
-            platform_status=step.platform_status,
-            outcome=step.outcome,
-            error=step.error,
-            duration_ms=step.duration_s * 1000 if step.duration_s else None,
-            channel=step.channel,
-            store_id=step.store_id,
-            amount=step.amount,
-            currency=step.currency,
-            attributes=attribute_values(step.attributes, stamp) or None,
-            id=step.event_id,
-        )
+        if step.event_type == SNAPSHOT:
+            with self._count_lock:
+                self._snapshot_ids.add(step.event_id)
+            a = step.attributes
+            emitter.snapshot(
+                step.system,
+                a[SKU],
+                a[LOCATION],
+                a[QUANTITY],
+                as_of=stamp(step.at),
+                id=step.event_id,
+            )
+        else:
+            emitter.emit(
+                step.event_type,
+                step.system,
+                step.keys,
+                time=stamp(step.at),
+                stage=step.stage,
+                platform_status=step.platform_status,
+                outcome=step.outcome,
+                error=step.error,
+                duration_ms=step.duration_s * 1000 if step.duration_s else None,
+                channel=step.channel,
+                store_id=step.store_id,
+                amount=step.amount,
+                currency=step.currency,
+                attributes=attribute_values(step.attributes, stamp) or None,
+                id=step.event_id,
+            )
         if emitter.pending >= self.batch_size:
             self._flush(step.source)
 
@@ -122,7 +139,11 @@ class EventSender:
         self.stats.add("requests", "events")
         if not isinstance(answer, dict):
             return
-        self.stats.add("sent", "events", len(answer.get("accepted", [])))
+        accepted = [a.get("id") for a in answer.get("accepted", []) if isinstance(a, dict)]
+        with self._count_lock:
+            snapshots = sum(1 for i in accepted if i in self._snapshot_ids)
+        self.stats.add("sent", "events", len(accepted) - snapshots)
+        self.stats.add("snapshots", "events", snapshots)
         duplicates = len(answer.get("duplicates", []))
         self.stats.add("sent", "events", duplicates)
         self.stats.add("duplicates", "events", duplicates)

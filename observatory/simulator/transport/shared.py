@@ -33,6 +33,8 @@ class Stats:
         self.duplicates: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        #: inventory snapshots accepted: deliveries, but no hops (docs/ingest.md)
+        self.snapshots: Counter[str] = Counter()
 
     def add(self, counter: str, endpoint: str, n: int = 1) -> None:
         with self._lock:

@@ -25,25 +25,36 @@ Exceptions on transactions that were merged away follow the merge.
 Sweeps are idempotent (dedupe keys are unique among unresolved issues) and serialised
 (an advisory lock on PostgreSQL; SQLite's write lock is taken at BEGIN).
 
-The parts: ``verbs`` (people's), ``sweep`` (``do_sweep``, and following merges),
+The parts: ``verbs`` (people's: acknowledge, resolve, assign, notes, one or many at once,
+each kept in the exception's history), ``sweep`` (``do_sweep``, and following merges),
 ``failed`` (failed hops), ``conflicts`` (duplicates and conflicts), and ``common``.
 """
 
 from observatory.triage.actions.common import LIVE_TOPIC, SweepResult
 from observatory.triage.actions.sweep import do_sweep
 from observatory.triage.actions.verbs import (
+    BULK_VERBS,
+    NOBODY,
+    BulkResult,
     InvalidTransition,
     IssueNotFound,
     do_acknowledge,
+    do_add_note,
+    do_bulk,
     do_resolve,
 )
 
 __all__ = [
+    "BULK_VERBS",
     "LIVE_TOPIC",
+    "NOBODY",
+    "BulkResult",
     "InvalidTransition",
     "IssueNotFound",
     "SweepResult",
     "do_acknowledge",
+    "do_add_note",
+    "do_bulk",
     "do_resolve",
     "do_sweep",
 ]

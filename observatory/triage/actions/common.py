@@ -26,6 +26,9 @@ class SweepResult:
     #: stuck exceptions whose stage turned out to have come in time
     withdrawn: int = 0
     silences_opened: int = 0
+    #: inventory drift exceptions (actions/drift.py)
+    drift_opened: int = 0
+    drift_closed: int = 0
     #: unresolved issues moved onto the transaction theirs was merged into
     moved: int = 0
     #: another sweep held the lock; this one did nothing

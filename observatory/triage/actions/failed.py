@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Subquery
 
+from observatory.hops.models import exception_events
 from observatory.transactions.models import TransactionHop
 from observatory.triage import queries
 from observatory.triage.actions.common import _BATCH, SweepResult, _insert
@@ -54,20 +55,24 @@ def _open_failed(
             "hop__start_time",
             "hop__status_message",
             "hop__retry_attempt",
+            "hop__trace_id",
+            "hop__extra",
         )
     )
     if not rows:
         return
     # per (transaction, system, operation): how many failed, and the latest failure
     groups: dict[str, dict[str, Any]] = {}
-    for tx_id, hop_id, system, operation, start, message, attempt in rows:
+    for tx_id, hop_id, system, operation, start, message, attempt, trace_id, extra in rows:
         key = f"{FAILED_HOP}:{tx_id}:{_op_key(system, operation)}"
         g = groups.setdefault(
             key,
             {"tx": tx_id, "system": system, "operation": operation, "count": 0, "first": start},
         )
         g["count"] += 1
-        g.update(hop=hop_id, at=start, message=message, attempt=attempt)  # rows are in time order
+        # rows are in time order: the latest failure's error, trace and exception event win
+        g.update(hop=hop_id, at=start, message=message, attempt=attempt, trace_id=trace_id)
+        g["exception"] = _last_exception(extra)
     held = {
         i.dedupe_key: i
         for i in Issue.objects.filter(state__in=UNRESOLVED, dedupe_key__in=list(groups))
@@ -82,7 +87,7 @@ def _open_failed(
             if issue.event_at is None or g["at"] > issue.event_at:
                 issue.hop_id = g["hop"]
                 issue.event_at = g["at"]
-                issue.detail.update(last_error=g["message"], retry_attempt=g["attempt"])
+                issue.detail.update(_latest(g))
             issue.summary = _failed_summary(
                 issue.summary.split(": ", 1)[0], g, failures, issue.detail["last_error"]
             )
@@ -100,8 +105,7 @@ def _open_failed(
                 detail={
                     "failures": g["count"],
                     "first_failed_at": g["first"].isoformat(),
-                    "last_error": g["message"],
-                    "retry_attempt": g["attempt"],
+                    **_latest(g),
                 },
                 dedupe_key=key,
                 event_at=g["at"],
@@ -115,6 +119,23 @@ def _open_failed(
     result.failed_opened += _insert(new)
     claims = [TriagedHop(hop_id=hop_id, at=at) for hop_id in {r[1] for r in rows}]
     TriagedHop.objects.bulk_create(claims, ignore_conflicts=True, batch_size=_BATCH)
+
+
+def _last_exception(extra: Any) -> dict[str, Any] | None:
+    """The failed hop's last OpenTelemetry exception event (type, message, stack trace),
+    None without one."""
+    found = exception_events(extra) if isinstance(extra, dict) else []
+    return found[-1] if found else None
+
+
+def _latest(g: dict[str, Any]) -> dict[str, Any]:
+    """What the issue keeps of its latest failure: the error, the attempt, the trace and
+    the exception event (kept here, since hops are pruned before exceptions)."""
+    latest: dict[str, Any] = {"last_error": g["message"], "retry_attempt": g["attempt"]}
+    if g["trace_id"]:
+        latest["trace_id"] = g["trace_id"]
+    latest["exception"] = g["exception"]
+    return latest
 
 
 def _failed_summary(label: str, g: dict[str, Any], failures: int, message: str) -> str:

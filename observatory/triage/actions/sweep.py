@@ -20,6 +20,7 @@ from observatory.transactions.models import Touched
 from observatory.triage import deadlines, queries
 from observatory.triage.actions.common import _BATCH, LIVE_TOPIC, SweepResult, _resolve
 from observatory.triage.actions.conflicts import _open_captured_twice, _open_from_conflicts
+from observatory.triage.actions.drift import _sweep_drift
 from observatory.triage.actions.failed import _close_failed, _open_failed
 from observatory.triage.deadlines import final_winners
 from observatory.triage.models import DUPLICATE, FAILED_HOP, STUCK, UNRESOLVED, Issue
@@ -76,6 +77,7 @@ def do_sweep(*, clock: Clock = now, wall: Clock | None = None, full: bool = Fals
         _close_failed(result)
         _open_from_conflicts(found_at, owner, result)
         _open_captured_twice(found_at, touched, owner, result)
+        _sweep_drift(found_at, owner, result)
         if result.changed:
             live.publish_on_commit(LIVE_TOPIC, asdict(result))
     return result

@@ -85,6 +85,13 @@ class Command(BaseCommand):
             f"(about {DAILY_ORDERS} orders a day, times the scenario's traffic)",
         )
         parser.add_argument(
+            "--history-once",
+            metavar="FILE",
+            help="send the backfill only when FILE does not exist, and create it as the "
+            "backfill starts: a second run on the same data continues the live traffic "
+            "without another history (make run passes .data/demo-history)",
+        )
+        parser.add_argument(
             "--history-end",
             metavar="ISO-8601",
             help="end the backfilled history at this past moment instead of now (a "
@@ -192,6 +199,10 @@ class Command(BaseCommand):
             raise CommandError(f"--truth: the directory of {truth} does not exist")
 
         days = max(0.0, opts["backfill_days"])
+        once = Path(opts["history_once"]) if opts["history_once"] else None
+        if days and once is not None and once.exists():
+            self.stdout.write(f"history already sent ({once} exists): live traffic only")
+            days = 0.0
         history = history_volume(days, scenario) if days else 0
         orders = opts["orders"]
         if orders is not None:
@@ -208,6 +219,10 @@ class Command(BaseCommand):
         if opts["banner"]:
             self._banner(url, days, opts)
 
+        if days and once is not None:
+            once.write_text(
+                f"{days:g} days of history sent from {datetime.now(UTC):%Y-%m-%dT%H:%MZ}\n"
+            )
         start = datetime.now(UTC)
         if opts["history_end"]:
             start = self._history_end(opts["history_end"], start, days, live_orders)

@@ -38,6 +38,8 @@ def summary(stitched: StitchResult, swept: dict[str, Any]) -> str:
         ("duplicates_opened", "duplicate", "", "opened"),
         ("conflicts_opened", "conflict", "", "opened"),
         ("silences_opened", "silence", "", "opened"),
+        ("drift_opened", "inventory drift", "inventory drifts", "opened"),
+        ("drift_closed", "inventory drift", "inventory drifts", "closed"),
     ]
     parts = [
         f"{_plural(int(swept[key]), one, many)} {verb}".strip()

@@ -45,8 +45,8 @@ def fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("transactions", "0008_hops_may_be_pruned"),
-        ("hops", "0012_event_uid_by_system"),
+        ("transactions", "0010_rerouted_at"),
+        ("hops", "0014_inventory_snapshots"),
     ]
 
     operations = [

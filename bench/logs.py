@@ -1,0 +1,296 @@
+"""/v1/logs against /v1/traces, end to end over HTTP on PostgreSQL, for the same records.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
+        python bench/logs.py [--seconds 10] [--clients 4] [--records 512] [--repeat 5]
+                             [--server gunicorn] [--workers 2] [--db observatory_bench_logs]
+                             [--decode-only]
+
+Creates the scratch database ``--db`` on the PostgreSQL server of ``DATABASE_URL``, starts
+the server as ``bench/ingest.py`` does, and then, ``--repeat`` times and back to back (so a
+busy machine weighs on both alike): ``--clients`` processes post pre-encoded protobuf
+requests of ``--records`` spans to ``/v1/traces`` for ``--seconds``, then the same number of
+processes post the same records as log records to ``/v1/logs`` for as long. A span and its
+log record carry the same attributes (four business keys, the system, the platform status,
+the channel, a status code), the same resource and times; the log record's body is a short
+line and its severity INFO. Every request is new (a fresh trace id, which the log records
+carry too, so their delivery identities are new as well).
+
+Prints each round's rates in records/s, and the medians and the median ratio logs/traces.
+``--decode-only`` times the two decoders alone on the same bodies (no server, no database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing as mp
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+PYTHON = sys.executable
+WARMUP = 2
+PLACEHOLDER = b"\xab\xcd" * 8
+
+
+def _attributes(i: int) -> list[Any]:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    n = 100000 + i
+    pairs: list[tuple[str, str | int]] = [
+        ("retail.key.order_number", f"#{n}"),
+        ("retail.key.shopify_order_id", str(820982911946154508 + n)),
+        ("retail.key.erp_sales_order", f"SO-{n}"),
+        ("retail.key.correlation_id", f"c-{n:08x}"),
+        ("retail.system", "erp"),
+        ("retail.platform_status", "Pending Fulfillment"),
+        ("retail.channel", "web"),
+        ("http.response.status_code", 201),
+    ]
+    return [
+        KeyValue(key=k, value=AnyValue(int_value=v))
+        if isinstance(v, int)
+        else KeyValue(key=k, value=AnyValue(string_value=v))
+        for k, v in pairs
+    ]
+
+
+def make_bodies(records: int) -> tuple[bytes, bytes]:
+    """(ExportTraceServiceRequest, ExportLogsServiceRequest) of the same ``records``, each
+    with ``PLACEHOLDER`` where a request's fresh trace id goes."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    now = time.time_ns()
+    resource = Resource(
+        attributes=[KeyValue(key="service.name", value=AnyValue(string_value="erp-connector"))]
+    )
+    spans, logs = [], []
+    for i in range(records):
+        start = now + i * 1000
+        spans.append(
+            Span(
+                trace_id=PLACEHOLDER,
+                span_id=(i + 1).to_bytes(8, "big"),
+                name="post sales order",
+                kind=Span.SPAN_KIND_CLIENT,
+                start_time_unix_nano=start,
+                end_time_unix_nano=start + 35_000_000,
+                attributes=_attributes(i),
+            )
+        )
+        logs.append(
+            LogRecord(
+                trace_id=PLACEHOLDER,
+                span_id=(i + 1).to_bytes(8, "big"),
+                event_name="post sales order",
+                time_unix_nano=start,
+                observed_time_unix_nano=start + 35_000_000,
+                severity_number=9,
+                severity_text="INFO",
+                body=AnyValue(string_value=f"sales order SO-{100000 + i} posted"),
+                attributes=_attributes(i),
+            )
+        )
+    traces = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)])]
+    )
+    logs_request = ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=logs)])]
+    )
+    return traces.SerializeToString(), logs_request.SerializeToString()
+
+
+def client(port: int, token: str, path: str, body: bytes, seconds: float, q: Any) -> None:
+    """Post fresh requests as fast as the server answers; report the count and window."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"}
+
+    def post() -> int:
+        conn.request("POST", path, body.replace(PLACEHOLDER, secrets.token_bytes(16)), headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    for _ in range(WARMUP):
+        post()
+    ok = failures = 0
+    begun = time.monotonic()
+    deadline = begun + seconds
+    while time.monotonic() < deadline:
+        if post() == 200:
+            ok += 1
+        else:
+            failures += 1
+    q.put((ok, failures, begun, time.monotonic()))
+    conn.close()
+
+
+def run(
+    port: int, token: str, path: str, body: bytes, args: argparse.Namespace, pids: Any
+) -> tuple[float, float]:
+    """One timed round on ``path``: records stored per second (all clients), and the CPU
+    time the server's workers and the database spent per record, in µs."""
+    from ingest import backends, children, cpu_seconds, spent
+
+    workers = children(pids.server)
+    before = cpu_seconds(workers), cpu_seconds(backends(pids.db_url))
+    q: Any = mp.Queue()
+    procs = [
+        mp.Process(target=client, args=(port, token, path, body, args.seconds, q))
+        for _ in range(args.clients)
+    ]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    failures = sum(r[1] for r in results)
+    if failures:
+        print(f"  {path}: {failures} requests failed", flush=True)
+    elapsed = max(r[3] for r in results) - min(r[2] for r in results)
+    cpu = spent(before[0], cpu_seconds(workers)) + spent(
+        before[1], cpu_seconds(backends(pids.db_url))
+    )
+    served = (sum(r[0] + r[1] for r in results) + WARMUP * args.clients) * args.records
+    return sum(r[0] for r in results) * args.records / elapsed, cpu / served * 1e6
+
+
+def decode_only(traces: bytes, logs: bytes, args: argparse.Namespace) -> None:
+    from tracing import otlp, otlp_logs
+
+    def rate(decode: Any, body: bytes) -> float:
+        body = body.replace(PLACEHOLDER, secrets.token_bytes(16))
+        n = 0
+        begun = time.perf_counter()
+        while time.perf_counter() - begun < args.seconds:
+            decode(body)
+            n += 1
+        return n * args.records / (time.perf_counter() - begun)
+
+    pairs = []
+    for round_ in range(1, args.repeat + 1):
+        t, g = rate(otlp.decode_protobuf, traces), rate(otlp_logs.decode_protobuf, logs)
+        pairs.append((t, g))
+        print(f"round {round_}: decode traces {t:,.0f}/s, logs {g:,.0f}/s, ratio {g / t:.0%}")
+    ratios = [g / t for t, g in pairs]
+    print(
+        f"decode medians: traces {statistics.median(t for t, _ in pairs):,.0f} spans/s, logs "
+        f"{statistics.median(g for _, g in pairs):,.0f} records/s; ratio logs/traces "
+        f"{statistics.median(ratios):.0%} (min {min(ratios):.0%}, max {max(ratios):.0%})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--records", type=int, default=512, help="spans or log records a request")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of traces then logs")
+    parser.add_argument("--server", choices=["gunicorn", "uvicorn"], default="gunicorn")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--db", default="observatory_bench_logs", help="scratch database")
+    parser.add_argument("--decode-only", action="store_true", help="the decoders alone")
+    args = parser.parse_args()
+    traces, logs = make_bodies(args.records)
+    if args.decode_only:
+        decode_only(traces, logs, args)
+        return
+
+    from ingest import free_port, start_server
+    from scratch import create_database, drop_database, scratch_url
+
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
+    db_url = scratch_url(base, args.db)
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "DJANGO_SETTINGS_MODULE": "observatory.settings",
+        "OBSERVATORY_DATA_DIR": tempfile.mkdtemp(prefix="observatory-bench-logs-"),
+        "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
+    }
+    env.pop("CELERY_BROKER_URL", None)  # the nudges go to a scratch filesystem broker
+    os.environ.update(env)
+    print(f"preparing {args.db} ...", flush=True)
+    create_database(base, args.db)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    token = (
+        subprocess.run(
+            [PYTHON, "manage.py", "create_ingest_token", "bench"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    port = free_port()
+    server = start_server(args.server, port, env, args.workers)
+    print(
+        f"server: {args.server} ({args.workers} workers), {args.clients} clients, "
+        f"{args.records} records/request, {args.seconds:g} s a round, each endpoint in turn",
+        flush=True,
+    )
+    pids = argparse.Namespace(server=server.pid, db_url=db_url)
+    pairs: list[tuple[float, float]] = []
+    cpus: list[tuple[float, float]] = []
+    try:
+        for round_ in range(1, args.repeat + 1):
+            # every other round logs go first: the tables grow, and a shared machine's load
+            # drifts, which would always weigh on the second of the two
+            if round_ % 2:
+                t, t_cpu = run(port, token, "/v1/traces", traces, args, pids)
+                g, g_cpu = run(port, token, "/v1/logs", logs, args, pids)
+            else:
+                g, g_cpu = run(port, token, "/v1/logs", logs, args, pids)
+                t, t_cpu = run(port, token, "/v1/traces", traces, args, pids)
+            pairs.append((t, g))
+            cpus.append((t_cpu, g_cpu))
+            print(
+                f"round {round_}: /v1/traces {t:,.0f} spans/s ({t_cpu:.0f} µs CPU a span), "
+                f"/v1/logs {g:,.0f} records/s ({g_cpu:.0f} µs CPU a record); ratio {g / t:.0%}",
+                flush=True,
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        drop_database(base, args.db)
+    ratios = [g / t for t, g in pairs]
+    cpu_ratios = [t / g for t, g in cpus]
+    print(
+        f"medians of {len(pairs)}: /v1/traces {statistics.median(t for t, _ in pairs):,.0f} "
+        f"spans/s, /v1/logs {statistics.median(g for _, g in pairs):,.0f} records/s; "
+        f"ratio logs/traces {statistics.median(ratios):.0%} "
+        f"(min {min(ratios):.0%}, max {max(ratios):.0%})"
+    )
+    print(
+        f"CPU a record (server workers and database, less noisy on a shared machine): "
+        f"/v1/traces {statistics.median(t for t, _ in cpus):.0f} µs, /v1/logs "
+        f"{statistics.median(g for _, g in cpus):.0f} µs; logs' rate by CPU "
+        f"{statistics.median(cpu_ratios):.0%} of traces' "
+        f"(min {min(cpu_ratios):.0%}, max {max(cpu_ratios):.0%})"
+    )
+
+
+if __name__ == "__main__":
+    main()

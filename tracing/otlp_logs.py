@@ -1,0 +1,385 @@
+"""OTLP/HTTP log bodies -> hop records, and the answers (docs/ingest.md, "OTLP/HTTP logs").
+
+A log record that carries business keys (``retail.key.*`` on the record, its scope or its
+resource, or an attribute named by the key rules) is one hop, read exactly as a span is:
+``tracing.otlp._hop`` builds it, from the same attributes, so the two signals cannot drift
+apart. What a span says with its fields a log record says with its own:
+
+* the outcome: ``severity_number`` ERROR (17) or above is an error (when the number is
+  unspecified, a ``severity_text`` such as ``ERROR`` or ``FATAL``);
+* the status message: the body (a string; any other value as JSON), kept for any outcome;
+* the business time: ``time_unix_nano``, else ``observed_time_unix_nano``, else arrival;
+* the operation: ``event_name``, else the ``event.name`` attribute, else the scope's name
+  (a logger's name), else ``log``;
+* trace and span ids, when the record has them.
+
+A record without keys is not stored: it is counted in ``DecodeResult.dropped`` (by system)
+and the server says so in its answer. A record has no id of its own, so its delivery
+identity is its trace id, its time and a digest of all it says
+(``log:<trace id>:<time in hex ns>:<digest>``): the same record sent again, in either
+encoding, is a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+from google.protobuf.message import DecodeError as _ProtobufDecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+
+from tracing import conventions, limits
+from tracing.keys import DEFAULT_RULES, KeyRules
+from tracing.otlp import (
+    _NONE,
+    STATUS_CODE_ERROR,
+    _count_truncated,
+    _hop,
+    _j_attrs,
+    _j_enum,
+    _j_str,
+    _j_uint64,
+    _pb_attrs,
+    _pb_split,
+    _pb_value,
+    _Resource,
+    _resource,
+    _scope_name,
+    _scoped,
+    _split,
+    _text,
+    json_items,
+)
+from tracing.records import DecodeError, DecodeResult, Rejection
+
+__all__ = ["SEVERITY_ERROR", "decode_json", "decode_protobuf", "dropped_message", "encode_response"]
+
+#: ``SEVERITY_NUMBER_ERROR``: this and above (ERROR2.., FATAL..) make the hop a failure.
+SEVERITY_ERROR: Final = 17
+#: ``severity_text`` words that mean an error when ``severity_number`` is unspecified (0).
+ERROR_TEXTS: Final = frozenset(
+    {"ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "ALERT", "EMERG", "EMERGENCY", "PANIC", "SEVERE"}
+)
+#: The operation of a record that names none.
+DEFAULT_OPERATION: Final = "log"
+EVENT_NAME: Final = "event.name"
+
+_VIA = conventions.VIA_OTLP_LOG
+#: The identity's digest: SHA-256 cut to 128 bits, the fastest of the standard library's
+#: hashes here (hardware-assisted; docs/performance.md, "/v1/logs against /v1/traces").
+_sha256 = hashlib.sha256
+_SYSTEM = conventions.SYSTEM
+_SYSTEM_RE = re.compile(conventions.SYSTEM_PATTERN)
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+#: Proto3 JSON may name an enum: SEVERITY_NUMBER_TRACE (1) .. SEVERITY_NUMBER_FATAL4 (24).
+_SEVERITIES = {
+    f"SEVERITY_NUMBER_{name}": number
+    for number, name in enumerate(
+        ["UNSPECIFIED", *(f"{level}{n}" for level in _LEVELS for n in ("", "2", "3", "4"))]
+    )
+}
+
+
+def _resource_id(res: _Resource) -> bytes:
+    """What the digest of each record of ``res`` starts from (the resource's attributes)."""
+    return _sha256(orjson.dumps(res.attrs, option=orjson.OPT_SORT_KEYS, default=str)).digest()[:16]
+
+
+def _body_text(body: Any) -> str:
+    if isinstance(body, str):
+        return body.strip()
+    if isinstance(body, dict | list):
+        return orjson.dumps(body, default=str).decode()
+    return _text(body)
+
+
+def _is_error(severity_number: int, severity_text: str) -> bool:
+    if severity_number:
+        return severity_number >= SEVERITY_ERROR
+    return severity_text.strip().upper() in ERROR_TEXTS
+
+
+def _keyless(res: _Resource, free: dict[str, Any], hop: dict[str, Any], rules: KeyRules) -> bool:
+    """True when no layer can give the record a key: it is dropped without building a hop."""
+    if res.keys or res.key_error:
+        return False
+    for name in rules.attribute_kinds:
+        if name in free or name in hop or name in res.attrs:
+            return False
+    return True
+
+
+def _system_of(res: _Resource, hop: dict[str, Any]) -> str:
+    """The system a dropped record is counted under (``unknown`` for no system name)."""
+    value = hop.get(_SYSTEM)
+    system = (_text(value).lower() if value is not None else "") or res.system
+    return system if _SYSTEM_RE.fullmatch(system) else "unknown"
+
+
+class _Reader:
+    """The records of one request as they are decoded, into one ``DecodeResult``."""
+
+    def __init__(self, rules: KeyRules, received_at: datetime | None) -> None:
+        self.rules = rules
+        self.received_at = received_at
+        self.result = DecodeResult()
+        self.index = -1
+
+    def reject(self, reason: str) -> None:
+        self.result.rejected.append(
+            Rejection(index=self.index, reason=f"log record {self.index}: {reason}")
+        )
+
+    def drop(self, system: str) -> None:
+        dropped = self.result.dropped
+        dropped[system] = dropped.get(system, 0) + 1
+
+    def record(
+        self,
+        res: _Resource,
+        res_id: bytes,
+        scope: str,
+        trace_hex: str,
+        span_hex: str,
+        event_name: str,
+        time_ns: int,
+        observed_ns: int,
+        severity_number: int,
+        severity_text: str,
+        body: Any,
+        attrs: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
+    ) -> None:
+        """One log record: a hop when it has keys, else counted as dropped."""
+        free, hop, key_attrs = attrs
+        if not key_attrs and _keyless(res, free, hop, self.rules):
+            self.drop(_system_of(res, hop))
+            return
+        # (the common cases inline: this runs for every record)
+        message = body.strip() if type(body) is str else _body_text(body)
+        at = time_ns or observed_ns
+        name = event_name or free.get(EVENT_NAME) or scope or DEFAULT_OPERATION
+        if type(name) is not str:
+            name = _text(name) or DEFAULT_OPERATION
+        if len(name) > limits.OPERATION:  # the column's size: cut, as any free text
+            name = limits.fit(name, limits.OPERATION)
+        # The identity: everything the record says, in a form both encodings give alike
+        # (attributes in the order sent: a sender's retry sends them in the same order).
+        # (the trace id and the time lead the identity itself: the digest need not repeat them)
+        said = [scope, span_hex, name, severity_number, severity_text, message, free, hop,
+                key_attrs]  # fmt: skip
+        try:  # without ``default`` unless a value needs it (the same bytes, a third cheaper)
+            text = orjson.dumps(said)
+        except orjson.JSONEncodeError:
+            text = orjson.dumps(said, default=str)
+        # Led by the trace id and the time, as a span's is by its trace: the receipts'
+        # unique index then takes a request's records in a few places, not one a record.
+        # The digest tells deliveries apart, nothing more: 128 bits of SHA-256, which costs
+        # less than MD5 or BLAKE2 here (docs/performance.md).
+        uid = f"log:{trace_hex}:{at:x}:{_sha256(res_id + text).hexdigest()[:32]}"
+        try:
+            record = _hop(
+                res,
+                scope,
+                trace_hex,
+                span_hex,
+                "",  # parent span id
+                name,
+                0,  # span kind
+                at,
+                at,
+                STATUS_CODE_ERROR
+                if severity_number >= SEVERITY_ERROR
+                or (not severity_number and _is_error(0, severity_text))
+                else 0,
+                message,
+                free,
+                hop,
+                key_attrs,
+                _NONE,
+                _NONE,
+                self.rules,
+                self.received_at,
+                uid,
+                _VIA,
+            )
+        except ValueError as exc:
+            self.reject(str(exc))
+            return
+        if not record.keys:  # the rules found an attribute, but it held no key
+            self.drop(record.system)
+            return
+        # the severity, shown with the hop: two scalars, which masking passes at no cost
+        extra = record.extra
+        if severity_number:
+            extra["severity_number"] = severity_number
+        if severity_text:
+            extra["severity_text"] = (
+                severity_text
+                if len(severity_text) <= limits.CHANNEL
+                else limits.fit(severity_text, limits.CHANNEL)
+            )
+        result = self.result
+        result.records.append(record)
+        result.positions.append(self.index)
+
+
+# --- protobuf ----------------------------------------------------------------------------
+
+
+def _pb_ids_error(reader: _Reader, trace_id: bytes, span_id: bytes) -> None:
+    if trace_id and len(trace_id) != 16:
+        reader.reject(f"traceId must be 16 bytes or empty, got {len(trace_id)}")
+    else:
+        reader.reject(f"spanId must be 8 bytes or empty, got {len(span_id)}")
+
+
+def decode_protobuf(
+    body: bytes, rules: KeyRules = DEFAULT_RULES, received_at: datetime | None = None
+) -> DecodeResult:
+    """Decode an ``application/x-protobuf`` ExportLogsServiceRequest.
+
+    Raises ``DecodeError`` when the body is not a parseable request; refused records are
+    listed in ``rejected`` with their position across the whole request, records without
+    keys counted in ``dropped``.
+    """
+    try:
+        request = ExportLogsServiceRequest.FromString(body)
+    except _ProtobufDecodeError as exc:
+        raise DecodeError(f"body is not an OTLP ExportLogsServiceRequest: {exc}") from None
+    reader = _Reader(rules, received_at)
+    for resource_logs in request.resource_logs:
+        attrs = _pb_attrs(resource_logs.resource.attributes)
+        base = _resource(attrs, rules)
+        for scope_logs in resource_logs.scope_logs:
+            scope = _scope_name(scope_logs.scope.name)
+            res = _scoped(base, attrs, _pb_attrs(scope_logs.scope.attributes), rules)
+            res_id = _resource_id(res)
+            for log in scope_logs.log_records:
+                reader.index += 1
+                trace_id = log.trace_id
+                span_id = log.span_id
+                if (trace_id and len(trace_id) != 16) or (span_id and len(span_id) != 8):
+                    _pb_ids_error(reader, trace_id, span_id)
+                    continue
+                value = log.body
+                reader.record(
+                    res,
+                    res_id,
+                    scope,
+                    trace_id.hex() if trace_id and trace_id != _ZERO_TRACE else "",
+                    span_id.hex() if span_id and span_id != _ZERO_SPAN else "",
+                    log.event_name,
+                    log.time_unix_nano,
+                    log.observed_time_unix_nano,
+                    log.severity_number,
+                    log.severity_text,
+                    # a string body answers without the WhichOneof call (as attributes do)
+                    value.string_value or _pb_value(value),
+                    _pb_split(log.attributes),
+                )
+    result = reader.result
+    result.truncated = _count_truncated(result.records)
+    return result
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def _j_log_id(value: Any, size: int, what: str) -> str:
+    """A hex id of ``size`` bytes, optional on a log record: absent or all zeros is ""."""
+    if not value:
+        return ""
+    if isinstance(value, str) and len(value) == 2 * size:
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raw = b""
+        if len(raw) == size:
+            return "" if raw == bytes(size) else raw.hex()
+    raise ValueError(f"{what} must be {2 * size} hex characters ({size} bytes) or empty")
+
+
+def _j_record(reader: _Reader, log: Any, res: _Resource, res_id: bytes, scope: str) -> None:
+    if not isinstance(log, dict):
+        raise ValueError("log record must be an object")
+    body = log.get("body")
+    reader.record(
+        res,
+        res_id,
+        scope,
+        _j_log_id(log.get("traceId"), 16, "traceId"),
+        _j_log_id(log.get("spanId"), 8, "spanId"),
+        _j_str(log.get("eventName"), "eventName"),
+        _j_uint64(log.get("timeUnixNano"), "timeUnixNano"),
+        _j_uint64(log.get("observedTimeUnixNano"), "observedTimeUnixNano"),
+        _j_enum(log.get("severityNumber"), _SEVERITIES, "severityNumber"),
+        _j_str(log.get("severityText"), "severityText"),
+        None if body is None else _j_attrs([{"key": "body", "value": body}])["body"],
+        _split(_j_attrs(log.get("attributes"))),
+    )
+
+
+def decode_json(
+    body: bytes, rules: KeyRules = DEFAULT_RULES, received_at: datetime | None = None
+) -> DecodeResult:
+    """Decode an ``application/json`` ExportLogsServiceRequest (the OTLP JSON encoding, as
+    for traces: hex ids, lowerCamelCase names, integer enums, 64-bit integers as strings).
+
+    Raises ``DecodeError`` for a body that is not JSON or whose structure above the records
+    is wrong; a record that is malformed in itself is refused alone.
+    """
+    reader = _Reader(rules, received_at)
+    seen: _Resource | None = None
+    res_id = b""
+    for scope, res, log in json_items(
+        body, "ExportLogsServiceRequest", "Logs", "logRecords", rules
+    ):
+        if res is not seen:  # one resource per scope: its digest once
+            seen, res_id = res, _resource_id(res)
+        reader.index += 1
+        try:
+            _j_record(reader, log, res, res_id, scope)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            reader.reject(str(exc))
+    result = reader.result
+    result.truncated = _count_truncated(result.records)
+    return result
+
+
+# --- answers -----------------------------------------------------------------------------
+
+
+def dropped_message(dropped: int) -> str:
+    """The answer's word on records without keys (not an error: ``rejected`` stays 0)."""
+    return (
+        f"{dropped} log record(s) without business keys (retail.key.*) were not stored"
+        if dropped
+        else ""
+    )
+
+
+def encode_response(rejected: int, message: str, *, json: bool) -> bytes:
+    """The body of a 200 answer: an ExportLogsServiceResponse in the request's encoding,
+    ``partial_success`` as ``tracing.otlp.encode_response`` fills it for spans."""
+    if json:
+        if not rejected and not message:
+            return b"{}"
+        partial: dict[str, str] = {}
+        if rejected:
+            partial["rejectedLogRecords"] = str(rejected)
+        if message:
+            partial["errorMessage"] = message
+        return orjson.dumps({"partialSuccess": partial})
+    response = ExportLogsServiceResponse()
+    if rejected or message:
+        response.partial_success.rejected_log_records = rejected
+        response.partial_success.error_message = message
+    return bytes(response.SerializeToString())
