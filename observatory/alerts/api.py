@@ -11,6 +11,7 @@ from django.db import IntegrityError
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
+from ninja.errors import ValidationError as NinjaValidationError
 from ninja.params.functions import Path  # typed: a default, not an annotation
 
 from observatory.access.auth import can_write, require_write

@@ -9,7 +9,6 @@ Every figure comes from the KPI rollups (``observatory.kpis``), the same ones be
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
