@@ -84,7 +84,7 @@ browser:
 ## size); BENCHES="ingest stitch" picks some. Each makes its own scratch database on
 ## BENCH_DB's PostgreSQL server. Run them on an otherwise idle machine.
 BENCH_DB ?= postgres://postgres@127.0.0.1:5432/observatory
-BENCHES ?= ingest logs decode_otlp stitch kpis lookup alerts_latency truth metrics
+BENCHES ?= ingest logs decode_otlp stitch kpis lookup reconciliation alerts_latency truth metrics
 bench: $(DEV_STAMP)
 	@for b in $(BENCHES); do \
 	  echo "== bench/$$b.py"; \

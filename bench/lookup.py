@@ -143,8 +143,30 @@ def tables() -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
         ),
         "stage": (
             StageReached._meta.db_table,
-            ("id", "transaction_id", "stage", "at", "system", "platform_status", "hop_id"),
-            ("int8", "int8", "text", "timestamptz", "text", "text", "int8"),
+            (
+                "id",
+                "transaction_id",
+                "stage",
+                "at",
+                "system",
+                "platform_status",
+                "hop_id",
+                "amount",
+                "currency",
+                "fanout",
+            ),
+            (
+                "int8",
+                "int8",
+                "text",
+                "timestamptz",
+                "text",
+                "text",
+                "int8",
+                "numeric",
+                "text",
+                "bool",
+            ),
         ),
         "dup": (
             DuplicateDelivery._meta.db_table,
@@ -300,8 +322,9 @@ class Gen:
         self.rows["txhop"].append((self.take("txhop"), tx, hop_id))
         for s in self.failed_stages if failed else self.step_stages[step_no]:
             self.rows["stage"].append(
-                (self.take("stage"), tx, s, at, system, "" if failed else status, hop_id)
-            )
+                (self.take("stage"), tx, s, at, system, "" if failed else status, hop_id,
+                 amount, "USD" if amount is not None else "", False)
+            )  # fmt: skip
         if dup is not None:
             self.rows["dup"].append((self.take("dup"), hop_id, dup))
         if failed:

@@ -113,10 +113,18 @@ class Truth:
     def problem_orders(self) -> set[str]:
         """Orders with a real problem by the end of the run (what the KPI counts once the
         worker has judged everything): a missed deadline, a failed step, posted twice, a
-        conflicting id."""
+        conflicting id, a reconciliation gap; a return's are its order's."""
         out = {r for r, _ in self.missed(self.end)} | self.failed(self.end) | self.duplicates()
         # the order given another order's sales-order number (the other one was fine)
         out |= {c["ref"] for c in self.doc.get("conflicts", [])}
+        # the reconciliation gaps counted by the end (a mismatch exception each)
+        out |= {
+            u["ref"]
+            for u in self.doc.get("reconciliation", {}).get("unmatched", [])
+            if u.get("counted") and "ref" in u
+        }
+        # an order and its return are one transaction: the return's problems are the order's
+        out = {self.by_ref.get(r, {}).get("order") or r for r in out}
         return {r for r in out if self.by_ref.get(r, {}).get("kind") == "order"}
 
 

@@ -16,6 +16,7 @@ from observatory.dashboards.api import router as systems_router
 from observatory.kpis.api import router as kpis_router
 from observatory.lib import outage
 from observatory.lib.answers import field_error
+from observatory.reconciliation.api import router as reconciliation_router
 from observatory.triage.api import orders_router
 from observatory.triage.api import router as triage_router
 from observatory.triage.queries import BadRequest
@@ -33,6 +34,7 @@ api = NinjaAPI(
 api.add_router("/", orders_router)
 api.add_router("/", triage_router)
 api.add_router("/", kpis_router)
+api.add_router("/", reconciliation_router)
 api.add_router("/", alerts_router)
 api.add_router("/", systems_router)
 

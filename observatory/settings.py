@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "observatory.ingest",
     "observatory.transactions",
     "observatory.triage",
+    "observatory.reconciliation",
     "observatory.kpis",
     "observatory.alerts",
     "observatory.dashboards",
@@ -292,7 +293,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PIPELINE_TICK_S = env.float("PIPELINE_TICK_S", default=5.0)
 #: The stages that claim what the stitcher touched (transactions, and hops by business
 #: hour), each from its own queue: the hand-off between stages (docs/architecture.md).
-PIPELINE_CONSUMERS = ("triage", "kpis")
+PIPELINE_CONSUMERS = ("triage", "kpis", "reconciliation")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "pipeline-tick": {
         "task": "observatory.pipeline.tasks.tick",
@@ -432,6 +433,17 @@ CELERY_BEAT_SCHEDULE["kpis-fill"] = {
     "task": "observatory.kpis.tasks.fill_rollups",
     "schedule": timedelta(seconds=KPIS_FILL_EVERY_S),
     "options": {"expires": KPIS_FILL_EVERY_S},
+}
+# --- reconciliation (docs/reconciliation.md) ------------------------------------------------
+#: How often the reconciliation pass looks for rules that are due (seconds); each rule runs
+#: on its own schedule (its every_s) and takes only what changed since.
+RECONCILIATION_EVERY_S = env.float("RECONCILIATION_EVERY_S", default=30.0)
+#: The business day's time zone of a rule that names none (an IANA name).
+RECONCILIATION_TIME_ZONE = env.str("RECONCILIATION_TIME_ZONE", default=TIME_ZONE)
+CELERY_BEAT_SCHEDULE["reconciliation"] = {
+    "task": "observatory.reconciliation.tasks.reconcile",
+    "schedule": timedelta(seconds=RECONCILIATION_EVERY_S),
+    "options": {"expires": RECONCILIATION_EVERY_S},
 }
 #: The team owning exceptions of a system with no OwnerRoute row (nor a "*" row).
 TRIAGE_DEFAULT_OWNER = env.str("TRIAGE_DEFAULT_OWNER", default="integration")

@@ -36,6 +36,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("alerts/", include("observatory.alerts.urls")),
+    path("reconciliation/", include("observatory.reconciliation.urls")),
     # the KPI pages: the live ops dashboard is the root page
     path("", ops.dashboard, name="ops"),
     path("ops/live/", ops.live_fragment, name="ops-live"),

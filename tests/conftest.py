@@ -57,6 +57,7 @@ _SEEDS = {
         ("alerts", "0006_error_rate_min_failed", "ship"),
     ],
     "auth.Group": [("dashboards", "0001_groups", "create_groups")],
+    "reconciliation.Rule": [("reconciliation", "0002_default_rules", "add_rules")],
 }
 
 

@@ -16,6 +16,7 @@ shipment status) and the server maps it to a stage through its status maps, whic
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,10 @@ _WIRE: Final = limits.Wire(
     start_time="X-Shopify-Triggered-At",
     end_time="X-Shopify-Triggered-At",
     key_prefix="payload key ",
+)
+#: A refund's money comes from its refund transactions.
+_REFUND_WIRE: Final = dataclasses.replace(
+    _WIRE, currency="transactions[].currency", amount="transactions[].amount"
 )
 
 
@@ -164,6 +169,8 @@ def decode(raw_body: bytes, headers: Mapping[str, str], received_at: datetime) -
         refund_lines = payload.get("refund_line_items")
         if isinstance(refund_lines, list):
             attributes["shopify.refund_line_item_count"] = len(refund_lines)
+        # the money the refund gave back: its refund transactions, not the order's value
+        amount, currency = _refunded(payload.get("transactions"))
     elif family == "returns":
         keys.add(conventions.RETURN_ID, payload.get("id"))
         order = payload.get("order")
@@ -210,7 +217,7 @@ def decode(raw_body: bytes, headers: Mapping[str, str], received_at: datetime) -
         extra=extra,
     )
     try:
-        truncated = limits.enforce(record, _WIRE)
+        truncated = limits.enforce(record, _REFUND_WIRE if family == "refunds" else _WIRE)
     except limits.OutOfBounds as exc:
         raise DecodeError(str(exc)) from None
     return DecodeResult(records=[record], truncated=1 if truncated else 0)
@@ -274,6 +281,26 @@ def _decimal(value: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return amount if amount.is_finite() else None
+
+
+def _refunded(transactions: Any) -> tuple[Decimal | None, str]:
+    """The amount and currency a refund paid back: the sum of its refund transactions
+    that did not fail (``kind`` ``refund``, ``status`` other than ``failure`` and
+    ``error``). None when it has none, or when they are in several currencies (never
+    summed across currencies)."""
+    total: Decimal | None = None
+    currencies: set[str] = set()
+    for item in _objects(transactions):
+        if item.get("kind") != "refund" or item.get("status") in ("failure", "error"):
+            continue
+        amount = _decimal(item.get("amount"))
+        if amount is None:
+            continue
+        total = amount if total is None else total + amount
+        currencies.add(_text(item.get("currency")).upper())
+    if total is None or len(currencies) != 1:
+        return None, ""
+    return total, currencies.pop()
 
 
 def _copy(attributes: dict[str, Any], payload: Mapping[str, Any], names: Sequence[str]) -> None:

@@ -32,7 +32,7 @@ from observatory.alerts.schema import (
     rule_out,
     silence_out,
 )
-from observatory.lib.answers import answers
+from observatory.lib.answers import answers, bad_body, invalid_body
 from observatory.lib.clock import now
 from observatory.lib.params import MAX_INT64, DbId, Text256, one_of, text
 from observatory.triage.queries import BadRequest
@@ -51,23 +51,6 @@ def actor(request: HttpRequest) -> str:
         return token.user.get_username() if token.user_id else f"token:{token.name}"
     user: Any = getattr(request, "user", None)
     return user.get_username() if user is not None else "unknown"
-
-
-def _invalid(exc: DjangoValidationError) -> NinjaValidationError:
-    """A model validation error in the shape of ninja's own 422 answers."""
-    errors = []
-    if hasattr(exc, "error_dict"):
-        for name, problems in exc.message_dict.items():
-            for msg in problems:
-                errors.append({"loc": ["body", name], "msg": msg, "type": "value_error"})
-    else:
-        for msg in exc.messages:
-            errors.append({"loc": ["body"], "msg": msg, "type": "value_error"})
-    return NinjaValidationError(errors)
-
-
-def _bad(field: str, msg: str) -> NinjaValidationError:
-    return NinjaValidationError([{"loc": ["body", field], "msg": msg, "type": "value_error"}])
 
 
 # --- alerts -----------------------------------------------------------------------------------
@@ -188,7 +171,7 @@ def create_channel(request: HttpRequest, body: ChannelIn) -> Status[ChannelOut]:
     if url_field in kept and url:
         problem = actions.url_problem(url)
         if problem:
-            raise _bad(url_field, problem)
+            raise bad_body(url_field, problem)
     try:
         channel = actions.do_create_channel(
             name=body.name,
@@ -244,7 +227,7 @@ def create_rule(request: HttpRequest, body: RuleIn) -> Status[RuleOut]:
     known = set(Channel.objects.filter(id__in=channel_ids).values_list("id", flat=True))
     missing = sorted(set(channel_ids) - known)
     if missing:
-        raise _bad("channels", f"no channel {', '.join(map(str, missing))}")
+        raise bad_body("channels", f"no channel {', '.join(map(str, missing))}")
     if Rule.objects.filter(name=body.name).exists():
         raise HttpError(409, f"a rule named {body.name!r} exists")
     if body.kind == "stuck" and fields["threshold"] is None:
@@ -252,7 +235,7 @@ def create_rule(request: HttpRequest, body: RuleIn) -> Status[RuleOut]:
     try:
         rule = actions.do_create_rule(who=actor(request), channel_ids=channel_ids, **fields)
     except DjangoValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_body(exc) from None
     except IntegrityError:
         raise HttpError(409, f"a rule named {body.name!r} exists") from None
     return Status(201, rule_out(rule))
@@ -282,9 +265,9 @@ def create_silence(request: HttpRequest, body: SilenceIn) -> Status[SilenceOut]:
     at = now()
     starts_at = body.starts_at or at
     if body.ends_at <= starts_at:
-        raise _bad("ends_at", "must be after starts_at")
+        raise bad_body("ends_at", "must be after starts_at")
     if body.ends_at <= at:
-        raise _bad("ends_at", "is in the past")
+        raise bad_body("ends_at", "is in the past")
     try:
         silence = actions.do_create_silence(
             matchers=body.matchers,
@@ -294,7 +277,7 @@ def create_silence(request: HttpRequest, body: SilenceIn) -> Status[SilenceOut]:
             who=actor(request),
         )
     except DjangoValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_body(exc) from None
     return Status(201, silence_out(silence, at))
 
 

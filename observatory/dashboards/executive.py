@@ -8,10 +8,7 @@ Every figure comes from the KPI rollups (``observatory.kpis``), the same ones be
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +28,7 @@ from observatory.kpis import queries
 from observatory.kpis.compute import ALL, rate
 from observatory.kpis.models import BacklogSample
 from observatory.lib.clock import now
-from observatory.lib.download import attach
+from observatory.lib.download import attach, csv_text
 from observatory.lib.timerange import range_or_default
 from observatory.triage import queries as triage_queries
 from observatory.triage import sla
@@ -380,16 +377,6 @@ def page(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _csv(columns: Iterable[str], rows: Iterable[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    cols = list(columns)
-    writer.writerow(cols)
-    for r in rows:
-        writer.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
-    return out.getvalue()
-
-
 @require_GET
 @login_required
 def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
@@ -413,15 +400,15 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
             for c in shown
         ]
         columns = ("kpi", "title", "unit", "value", "previous_value", "change_ratio")
-        body = _csv((*columns, "within_deadline_ratio"), rows)
+        body = csv_text((*columns, "within_deadline_ratio"), rows)
     elif chart == "slo":
-        body = _csv(slo.CSV_COLUMNS, (slo.csv_row(o) for o in service_levels(f, at)))
+        body = csv_text(slo.CSV_COLUMNS, (slo.csv_row(o) for o in service_levels(f, at)))
     else:
         builder = chart_builders(f, at).get(chart)
         if builder is None:
             raise Http404("no such chart")
         built = builder()
-        body = _csv(built.columns, built.rows)
+        body = csv_text(built.columns, built.rows)
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")
     scope = "-".join(p for p in (f.channel, f.store) if p) or "all"
     return attach(response, f"observatory-{chart}-{f.days}d-{scope}-{at:%Y%m%d}.csv")

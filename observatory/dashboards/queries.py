@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -235,6 +236,9 @@ class StageRow:
     late_by: float = 0.0
     #: reached by a batch hop (a nightly file, an ERP batch posting)
     batch: bool = False
+    #: what the system said the order was worth there (a batch posting: the batch's)
+    amount: Decimal | None = None
+    currency: str = ""
 
     @property
     def reached(self) -> bool:
@@ -412,6 +416,8 @@ def order_page(tx: Transaction, now: datetime | None = None, hop_page: int = 1) 
                 sla=status,
                 late_by=status.late_by_s(now) if status else 0.0,
                 batch=sv.batch,
+                amount=r.amount,
+                currency=r.currency,
             )
         elif r.stage in rows:
             rows[r.stage].again += 1

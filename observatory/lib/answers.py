@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from ninja import Schema
+from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import ConfigDict
 
 
@@ -52,3 +54,22 @@ def field_error(
 ) -> dict[str, Any]:
     """One entry of a 422's ``detail``, in pydantic's (and ninja's) shape."""
     return {"type": kind, "loc": [location, name], "msg": message}
+
+
+def invalid_body(exc: DjangoValidationError) -> NinjaValidationError:
+    """A model's validation error (``full_clean``) in the shape of ninja's own 422
+    answers, each message naming its body field."""
+    errors = []
+    if hasattr(exc, "error_dict"):
+        for name, problems in exc.message_dict.items():
+            for msg in problems:
+                errors.append({"loc": ["body", name], "msg": msg, "type": "value_error"})
+    else:
+        for msg in exc.messages:
+            errors.append({"loc": ["body"], "msg": msg, "type": "value_error"})
+    return NinjaValidationError(errors)
+
+
+def bad_body(field: str, msg: str) -> NinjaValidationError:
+    """A 422 naming one body field."""
+    return NinjaValidationError([{"loc": ["body", field], "msg": msg, "type": "value_error"}])

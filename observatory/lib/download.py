@@ -1,4 +1,5 @@
-"""File downloads: a ``Content-Disposition`` whose filename is safe whatever went into it.
+"""File downloads: a ``Content-Disposition`` whose filename is safe whatever went into it,
+and CSV.
 
 A filename built from request parameters (``/executive/summary.csv?channel=...``) could
 carry a CR or LF (Django refuses such a header: a 500), quotes or path separators. Only
@@ -7,9 +8,13 @@ letters, digits, ``.``, ``_`` and ``-`` are kept; anything else becomes ``_``.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
+from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
@@ -34,3 +39,22 @@ def attach(response: R, filename: str) -> R:
     if header:
         response["Content-Disposition"] = header
     return response
+
+
+def csv_text(columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """``rows`` as CSV under a header of ``columns`` (a missing or None value: empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    cols = list(columns)
+    writer.writerow(cols)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+    return out.getvalue()
+
+
+def csv_response(
+    columns: Iterable[str], rows: Iterable[Mapping[str, Any]], filename: str
+) -> HttpResponse:
+    """A CSV download of ``rows`` named ``filename``."""
+    response = HttpResponse(csv_text(columns, rows), content_type="text/csv; charset=utf-8")
+    return attach(response, filename)

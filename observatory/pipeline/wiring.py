@@ -2,9 +2,9 @@
 
 ``tick`` is what the worker runs every ``PIPELINE_TICK_S`` (and ingest nudges after a
 commit): stitch every waiting hop into transactions, then sweep the exception queue. The
-KPI fill and the alert evaluation and delivery run on their own beats
-(``CELERY_BEAT_SCHEDULE`` in settings); ``once`` runs one pass of all of it, in order,
-for ``manage.py pipeline``, scripts and cron. ``prune`` applies retention, each stage to
+reconciliation rules, the KPI fill and the alert evaluation and delivery run on their own
+beats (``CELERY_BEAT_SCHEDULE`` in settings); ``once`` runs one pass of all of it, in
+order, for ``manage.py pipeline``, scripts and cron. ``prune`` applies retention, each stage to
 its own tables, in order (``manage.py prune`` and the worker's hourly task).
 
 Only this module (and the settings' schedule) knows the order; the stages never import
@@ -29,6 +29,8 @@ from observatory.kpis import retention as kpis_retention
 from observatory.kpis.actions import FillResult, do_fill_rollups
 from observatory.lib import shutdown
 from observatory.lib.clock import Clock, now
+from observatory.reconciliation import retention as reconciliation_retention
+from observatory.reconciliation.actions import RunResult, do_reconcile
 from observatory.transactions import retention as transactions_retention
 from observatory.transactions.actions import StitchResult, do_stitch
 from observatory.triage import retention as triage_retention
@@ -55,19 +57,24 @@ def tick(*, clock: Clock = now, wall: Clock | None = None, full: bool = False) -
 @dataclass
 class OnceResult:
     tick: TickResult
+    reconciled: RunResult
     filled: FillResult
     evaluated: EvaluateResult
     delivered: DeliverResult
 
 
 def once(*, clock: Clock = now, wall: Clock | None = None, full: bool = False) -> OnceResult:
-    """One pass of everything the worker's schedule does, in order: stitch, sweep, fill
-    the KPI rollups, evaluate the alert rules, deliver what they queued."""
+    """One pass of everything the worker's schedule does, in order: stitch, sweep, run
+    every reconciliation rule (whatever its schedule), fill the KPI rollups, evaluate the
+    alert rules, deliver what they queued."""
     ticked = tick(clock=clock, wall=wall, full=full)
+    reconciled = do_reconcile(clock=clock, wall=wall, force=True, full=full)
     filled = do_fill_rollups()
     evaluated = do_evaluate(clock=clock)
     delivered = do_deliver(clock=clock)
-    return OnceResult(tick=ticked, filled=filled, evaluated=evaluated, delivered=delivered)
+    return OnceResult(
+        tick=ticked, reconciled=reconciled, filled=filled, evaluated=evaluated, delivered=delivered
+    )
 
 
 #: Each stage prunes its own tables. The hops go first (nothing holds on to one), so the
@@ -76,6 +83,7 @@ def once(*, clock: Clock = now, wall: Clock | None = None, full: bool = False) -
 PRUNERS = (
     hops_retention.do_prune,
     alerts_retention.do_prune,
+    reconciliation_retention.do_prune,
     triage_retention.do_prune,
     kpis_retention.do_prune,
     transactions_retention.do_prune,

@@ -49,6 +49,8 @@ ERP_BACKOFF_CAP_S: Final = 300.0
 #: Sales orders the ERP creates again for a replayed posting (chaos) are numbered from here
 #: on, past the ordinary ones: they never name another order's sales order.
 REPLAY_SO_OFFSET: Final = 1_000_000
+#: How much higher an ERP that recalculates tax taxes an order (chaos): one point.
+TAX_RECALC_POINT: Final = Decimal("0.01")
 #: The inventory SLA (five minutes to publish), to count the slow publications injected.
 INVENTORY_SLA: Final = timedelta(minutes=5)
 

@@ -20,14 +20,17 @@ known in advance, live ones arrive in order) or its own random stream, never fro
 order in which the queues are processed: a lost validation message (``lost_event``: the order exists in
 Shopify only), an order shipped by a 3PL but never posted (``shipped_unposted``), a sales
 order number the ERP reuses from another order (``conflicting_id``: nothing happens
-downstream), and a replayed posting that creates a second sales order
-(``replayed_posting``, numbered from :data:`~.entities.REPLAY_SO_OFFSET` on).
+downstream), a replayed posting that creates a second sales order
+(``replayed_posting``, numbered from :data:`~.entities.REPLAY_SO_OFFSET` on), and a
+posting whose total the ERP recalculated (``tax_recalculated``: taxed one point,
+:data:`~.entities.TAX_RECALC_POINT`, higher than the channel did).
 """
 
 from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from observatory.simulator import cases
@@ -36,9 +39,11 @@ from observatory.simulator.entities import (
     CANCEL_RATE,
     REPLAY_SO_OFFSET,
     RETURN_RATE,
+    TAX_RECALC_POINT,
     Order,
     Plan,
     Step,
+    money,
 )
 from observatory.simulator.erp import ErpConnector
 from observatory.simulator.fulfilment import Fulfilment
@@ -323,6 +328,15 @@ class Orders(ErpConnector, Fulfilment, Returns):
         posting, posted, conflicted = self._post_order(order, rng, post_at, context, keys)
         return [intake, *posting], posted, conflicted
 
+    def _posted_total(self, order: Order) -> Decimal:
+        """The total the ERP posts: the order's, but for a share of orders (chaos) whose
+        tax the ERP recalculates one point higher than the channel did. Decided by the
+        order's index on a stream of its own, so that no other draw moves."""
+        rate = self.scenario.tax_recalc_rate
+        if not rate or random.Random(f"{self.seed}/tax/{order.index}").random() >= rate:
+            return order.total
+        return order.total + money((order.subtotal - order.discount) * TAX_RECALC_POINT)
+
     def _post_order(
         self,
         order: Order,
@@ -337,6 +351,8 @@ class Orders(ErpConnector, Fulfilment, Returns):
         # sales-order number of another order.
         reused = self._conflict_target(order.index)
         conflicted = reused is not None
+        # (one fault to an order: a conflicted posting keeps the order's total)
+        posted_total = order.total if conflicted else self._posted_total(order)
         if reused is not None:
             so = reused
         steps, posted = self._erp_post(
@@ -350,11 +366,13 @@ class Orders(ErpConnector, Fulfilment, Returns):
             message=f"q:{order.index}:post",
             platform_status=cat.NETSUITE_PENDING_FULFILLMENT,
             channel=order.channel,
-            amount=order.total,
+            amount=posted_total,
             currency=order.currency,
         )
         if conflicted:
             steps[-1].fault = "conflicting_id"
+        elif posted_total != order.total:
+            steps[-1].fault = "tax_recalculated"
         replayed = bool(self.scenario.replay_rate) and rng.random() < self.scenario.replay_rate
         # A conflicted order is not replayed: Observatory refused its first posting's link,
         # so a second one could not be told apart from a first (two faults in one order).
@@ -379,7 +397,7 @@ class Orders(ErpConnector, Fulfilment, Returns):
                     duration_s=lognormal(rng, 1.2, 0.5, 0.2, 12).total_seconds(),
                     replay=True,
                     channel=order.channel,
-                    amount=order.total,
+                    amount=posted_total,
                     currency=order.currency,
                     attributes={"messaging.message.redelivered": True},
                     fault="replayed_posting",

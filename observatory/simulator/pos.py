@@ -3,7 +3,10 @@
     pos: the sale (``captured``, ``pos_receipt`` like ``ST12-0042-118``, ``store_id``)
     -> erp: one batch posting per store every :data:`~.entities.POS_BATCH_MINUTES`
     minutes carrying the array of its new receipts (a fan-out hop) and a ``batch_id``
-    (``posted``), through the ERP connector (:mod:`.erp`: retries included).
+    (``posted``), through the ERP connector (:mod:`.erp`: retries included). In chaos
+    runs a share of batches leaves one receipt out (of its keys and its total; a batch
+    of one is not posted at all): that sale is never posted (``receipt_left_out`` in the
+    ground truth).
 
 A batch is an action of the queue at each boundary that has sales waiting. History and
 live sales are batched apart (a boundary just after the start may see two batches of one
@@ -83,6 +86,17 @@ class PointOfSale(ErpConnector):
             stamp = boundary + timedelta(hours=store.utc_offset_h)
             batch_id = f"POSB-{store.store_id}-{stamp:%Y%m%d-%H%M}"
             rng = random.Random(f"{self.seed}/batch/{batch_id}/{int(live)}")
+            rate = self.scenario.pos_missing_receipt_rate
+            missing = random.Random(f"{self.seed}/batch-miss/{batch_id}/{int(live)}")
+            if rate and missing.random() < rate:
+                # the connector leaves one receipt out of the batch (and of its total):
+                # that sale is never posted (a batch of one is then not posted at all)
+                left_out = batch.pop(missing.randrange(len(batch)))
+                self.counts["pos_receipts_left_out"] += 1
+                if self.truth is not None:
+                    self.truth.left_out(left_out.ref, batch_id, boundary)
+                if not batch:
+                    continue
             total = sum((o.total for o in batch), Decimal("0"))
             steps, _ = self._erp_post(
                 rng,

@@ -5,7 +5,8 @@ A share :data:`~.entities.RETURN_RATE` of delivered web orders (decided by
 
     shopify ``returns/request`` -> wms ``return_received`` (back at the warehouse that
     shipped it, on its business hours) -> shopify ``refunds/create`` -> erp
-    ``refund_settled`` (the customer refund).
+    ``refund_settled`` (the customer refund), which never comes for a share of refunds in
+    chaos runs (``refund_unsettled``: no credit memo).
 
 Every hop's ``ref`` is the return id (a transaction of its own, keyed ``return_id``; the
 truth ties it to its order).
@@ -68,8 +69,16 @@ class Returns(Engine):
             )
         )
         refunded = received + lognormal(rng, 18 * 3600, 0.6, 1800, 4 * 86_400)
-        steps += self._webhooks(rng, order, refunded, "refunds/create", refund=refund)
+        refund_hooks = self._webhooks(rng, order, refunded, "refunds/create", refund=refund)
+        steps += refund_hooks
         settled = refunded + lognormal(rng, 4 * 3600, 0.8, 600, 20 * 3600)
+        rate = self.scenario.unsettled_refund_rate
+        if rate and random.Random(f"{self.seed}/unsettled/{n}").random() < rate:
+            # the ERP never issues the credit memo: the refund is never settled
+            refund_hooks[0].fault = "refund_unsettled"
+            for step in steps:
+                step.ref = return_id
+            return steps
         steps.append(
             self._event(
                 rng,

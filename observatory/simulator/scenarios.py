@@ -71,6 +71,21 @@ on business time. ``simulate --truth FILE`` writes what really happened
       ``erp_sales_order``), carrier scans and the Shopify fulfillment follow, there is no
       ERP billing -> goods left while the ERP never heard of the order: ``posted`` is
       missing for good (no later stage makes up for it).
+
+    And the gaps a finance team reconciles (docs/reconciliation.md):
+
+    * a tax recalculation: 2 % of web and marketplace orders are posted by the ERP for
+      another total (it taxes them one point higher than the channel did) -> an
+      ``amount_mismatch`` of the ``shopify-orders`` or ``marketplace-orders`` rule;
+    * a refund without a credit memo: a quarter of the refunds are never settled in the
+      ERP -> a ``missing_in_target`` of ``shopify-refunds`` (and a ``stuck`` exception
+      past the 24 h refund SLA);
+    * a POS batch missing a receipt: 3 % of the ERP's cash-sale batch postings leave one
+      receipt out (of its receipts and its total; a batch of one is not posted at all)
+      -> a ``missing_in_target`` of ``pos-cash-sales`` (and a stuck POS sale);
+    * postings that never happen (the lost events and the orders shipped unposted
+      above) are ``missing_in_target`` of ``shopify-orders``, and the replayed postings
+      its ``posted_twice``.
 """
 
 from __future__ import annotations
@@ -108,6 +123,12 @@ class Scenario:
     wms_silence_s: float = 0.0
     #: one web order shipped but never posted per this many orders (0: none)
     unposted_every: int = 0
+    #: share of web and marketplace orders the ERP posts for a recalculated total
+    tax_recalc_rate: float = 0.0
+    #: share of refunds the ERP never settles (no credit memo)
+    unsettled_refund_rate: float = 0.0
+    #: share of POS batch postings leaving one receipt out
+    pos_missing_receipt_rate: float = 0.0
 
 
 SCENARIOS: Final = {
@@ -138,8 +159,9 @@ SCENARIOS: Final = {
             "chaos",
             "duplicate webhook deliveries, replayed postings, lost events, late carrier "
             "scans, a conflicting ERP id, a silent warehouse, orders shipped but never "
-            "posted -> duplicate_rate and posted_twice, stuck orders, a conflict exception, "
-            "a silence alert on wms",
+            "posted, tax recalculated by the ERP, refunds without a credit memo, POS "
+            "batches missing a receipt -> duplicate_rate and posted_twice, stuck orders, a "
+            "conflict exception, a silence alert on wms, reconciliation gaps",
             duplicate_rate=0.06,
             replay_rate=0.015,
             lost_rate=0.03,
@@ -147,6 +169,9 @@ SCENARIOS: Final = {
             conflict_every=150,
             wms_silence_s=45 * 60,
             unposted_every=150,
+            tax_recalc_rate=0.02,
+            unsettled_refund_rate=0.25,
+            pos_missing_receipt_rate=0.03,
         ),
     )
 }

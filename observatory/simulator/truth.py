@@ -65,13 +65,25 @@ hops carry (in a live run with ``--speed``, the compressed times stamped on them
     Per source system (``shopify``, ``erp``, ``wms``, ``carrier``, ``pos``,
     ``middleware``, ``marketplace``): hop deliveries handed to the senders, and how many
     of them were ``duplicates`` (another delivery of the same Shopify event).
-``duplicates``, ``replays``, ``lost``, ``conflicts``, ``shipped_unposted``
+``duplicates``, ``replays``, ``lost``, ``conflicts``, ``shipped_unposted``,
+``tax_recalculations``, ``unsettled_refunds``, ``pos_receipts_left_out``
     The chaos faults, one entry each: a duplicate delivery (``ref``, ``system``,
     ``operation``, ``event_id``: the Shopify event delivered twice); a replayed ERP
     posting (``ref``, the second ``erp_sales_order``); a lost queue message (``ref``,
     ``what``); a posting answered with another order's number (``ref``,
     ``erp_sales_order``, ``other_ref``: the order that owns the number); an order shipped
-    from Shopify by the 3PL while its ERP posting was dead-lettered (``ref``).
+    from Shopify by the 3PL while its ERP posting was dead-lettered (``ref``); an order
+    the ERP posted for a recalculated total (``ref``, ``amount``: the channel's,
+    ``posted_amount``); a refund never settled by a credit memo (``ref``: the return,
+    ``order``); a POS receipt its batch posting left out (``ref``, ``batch_id``).
+``reconciliation``
+    What the product's default reconciliation rules should find as of ``end``
+    (:mod:`.reconcile`), judged on what was delivered: ``time_zones`` (the shop's and each
+    store's, as IANA names: set the server's rules to them), ``rules`` (mirrored),
+    ``results`` (per ``rule``, business ``day``, ``currency`` and ``store_id``: every
+    figure ``GET /api/v1/reconciliation`` answers), ``unmatched`` (each gap: ``rule``,
+    ``day``, ``ref`` or ``batch``, ``status``, ``counted``: false while the grace period
+    still waits for it).
 ``reroutes``, ``cancellations``, ``inventory``
     The business cases (reroutes, cancellations that work or fail, inventory drift
     between the warehouse and Shopify): :meth:`.cases.Cases.document`.
@@ -90,6 +102,7 @@ hops carry (in a live run with ``--speed``, the compressed times stamped on them
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -99,6 +112,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from observatory.simulator import catalog as cat
+from observatory.simulator import reconcile
 from observatory.simulator.slas import POLICIES, Reached, missed
 from observatory.simulator.telemetry import SHOPIFY_RETRY, WEBHOOK, OfflineWindow
 
@@ -144,6 +158,43 @@ OWN_STAGES: Final = frozenset(
 LOST_WHAT: Final = "the orders.validate queue message: never validated nor posted"
 
 
+#: the chaos faults listed in the file, one entry each
+FACTS: Final = (
+    "replays",
+    "lost",
+    "conflicts",
+    "shipped_unposted",
+    "tax_recalculations",
+    "unsettled_refunds",
+    "pos_receipts_left_out",
+)
+#: Carrier words the product maps to ``shipped`` (its status maps: in transit, out for
+#: delivery, a failed attempt), compared as the maps compare them: without case, spaces,
+#: ``_`` or ``-``.
+CARRIER_SHIPPED: Final = frozenset({"intransit", "outfordelivery", "attemptfail"})
+
+
+def reconcile_stage(step: Step) -> str | None:
+    """The stage a reconciliation rule reads that the product derives from this hop, if
+    any: a Shopify capture, refund or cancellation; a stage the hop names; an ERP
+    posting (a replayed one too) or cancellation; a carrier's scan."""
+    if step.outcome != "ok" or step.fault == "duplicate_delivery":
+        return None
+    if step.via == WEBHOOK:
+        return WEBHOOK_STAGES.get(step.operation) if step.operation in RECONCILED else None
+    if step.stage is not None:
+        return step.stage
+    word = (step.platform_status or "").lower()
+    if step.system == "erp":
+        return {"pending fulfillment": "posted", "cancelled": "cancelled"}.get(word)
+    if step.system == "carrier" and re.sub(r"[\s_-]", "", word) in CARRIER_SHIPPED:
+        return "shipped"
+    return None
+
+
+RECONCILED: Final = frozenset({"orders/create", "refunds/create", "orders/cancelled"})
+
+
 def stage_of(step: Step) -> str | None:
     """The business stage a hop is the model's record of, if any."""
     if step.via == WEBHOOK:
@@ -185,6 +236,7 @@ class Record:
         "keys",
         "kind",
         "order",
+        "postings",
         "ref",
         "stages",
         "store_id",
@@ -213,6 +265,8 @@ class Record:
         self.delays: list[tuple[datetime, str]] = []
         #: (business time, system, operation) of each failed hop
         self.failures: list[tuple[datetime, str, str]] = []
+        #: every hop reaching a stage a reconciliation rule reads (:mod:`.reconcile`)
+        self.postings: list[reconcile.Posting] = []
 
     def add_key(self, kind: str, value: str) -> None:
         held = self.keys.get(kind)
@@ -250,6 +304,9 @@ class Truth:
         self._duplicates: list[tuple[str, dict[str, Any]]] = []
         #: the latest send time of a hop handed out
         self.last_sent: datetime | None = None
+        #: the batch postings (:mod:`.reconcile`)
+        self._batches: list[reconcile.Batch] = []
+        self._seq = 0
         #: more sections of the document, each ``(end, stamp) -> {name: value}``
         #: (the business cases: simulator/cases.py)
         self.sections: list[
@@ -302,12 +359,65 @@ class Truth:
                 record.failures.append((step.at, step.system, step.operation))
             if step.delay:
                 record.delays.append((step.at, step.delay))
+        self._posting(step, records)
         ref = records[0].ref
         if step.delay == SHOPIFY_RETRY and mark is not None and step.webhook is not None:
             self._retries.append((ref, step.operation, step.webhook.event_id, mark))
         fact = self._fact(step, ref)
         if fact is not None:
             self._facts.append((step.at, *fact))
+
+    def _posting(self, step: Step, records: list[Record]) -> None:
+        """Record a hop reaching a stage a reconciliation rule reads, as the product
+        derives it (the replayed posting of an order included)."""
+        stage = reconcile_stage(step)
+        if stage is None:
+            return
+        if step.mark is None:
+            step.mark = Mark(step)
+        amount, currency = step.amount, step.currency or ""
+        if step.webhook is not None:
+            spec = step.webhook
+            if spec.topic.startswith("orders/"):
+                amount = spec.order.total
+            elif spec.refund is not None:
+                amount = spec.refund.amount
+            currency = spec.order.currency
+        self._seq += 1
+        batch = isinstance(step.keys.get("pos_receipt"), list)
+        posting = reconcile.Posting(
+            stage=stage,
+            system=step.system,
+            at=step.at,
+            seq=self._seq,
+            amount=amount,
+            currency=currency,
+            docs={
+                k: v
+                for k, v in step.keys.items()
+                if k in reconcile.DOC_KINDS and isinstance(v, str)
+            },
+            batch=batch,
+            delivered=step.mark,
+        )
+        for record in records:
+            record.postings.append(posting)
+        if batch:
+            self._batches.append(
+                reconcile.Batch(
+                    batch_id=str(step.keys.get("batch_id", "")),
+                    posting=posting,
+                    receipts=[r.ref for r in records],
+                    store_id=step.store_id or "",
+                )
+            )
+
+    def left_out(self, ref: str, batch_id: str, at: datetime) -> None:
+        """A POS receipt left out of its batch posting: never posted."""
+        record = self.records.get(ref)
+        if record is not None:
+            record.faults.append((at, "receipt_left_out"))
+        self._facts.append((at, "pos_receipts_left_out", {"ref": ref, "batch_id": batch_id}))
 
     def handed(self, step: Step) -> None:
         """The hop was handed to the senders."""
@@ -363,6 +473,12 @@ class Truth:
             return "conflicts", {"ref": ref, "erp_sales_order": so, "other_ref": other}
         if step.fault == "shipped_unposted":
             return "shipped_unposted", {"ref": ref}
+        if step.fault == "tax_recalculated":
+            record = self.records[ref]
+            entry = {"ref": ref, "amount": str(record.amount), "posted_amount": str(step.amount)}
+            return "tax_recalculations", entry
+        if step.fault == "refund_unsettled":
+            return "unsettled_refunds", {"ref": ref, "order": self.records[ref].order}
         return None
 
     # --- the document ---------------------------------------------------------------------
@@ -414,8 +530,17 @@ class Truth:
             "duplicates": [entry for _, entry in self._duplicates],
             **{
                 name: [entry for at, kind, entry in self._facts if kind == name and at <= end]
-                for name in ("replays", "lost", "conflicts", "shipped_unposted")
+                for name in FACTS
             },
+            "reconciliation": reconcile.results(
+                (
+                    reconcile.Txn(r.ref, r.kind, r.channel, r.store_id or "", r.keys, r.postings)
+                    for r in self.records.values()
+                ),
+                self._batches,
+                end,
+                stamp,
+            ),
             "incidents": [
                 {"kind": kind, "system": system, "begin": iso(stamp(b)), "end": iso(stamp(e))}
                 for kind, system, b, e in incidents

@@ -228,6 +228,14 @@ class StageReached(models.Model):
     #: the hop that brought it: the timeline outlives it (hops are kept a shorter time,
     #: docs/retention.md), so the hop may be gone
     hop = models.ForeignKey(Hop, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    #: the amount and currency the hop carried: what this system said the transaction was
+    #: worth when it reached the stage (Shopify's captured total, the ERP's posted total),
+    #: kept with the stage so that reconciliation compares them (docs/reconciliation.md)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    #: the hop reached this transaction through a fan-out key only (one batch posting
+    #: naming many orders): its amount is the whole batch's, not this transaction's
+    fanout = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["at", "id"]

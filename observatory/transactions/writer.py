@@ -62,7 +62,18 @@ TX_TABLE = TRANSACTIONS.name
 KEYS = bulk.Table.of(TransactionKey, ("transaction_id", "kind", "value"))
 LINKS = bulk.Table.of(TransactionHop, ("transaction_id", "hop_id"))
 STAGES = bulk.Table.of(
-    StageReached, ("transaction_id", "stage", "at", "system", "platform_status", "hop_id")
+    StageReached,
+    (
+        "transaction_id",
+        "stage",
+        "at",
+        "system",
+        "platform_status",
+        "hop_id",
+        "amount",
+        "currency",
+        "fanout",
+    ),
 )
 
 
@@ -96,8 +107,8 @@ class Changes:
     link_inserts: list[tuple[int, int]] = field(default_factory=list)
     stage_deletes: list[int] = field(default_factory=list)
     stage_moves: list[tuple[int, int]] = field(default_factory=list)
-    #: (transaction, stage, at, system, hop)
-    stage_inserts: list[tuple[int, str, datetime, str, int]] = field(default_factory=list)
+    #: (transaction, stage, at, system, hop, whether the hop joined through a fan-out key)
+    stage_inserts: list[tuple[int, str, datetime, str, int, bool]] = field(default_factory=list)
     #: transaction -> stage-reached rows kept although no hop derives them now
     extra_stages: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
@@ -222,6 +233,7 @@ class Writer:
         """Append what is missing, move what changed hands; a stage no hop derives any more
         (a map changed since) stays in its transaction's history."""
         want: dict[tuple[int, int, str], None] = {}
+        fanout = {(final[i], hop) for i, g in enumerate(groups) for hop in g.fanout_hops}
         for i, g in enumerate(groups):
             for hop in g.hops:
                 for stage in self.derived[hop].stages:
@@ -252,7 +264,7 @@ class Writer:
                 ch.stage_deletes.append(rid)
         ch.extra_stages = dict(extra)
         ch.stage_inserts = [
-            (tx, stage, self.hops[hop].start_time, self.hops[hop].system, hop)
+            (tx, stage, self.hops[hop].start_time, self.hops[hop].system, hop, (tx, hop) in fanout)
             for (tx, hop, stage) in want
             if (tx, hop, stage) not in have
         ]
@@ -326,10 +338,23 @@ class Writer:
             bulk.update(STAGES.name, ("transaction_id",), ch.stage_moves)
         if ch.stage_inserts:
             rows = sorted(ch.stage_inserts, key=lambda r: (r[4], r[0]))
-            platform = {h: self.hops[h].platform_status for h in {r[4] for r in rows}}
+            hops = self.hops
             bulk.insert(
                 STAGES,
-                [(tx, s, t, sys, platform[h][:128], h) for tx, s, t, sys, h in rows],
+                [
+                    (
+                        tx,
+                        s,
+                        t,
+                        sys,
+                        hops[h].platform_status[:128],
+                        h,
+                        hops[h].amount,
+                        hops[h].currency,
+                        fan,
+                    )
+                    for tx, s, t, sys, h, fan in rows
+                ],
             )
         if ch.merges:
             Merge.objects.bulk_create(ch.merges)

@@ -310,6 +310,8 @@ def order_out(view: OrderView) -> OrderOut:
                 system=s.row.system,
                 platform_status=s.row.platform_status,
                 hop_id=s.row.hop_id,
+                amount=s.row.amount,
+                currency=s.row.currency,
                 batch=s.batch,
                 first=s.first,
                 sla=sla_out(s.sla, at) if s.sla else None,

@@ -214,6 +214,10 @@ class StageOut(Schema):
     system: str
     platform_status: str
     hop_id: int
+    #: the amount and currency the hop that reached it carried (for a batch posting
+    #: naming many orders: the batch's), or null
+    amount: Decimal | None = None
+    currency: str = ""
     #: reached by a batch hop (a file or a batch posting)
     batch: bool
     #: false for a stage reached again after the first time

@@ -248,8 +248,28 @@ def test_refunds_create() -> None:
     ]
     assert record.platform_status == "refunds/create"
     assert record.attributes["shopify.refund_line_item_count"] == 2
-    # A refund's money is not the order's value.
-    assert record.amount is None
+    # A refund's money is what its refund transactions paid back, not the order's value.
+    assert (record.amount, record.currency) == (Decimal("209.00"), "USD")
+
+
+def test_a_refund_sums_its_refund_transactions_that_did_not_fail() -> None:
+    payload = json.loads(raw("refunds/create"))
+    paid = payload["transactions"][0]
+    payload["transactions"] = [
+        {**paid, "amount": "20.00"},
+        {**paid, "id": 2, "amount": "5.50", "status": "pending"},
+        {**paid, "id": 3, "amount": "99.00", "status": "failure"},
+        {**paid, "id": 4, "amount": "1.00", "kind": "sale"},
+    ]
+    record = decode_one("refunds/create", json.dumps(payload).encode())
+    assert (record.amount, record.currency) == (Decimal("25.50"), "USD")
+    # never summed across currencies; no refund transaction at all: no amount
+    payload["transactions"][1]["currency"] = "EUR"
+    record = decode_one("refunds/create", json.dumps(payload).encode())
+    assert (record.amount, record.currency) == (None, "")
+    payload["transactions"] = []
+    record = decode_one("refunds/create", json.dumps(payload).encode())
+    assert (record.amount, record.currency) == (None, "")
 
 
 def test_returns_topic() -> None:

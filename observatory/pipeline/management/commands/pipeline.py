@@ -1,5 +1,6 @@
 """``python manage.py pipeline``: one pass now of everything the worker's schedule does, in
-order: stitch, sweep, KPI fill, alert evaluation and delivery (for scripts and cron)."""
+order: stitch, sweep, reconciliation, KPI fill, alert evaluation and delivery (for scripts
+and cron)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from observatory.pipeline import wiring
 class Command(BaseCommand):
     help = (
         "One pass of everything the worker's schedule does, in order: stitch every "
-        "waiting hop, sweep SLAs and exceptions, fill the KPI rollups, evaluate the alert "
-        "rules and deliver their notifications."
+        "waiting hop, sweep SLAs and exceptions, run the reconciliation rules, fill the KPI "
+        "rollups, evaluate the alert rules and deliver their notifications."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -45,7 +46,9 @@ class Command(BaseCommand):
             f"stitched {st.hops:,} hops ({st.transactions_created:,} transactions created, "
             f"{st.touched:,} touched, {st.merged:,} merged); exceptions: {sw.stuck_opened:,} "
             f"stuck opened, {sw.stuck_closed:,} closed, {sw.withdrawn:,} withdrawn, "
-            f"{sw.failed_opened:,} failed hops opened; KPI hours recomputed "
+            f"{sw.failed_opened:,} failed hops opened; reconciliation: "
+            f"{sum(r.opened for r in done.reconciled.rules):,} mismatches opened, "
+            f"{sum(r.resolved for r in done.reconciled.rules):,} resolved; KPI hours recomputed "
             f"{sum(done.filled.recomputed.values()):,}; alerts: {ev.firing:,} firing, "
             f"{ev.notifications:,} notifications queued, {dl.sent:,} sent"
         )

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class ReconciliationConfig(AppConfig):
+    name = "observatory.reconciliation"
+    label = "reconciliation"
+    verbose_name = "Reconciliation: source against target, per business day"
+
+    def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from observatory.reconciliation.dialect import register_sqlite_functions
+
+        connection_created.connect(register_sqlite_functions)
