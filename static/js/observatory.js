@@ -67,6 +67,8 @@
       div.on("plotly_afterplot", function () {
         declutter(div);
       });
+      // a figure drawn late (off screen at first) tells the scripts that wire its events
+      div.dispatchEvent(new CustomEvent("observatory:drawn", { bubbles: true }));
     });
     div.dataset.rendered = "1";
   }

@@ -140,5 +140,9 @@ def test_the_reconciliation_matches_the_ground_truth(live_server: Any, tmp_path:
         assert found == items, (rule, day, found ^ items)
     # one open mismatch exception per counted gap (and per batch that does not add up)
     counted = sum(1 for u in expected["unmatched"] if u["counted"])
-    assert Issue.objects.filter(kind=MISMATCH, state__in=UNRESOLVED).count() == counted
+    # (inventory drift is a mismatch exception too, of its own rule: not counted here)
+    gaps = Issue.objects.filter(kind=MISMATCH, state__in=UNRESOLVED).exclude(
+        detail__rule="inventory_drift"
+    )
+    assert gaps.count() == counted
     assert counted > batches >= 0
