@@ -7,8 +7,8 @@ page and /executive/ on a cold cache (docs/performance.md, "Pages").
 Runs against a server that is already up with data in it (``make run``, a few minutes
 after its start, so the history is in). Debian's chromium (``make browser``) signs in, then
 for each page loads it once to fill its cache, then ``--loads`` more times: the load time is
-the navigation's ``loadEventEnd`` (HTML, scripts, styles and the charts drawn by the time
-the load event fires), the bytes are what the network carried (``transferSize`` of the
+the navigation's ``loadEventEnd`` (HTML, scripts, styles and the charts in view drawn by
+the time the load event fires; those below the fold are drawn after it), the bytes are what the network carried (``transferSize`` of the
 navigation and of every resource: compressed bytes plus headers; 0 for what came from the
 cache). The cold figures come from a fresh browser context with an empty cache.
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 from celery import shared_task
 
+from observatory.lib import shutdown
 from observatory.pipeline import wiring
 
 log = logging.getLogger(__name__)
@@ -28,5 +29,7 @@ def prune() -> None:
     deleted: Counter[str] = Counter()
     for table, n in wiring.prune():
         deleted[table] += n
+        if shutdown.requested():  # stopping: the next hourly run deletes the rest
+            break
     if deleted:
         log.info("pruned %s", ", ".join(f"{t} {n:,}" for t, n in sorted(deleted.items())))

@@ -27,6 +27,7 @@ from observatory.alerts.actions import (
 from observatory.hops import retention as hops_retention
 from observatory.kpis import retention as kpis_retention
 from observatory.kpis.actions import FillResult, do_fill_rollups
+from observatory.lib import shutdown
 from observatory.lib.clock import Clock, now
 from observatory.reconciliation import retention as reconciliation_retention
 from observatory.reconciliation.actions import RunResult, do_reconcile
@@ -47,6 +48,8 @@ def tick(*, clock: Clock = now, wall: Clock | None = None, full: bool = False) -
     ``wall`` the real time the streams are read at (``triage.actions.do_sweep``); ``full``
     rescans every transaction instead of the ones the stitcher just touched."""
     stitched = do_stitch()
+    if shutdown.requested():  # stopping: the next tick sweeps (the queue keeps its work)
+        return TickResult(stitched=stitched, swept=SweepResult(skipped=True))
     swept = do_sweep(clock=clock, wall=wall, full=full)
     return TickResult(stitched=stitched, swept=swept)
 

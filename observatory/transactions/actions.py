@@ -45,7 +45,7 @@ from django.db import transaction
 
 from observatory.hops.actions import do_record_arrivals
 from observatory.hops.models import Stitched, TouchedHour, Waiting
-from observatory.lib import bulk, live, queues
+from observatory.lib import bulk, live, queues, shutdown
 from observatory.lib.clock import Clock, now
 from observatory.transactions import stages as st
 from observatory.transactions.closure import (
@@ -104,8 +104,8 @@ def do_stitch(*, limit_chunk: int = 5000, clock: Clock = now) -> StitchResult:
         total.touched += chunk.touched
         total.unknown_statuses += chunk.unknown_statuses
         total.resolved_hops += chunk.resolved_hops
-        if claimed < limit_chunk:
-            break
+        if claimed < limit_chunk or shutdown.requested():
+            break  # stopping: the rest stays waiting for the next run
     return total
 
 

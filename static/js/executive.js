@@ -8,6 +8,9 @@
     if (typeof window.Plotly === "undefined") {
       return;
     }
+    if (window.Observatory) {
+      window.Observatory.drawWaiting(); // the charts not drawn yet (observatory.js)
+    }
     document.querySelectorAll(".js-plotly-plot").forEach(function (el) {
       var width = el.parentElement ? el.parentElement.clientWidth : 0;
       if (width > 0) {

@@ -52,29 +52,92 @@
     });
   }
 
+  function draw(div) {
+    var source = document.getElementById(div.getAttribute("data-figure"));
+    if (!source || div.dataset.rendered) {
+      return;
+    }
+    var figure = scaleForScreen(JSON.parse(source.textContent));
+    var config = Object.assign(
+      { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] },
+      figure.config || {}
+    );
+    window.Plotly.newPlot(div, figure.data, figure.layout, config).then(function () {
+      declutter(div);
+      div.on("plotly_afterplot", function () {
+        declutter(div);
+      });
+      // a figure drawn late (off screen at first) tells the scripts that wire its events
+      div.dispatchEvent(new CustomEvent("observatory:drawn", { bubbles: true }));
+    });
+    div.dataset.rendered = "1";
+  }
+
+  // Figures off screen wait (docs/performance.md, "Pages"): a plotly figure takes 30 to
+  // 90 ms to draw, so a page of seven (/executive/) drew for half a second before it could
+  // be used. Those in view (or near it) are drawn at once; the rest one per task after the
+  // page's load event, or as soon as they scroll into view, or before printing.
+  var waiting = [];
+  var loaded = document.readyState === "complete";
+
+  function drawWaiting() {
+    while (waiting.length) {
+      draw(waiting.shift());
+    }
+  }
+
+  function drawNext() {
+    var div = waiting.shift();
+    if (div) {
+      draw(div);
+      window.setTimeout(drawNext, 0);
+    }
+  }
+
+  var seen =
+    "IntersectionObserver" in window
+      ? new IntersectionObserver(
+          function (entries) {
+            entries.forEach(function (entry) {
+              if (entry.isIntersecting) {
+                seen.unobserve(entry.target);
+                waiting = waiting.filter(function (d) {
+                  return d !== entry.target;
+                });
+                draw(entry.target);
+              }
+            });
+          },
+          { rootMargin: "200px" }
+        )
+      : null;
+
   function renderFigures(root) {
     if (typeof window.Plotly === "undefined") {
       return;
     }
+    var below = window.innerHeight + 200;
     root.querySelectorAll("[data-figure]").forEach(function (div) {
-      var source = document.getElementById(div.getAttribute("data-figure"));
-      if (!source || div.dataset.rendered) {
+      if (div.dataset.rendered || waiting.indexOf(div) >= 0) {
         return;
       }
-      var figure = scaleForScreen(JSON.parse(source.textContent));
-      var config = Object.assign(
-        { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] },
-        figure.config || {}
-      );
-      window.Plotly.newPlot(div, figure.data, figure.layout, config).then(function () {
-        declutter(div);
-        div.on("plotly_afterplot", function () {
-          declutter(div);
-        });
-      });
-      div.dataset.rendered = "1";
+      if (!seen || div.getBoundingClientRect().top < below) {
+        draw(div);
+      } else {
+        waiting.push(div);
+        seen.observe(div);
+      }
     });
+    if (loaded) {
+      window.setTimeout(drawNext, 0);
+    }
   }
+
+  window.addEventListener("load", function () {
+    loaded = true;
+    window.setTimeout(drawNext, 0);
+  });
+  window.addEventListener("beforeprint", drawWaiting);
 
   // Under 600 px a table reads as stacked cards (observatory.css, "stacked tables"): each
   // cell carries its column's header as data-label, which the CSS shows before the value.
@@ -110,7 +173,7 @@
     renderFigures(root);
   }
 
-  window.Observatory = { renderFigures: renderFigures };
+  window.Observatory = { renderFigures: renderFigures, drawWaiting: drawWaiting };
   document.addEventListener("DOMContentLoaded", function () {
     enhance(document);
   });

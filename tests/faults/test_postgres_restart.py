@@ -4,11 +4,14 @@ the server acknowledged is stored, once (docs/architecture.md, "Fault tests").""
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import pytest
 import requests
 
+from observatory.lib.clock import now
+from tests.dashboards import seed
 from tests.faults.load import SpanLoad
 from tests.faults.servers import postgres, product, stored_uids
 
@@ -29,13 +32,26 @@ def test_ingest_through_a_postgresql_restart() -> None:
 
             pg.stop("immediate")
             down_at = time.monotonic()
-            # the database is gone: ingest says so, and when to come back
+            # the database is gone: a span to store gets 503, and when to come back (an
+            # empty request has nothing to store, and the token may still be trusted)
+            body = seed.otlp(
+                "erp",
+                [
+                    seed.span(
+                        "post",
+                        now(),
+                        10,
+                        trace_id=secrets.token_hex(16),
+                        attributes={"retail.key.order_number": "#PG-DOWN"},
+                    )
+                ],
+            )
             answer = requests.post(
                 obs.base + "/v1/traces",
-                data=b"",
+                data=body,
                 headers={
                     "Authorization": f"Bearer {obs.token}",
-                    "Content-Type": "application/x-protobuf",
+                    "Content-Type": "application/json",
                 },
                 timeout=10,
             )

@@ -17,7 +17,7 @@ from observatory.kpis import compute, queries
 from observatory.kpis.actions.collect import collect
 from observatory.kpis.actions.rollups import work_chunk
 from observatory.kpis.models import HOPS, ORDERS, BacklogSample, DirtyHour
-from observatory.lib import bulk, live
+from observatory.lib import bulk, live, shutdown
 from observatory.lib.clock import now
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def do_fill_rollups(
     with transaction.atomic():
         _lock()
         collect(full, result)
-    while max_chunks is None or result.chunks < max_chunks:
+    while (max_chunks is None or result.chunks < max_chunks) and not shutdown.requested():
         with transaction.atomic():
             _lock()
             if not work_chunk(at or now(), result):

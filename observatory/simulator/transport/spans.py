@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -155,6 +156,7 @@ class CountingExporter(SpanExporter):
         self._inner = inner
         self._stats = stats
         self.done = 0
+        self._shut = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -174,7 +176,11 @@ class CountingExporter(SpanExporter):
         return result
 
     def shutdown(self) -> None:
-        self._inner.shutdown()
+        # once: the close below stops the exporters at its deadline, then the providers
+        # shut them down again
+        if not self._shut:
+            self._shut = True
+            self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._inner.force_flush(timeout_millis)
@@ -301,13 +307,28 @@ class SpanSender:
         while len(store) > self.MEMORY:
             store.popitem(last=False)
 
+    def _stop_exporters(self) -> None:
+        for exporter in self._exporters:
+            exporter.shutdown()
+
     def close(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for provider in self._providers:
-            remaining = max(0.1, deadline - time.monotonic())
-            provider.force_flush(int(remaining * 1000))
-        for provider in self._providers:
-            provider.shutdown()
+        # an export retrying against a server that stopped too (Ctrl-C under make run)
+        # ends at the deadline: the SDK's flush does not keep to its timeout, and an
+        # exporter's shutdown cuts its retries short (docs/scaling.md, "Stopping")
+        stop = threading.Timer(timeout, self._stop_exporters)
+        stop.daemon = True
+        stop.start()
+        try:
+            for provider in self._providers:
+                remaining = max(0.1, deadline - time.monotonic())
+                provider.force_flush(int(remaining * 1000))
+            self._stop_exporters()
+            for provider in self._providers:
+                provider.shutdown()
+        finally:
+            stop.cancel()
+            self._stop_exporters()  # interrupted too: no flush at exit
         lost = self.backlog()
         if lost > 0:
             self.stats.error("otlp", lost, "spans dropped or not exported before the end")
