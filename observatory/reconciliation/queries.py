@@ -16,7 +16,7 @@ from observatory.reconciliation.actions.issues import dedupe_key
 from observatory.reconciliation.models import GAPS, MATCHED, Item, Result, Rule
 from observatory.transactions.models import TransactionKey
 from observatory.triage import queries as triage_queries
-from observatory.triage.models import MISMATCH, UNRESOLVED, Issue
+from observatory.triage.models import UNRESOLVED, Issue
 
 #: days shown when a question names none: the last four weeks and a few days
 DEFAULT_DAYS = 31
@@ -178,11 +178,11 @@ def day_items(rule: Rule, day: date, *, matched: bool = False) -> list[ItemView]
     wanted = {dedupe_key(rule.id, t): t for t in ids}
     issues: dict[int, int] = {}
     for chunk in _chunks(ids):
-        # by transaction (an index), then by key: one exception per rule and transaction
-        for key, issue_id in Issue.objects.filter(
-            transaction_id__in=chunk, kind=MISMATCH, state__in=UNRESOLVED
-        ).values_list("dedupe_key", "id"):
-            if key in wanted:
+        # by transaction alone (its index: a few exceptions each), then by key and state
+        for key, issue_id, state in Issue.objects.filter(transaction_id__in=chunk).values_list(
+            "dedupe_key", "id", "state"
+        ):
+            if key in wanted and state in UNRESOLVED:
                 issues[wanted[key]] = issue_id
     grace = timedelta(seconds=rule.grace_s)
     return [
