@@ -179,8 +179,11 @@ def test_each_rule_runs_on_its_own_schedule() -> None:
 def test_days_past_retention_are_pruned(settings: Any) -> None:
     """Items, batches and results go with the transactions (``RETENTION_DAYS``), counted
     from their business day."""
-    from observatory.pipeline.wiring import prune
+    from observatory.pipeline.wiring import PRUNERS
     from observatory.reconciliation.models import Batch, Item, Result
+    from observatory.reconciliation.retention import do_prune
+
+    assert do_prune in PRUNERS  # the worker's hourly prune runs it
 
     rule = Rule.objects.get(name="shopify-orders")
     # now: the prune also keeps the day partitions around its moment (PostgreSQL), which
@@ -192,7 +195,7 @@ def test_days_past_retention_are_pruned(settings: Any) -> None:
         Item.objects.create(rule=rule, transaction_id=n, day=day, status="matched")
         Batch.objects.create(rule=rule, hop_id=n, transaction_id=n, day=day)
         Result.objects.create(rule=rule, day=day, computed_at=at)
-    went = dict(prune(at=at))
+    went = dict(do_prune(at=at))
     assert {"reconciliation_item", "reconciliation_batch", "reconciliation_result"} <= set(went)
     for model in (Item, Batch, Result):
         assert list(model.objects.values_list("day", flat=True)) == [recent]
