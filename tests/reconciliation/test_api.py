@@ -186,8 +186,6 @@ def test_days_past_retention_are_pruned(settings: Any) -> None:
     assert do_prune in PRUNERS  # the worker's hourly prune runs it
 
     rule = Rule.objects.get(name="shopify-orders")
-    # now: the prune also keeps the day partitions around its moment (PostgreSQL), which
-    # a moment in the past would ask for where the first days' partition already is
     at = now()
     keep = settings.RETENTION_DAYS["transactions"]
     old, recent = (at - timedelta(days=keep + 1)).date(), (at - timedelta(days=keep - 1)).date()
