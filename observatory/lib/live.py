@@ -7,13 +7,10 @@ dashboard that misses an event catches up on its next refresh.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import threading
 from typing import Any
 
-from asgiref.sync import SyncToAsync, async_to_sync
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -28,52 +25,12 @@ def publish(topic: str, payload: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "live.event", "topic": topic, "payload": payload}
     try:
-        if _main_loop_running():
-            async_to_sync(layer.group_send)(GROUP, message)
-        else:
-            asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), _loop()).result()
+        async_to_sync(layer.group_send)(
+            GROUP, {"type": "live.event", "topic": topic, "payload": payload}
+        )
     except Exception:  # a full or unreachable layer must not fail the write that called us
         log.warning("live publish of %s failed", topic, exc_info=True)
-
-
-def _main_loop_running() -> bool:
-    """Whether ``async_to_sync`` would run on a server's event loop (under ASGI, or in an
-    event loop's own thread, where it refuses) rather than make one of its own."""
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        pass
-    local = SyncToAsync.threadlocal
-    loop = getattr(local, "main_event_loop", None)
-    return (
-        loop is not None
-        and getattr(local, "main_event_loop_pid", None) == os.getpid()
-        and loop.is_running()
-    )
-
-
-_loop_lock = threading.Lock()
-_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
-
-
-def _loop() -> asyncio.AbstractEventLoop:
-    """This process's publishing loop, on a daemon thread of its own.
-
-    Where no server loop runs (a WSGI worker, a Celery task), ``async_to_sync`` would
-    start a thread and an event loop for every publish, and a Redis layer would connect
-    anew each time: a tenth of a 512-span ingest request's CPU under gunicorn
-    (docs/performance.md, "Ingest against a bare COPY"). One loop serves them all.
-    """
-    global _publisher
-    with _loop_lock:
-        if _publisher is None or _publisher[0] != os.getpid():  # made anew after a fork
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="live-publish", daemon=True).start()
-            _publisher = (os.getpid(), loop)
-        return _publisher[1]
 
 
 def publish_on_commit(topic: str, payload: dict[str, Any]) -> None:
