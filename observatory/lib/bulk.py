@@ -17,7 +17,11 @@ and ``docs/performance.md`` say what each costs and why:
   PostgreSQL (a sequence, or a day-partitioned table's function); on SQLite past the
   highest id ever given (``sqlite_sequence``), which is safe because its transactions begin
   ``IMMEDIATE`` and hold the write lock (settings);
-* :func:`prune`: deletion by age in bounded chunks, for retention.
+* :func:`prune`: deletion by age in bounded chunks, for retention;
+* expressions the two spell differently (:func:`greatest`, :func:`true`, :func:`false`,
+  :func:`day_in_zone`: the calendar day of a time in an IANA zone, ``AT TIME ZONE`` on
+  PostgreSQL and a function registered on every SQLite connection,
+  :func:`register_sqlite_functions`, that uses ``zoneinfo``).
 
 Every statement goes through Django's connection and its cursor wrappers, so query logs
 (``CaptureQueriesContext``) and ``connection.execute_wrapper`` see them, COPY included.
@@ -28,13 +32,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from django.db import connection, models, transaction
 from django.db.backends.utils import CursorDebugWrapper
+from django.utils.dateparse import parse_datetime
 
 from observatory.lib import rows
 
@@ -418,3 +424,61 @@ def insert_new(table: Table, rows: Sequence[Sequence[Any]], unique: str) -> set[
             )
         )
     return stored
+
+
+# --- expressions the two databases spell differently ------------------------------------------
+
+
+def greatest(a: str, b: str) -> str:
+    return f"GREATEST({a}, {b})" if postgresql() else f"MAX({a}, {b})"
+
+
+def true() -> str:
+    return "TRUE" if postgresql() else "1"
+
+
+def false() -> str:
+    return "FALSE" if postgresql() else "0"
+
+
+#: the SQLite function :func:`day_in_zone` calls
+SQLITE_DAY = "observatory_business_day"
+
+
+def day_in_zone(moment: str, zone_sql: str) -> str:
+    """SQL for the date ``moment`` (an expression of type timestamptz) falls on in the
+    zone ``zone_sql`` (an expression naming an IANA zone). On SQLite a function of
+    :func:`register_sqlite_functions`: Django's own ``django_datetime_cast_date`` reads
+    ``Etc/GMT+10`` as an offset of +10 hours, the opposite of what the zone is."""
+    if postgresql():
+        return f"(({moment}) AT TIME ZONE ({zone_sql}))::date"
+    return f"{SQLITE_DAY}({moment}, {zone_sql})"
+
+
+def _sqlite_day(stamp: str | None, zone_name: str | None) -> str | None:
+    if stamp is None or not zone_name:
+        return None
+    at = parse_datetime(stamp)
+    if at is None:
+        return None
+    if at.tzinfo is None:  # stored in UTC, naive
+        at = at.replace(tzinfo=UTC)
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return at.astimezone(zone).date().isoformat()
+
+
+def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """``connection_created`` receiver: :func:`day_in_zone`'s function on SQLite."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function(SQLITE_DAY, 2, _sqlite_day, deterministic=True)
+
+
+def database_knows_zone(name: str) -> bool:
+    """Whether the database computes days in the IANA zone ``name`` (PostgreSQL has its
+    own copy of the zone database; SQLite uses Python's)."""
+    if not postgresql():
+        return True
+    return bool(run("SELECT 1 FROM pg_timezone_names WHERE name = %s", [name]))

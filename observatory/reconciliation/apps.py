@@ -9,6 +9,6 @@ class ReconciliationConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
-        from observatory.reconciliation.dialect import register_sqlite_functions
+        from observatory.lib.bulk import register_sqlite_functions
 
         connection_created.connect(register_sqlite_functions)

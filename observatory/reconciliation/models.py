@@ -29,6 +29,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from observatory.lib import bulk
+
 #: An item's status. ``matched``: both sides, the same number of documents, the amounts
 #: within tolerance; the other four are gaps (a ``mismatch`` exception's ``subkind``).
 MATCHED = "matched"
@@ -175,14 +177,12 @@ class StoreZone(models.Model):
 
 def valid_zone(name: str) -> bool:
     """Whether ``name`` is an IANA time zone both Python and the database know (the
-    business day is computed in SQL: ``dialect.day_of``)."""
-    from observatory.reconciliation.dialect import database_knows_zone
-
+    business day is computed in SQL: ``lib.bulk.day_in_zone``)."""
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return False
-    return database_knows_zone(name)
+    return bulk.database_knows_zone(name)
 
 
 class Queued(models.Model):

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
+from observatory.lib import bulk
 from observatory.reconciliation.actions.sql import (
     BATCHES,
     ITEMS,
@@ -21,7 +22,6 @@ from observatory.reconciliation.actions.sql import (
     marks,
     write,
 )
-from observatory.reconciliation.dialect import greatest
 from observatory.reconciliation.models import (
     AMOUNT_MISMATCH,
     MATCHED,
@@ -65,7 +65,7 @@ def rebuild_batches(rule: Rule, hops: Iterable[int] | None) -> set[date]:
     if chosen is not None and not chosen:
         return set()
     days = set() if chosen is None else batch_days(rule, chosen)
-    tolerance = greatest(
+    tolerance = bulk.greatest(
         literal(rule.tolerance_abs), f"{literal(rule.tolerance_rel)} * ABS(x.source_total)"
     )
     system = " AND s.system = %s" if rule.target_system else ""

@@ -27,6 +27,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from observatory.lib import bulk
 from observatory.reconciliation.actions.sql import (
     HOPKEYS,
     ITEMS,
@@ -39,7 +40,6 @@ from observatory.reconciliation.actions.sql import (
     literal,
     write,
 )
-from observatory.reconciliation.dialect import day_of, false, greatest, true
 from observatory.reconciliation.models import (
     AMOUNT_MISMATCH,
     MATCHED,
@@ -144,7 +144,7 @@ def insert_items(rule: Rule, *, queued_only: bool, at: datetime) -> int:
         if rule.exempt_cancelled
         else ""
     )
-    tolerance = greatest(
+    tolerance = bulk.greatest(
         literal(rule.tolerance_abs), f"{literal(rule.tolerance_rel)} * ABS(j.s_amount)"
     )
     if rule.store_time_zones:
@@ -191,10 +191,10 @@ judged AS (
       WHERE l.hop_id = j.t_hop AND l.transaction_id <> j.tx)){exempt}
 )
 SELECT %(rule)s, judged.tx,
-       {day_of("COALESCE(judged.s_first, judged.t_first)", zone)},
+       {bulk.day_in_zone("COALESCE(judged.s_first, judged.t_first)", zone)},
        COALESCE(judged.s_lo, judged.t_lo, judged.t_batch_cur, ''), judged.channel, judged.store_id, judged.status,
-       CASE WHEN judged.status IN {missing} AND judged.waits > %(cutoff)s THEN {false()}
-            ELSE {true()} END,
+       CASE WHEN judged.status IN {missing} AND judged.waits > %(cutoff)s THEN {bulk.false()}
+            ELSE {bulk.true()} END,
        CASE WHEN judged.status IN {missing} THEN judged.waits END,
        judged.s_first, ROUND(judged.s_amount, 2), CASE WHEN judged.s_first IS NULL THEN 0 ELSE judged.s_docs END,
        judged.t_first, judged.t_last, ROUND(judged.t_amount, 2),

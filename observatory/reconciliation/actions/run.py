@@ -30,7 +30,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from observatory.lib import bulk, live
 from observatory.lib.clock import Clock, now
@@ -234,6 +234,5 @@ def _count_due(rule: Rule, at: datetime, touched_days: set[date]) -> set[int]:
     if not rows:
         return set()
     touched_days.update(as_date(r[1]) for r in rows)
-    true = "TRUE" if connection.vendor == "postgresql" else "1"
-    write(f"UPDATE {ITEMS} SET counted = {true} WHERE {waiting}", [rule.id, cutoff])
+    write(f"UPDATE {ITEMS} SET counted = {bulk.true()} WHERE {waiting}", [rule.id, cutoff])
     return {int(r[0]) for r in rows}
