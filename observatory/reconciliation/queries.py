@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from observatory.lib import bulk
 from observatory.lib.clock import now
 from observatory.reconciliation import compute
 from observatory.reconciliation.actions.issues import dedupe_key
@@ -168,7 +169,7 @@ def day_items(rule: Rule, day: date, *, matched: bool = False) -> list[ItemView]
     )
     ids = [i.transaction_id for i in items]
     keys: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for chunk in _chunks(ids):
+    for chunk in bulk.chunks(ids):
         for tx, kind, value in (
             TransactionKey.objects.filter(transaction_id__in=chunk)
             .order_by("kind", "value")
@@ -177,7 +178,7 @@ def day_items(rule: Rule, day: date, *, matched: bool = False) -> list[ItemView]
             keys[tx].append((kind, value))
     wanted = {dedupe_key(rule.id, t): t for t in ids}
     issues: dict[int, int] = {}
-    for chunk in _chunks(ids):
+    for chunk in bulk.chunks(ids):
         # by transaction alone (its index: a few exceptions each), then by key and state
         for key, issue_id, state in Issue.objects.filter(transaction_id__in=chunk).values_list(
             "dedupe_key", "id", "state"
@@ -196,8 +197,3 @@ def day_items(rule: Rule, day: date, *, matched: bool = False) -> list[ItemView]
         )
         for i in items
     ]
-
-
-def _chunks(values: Sequence[int | str], size: int = 900) -> Iterable[Sequence[int | str]]:
-    for i in range(0, len(values), size):
-        yield values[i : i + size]

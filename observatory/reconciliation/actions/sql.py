@@ -4,7 +4,7 @@ values bound the way each database compares them."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -46,13 +46,7 @@ def write(sql: str, params: dict[str, Any] | Sequence[Any] = ()) -> int:
 
 def bind(value: Any) -> Any:
     """A value as a parameter: dates and times as SQLite stores them (text)."""
-    if bulk.postgresql():
-        return value
-    if isinstance(value, datetime):
-        return connection.ops.adapt_datetimefield_value(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
+    return value if bulk.postgresql() else bulk.adapt(value)
 
 
 def literal(value: Decimal) -> str:
