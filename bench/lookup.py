@@ -68,7 +68,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 from kpis import ISSUE_COLS  # noqa: E402
-from scratch import open_scratch  # noqa: E402
+from scratch import (  # noqa: E402
+    Specs,
+    copy_rows,
+    open_scratch,
+    rebuild_indexes,
+    reset_sequences,
+    secondary_indexes,
+    transaction_tables,
+)
 from stitch import STEPS, order_keys  # noqa: E402
 
 FLUSH_HOPS = 100_000  # hops generated before the buffered rows of every table are COPYed
@@ -90,18 +98,12 @@ OWNERS = {"shopify": "ecommerce", "erp": "finance-systems", "wms": "warehouse",
 POST_STEP = next(n for n, step in enumerate(STEPS) if step[5] == "post")
 FAILURE = "NetSuite request timed out after 30 s"
 
-TX_COLS = (
-    "id", "kind", "channel", "store_id", "current_stage", "amount", "currency", "first_hop_at",
-    "last_hop_at", "hop_count", "failed_hop_count", "created_at", "updated_at",
-)  # fmt: skip
-TX_TYPES = ("int8", "text", "text", "text", "text", "numeric", "text", "timestamptz",
-            "timestamptz", "int4", "int4", "timestamptz", "timestamptz")  # fmt: skip
 ISSUE_TYPES = ("int8", "text", "text", "int8", "int8", "text", "text", "text", "text", "text",
                "bytea", "text", "timestamptz", "timestamptz", "text", "timestamptz", "text",
                "text")  # fmt: skip
 
 
-def tables() -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
+def tables() -> Specs:
     """buffer name -> (table, columns, binary COPY types), in the order they are COPYed."""
     from observatory.hops.models import DuplicateDelivery
     from observatory.hops.store import (
@@ -113,21 +115,12 @@ def tables() -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
         KEY_TABLE,
         STITCHED_TABLE,
     )
-    from observatory.transactions.models import (
-        STAGE_COLUMNS,
-        StageReached,
-        Transaction,
-        TransactionHop,
-        TransactionKey,
-    )
+    from observatory.transactions.models import TransactionKey
     from observatory.triage.models import Issue
 
+    shared = transaction_tables()
     return {
-        "tx": (
-            Transaction._meta.db_table,
-            TX_COLS + tuple(f"{s}_at" for s in STAGE_COLUMNS),
-            TX_TYPES + ("timestamptz",) * len(STAGE_COLUMNS),
-        ),
+        "tx": shared["tx"],
         "txkey": (
             TransactionKey._meta.db_table,
             ("id", "transaction_id", "kind", "value"),
@@ -136,38 +129,8 @@ def tables() -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
         "hop": (HOP_TABLE, HOP_COLUMNS, HOP_COPY_TYPES),
         "stitched": (STITCHED_TABLE, ("hop_id", "at"), ("int8", "timestamptz")),
         "hopkey": (KEY_TABLE, ("id", *KEY_COLUMNS), ("int8", *KEY_COPY_TYPES)),
-        "txhop": (
-            TransactionHop._meta.db_table,
-            ("id", "transaction_id", "hop_id"),
-            ("int8", "int8", "int8"),
-        ),
-        "stage": (
-            StageReached._meta.db_table,
-            (
-                "id",
-                "transaction_id",
-                "stage",
-                "at",
-                "system",
-                "platform_status",
-                "hop_id",
-                "amount",
-                "currency",
-                "fanout",
-            ),
-            (
-                "int8",
-                "int8",
-                "text",
-                "timestamptz",
-                "text",
-                "text",
-                "int8",
-                "numeric",
-                "text",
-                "bool",
-            ),
-        ),
+        "txhop": shared["txhop"],
+        "stage": shared["stage"],
         "dup": (
             DuplicateDelivery._meta.db_table,
             ("id", "hop_id", "received_at"),
@@ -349,31 +312,6 @@ class Gen:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def secondary_indexes(cur: Any, names: list[str]) -> list[tuple[str, str]]:
-    """(name, CREATE INDEX statement) of the tables' indexes that are neither a primary key
-    nor unique."""
-    cur.execute(
-        "SELECT i.indexname, i.indexdef FROM pg_indexes i "
-        "WHERE i.schemaname = current_schema() AND i.tablename = ANY(%s) "
-        "AND i.indexdef NOT LIKE 'CREATE UNIQUE %%' "
-        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname) "
-        "ORDER BY i.tablename, i.indexname",
-        [names],
-    )
-    return list(cur.fetchall())
-
-
-def copy_rows(cur: Any, specs: dict[str, Any], rows: dict[str, list[tuple[Any, ...]]]) -> None:
-    for name, (table, cols, types) in specs.items():
-        if not rows[name]:
-            continue
-        with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(types)
-            for row in rows[name]:
-                copy.write_row(row)
-        rows[name].clear()
-
-
 def load(gen: Gen, orders: int) -> dict[str, int]:
     """COPY ``orders`` orders with their secondary indexes dropped, rebuild those, set the
     sequences, VACUUM ANALYZE. Returns the rows per table."""
@@ -406,17 +344,9 @@ def load(gen: Gen, orders: int) -> dict[str, int]:
             f"\r  {gen.counts['orders']:,} orders, {gen.counts['hops']:,} hops COPYed in "
             f"{time.perf_counter() - t:.0f} s" + " " * 30
         )
-        t_all = time.perf_counter()
-        for name, sql in indexes:
-            t = time.perf_counter()
-            cur.execute(sql)
-            print(f"  index {name}: {time.perf_counter() - t:.1f} s")
-        print(f"rebuilt {len(indexes)} indexes in {time.perf_counter() - t_all:.0f} s")
-        for table in names:
-            cur.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-            )
+        took = rebuild_indexes(cur, indexes, each=True)
+        print(f"rebuilt {len(indexes)} indexes in {took:.0f} s")
+        reset_sequences(cur, names)
         cur.execute("RESET maintenance_work_mem")
     t = time.perf_counter()
     counts = {}

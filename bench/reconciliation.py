@@ -50,8 +50,16 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from lookup import Run, copy_rows, quantile, secondary_indexes  # noqa: E402
-from scratch import open_scratch  # noqa: E402
+from lookup import Run, quantile  # noqa: E402
+from scratch import (  # noqa: E402
+    Specs,
+    copy_rows,
+    open_scratch,
+    rebuild_indexes,
+    reset_sequences,
+    secondary_indexes,
+    transaction_tables,
+)
 
 DB = "observatory_bench_reconciliation"
 FLUSH = 200_000  # stage rows generated before every table's buffered rows are COPYed
@@ -64,67 +72,21 @@ STORES = {
 }
 SHOP_ZONE = "America/New_York"
 
-TX_COLS = (
-    "id", "kind", "channel", "store_id", "current_stage", "amount", "currency", "first_hop_at",
-    "last_hop_at", "hop_count", "failed_hop_count", "created_at", "updated_at",
-)  # fmt: skip
-TX_TYPES = ("int8", "text", "text", "text", "text", "numeric", "text", "timestamptz",
-            "timestamptz", "int4", "int4", "timestamptz", "timestamptz")  # fmt: skip
 
-
-def tables() -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
+def tables() -> Specs:
     """buffer name -> (table, columns, binary COPY types)."""
     from observatory.hops.models import HopKey
-    from observatory.transactions.models import (
-        STAGE_COLUMNS,
-        StageReached,
-        Transaction,
-        TransactionHop,
-    )
 
+    specs = transaction_tables()
     return {
-        "tx": (
-            Transaction._meta.db_table,
-            TX_COLS + tuple(f"{s}_at" for s in STAGE_COLUMNS),
-            TX_TYPES + ("timestamptz",) * len(STAGE_COLUMNS),
-        ),
-        "stage": (
-            StageReached._meta.db_table,
-            (
-                "id",
-                "transaction_id",
-                "stage",
-                "at",
-                "system",
-                "platform_status",
-                "hop_id",
-                "amount",
-                "currency",
-                "fanout",
-            ),
-            (
-                "int8",
-                "int8",
-                "text",
-                "timestamptz",
-                "text",
-                "text",
-                "int8",
-                "numeric",
-                "text",
-                "bool",
-            ),
-        ),
+        "tx": specs["tx"],
+        "stage": specs["stage"],
         "hopkey": (
             HopKey._meta.db_table,
             ("id", "hop_id", "kind", "value", "fanout"),
             ("int8", "int8", "text", "text", "bool"),
         ),
-        "txhop": (
-            TransactionHop._meta.db_table,
-            ("id", "transaction_id", "hop_id"),
-            ("int8", "int8", "int8"),
-        ),
+        "txhop": specs["txhop"],
     }
 
 
@@ -287,20 +249,9 @@ def load(gen: Gen) -> dict[str, int]:
         gen.flush_batches(gen.created, everything=True)
         copy_rows(cur, specs, gen.rows)
         print(f"\r  {gen.orders:,} orders COPYed in {time.perf_counter() - t:.0f} s" + " " * 20)
-        t = time.perf_counter()
-        for _, sql in indexes:
-            # an index of a partitioned table is listed "ON ONLY" it: made so, it would
-            # cover no partition (and stay invalid)
-            cur.execute(sql.replace(" ON ONLY ", " ON "))
-        print(f"  {len(indexes)} indexes rebuilt in {time.perf_counter() - t:.0f} s")
-        for table in names:
-            if table == "hops_hopkey":
-                cur.execute(f"SELECT setval('hops_hopkey_ids', {gen.ids['hopkey'] + 1})")
-                continue
-            cur.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-            )
+        took = rebuild_indexes(cur, indexes)
+        print(f"  {len(indexes)} indexes rebuilt in {took:.0f} s")
+        reset_sequences(cur, names)
         cur.execute("RESET maintenance_work_mem")
     counts = {}
     with connection.cursor() as cur:
