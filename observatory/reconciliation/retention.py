@@ -20,7 +20,6 @@ def do_prune(*, at: datetime | None = None) -> Iterator[tuple[str, int]]:
     """Delete the items, batches and results of days past retention; yields (table, rows
     deleted) as it goes."""
     cut = ((at or now()) - timedelta(days=settings.RETENTION_DAYS["transactions"])).date()
-    day = cut if bulk.postgresql() else cut.isoformat()
     for table in TABLES:
-        for n in bulk.prune(table, "day < %s", [day], chunk=settings.PRUNE_CHUNK):
+        for n in bulk.prune(table, "day < %s", [cut], chunk=settings.PRUNE_CHUNK):
             yield (table, n)
