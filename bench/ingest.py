@@ -155,17 +155,21 @@ def make_template(spans: int) -> tuple[bytes, bytes]:
 
 
 def client(
-    port: int, token: str, template: bytes, placeholder: bytes, seconds: float, q: Any
+    port: int,
+    token: str,
+    template: bytes,
+    placeholder: bytes,
+    seconds: float,
+    q: Any,
+    path: str = "/v1/traces",
 ) -> None:
-    """Post fresh traces as fast as the server answers; report latencies, failures and
-    the timed window (monotonic clock, shared by the processes of one machine)."""
+    """Post fresh requests to ``path`` as fast as the server answers; report latencies,
+    failures and the timed window (monotonic clock, shared by the processes of one machine)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"}
 
     def post() -> int:
-        conn.request(
-            "POST", "/v1/traces", template.replace(placeholder, secrets.token_bytes(16)), headers
-        )
+        conn.request("POST", path, template.replace(placeholder, secrets.token_bytes(16)), headers)
         response = conn.getresponse()
         response.read()
         return response.status
@@ -400,6 +404,46 @@ def start_server(
     raise SystemExit(f"{kind} did not start on port {port}")
 
 
+def prepare(db: str, prefix: str) -> tuple[str, str, dict[str, str], str]:
+    """(the PostgreSQL server's url, the scratch database's, the server's environment, an
+    ingest token) for a benchmark of the server on the scratch database ``db`` (shared with
+    bench/logs.py): created anew on the server of ``DATABASE_URL`` and migrated, a token
+    made, ``os.environ`` set alike (the clients' processes inherit it)."""
+    from scratch import create_database, scratch_url
+
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
+    db_url = scratch_url(base, db)
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "DJANGO_SETTINGS_MODULE": "observatory.settings",
+        "OBSERVATORY_DATA_DIR": tempfile.mkdtemp(prefix=prefix),
+        "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
+    }
+    env.pop("CELERY_BROKER_URL", None)  # the nudges go to a scratch filesystem broker
+    os.environ.update(env)
+
+    print(f"preparing {db} ...", flush=True)
+    create_database(base, db)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    token = (
+        subprocess.run(
+            [PYTHON, "manage.py", "create_ingest_token", "bench"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    return base, db_url, env, token
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20)
@@ -415,39 +459,7 @@ def main() -> None:
     parser.add_argument("--db", default="observatory_bench_ingest", help="scratch database")
     args = parser.parse_args()
 
-    from scratch import create_database, scratch_url
-
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
-    db_url = scratch_url(base, args.db)
-    data_dir = tempfile.mkdtemp(prefix="observatory-bench-ingest-")
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "DJANGO_SETTINGS_MODULE": "observatory.settings",
-        "OBSERVATORY_DATA_DIR": data_dir,
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
-    }
-    env.pop("CELERY_BROKER_URL", None)  # the nudges go to a scratch filesystem broker
-    os.environ.update(env)
-
-    print(f"preparing {args.db} ...", flush=True)
-    create_database(base, args.db)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    token = (
-        subprocess.run(
-            [PYTHON, "manage.py", "create_ingest_token", "bench"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    _, db_url, env, token = prepare(args.db, "observatory-bench-ingest-")
     template, placeholder = make_template(args.spans)
     port = free_port()
     server = start_server(args.server, port, env, args.workers, args.threads)

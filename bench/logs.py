@@ -22,14 +22,10 @@ Prints each round's rates in records/s, and the medians and the median ratio log
 from __future__ import annotations
 
 import argparse
-import http.client
 import multiprocessing as mp
-import os
 import secrets
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,8 +33,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-PYTHON = sys.executable
-WARMUP = 2
 PLACEHOLDER = b"\xab\xcd" * 8
 
 
@@ -116,43 +110,18 @@ def make_bodies(records: int) -> tuple[bytes, bytes]:
     return traces.SerializeToString(), logs_request.SerializeToString()
 
 
-def client(port: int, token: str, path: str, body: bytes, seconds: float, q: Any) -> None:
-    """Post fresh requests as fast as the server answers; report the count and window."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"}
-
-    def post() -> int:
-        conn.request("POST", path, body.replace(PLACEHOLDER, secrets.token_bytes(16)), headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-
-    for _ in range(WARMUP):
-        post()
-    ok = failures = 0
-    begun = time.monotonic()
-    deadline = begun + seconds
-    while time.monotonic() < deadline:
-        if post() == 200:
-            ok += 1
-        else:
-            failures += 1
-    q.put((ok, failures, begun, time.monotonic()))
-    conn.close()
-
-
 def run(
     port: int, token: str, path: str, body: bytes, args: argparse.Namespace, pids: Any
 ) -> tuple[float, float]:
     """One timed round on ``path``: records stored per second (all clients), and the CPU
     time the server's workers and the database spent per record, in µs."""
-    from ingest import backends, children, cpu_seconds, spent
+    from ingest import WARMUP, backends, children, client, cpu_seconds, spent
 
     workers = children(pids.server)
     before = cpu_seconds(workers), cpu_seconds(backends(pids.db_url))
     q: Any = mp.Queue()
     procs = [
-        mp.Process(target=client, args=(port, token, path, body, args.seconds, q))
+        mp.Process(target=client, args=(port, token, body, PLACEHOLDER, args.seconds, q, path))
         for _ in range(args.clients)
     ]
     for p in procs:
@@ -167,8 +136,9 @@ def run(
     cpu = spent(before[0], cpu_seconds(workers)) + spent(
         before[1], cpu_seconds(backends(pids.db_url))
     )
-    served = (sum(r[0] + r[1] for r in results) + WARMUP * args.clients) * args.records
-    return sum(r[0] for r in results) * args.records / elapsed, cpu / served * 1e6
+    ok = sum(len(r[0]) for r in results)  # (ingest.client reports each one's latency)
+    served = (ok + failures + WARMUP * args.clients) * args.records
+    return ok * args.records / elapsed, cpu / served * 1e6
 
 
 def decode_only(traces: bytes, logs: bytes, args: argparse.Namespace) -> None:
@@ -212,38 +182,10 @@ def main() -> None:
         decode_only(traces, logs, args)
         return
 
-    from ingest import free_port, start_server
-    from scratch import create_database, drop_database, scratch_url
+    from ingest import free_port, prepare, start_server
+    from scratch import drop_database
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("DATABASE_URL must point at a PostgreSQL server (the scratch db is made there)")
-    db_url = scratch_url(base, args.db)
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "DJANGO_SETTINGS_MODULE": "observatory.settings",
-        "OBSERVATORY_DATA_DIR": tempfile.mkdtemp(prefix="observatory-bench-logs-"),
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
-    }
-    env.pop("CELERY_BROKER_URL", None)  # the nudges go to a scratch filesystem broker
-    os.environ.update(env)
-    print(f"preparing {args.db} ...", flush=True)
-    create_database(base, args.db)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    token = (
-        subprocess.run(
-            [PYTHON, "manage.py", "create_ingest_token", "bench"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    base, db_url, env, token = prepare(args.db, "observatory-bench-logs-")
     port = free_port()
     server = start_server(args.server, port, env, args.workers)
     print(

@@ -215,9 +215,9 @@ def _binary_event(body: bytes, content_type: str, headers: Mapping[str, str]) ->
 # --- event level --------------------------------------------------------------------------
 
 
-def _record(event: Any, received: datetime) -> HopRecord:
-    if not isinstance(event, dict):
-        raise _Reject(f"must be a JSON object, got {_json_type(event)}")
+def _envelope(event: dict[str, Any]) -> tuple[str, str]:
+    """The event's id and source, once its required attributes and ``specversion`` pass
+    (a hop's event and an inventory snapshot alike)."""
     for name in _REQUIRED:
         if event.get(name) is None:
             raise _Reject(f"missing required attribute {name!r}")
@@ -226,6 +226,13 @@ def _record(event: Any, received: datetime) -> HopRecord:
     # id and source make the delivery identity: refused, never cut
     event_id = limits.identifier(_attribute(event, "id"), limits.EVENT_ID, "id", in_bytes=True)
     source = limits.identifier(_attribute(event, "source"), limits.SOURCE, "source", in_bytes=True)
+    return event_id, source
+
+
+def _record(event: Any, received: datetime) -> HopRecord:
+    if not isinstance(event, dict):
+        raise _Reject(f"must be a JSON object, got {_json_type(event)}")
+    event_id, source = _envelope(event)
     event_type = _attribute(event, "type")
     subject = event.get("subject")
     if subject is not None and not isinstance(subject, str):
@@ -315,13 +322,7 @@ def _record(event: Any, received: datetime) -> HopRecord:
 def _snapshot(event: dict[str, Any], received: datetime) -> SnapshotRecord:
     """An ``inventory.snapshot``: ``data.system``, ``data.sku``, ``data.location`` and
     ``data.quantity`` (a whole number), as of ``data.as_of`` or else ``time``."""
-    for name in _REQUIRED:
-        if event.get(name) is None:
-            raise _Reject(f"missing required attribute {name!r}")
-    if event["specversion"] != "1.0":
-        raise _Reject(f"specversion must be '1.0' (got {_show(event['specversion'])})")
-    event_id = limits.identifier(_attribute(event, "id"), limits.EVENT_ID, "id", in_bytes=True)
-    source = limits.identifier(_attribute(event, "source"), limits.SOURCE, "source", in_bytes=True)
+    event_id, source = _envelope(event)
     data = event.get("data")
     if not isinstance(data, dict):
         got = "missing" if data is None else f"got {_json_type(data)}"

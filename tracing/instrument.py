@@ -626,11 +626,7 @@ class EventEmitter:
         }
         # Fail here, at the caller, rather than at flush time with the whole batch.
         json.dumps(event, default=_reject_unserializable)
-        with self._lock:
-            self._buffer.append(event)
-            batch = self._take() if len(self._buffer) >= self.batch_size else None
-        if batch:
-            self._post(batch)
+        self._add(event)
         return event_id
 
     def snapshot(
@@ -656,12 +652,16 @@ class EventEmitter:
             "datacontenttype": "application/json",
             "data": {"system": system, "sku": sku, "location": location, "quantity": quantity},
         }
+        self._add(event)
+        return id
+
+    def _add(self, event: dict[str, Any]) -> None:
+        """Buffer ``event``; send the batch it completes."""
         with self._lock:
             self._buffer.append(event)
             batch = self._take() if len(self._buffer) >= self.batch_size else None
         if batch:
             self._post(batch)
-        return id
 
     # -- sending -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from observatory.hops import streams
 from observatory.hops.models import DroppedLogRecords, InventorySnapshot, Stream, StreamLag
@@ -47,25 +47,16 @@ def mask_hops(records: Sequence[HopRecord]) -> None:
 
 def do_count_dropped_logs(dropped: Mapping[str, int], at: datetime) -> None:
     """Add ``dropped`` (log records without business keys, by system) to the running totals
-    of ``DroppedLogRecords``, in one statement (an upsert, on SQLite as on PostgreSQL)."""
-    if not dropped:
-        return
-    rows = sorted(dropped.items())  # one order for every writer: no deadlock between two
-    q = connection.ops.quote_name
-    table = q(DroppedLogRecords._meta.db_table)
-    count, last_at = q("count"), q("last_at")
-    at_value = connection.ops.adapt_datetimefield_value(at)
-    sql = (
-        f"INSERT INTO {table} ({q('system')}, {count}, {last_at}) VALUES "
-        + ", ".join(["(%s, %s, %s)"] * len(rows))
-        + f" ON CONFLICT ({q('system')}) DO UPDATE SET {count} = {table}.{count} + "
-        f"excluded.{count}, {last_at} = excluded.{last_at}"
+    of ``DroppedLogRecords``: an upsert per system, as the stitcher counts unknown statuses
+    (``transactions.actions``), on SQLite as on PostgreSQL."""
+    table = DroppedLogRecords._meta.db_table
+    bulk.executemany(
+        f"INSERT INTO {table} (system, count, last_at) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (system) DO UPDATE SET count = {table}.count + excluded.count, "
+        "last_at = excluded.last_at",
+        # one order for every writer: no deadlock between two
+        [(system, n, at) for system, n in sorted(dropped.items())],
     )
-    params: list[Any] = []
-    for system, n in rows:
-        params += [system, n, at_value]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def do_store_hops(

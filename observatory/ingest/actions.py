@@ -6,7 +6,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from celery import current_app
 from django.db import transaction
@@ -23,6 +25,7 @@ from observatory.lib.clock import now
 from tracing.records import DecodeResult, HopRecord, Rejection, SnapshotRecord
 
 log = logging.getLogger(__name__)
+_Item = TypeVar("_Item", HopRecord, SnapshotRecord)
 
 #: The pipeline tick (``observatory.pipeline.tasks``), nudged after each commit.
 PIPELINE_TICK = "observatory.pipeline.tasks.tick"
@@ -64,39 +67,16 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
     )
     placed = list(zip(positions, decoded.records, strict=False))
     if token.system and snapshots:
-        for i, s in snapshots:
-            if s.system != token.system:
-                out.rejected.append(
-                    Rejection(
-                        index=i,
-                        ident=str(s.extra.get("id", "")),
-                        reason=f"system '{s.system}' is outside the scope of token "
-                        f"'{token.name}' (system '{token.system}')",
-                    )
-                )
-        snapshots = [(i, s) for i, s in snapshots if s.system == token.system]
-        if (
-            decoded.snapshots
-            and not snapshots
-            and not any(r.system == token.system for _, r in placed)
-        ):
+        kept = _in_scope(snapshots, token, out, lambda s: str(s.extra.get("id", "")))
+        if not kept and not any(r.system == token.system for _, r in placed):
             raise OutOfScope(out.rejected[-1].reason)
+        snapshots = kept
     if snapshots:
         do_store_snapshots([s for _, s in snapshots], received_at=now())
         out.snapshots = snapshots
         transaction.on_commit(nudge_stitcher)  # the sweep compares them
     if token.system:
-        inside = [(i, r) for i, r in placed if r.system == token.system]
-        for i, r in placed:
-            if r.system != token.system:
-                out.rejected.append(
-                    Rejection(
-                        index=i,
-                        ident=r.uid,
-                        reason=f"system '{r.system}' is outside the scope of token "
-                        f"'{token.name}' (system '{token.system}')",
-                    )
-                )
+        inside = _in_scope(placed, token, out, lambda r: r.uid)
         if placed and not inside and not snapshots:
             raise OutOfScope(out.rejected[-1].reason)
         placed = inside
@@ -123,6 +103,27 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
         seen.add(r.uid)
     _count_dropped(decoded, token, out)
     return out
+
+
+def _in_scope(
+    items: list[tuple[int, _Item]], token: IngestToken, out: Ingested, ident: Callable[[_Item], str]
+) -> list[tuple[int, _Item]]:
+    """The (request position, item) of ``items`` in the system of ``token``; each other one
+    is added to ``out.rejected``, named by ``ident``."""
+    inside = []
+    for i, x in items:
+        if x.system == token.system:
+            inside.append((i, x))
+            continue
+        out.rejected.append(
+            Rejection(
+                index=i,
+                ident=ident(x),
+                reason=f"system '{x.system}' is outside the scope of token "
+                f"'{token.name}' (system '{token.system}')",
+            )
+        )
+    return inside
 
 
 def _count_dropped(decoded: DecodeResult, token: IngestToken, out: Ingested) -> None:

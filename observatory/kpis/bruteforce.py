@@ -47,8 +47,8 @@ def _anchor(tx: Transaction) -> datetime | None:
     }.get(tx.kind)
 
 
-def _winner_of() -> Callable[[int | None], int | None]:
-    parent = dict(Transaction.objects.values_list("id", "merged_into_id"))
+def _winner_of(every: list[Transaction]) -> Callable[[int | None], int | None]:
+    parent = {t.id: t.merged_into_id for t in every}
 
     def final(tx_id: int | None) -> int | None:
         seen = 0
@@ -85,15 +85,26 @@ def kpi_values(
     live_state = until >= at - LIVE_SLACK
     channel, store, system = channel or None, store or None, system or None
     policies = triage_queries.policies()
-    winner = _winner_of()
+    # each table read once, whole (the twin shares no read with the rollup path)
+    every = list(Transaction.objects.all())
+    winner = _winner_of(every)
 
-    txs = [t for t in Transaction.objects.all() if t.merged_into_id is None]
+    txs = [t for t in every if t.merged_into_id is None]
     tx_by_id = {t.id: t for t in txs}
     failed_tx: set[int] = set()
     first_tx: dict[int, int] = {}
-    for tx_id, hop_id, outcome in TransactionHop.objects.values_list(
-        "transaction_id", "hop_id", "hop__outcome"
+    #: per transaction, the (start, uid, system, attributes) of each of its hops (reroutes)
+    moves: dict[int, list[tuple[datetime, str, str, Any]]] = defaultdict(list)
+    for tx_id, hop_id, outcome, start, uid, sys_name, attrs in TransactionHop.objects.values_list(
+        "transaction_id",
+        "hop_id",
+        "hop__outcome",
+        "hop__start_time",
+        "hop__uid",
+        "hop__system",
+        "hop__attributes",
     ):
+        moves[tx_id].append((start, uid, sys_name, attrs or {}))
         if tx_id not in tx_by_id:
             continue
         if outcome == ERROR:
@@ -106,9 +117,14 @@ def kpi_values(
         winner(i.transaction_id) for i in issues if i.transaction_id and i.state != WITHDRAWN
     }
     handed_over: dict[int, datetime] = {}
-    for tx_id, when in StageReached.objects.filter(
-        stage="shipped", system__in=FULFILLMENT_SYSTEMS
-    ).values_list("transaction_id", "at"):
+    #: per surviving transaction, the (stage, system) of each stage reached (cancellations)
+    timeline: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for tx_id, stage_name, sys_name, when in StageReached.objects.values_list(
+        "transaction_id", "stage", "system", "at"
+    ):
+        timeline[winner(tx_id) or tx_id].append((stage_name, sys_name))
+        if stage_name != "shipped" or sys_name not in FULFILLMENT_SYSTEMS:
+            continue
         if tx_id not in handed_over or when < handed_over[tx_id]:
             handed_over[tx_id] = when
     twice = {
@@ -222,9 +238,7 @@ def kpi_values(
     stuck = set().union(*by_stage.values()) if by_stage else set()
 
     # --- exceptions ----------------------------------------------------------------------------
-    every_tx = {
-        pk: (ch, st) for pk, ch, st in Transaction.objects.values_list("id", "channel", "store_id")
-    }
+    every_tx = {t.id: (t.channel, t.store_id) for t in every}
 
     def issue_scope(i: Issue) -> bool:
         if system and i.system != system:
@@ -256,12 +270,7 @@ def kpi_values(
     aging_out["oldest_s"] = (until - oldest).total_seconds() if oldest is not None else None
 
     # value at risk: every open exception's transaction, its amount summed per currency
-    money = {
-        pk: (cur, amount, ch, st)
-        for pk, cur, amount, ch, st in Transaction.objects.values_list(
-            "id", "currency", "amount", "channel", "store_id"
-        )
-    }
+    money = {t.id: (t.currency, t.amount, t.channel, t.store_id) for t in every}
     risk_orders: set[int] = set()
     risk_currency: dict[str, Decimal] = defaultdict(Decimal)
     risk_system: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
@@ -300,11 +309,6 @@ def kpi_values(
         return {k: float(v) for k, v in sorted(sums.items())}
 
     # cancellations: each cancelled order's own timeline, read whole
-    timeline: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for tx_id, stage_name, sys_name in StageReached.objects.values_list(
-        "transaction_id", "stage", "system"
-    ):
-        timeline[winner(tx_id) or tx_id].append((stage_name, sys_name))
     requested = succeeded = 0
     for tx in txs:
         if tx.kind != "order" or not in_scope(tx):
@@ -322,11 +326,6 @@ def kpi_values(
         succeeded += not shipped and downstream_ok
 
     # reroutes: each shipped order's hops read whole, their attributes in Python
-    moves: dict[int, list[tuple[datetime, str, str, Any]]] = defaultdict(list)
-    for tx_id, start, uid, sys_name, attrs in TransactionHop.objects.values_list(
-        "transaction_id", "hop__start_time", "hop__uid", "hop__system", "hop__attributes"
-    ):
-        moves[tx_id].append((start, uid, sys_name, attrs or {}))
     shipments = rerouted = 0
     for tx in txs:
         if tx.kind != "order" or not in_scope(tx) or tx.shipped_at is None:
