@@ -152,6 +152,8 @@ class Stack:
 
     def start(self, *, worker: bool = True) -> None:
         self.manage("migrate", "--noinput", "-v", "0")
+        # pages name their static files by the manifest collectstatic writes (DEBUG is off)
+        self.manage("collectstatic", "--noinput", "-v", "0")
         self.token = self.manage("create_ingest_token", "bench")
         self.api_token = self.manage("create_api_token", "bench-reader", "--scope", "read")
         self.manage(
