@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
@@ -21,6 +22,7 @@ from observatory.kpis import compute, registry
 from observatory.kpis.models import AlertSeen
 from observatory.kpis.queries import LIVE_SLACK
 from observatory.lib.clock import now as clock_now
+from observatory.reconciliation.models import StoreZone
 from observatory.transactions.models import (
     STAGE_COLUMNS,
     StageReached,
@@ -381,6 +383,29 @@ def kpi_values(
         ):
             refunds_ok += 1
 
+    # posting completeness: each captured order's business day, in its store's zone
+    store_zone = dict(StoreZone.objects.values_list("store_id", "time_zone"))
+    judged = posted_by_day_end = 0
+    posting_money: dict[str, list[Decimal]] = {}
+    for tx in txs:
+        if tx.kind != "order" or not in_scope(tx) or tx.captured_at is None:
+            continue
+        if not since <= tx.captured_at < until:
+            continue
+        zone = ZoneInfo(store_zone.get(tx.store_id, settings.RECONCILIATION_TIME_ZONE))
+        day = tx.captured_at.astimezone(zone).date()
+        # posted before the day ended: posted on that local date (or, oddly, before it)
+        in_time = tx.posted_at is not None and tx.posted_at.astimezone(zone).date() <= day
+        if not in_time and at.astimezone(zone).date() <= day:
+            continue  # its day is still running: not judged yet
+        judged += 1
+        posted_by_day_end += in_time
+        if tx.amount is not None and tx.currency:
+            sums = posting_money.setdefault(tx.currency, [Decimal(0), Decimal(0)])
+            sums[0] += tx.amount
+            if in_time:
+                sums[1] += tx.amount
+
     at_risk = {
         "orders": len(risk_orders),
         "by_currency": floats(risk_currency),
@@ -447,6 +472,15 @@ def kpi_values(
             "requested": requested,
             "succeeded": succeeded,
             "rate": (succeeded / requested) if requested else None,
+        },
+        "posting_completeness": {
+            "orders": judged,
+            "posted": posted_by_day_end,
+            "rate": (posted_by_day_end / judged) if judged else None,
+            "by_currency": {
+                cur: {"value": float(v), "value_posted": float(p)}
+                for cur, (v, p) in sorted(posting_money.items())
+            },
         },
         "reroute_rate": {
             "shipments": shipments,

@@ -218,6 +218,31 @@ KPIS: Final[dict[str, Kpi]] = {
             lower_is_better=False,
         ),
         Kpi(
+            "posting_completeness",
+            "Orders posted the same day",
+            "Of the captured orders whose business day is over (in their store's time "
+            "zone), the share the ERP posted before that day ended, and what they were "
+            "worth per currency.",
+            (
+                Field(
+                    "orders",
+                    "orders captured in the window, posted by the end of their business "
+                    "day or whose day has ended",
+                ),
+                Field("posted", "of those, posted to the ERP before their business day ended"),
+                Field("rate", "posted / orders", "rate"),
+                Field(
+                    "by_currency",
+                    "currency -> value (those orders' summed amount) and value_posted "
+                    "(the posted ones')",
+                ),
+            ),
+            ORDERS,
+            _NO_SYSTEM,
+            headline="rate",
+            lower_is_better=False,
+        ),
+        Kpi(
             "reroute_rate",
             "Reroutes",
             "Of the orders shipped in the window, the share whose fulfilling location "

@@ -98,6 +98,20 @@ class CancellationOut(Schema):
     rate: float | None
 
 
+class CurrencyPostingOut(Schema):
+    #: the summed amount of the orders judged, and of those posted by their day's end
+    value: float
+    value_posted: float
+
+
+class PostingCompletenessOut(Schema):
+    orders: int
+    posted: int
+    rate: float | None
+    #: per currency, never summed across currencies
+    by_currency: dict[str, CurrencyPostingOut]
+
+
 class RerouteOut(Schema):
     shipments: int
     rerouted: int
@@ -151,6 +165,7 @@ class KpisOut(Schema):
     exception_aging: AgingOut
     refund_reconciliation: RefundReconciliationOut
     cancellation_success: CancellationOut
+    posting_completeness: PostingCompletenessOut
     reroute_rate: RerouteOut
     inventory_drift: InventoryDriftOut
     value_at_risk: ValueAtRiskOut

@@ -191,6 +191,12 @@ def adapt(value: Any) -> Any:
     return value
 
 
+def bind(value: Any) -> Any:
+    """``value`` as a parameter of :func:`run`: as it is on PostgreSQL (psycopg adapts it),
+    :func:`adapt`-ed on SQLite (datetimes as the text it stores and compares)."""
+    return value if postgresql() else adapt(value)
+
+
 def _bound(column: Column, value: Any) -> Any:
     """``value`` of ``column`` as a bound parameter: a jsonb value (:func:`jsonb`) as its
     JSON text; on SQLite, datetimes and decimals as text too."""

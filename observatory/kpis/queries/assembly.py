@@ -18,6 +18,7 @@ from observatory.kpis.queries.exceptions import (
     value_at_risk,
 )
 from observatory.kpis.queries.inventory import inventory_drift
+from observatory.kpis.queries.posting import posting_completeness
 from observatory.kpis.queries.refunds import refund_reconciliation
 from observatory.kpis.queries.shipments import reroute_rate
 from observatory.kpis.queries.totals import HopTotal, LagTotal, OrderTotal, hop_totals, order_total
@@ -52,6 +53,7 @@ def values_from(
     aging: dict[str, Any],
     at_risk: dict[str, Any],
     cancellations: dict[str, Any],
+    posting: dict[str, Any],
     reroutes: dict[str, Any],
     drift: dict[str, Any],
     refunds: dict[str, Any],
@@ -111,6 +113,7 @@ def values_from(
         "exception_aging": aging,
         "refund_reconciliation": refunds,
         "cancellation_success": cancellations,
+        "posting_completeness": posting,
         "reroute_rate": reroutes,
         "inventory_drift": drift,
         "value_at_risk": at_risk,
@@ -155,6 +158,7 @@ def kpi_values(
         aging=exception_aging(until, channel=channel, store=store, system=system, at=at),
         at_risk=value_at_risk(until, channel=channel, store=store, system=system, at=at),
         cancellations=cancellation_success(since, until, channel=channel, store=store),
+        posting=posting_completeness(since, until, channel=channel, store=store, at=at),
         refunds=refund_reconciliation(since, until, channel=channel, store=store, at=at),
         reroutes=reroute_rate(since, until, channel=channel, store=store),
         drift=inventory_drift(since, until, store=store, system=system),
