@@ -23,6 +23,7 @@ KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "exception_aging": ("open", "under_1h", "h1_to_4", "h4_to_24", "over_24h", "oldest_s"),
     "refund_reconciliation": ("refunds", "settled_within_sla", "rate"),
     "cancellation_success": ("requested", "succeeded", "rate"),
+    "posting_completeness": ("orders", "posted", "rate"),
     "reroute_rate": ("shipments", "rerouted", "rate"),
     "inventory_drift": ("pairs", "off", "rate", "units_off"),
     "value_at_risk": ("orders",),
@@ -31,8 +32,16 @@ KPI_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 #: KPI fields that hold one figure per currency: a rule watches one of them as
 #: ``<field>.<ISO 4217 code>`` (``value_at_risk`` ``by_currency.USD``), never a sum of several
-PER_CURRENCY: Final[Mapping[str, tuple[str, ...]]] = {"value_at_risk": ("by_currency",)}
-_PER_CURRENCY_FIELD = re.compile(r"^([a-z_]+)\.([A-Z]{3})$")
+PER_CURRENCY: Final[Mapping[str, tuple[str, ...]]] = {
+    "value_at_risk": ("by_currency",),
+    "posting_completeness": ("by_currency",),
+}
+#: per-currency fields holding several figures per currency: a rule names one of them,
+#: ``<field>.<ISO 4217 code>.<figure>`` (``posting_completeness`` ``by_currency.USD.value``)
+PER_CURRENCY_FIGURES: Final[Mapping[str, tuple[str, ...]]] = {
+    "posting_completeness": ("value", "value_posted"),
+}
+_PER_CURRENCY_FIELD = re.compile(r"^([a-z_]+)\.([A-Z]{3})(?:\.([a-z_]+))?$")
 STAGES: Final = (*ALL_STAGES, "fulfillment_synced")
 #: the fields each rule kind uses beside the common ones (docs/alerts.md, "Rules")
 KIND_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -62,7 +71,10 @@ def kpi_field_ok(kpi: str, field: str) -> bool:
     if field in KPI_FIELDS.get(kpi, ()):
         return True
     per = _PER_CURRENCY_FIELD.match(field)
-    return bool(per) and per is not None and per.group(1) in PER_CURRENCY.get(kpi, ())
+    if per is None or per.group(1) not in PER_CURRENCY.get(kpi, ()):
+        return False
+    figures = PER_CURRENCY_FIGURES.get(kpi)
+    return per.group(3) in figures if figures else per.group(3) is None
 
 
 def kpi_field_value(values: Mapping[str, Any], kpi: str, field: str) -> Any:
@@ -71,7 +83,10 @@ def kpi_field_value(values: Mapping[str, Any], kpi: str, field: str) -> Any:
     figures = values.get(kpi) or {}
     per = _PER_CURRENCY_FIELD.match(field)
     if per and per.group(1) in PER_CURRENCY.get(kpi, ()):
-        return (figures.get(per.group(1)) or {}).get(per.group(2), 0)
+        amount = (figures.get(per.group(1)) or {}).get(per.group(2), 0)
+        if per.group(3):
+            return (amount or {}).get(per.group(3), 0)
+        return amount
     return figures.get(field)
 
 
@@ -99,7 +114,12 @@ def rule_problems(rule: Any) -> dict[str, str]:
             out["kpi"] = "one of " + ", ".join(KPI_FIELDS)
         elif not kpi_field_ok(rule.kpi, rule.field or ""):
             fields = list(KPI_FIELDS[rule.kpi])
-            fields += [f"{name}.<currency>" for name in PER_CURRENCY.get(rule.kpi, ())]
+            parts = PER_CURRENCY_FIGURES.get(rule.kpi) or ("",)
+            fields += [
+                f"{name}.<currency>" + (f".{part}" if part else "")
+                for name in PER_CURRENCY.get(rule.kpi, ())
+                for part in parts
+            ]
             out["field"] = f"{rule.kpi} has " + ", ".join(fields)
         if rule.op not in OPS:
             out["op"] = "one of > >= < <="

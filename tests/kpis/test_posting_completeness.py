@@ -16,6 +16,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from observatory.access.actions import do_create_api_token
+from observatory.alerts import actions as alert_actions
+from observatory.alerts.models import Rule
 from observatory.kpis import bruteforce, queries
 from observatory.kpis.queries.posting import day_bounds, posting_completeness
 from observatory.reconciliation.actions.rules import do_set_store_zone
@@ -301,3 +304,40 @@ def test_a_long_window_in_many_zones_is_one_statement() -> None:
     assert not bruteforce.compare({"p": mine}, {"p": twin["posting_completeness"]})
     assert mine["orders"] > 200
 
+
+def test_an_alert_rule_watches_the_rate_and_one_currency(fall_back_orders: None) -> None:
+    _, plain = do_create_api_token("posting-writer", "write")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {plain}")
+    rule = {
+        "name": "orders left unposted",
+        "kind": "kpi",
+        "severity": "warning",
+        "kpi": "posting_completeness",
+        "field": "rate",
+        "op": "<",
+        "threshold": 0.95,
+        "window_s": 86400 * 60,
+    }
+    answer = client.post("/api/v1/alert-rules", rule, content_type="application/json")
+    assert answer.status_code in (200, 201), answer.content
+    per_currency = {
+        **rule,
+        "name": "dollars posted",
+        "field": "by_currency.USD.value_posted",
+        "op": "<",
+        "threshold": 1000,
+    }
+    answer = client.post("/api/v1/alert-rules", per_currency, content_type="application/json")
+    assert answer.status_code in (200, 201), answer.content
+    for field in ("by_currency.USD", "by_currency", "by_currency.USD.amount"):
+        bad = client.post(
+            "/api/v1/alert-rules",
+            {**rule, "name": f"bad {field}", "field": field},
+            content_type="application/json",
+        )
+        assert bad.status_code == 422, (field, bad.content)
+        assert "by_currency.<currency>.value_posted" in bad.content.decode()
+
+    alert_actions.do_evaluate()
+    assert Rule.objects.get(name="orders left unposted").alerts.filter(state="firing").exists()
+    assert Rule.objects.get(name="dollars posted").alerts.filter(state="firing").exists()
