@@ -1,5 +1,6 @@
 """The business outcomes on ``/executive/`` (docs/kpis.md): what the problems are worth,
-whether cancellations and refunds worked, how often shipments were rerouted and whether
+whether orders reached the books the day they were taken, whether cancellations and
+refunds worked, how often shipments were rerouted and whether
 the channels show the stock the warehouse holds; each figure with its definition in
 words (the registry's), against the period before.
 """
@@ -16,6 +17,7 @@ from observatory.kpis import registry
 from observatory.kpis.queries.cancellations import cancellation_success
 from observatory.kpis.queries.exceptions import value_at_risk
 from observatory.kpis.queries.inventory import inventory_drift
+from observatory.kpis.queries.posting import posting_completeness
 from observatory.kpis.queries.refunds import refund_reconciliation
 from observatory.kpis.queries.shipments import reroute_rate
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 #: the business KPIs shown, in order
 KPIS = (
     "value_at_risk",
+    "posting_completeness",
     "cancellation_success",
     "refund_reconciliation",
     "reroute_rate",
@@ -80,6 +83,7 @@ def _period(f: Filters, since: datetime, until: datetime, at: datetime) -> dict[
     ch, st = f.channel or None, f.store or None
     return {
         "value_at_risk": value_at_risk(until, channel=ch, store=st, at=at),
+        "posting_completeness": posting_completeness(since, until, channel=ch, store=st, at=at),
         "cancellation_success": cancellation_success(since, until, channel=ch, store=st),
         "refund_reconciliation": refund_reconciliation(since, until, channel=ch, store=st, at=at),
         "reroute_rate": reroute_rate(since, until, channel=ch, store=st),
@@ -89,6 +93,10 @@ def _period(f: Filters, since: datetime, until: datetime, at: datetime) -> dict[
 
 _NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
     "value_at_risk": lambda v: f"{v['orders']:,} orders with an open exception",
+    "posting_completeness": lambda v: (
+        f"{v['posted']:,} of {v['orders']:,} orders; posted "
+        + _money({c: m["value_posted"] for c, m in v["by_currency"].items()})
+    ),
     "cancellation_success": lambda v: f"{v['succeeded']:,} of {v['requested']:,} cancellations",
     "refund_reconciliation": lambda v: f"{v['settled_within_sla']:,} of {v['refunds']:,} refunds",
     "reroute_rate": lambda v: f"{v['rerouted']:,} of {v['shipments']:,} shipments",

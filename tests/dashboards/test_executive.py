@@ -206,6 +206,7 @@ def test_business_outcomes_show_with_their_definitions_and_in_the_csv(
     html = page.content.decode()
     keys = (
         "value_at_risk",
+        "posting_completeness",
         "cancellation_success",
         "refund_reconciliation",
         "reroute_rate",
@@ -218,4 +219,5 @@ def test_business_outcomes_show_with_their_definitions_and_in_the_csv(
     summary = {r["kpi"]: r for r in rows(exec_client, "summary")}
     assert summary["value_at_risk"]["unit"] == "count"
     assert summary["reroute_rate"]["unit"] == "ratio"
+    assert summary["posting_completeness"]["unit"] == "ratio"
     assert set(keys) <= set(summary)
