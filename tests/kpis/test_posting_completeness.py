@@ -223,6 +223,8 @@ ZONES = {
     "syd": "Australia/Sydney",
     "ktm": "Asia/Kathmandu",
     "ber": "Europe/Berlin",
+    # 29 March: the local day begins at 00:00 UTC and the next at 23:00 UTC, one UTC date
+    "lon": "Europe/London",
 }
 
 
@@ -257,7 +259,8 @@ def generate(rng: random.Random, n: int, start: datetime, days: int) -> None:
 def test_equals_its_twin_on_generated_orders_in_many_zones(settings: Any) -> None:
     settings.RECONCILIATION_TIME_ZONE = "Pacific/Chatham"  # +12:45/+13:45, its own DST
     rng = random.Random(7)
-    # spans the DST changes of New York (8 March), Berlin (29 March) and Sydney (5 April)
+    # spans the DST changes of New York (8 March), Berlin and London (29 March) and Sydney
+    # (5 April)
     start = utc(2026, 2, 25)
     generate(rng, 1500, start, 50)
     cases: list[tuple[datetime, datetime, datetime, dict[str, str]]] = [

@@ -8,6 +8,12 @@ of 23 or 25 hours is what the zone says it is), for every zone in use and every 
 window touches, and go into the statement as a ``VALUES`` list joined to the window's
 orders: one aggregate statement on either database, grouped by currency, whatever the
 length of the window (no chain of conditions that grows with it).
+
+Each local day is a row per UTC date it touches, keyed by (zone, UTC date): an order
+finds its day by equality on its zone and the UTC date of its capture (a hash join), then
+among the two or three local days touching that date by time. Joined on the zone alone, each order
+would be compared with every day of the window (measured: 2.4 s for 300,000 orders over
+90 days on PostgreSQL, against a few hundred milliseconds so).
 """
 
 from __future__ import annotations
@@ -58,13 +64,21 @@ def _zones(store: str | None) -> list[str]:
     return sorted(named | {settings.RECONCILIATION_TIME_ZONE})
 
 
+def utc_dates(start: datetime, end: datetime) -> list[date]:
+    """The UTC dates ``[start, end)`` touches."""
+    first, last = start.date(), (end - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
 def _bounds_sql(zones: Iterable[str], since: datetime, until: datetime) -> tuple[str, list[Any]]:
+    """The ``bounds`` CTE: (zone, a UTC date, start and end of a local day touching it)."""
     rows: list[Any] = []
     for zone in zones:
         for start, end in day_bounds(zone, since, until):
-            rows += [zone, bulk.bind(start), bulk.bind(end)]
-    marks = ", ".join(["(%s, %s, %s)"] * (len(rows) // 3))
-    return f"bounds (zone, day_start, day_end) AS (VALUES {marks})", rows
+            for utc_day in utc_dates(start, end):
+                rows += [zone, bulk.bind(utc_day), bulk.bind(start), bulk.bind(end)]
+    marks = ", ".join(["(%s, %s, %s, %s)"] * (len(rows) // 4))
+    return f"bounds (zone, utc_day, day_start, day_end) AS (VALUES {marks})", rows
 
 
 def _cents(value: Any) -> int:
@@ -111,6 +125,7 @@ def posting_completeness(
         f"COUNT(t.amount), SUM({cents}), SUM(CASE WHEN {posted} THEN {cents} END) "
         f"FROM {TXS} t LEFT JOIN {ZONES} z ON z.store_id = t.store_id "
         f"JOIN bounds b ON b.zone = COALESCE(z.time_zone, %s) "
+        f"AND b.utc_day = {bulk.utc_date('t.captured_at')} "
         f"AND t.captured_at >= b.day_start AND t.captured_at < b.day_end "
         f"WHERE {' AND '.join(where)} GROUP BY t.currency",
         params,
