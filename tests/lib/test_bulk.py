@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from observatory.hops.models import Hop, Receipt
 from observatory.hops.store import HOPS, RECEIPTS, _hop_row
 from observatory.lib import bulk
+from observatory.transactions.models import Transaction
 from tracing.records import HopRecord
 
 pytestmark = pytest.mark.django_db
@@ -59,3 +60,23 @@ def test_reads_bound_on_the_server_are_logged() -> None:
         rows = bulk.select_in(HOPS.name, "uid, amount", "id", ids)
     assert rows == [("r1", Decimal("12.50"))] or rows == [("r1", 12.5)]
     assert len(seen) == 1 and "hops_hop" in seen[0]["sql"]
+
+
+def test_utc_date_compares_with_a_bound_date_and_bound_times_compare_as_stored() -> None:
+    table = Transaction._meta.db_table
+    late = datetime(2026, 11, 1, 23, 59, 59, 500000, tzinfo=UTC)
+    tx = Transaction.objects.create(captured_at=late)
+    rows = bulk.run(
+        f"SELECT id FROM {table} WHERE {bulk.utc_date('captured_at')} = %s"
+        " AND captured_at >= %s AND captured_at < %s",
+        [
+            bulk.bind(late.date()),
+            bulk.bind(datetime(2026, 11, 1, 23, 59, 59, tzinfo=UTC)),
+            bulk.bind(datetime(2026, 11, 2, tzinfo=UTC)),
+        ],
+    )
+    assert rows == [(tx.id,)]
+    assert not bulk.run(
+        f"SELECT id FROM {table} WHERE {bulk.utc_date('captured_at')} = %s",
+        [bulk.bind(datetime(2026, 11, 2).date())],
+    )
