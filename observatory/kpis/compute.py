@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from observatory.lib.sketch import (
     MAPPING,
@@ -230,6 +230,13 @@ class OrderFact:
     inv_deadline_s: float | None = None
     with_exception: bool = False
     posted_twice: bool = False
+    #: posting completeness (docs/kpis.md): None for a fact it does not count; else whether
+    #: the ERP posted the order before ``day_end``, the end of its business day
+    posted_in_day: bool | None = None
+    day_end: datetime | None = None
+    #: the order's amount in whole cents (None: no amount) and its currency
+    cents: int | None = None
+    currency: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +297,72 @@ class _Lag:
         return self.sketch if self.sketch is not None else Sketch()
 
 
+#: Posting completeness of a bucket (docs/kpis.md), JSON as a rollup row keeps it: orders
+#: posted by the end of their business day under ``"p:<currency>"``, the others under
+#: ``"u:<end of their day, µs since 1970>:<currency>"`` (a row holds a few business days:
+#: one per zone, or two for a zone whose midnight falls inside an hour), each
+#: ``[orders, orders with an amount, their amounts in cents]``. An order not posted counts
+#: only once its day has ended (``posting_figures``); "" is the currency of no amount.
+Posting = dict[str, list[int]]
+
+
+def count_posting(into: Posting, f: OrderFact) -> None:
+    if f.posted_in_day:
+        key = f"p:{f.currency}"
+    else:
+        assert f.day_end is not None
+        key = f"u:{_micros(f.day_end)}:{f.currency}"
+    figures = into.get(key)
+    if figures is None:
+        figures = into[key] = [0, 0, 0]
+    figures[0] += 1
+    if f.cents is not None:
+        figures[1] += 1
+        figures[2] += f.cents
+
+
+def merge_posting(into: Posting, other: Posting) -> None:
+    for key, (n, priced, cents) in other.items():
+        figures = into.get(key)
+        if figures is None:
+            into[key] = [n, priced, cents]
+        else:
+            figures[0] += n
+            figures[1] += priced
+            figures[2] += cents
+
+
+def posting_figures(posting: Posting, at: datetime) -> dict[str, Any]:
+    """``posting_completeness`` at ``at`` from a window's merged figures: the orders
+    posted by the end of their business day, and those whose day ended by ``at``."""
+    cutoff = _micros(at)
+    orders = posted = 0
+    values: dict[str, list[int]] = {}
+    for key, (n, priced, cents) in posting.items():
+        done, rest = key.startswith("p:"), key[2:]
+        if not done:
+            end, rest = rest.split(":", 1)
+            if int(end) > cutoff:
+                continue  # its day is still running: not judged yet
+        orders += n
+        if done:
+            posted += n
+        if rest and priced:
+            value = values.setdefault(rest, [0, 0])
+            value[0] += cents
+            if done:
+                value[1] += cents
+    return {
+        "orders": orders,
+        "posted": posted,
+        "rate": rate(posted, orders),
+        "by_currency": {
+            currency: {"value": total / 100, "value_posted": done_cents / 100}
+            for currency, (total, done_cents) in sorted(values.items())
+        },
+    }
+
+
 @dataclass
 class OrderAgg:
     """The figures of one OrderRollup row."""
@@ -303,9 +376,12 @@ class OrderAgg:
     inv: _Lag = field(default_factory=_Lag)
     #: the sum of the facts' ``order_fact_digest`` (kept by ``aggregate_orders``)
     digest: int = 0
+    posting: Posting = field(default_factory=dict)
 
     def add(self, f: OrderFact) -> None:
         if f.kind == ORDER_KIND:
+            if f.posted_in_day is not None:
+                count_posting(self.posting, f)
             self.orders += 1
             self.with_exception += f.with_exception
             self.posted_twice += f.posted_twice
@@ -324,6 +400,7 @@ class OrderAgg:
         self.posted_twice += other.posted_twice
         self.inv_updates += other.inv_updates
         self.digest = (self.digest + other.digest) & DIGEST_MASK
+        merge_posting(self.posting, other.posting)
         self.a2p.merge_in(other.a2p)
         self.ful.merge_in(other.ful)
         self.inv.merge_in(other.inv)
@@ -370,6 +447,7 @@ class HopAgg:
 DIGEST_MASK: Final = (1 << 63) - 1
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ORDER_FACT: Final = struct.Struct("<qB6d2B")
+_POSTING_FACT: Final = struct.Struct("<bqq")
 _HOP_FACT: Final = struct.Struct("<q3Bqd")
 _KINDS: Final = {ORDER_KIND: 1, INVENTORY_KIND: 2}
 
@@ -404,6 +482,12 @@ def order_fact_digest(f: OrderFact) -> int:
             f.with_exception,
             f.posted_twice,
         )
+        + _POSTING_FACT.pack(
+            -1 if f.posted_in_day is None else int(f.posted_in_day),
+            _micros(f.day_end) if f.day_end is not None else -1,
+            -1 if f.cents is None else f.cents,
+        )
+        + f.currency.encode()
     )
 
 

@@ -65,6 +65,9 @@ class OrderRollup(models.Model):
     inv_within = models.BigIntegerField(default=0)
     inv_max = models.FloatField(null=True)
     inv_sketch = models.BinaryField(null=True)
+    #: posting completeness: the orders posted by the end of their business day, and the
+    #: others by the end of their day, per currency (``compute.Posting``)
+    posting = models.JSONField(default=dict)
     #: the sum of the hashes of the row's facts (``compute.order_fact_digest``): changes
     #: whenever what the row counts, or when, does
     digest = models.BigIntegerField(default=0)

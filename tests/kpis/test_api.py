@@ -117,7 +117,7 @@ def test_is_documented(api_client: Client, db: None) -> None:
 #: transactions, the hops; those hops' memberships and repeats when there are any).
 #: Edges in older hours read their hour once per process, then keep it (cold: at most
 #: as many statements more).
-PINNED_API = {"recent end": 18, "ended long ago": 15}
+PINNED_API = {"recent end": 17, "ended long ago": 13}
 
 
 def test_answers_run_a_fixed_number_of_statements(
@@ -147,7 +147,8 @@ def test_answers_run_a_fixed_number_of_statements(
                         assert api_client.get("/api/v1/kpis", params).status_code == 200
                     with CaptureQueriesContext(connection) as warm:
                         assert api_client.get("/api/v1/kpis", params).status_code == 200
-                    assert len(cold) <= len(warm) + 5
+                    # (cold: the edges' raw facts, and the stores' zones they are judged in)
+                    assert len(cold) <= len(warm) + 6
                     seen.setdefault(kind, set()).add(len(warm))
         return seen
 

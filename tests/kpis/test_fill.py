@@ -235,9 +235,9 @@ def test_a_fill_costs_a_fixed_number_of_queries(ingest_client: Client) -> None:
     assert result.recomputed == {"orders": 0, "hops": 0}
     idle = len(ctx.captured_queries)
     pg = connection.vendor == "postgresql"  # one advisory lock per transaction there
-    # (the SLA policies are read once, to see whether they changed; the two queues the
-    # stitcher hands over are claimed: empty)
-    assert idle == 15 + (3 if pg else 0), [q["sql"][:90] for q in ctx.captured_queries]
+    # (the SLA policies and the stores' zones are read once, to see whether they changed;
+    # the two queues the stitcher hands over are claimed: empty)
+    assert idle == 16 + (3 if pg else 0), [q["sql"][:90] for q in ctx.captured_queries]
     # one more order in another hour: the same statements, plus those of one chunk
     send(
         ingest_client,
@@ -251,11 +251,11 @@ def test_a_fill_costs_a_fixed_number_of_queries(ingest_client: Client) -> None:
     # collect: +9 (claim the touched transaction and the hours of its hop, and take them out
     # of the queues; the transaction, its old bucket, rewrite it, queue 2 hours) and +8 for its
     # late stages (delete, one INSERT ... SELECT per policy, mark its lead); working off one
-    # chunk: +19 (claim, policies, the orders hour and its day, the hops hour and its day,
-    # unqueue, savepoints)
+    # chunk: +20 (claim, policies, the stores' zones, the orders hour and its day, the hops
+    # hour and its day, unqueue, savepoints)
     # (PostgreSQL writes the four row sets by COPY, logged like any statement, and takes
     # one more lock)
-    assert len(busy) == idle + (37 if pg else 36), busy
+    assert len(busy) == idle + (38 if pg else 37), busy
 
 
 def test_kpi_values_reads_a_fixed_number_of_queries(ingest_client: Client) -> None:

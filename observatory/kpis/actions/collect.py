@@ -6,6 +6,7 @@ docstring lists what); and the per-transaction and per-exception memory the fill
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from observatory.kpis.models import (
     OrderRollup,
     TxBucket,
 )
+from observatory.kpis.queries.business_days import zones_digest
 from observatory.lib import queues
 from observatory.lib.clock import now
 from observatory.transactions.models import Merge, Touched, Transaction, TransactionHop
@@ -66,11 +68,23 @@ def _anchor(kind: str, captured: datetime | None, adjusted: datetime | None) -> 
     return None
 
 
+#: What the orders rollup keeps of a transaction, versioned: a fill after an upgrade that
+#: changes it counts every hour again (2: posting completeness).
+ORDER_FACTS = "2"
+
+
+def fill_digest(policies: Sequence[sla.Policy]) -> str:
+    """What every order hour of the rollup is built under: the SLA policies, the business
+    days' zones and ``ORDER_FACTS``; a change of any of them is a change of this."""
+    text = f"{policies_digest(policies)}|{zones_digest()}|{ORDER_FACTS}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def collect(full: bool, result: FillResult) -> None:
     started = now()
     state, _ = FillState.objects.select_for_update().get_or_create(name=_STATE)
     policies = triage_queries.policies()
-    digest = policies_digest(policies)
+    digest = fill_digest(policies)
     orders: set[datetime] = set()
     hops: set[datetime] = set()
     if full or state.marker is None:
@@ -83,7 +97,9 @@ def collect(full: bool, result: FillResult) -> None:
         _collect_claimed(orders, hops, policies)
         if state.fingerprint != digest:
             # the SLA policies changed: who is late for what, and every within-deadline
-            # count, are to be judged again
+            # count, are to be judged again; or the stores' zones did, and with them whose
+            # posting came by the end of its business day; or what a rollup row keeps
+            # of an order (ORDER_FACTS)
             refresh_open_stages(None, policies)
             orders.update(_order_hours())
     _queue(ORDERS, orders)

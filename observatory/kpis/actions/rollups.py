@@ -17,6 +17,7 @@ from observatory.kpis import compute, queries
 from observatory.kpis.actions.rows import insert_rows
 from observatory.kpis.compute import DAY, HOUR, MINUTE
 from observatory.kpis.models import HOPS, ORDERS, DirtyHour, HopRollup, OrderRollup
+from observatory.lib import bulk
 
 if TYPE_CHECKING:
     from observatory.kpis.actions.fill import FillResult
@@ -89,6 +90,7 @@ ORDER_COLUMNS = (
     "inv_within",
     "inv_max",
     "inv_sketch",
+    "posting",
     "digest",
 )
 HOP_COLUMNS = (
@@ -133,6 +135,7 @@ def _order_tuple(key: compute.OrderKey, agg: compute.OrderAgg) -> tuple[Any, ...
         agg.inv.within,
         agg.inv.maximum,
         _blob(agg.inv.finish()),
+        bulk.jsonb(agg.posting),
         agg.digest,
     )
 
@@ -175,6 +178,7 @@ def _rebuild_order_days(days: set[datetime]) -> None:
             t.inv.within,
             t.inv.maximum,
             _blob(t.inv.sketch),
+            bulk.jsonb(t.posting),
             digests[(day, ch, st)],
         )
         for (day, ch, st), t in totals.items()

@@ -18,7 +18,6 @@ from observatory.kpis.queries.exceptions import (
     value_at_risk,
 )
 from observatory.kpis.queries.inventory import inventory_drift
-from observatory.kpis.queries.posting import posting_completeness
 from observatory.kpis.queries.refunds import refund_reconciliation
 from observatory.kpis.queries.shipments import reroute_rate
 from observatory.kpis.queries.totals import HopTotal, LagTotal, OrderTotal, hop_totals, order_total
@@ -158,7 +157,7 @@ def kpi_values(
         aging=exception_aging(until, channel=channel, store=store, system=system, at=at),
         at_risk=value_at_risk(until, channel=channel, store=store, system=system, at=at),
         cancellations=cancellation_success(since, until, channel=channel, store=store),
-        posting=posting_completeness(since, until, channel=channel, store=store, at=at),
+        posting=compute.posting_figures(orders.posting, at),
         refunds=refund_reconciliation(since, until, channel=channel, store=store, at=at),
         reroutes=reroute_rate(since, until, channel=channel, store=store),
         drift=inventory_drift(since, until, store=store, system=system),

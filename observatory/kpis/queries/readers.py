@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from observatory.hops.models import DuplicateDelivery, Hop
 from observatory.kpis import compute
 from observatory.kpis.compute import HopFact, OrderFact
+from observatory.kpis.queries.business_days import BusinessDays, cents
 from observatory.lib.clock import now as clock_now
 from observatory.transactions.models import StageReached, Transaction, TransactionHop
 from observatory.triage import queries as triage_queries
@@ -90,6 +91,7 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
     if not ranges:
         return []
     deadlines = deadlines or Deadlines()
+    days = BusinessDays()
     # withdrawn exceptions were never a problem
     on_tx = Issue.objects.filter(transaction_id=OuterRef("pk"), state__in=REAL)
     on_loser = Issue.objects.filter(transaction__merged_into_id=OuterRef("pk"), state__in=REAL)
@@ -129,6 +131,8 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
             "issue_merged",
             "twice_here",
             "twice_merged",
+            "amount",
+            "currency",
         )
     )
     out = []
@@ -147,9 +151,12 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
         issue_merged,
         twice_here,
         twice_merged,
+        amount,
+        currency,
     ) in qs.iterator(chunk_size=5000):
         if kind == ORDER:
             assert captured is not None  # the window's filter
+            in_day, day_end = days.verdict(captured, posted, store)
             out.append(
                 OrderFact(
                     kind=kind,
@@ -162,6 +169,10 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
                     ful_deadline_s=deadlines.get(kind, channel, "shipped", "fulfillment_synced"),
                     with_exception=bool(failed) or issue_here or issue_merged,
                     posted_twice=twice_here or twice_merged,
+                    posted_in_day=in_day,
+                    day_end=day_end,
+                    cents=cents(amount),
+                    currency=currency,
                 )
             )
         else:

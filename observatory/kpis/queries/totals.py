@@ -58,8 +58,10 @@ class OrderTotal:
     a2p: LagTotal = field(default_factory=LagTotal)
     ful: LagTotal = field(default_factory=LagTotal)
     inv: LagTotal = field(default_factory=LagTotal)
+    posting: compute.Posting = field(default_factory=dict)
 
     def add_row(self, row: Any) -> None:
+        compute.merge_posting(self.posting, row.posting)
         self.orders += row.orders
         self.with_exception += row.with_exception
         self.posted_twice += row.posted_twice
@@ -69,6 +71,7 @@ class OrderTotal:
         self.inv.add(row.inv_count, row.inv_within, sketch_of(row.inv_sketch), row.inv_max)
 
     def add_agg(self, agg: compute.OrderAgg) -> None:
+        compute.merge_posting(self.posting, agg.posting)
         self.orders += agg.orders
         self.with_exception += agg.with_exception
         self.posted_twice += agg.posted_twice
@@ -283,6 +286,7 @@ def order_total(
                 "inv_within",
                 "inv_max",
                 "inv_sketch",
+                "posting",
                 "digest",
             )
         ):
@@ -306,6 +310,7 @@ def order_total(
                     None,
                 )
             for r in closed:
+                compute.merge_posting(total.posting, r.posting)
                 total.orders += r.orders
                 total.with_exception += r.with_exception
                 total.posted_twice += r.posted_twice
