@@ -124,13 +124,10 @@ def generate(n_hops: int, seed: int) -> tuple[list[tuple[Any, ...]], list[tuple[
 def load(hops: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> None:
     from django.db import connection
 
-    from observatory.hops.store import (
-        HOP_COLUMNS,
-        HOP_TABLE,
-        KEY_COLUMNS,
-        KEY_TABLE,
-        WAITING_TABLE,
-    )
+    from observatory.hops.store import HOPS, KEYS, WAITING
+
+    HOP_TABLE, KEY_TABLE, WAITING_TABLE = HOPS.name, KEYS.name, WAITING.name
+    HOP_COLUMNS, KEY_COLUMNS = HOPS.names, KEYS.names
 
     with connection.cursor() as wrapper:
         cur = wrapper.cursor
