@@ -19,10 +19,10 @@ chunks, and for each chunk, in one database transaction:
 
 Chunks are sized by time (``lib.pace``): as many hops as take about
 ``PIPELINE_CHUNK_S`` of wall time here, up to ``limit_chunk``; and a pass stops between
-chunks when the worker's shutdown starts (``lib.shutdown``), and a chunk that had to wait
-for the lock (SQLite's at BEGIN, PostgreSQL's advisory one at step 4) meanwhile rolls back
-instead of going on. Either way the rest stays waiting for the next pass
-(docs/scaling.md, "Stopping").
+chunks when the worker's shutdown starts (``lib.shutdown``); a chunk that gets the lock
+after that (SQLite's at BEGIN, which may wait for another chunk; PostgreSQL's advisory one
+at step 4) rolls back instead of going on. Either way the rest stays waiting for the next
+pass (docs/scaling.md, "Stopping").
 
 Re-running changes nothing: the result depends only on the set of hops, and only
 differences are written. Several stitchers may run at once, and overlap: steps 1 to 3
@@ -97,7 +97,7 @@ _PACE = Pacer(first=500, least=100)
 
 
 class _Stopping(Exception):
-    """The worker began to stop before this chunk had the lock: roll it back."""
+    """The worker began to stop before this chunk had the write lock: roll it back."""
 
 
 def do_stitch(*, limit_chunk: int = 5000, clock: Clock = now) -> StitchResult:
