@@ -126,8 +126,9 @@ def load(hops: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> None:
 
     from observatory.hops.store import HOPS, KEYS, WAITING
 
-    HOP_TABLE, KEY_TABLE, WAITING_TABLE = HOPS.name, KEYS.name, WAITING.name
-    HOP_COLUMNS, KEY_COLUMNS = HOPS.names, KEYS.names
+    HOP_TABLE, HOP_COLUMNS = HOPS.name, HOPS.names
+    KEY_TABLE, KEY_COLUMNS = KEYS.name, KEYS.names
+    WAITING_TABLE = WAITING.name
 
     with connection.cursor() as wrapper:
         cur = wrapper.cursor
