@@ -70,6 +70,7 @@ sys.path.insert(0, str(BENCH))
 from kpis import ISSUE_COLS  # noqa: E402
 from scratch import (  # noqa: E402
     Specs,
+    collect_static,
     copy_rows,
     open_scratch,
     rebuild_indexes,
@@ -105,16 +106,8 @@ ISSUE_TYPES = ("int8", "text", "text", "int8", "int8", "text", "text", "text", "
 
 def tables() -> Specs:
     """buffer name -> (table, columns, binary COPY types), in the order they are COPYed."""
-    from observatory.hops.models import DuplicateDelivery
-    from observatory.hops.store import (
-        HOP_COLUMNS,
-        HOP_COPY_TYPES,
-        HOP_TABLE,
-        KEY_COLUMNS,
-        KEY_COPY_TYPES,
-        KEY_TABLE,
-        STITCHED_TABLE,
-    )
+    from observatory.hops.models import DuplicateDelivery, Stitched
+    from observatory.hops.store import HOPS, KEYS
     from observatory.transactions.models import TransactionKey
     from observatory.triage.models import Issue
 
@@ -126,9 +119,13 @@ def tables() -> Specs:
             ("id", "transaction_id", "kind", "value"),
             ("int8", "int8", "text", "text"),
         ),
-        "hop": (HOP_TABLE, HOP_COLUMNS, HOP_COPY_TYPES),
-        "stitched": (STITCHED_TABLE, ("hop_id", "at"), ("int8", "timestamptz")),
-        "hopkey": (KEY_TABLE, ("id", *KEY_COLUMNS), ("int8", *KEY_COPY_TYPES)),
+        "hop": (HOPS.name, HOPS.names, tuple(HOPS.copy_types)),
+        "stitched": (Stitched._meta.db_table, ("hop_id", "at"), ("int8", "timestamptz")),
+        "hopkey": (
+            KEYS.name,
+            ("id", *KEYS.names),
+            ("int8", *KEYS.copy_types),
+        ),
         "txhop": shared["txhop"],
         "stage": shared["stage"],
         "dup": (
@@ -489,6 +486,7 @@ def measure(args: argparse.Namespace, orders: int) -> None:
 
     from observatory.access.actions import do_create_api_token
 
+    collect_static()
     rnd = random.Random(args.seed + 1)
     _, token = do_create_api_token(f"bench-lookup-{time.time()}", "read")
     api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")

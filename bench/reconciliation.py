@@ -53,6 +53,7 @@ sys.path.insert(0, str(BENCH))
 from lookup import Run, quantile  # noqa: E402
 from scratch import (  # noqa: E402
     Specs,
+    collect_static,
     copy_rows,
     open_scratch,
     rebuild_indexes,
@@ -297,13 +298,11 @@ def touch_day(day: datetime, limit: int | None = None) -> int:
 
 def requests(n: int, day: str, since: str, until: str) -> dict[str, Run]:
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.test import Client
 
     from observatory.access.actions import do_create_api_token
 
-    # the pages name their static files by the manifest collectstatic writes
-    call_command("collectstatic", interactive=False, verbosity=0)
+    collect_static()
     user = get_user_model().objects.filter(username="bench").first()
     if user is None:
         user = get_user_model().objects.create_user("bench", password="x", is_staff=True)

@@ -55,6 +55,14 @@ def open_scratch(name: str, *, reuse: bool = False) -> None:
     django.setup()
 
 
+def collect_static() -> None:
+    """What the pages need before a bench renders them: DEBUG is off, so they name their
+    static files by the manifest collectstatic writes."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
 # --- loading it: binary COPY with the secondary indexes dropped ------------------------------
 
 #: the transaction table's columns a loading bench writes (its stage columns follow)

@@ -124,13 +124,11 @@ def generate(n_hops: int, seed: int) -> tuple[list[tuple[Any, ...]], list[tuple[
 def load(hops: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> None:
     from django.db import connection
 
-    from observatory.hops.store import (
-        HOP_COLUMNS,
-        HOP_TABLE,
-        KEY_COLUMNS,
-        KEY_TABLE,
-        WAITING_TABLE,
-    )
+    from observatory.hops.store import HOPS, KEYS, WAITING
+
+    HOP_TABLE, HOP_COLUMNS = HOPS.name, HOPS.names
+    KEY_TABLE, KEY_COLUMNS = KEYS.name, KEYS.names
+    WAITING_TABLE = WAITING.name
 
     with connection.cursor() as wrapper:
         cur = wrapper.cursor

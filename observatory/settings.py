@@ -291,6 +291,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 #: or closes exceptions (observatory.pipeline.wiring.tick). Ingest also nudges a tick
 #: after each commit that stored hops, at most once a second per process.
 PIPELINE_TICK_S = env.float("PIPELINE_TICK_S", default=5.0)
+#: The wall time one chunk of the stitcher or of the KPI fill aims at, seconds: each sizes
+#: its chunks to it (observatory/lib/pace.py), so a worker's warm shutdown, which waits
+#: for the chunk in progress, ends within about this (docs/scaling.md, "Stopping").
+PIPELINE_CHUNK_S = env.float("PIPELINE_CHUNK_S", default=1.0)
 #: The stages that claim what the stitcher touched (transactions, and hops by business
 #: hour), each from its own queue: the hand-off between stages (docs/architecture.md).
 PIPELINE_CONSUMERS = ("triage", "kpis", "reconciliation")

@@ -110,6 +110,11 @@ class Table:
     def index(self, name: str) -> int:
         return self.names.index(name)
 
+    @property
+    def copy_types(self) -> list[str]:
+        """The binary COPY types of the columns (jsonb goes as its binary form: bytea)."""
+        return [c.pg_type if c.pg_type != "jsonb" else "bytea" for c in self.columns]
+
 
 def postgresql() -> bool:
     return connection.vendor == "postgresql"
@@ -218,7 +223,7 @@ def insert(table: Table, rows: Iterable[Sequence[Any]]) -> None:
             connection.wrap_database_errors,
             wrapper.cursor.copy(sql) as copy,
         ):
-            copy.set_types([c.pg_type if c.pg_type != "jsonb" else "bytea" for c in table.columns])
+            copy.set_types(table.copy_types)
             for row in rows:
                 copy.write_row(row)
         return

@@ -6,6 +6,13 @@ JSONDecodeError (celery/kombu#1551). Here every message is written under a tempo
 name that no queue matches and renamed into place, which is atomic on POSIX; a reader
 sees a whole message or none. Exchange tables, created by truncating a file, are re-read
 when caught empty.
+
+The worker's event loop over a transport like this one (Celery's ``synloop``) polls with
+``drain_events(timeout=2.0)`` and, once its warm shutdown is requested, polls once more
+before it stops: up to four seconds of a Ctrl-C, spent taking new tasks too. Here the
+poll returns at once, empty, when the worker's shutdown starts (``lib.shutdown``, set
+from Celery's ``worker_shutting_down``), and no message is taken from then on; what is
+left stays in the folder for the next worker (docs/scaling.md, "Stopping").
 """
 
 from __future__ import annotations
@@ -13,12 +20,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from queue import Empty
 from time import monotonic
 from typing import Any
 
 from kombu.exceptions import ChannelError
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.json import dumps
+
+from observatory.lib import shutdown
 
 
 class Channel(filesystem.Channel):
@@ -52,6 +62,29 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def drain_events(  # type: ignore[override]  # as kombu's own virtual transport
+        self, connection: Any, timeout: float | None = None
+    ) -> None:
+        """kombu's polling loop (``virtual.Transport.drain_events``), ended by a stop request
+        as by its timeout: nothing more is delivered, and the wait between polls wakes."""
+        started = monotonic()
+        cycle = self.cycle
+        assert cycle is not None  # made with the transport's first channel
+        interval = self.polling_interval
+        if timeout and interval and interval > timeout:
+            interval = timeout
+        while not shutdown.requested():
+            try:
+                cycle.get(self._deliver, timeout=timeout)
+            except Empty:
+                if timeout is not None and monotonic() - started >= timeout:
+                    break
+                if interval is not None:
+                    shutdown.wait(interval)
+            else:
+                return
+        raise TimeoutError()
 
 
 #: ``obsfs://`` is the embedded default broker URL (settings.CELERY_BROKER_URL).

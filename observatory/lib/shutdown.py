@@ -19,5 +19,10 @@ def requested() -> bool:
     return _stopping.is_set()
 
 
+def wait(seconds: float) -> bool:
+    """Sleep ``seconds``, or less if a stop is requested meanwhile (True then)."""
+    return _stopping.wait(seconds)
+
+
 def clear() -> None:
     _stopping.clear()

@@ -17,6 +17,13 @@ chunks, and for each chunk, in one database transaction:
    columns and figures of every touched transaction recomputed from its hops,
    ``Conflict`` rows for refused links, unknown statuses counted, hops marked stitched.
 
+Chunks are sized by time (``lib.pace``): as many hops as take about
+``PIPELINE_CHUNK_S`` of wall time here, up to ``limit_chunk``; and a pass stops between
+chunks when the worker's shutdown starts (``lib.shutdown``); a chunk that gets the lock
+after that (SQLite's at BEGIN, which may wait for another chunk; PostgreSQL's advisory one
+at step 4) rolls back instead of going on. Either way the rest stays waiting for the next
+pass (docs/scaling.md, "Stopping").
+
 Re-running changes nothing: the result depends only on the set of hops, and only
 differences are written. Several stitchers may run at once, and overlap: steps 1 to 3
 read only the hop store, which the stitcher never changes, and claims skip each other's
@@ -47,6 +54,7 @@ from observatory.hops.actions import do_record_arrivals
 from observatory.hops.models import Stitched, TouchedHour, Waiting
 from observatory.lib import bulk, live, queues, shutdown
 from observatory.lib.clock import Clock, now
+from observatory.lib.pace import Pacer
 from observatory.transactions import stages as st
 from observatory.transactions.closure import (
     Hop,
@@ -83,17 +91,33 @@ class StitchResult:
     resolved_hops: int = 0
 
 
-def do_stitch(*, limit_chunk: int = 5000, clock: Clock = now) -> StitchResult:
-    """Stitch every waiting hop, ``limit_chunk`` at a time; each chunk commits on its own.
+#: Hops claimed per chunk, learnt per process from the chunks' times (``lib.pace``):
+#: from a modest start, doubling while chunks are quick and full.
+_PACE = Pacer(first=500, least=100)
 
-    Stops when a claim comes back short (the backlog, as this worker sees it, is empty).
+
+class _Stopping(Exception):
+    """The worker began to stop before this chunk had the write lock: roll it back."""
+
+
+def do_stitch(*, limit_chunk: int = 5000, clock: Clock = now) -> StitchResult:
+    """Stitch every waiting hop, at most ``limit_chunk`` at a time, each chunk as many
+    hops as take about ``PIPELINE_CHUNK_S`` (``lib.pace``); each commits on its own.
+
+    Stops when a claim comes back short (the backlog, as this worker sees it, is empty),
+    or when the worker's shutdown starts (``lib.shutdown``: the rest stays waiting).
     Publishes ``transactions.changed`` after each commit that changed something.
     """
     total = StitchResult()
     maps = load_status_maps()
-    while True:
-        with transaction.atomic(), _no_cyclic_gc():
-            claimed, chunk = _stitch_chunk(limit_chunk, clock, maps)
+    while not shutdown.requested():
+        try:
+            # timed inside the transaction: on SQLite its BEGIN waits for the write lock
+            with transaction.atomic(), _no_cyclic_gc(), _PACE.chunk(limit_chunk) as paced:
+                claimed, chunk = _stitch_chunk(paced.size, clock, maps)
+                paced.got = claimed
+        except _Stopping:
+            break
         if not claimed:
             break
         total.chunks += 1
@@ -104,8 +128,8 @@ def do_stitch(*, limit_chunk: int = 5000, clock: Clock = now) -> StitchResult:
         total.touched += chunk.touched
         total.unknown_statuses += chunk.unknown_statuses
         total.resolved_hops += chunk.resolved_hops
-        if claimed < limit_chunk or shutdown.requested():
-            break  # stopping: the rest stays waiting for the next run
+        if claimed < paced.size:
+            break
     return total
 
 
@@ -148,6 +172,8 @@ class _Resolved:
 
 def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, StitchResult]:
     result = StitchResult()
+    if shutdown.requested():  # it began while this chunk waited for SQLite's write lock
+        return 0, result
     bulk.plan_for_many_small_lookups()
     at = clock()
     claimed = _claim(limit, at)
@@ -159,6 +185,8 @@ def _stitch_chunk(limit: int, clock: Clock, maps: st.StatusMaps) -> tuple[int, S
     # 4. write the difference, one chunk at a time: what the transactions hold is read
     # only now, under the lock, so it includes every chunk committed before
     bulk.lock(LOCK_ID)
+    if bulk.postgresql() and shutdown.requested():  # (SQLite checked at its BEGIN, above)
+        raise _Stopping  # the worker is stopping: what waited for the lock waits for the next
     held = read_held(work.component_keys)
     if not {hop for _, _, hop in held.links} <= work.members:
         # Another chunk committed, while this one resolved, hops of these components that

@@ -157,6 +157,16 @@ def late_first(start: datetime) -> list[dict[str, object]]:
             outcome="error",
             error="ERP 503",
         ),
+        # the connector's retry (the simulated history has retries only some days)
+        event(
+            "c-3",
+            t + timedelta(hours=3, minutes=4),
+            "erp",
+            {"order_number": "#C-1"},
+            stage="posted",
+            duration_ms=690,
+            retry_attempt=1,
+        ),
         # captured at t+5h; an earlier capture of it will arrive late
         event(
             "e-1",

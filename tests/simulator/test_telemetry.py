@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import socket
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,13 +16,15 @@ import pytest
 from observatory.simulator.model import Plan, Simulation, Step
 from observatory.simulator.scenarios import SCENARIOS
 from observatory.simulator.telemetry import (
+    EVENT,
     OFFLINE_STORE,
     SHOPIFY_RETRY,
     SHOPIFY_RETRY_MAX_S,
+    WEBHOOK,
     Telemetry,
 )
 from observatory.simulator.timing import TimeMap, ceil_to
-from observatory.simulator.transport import Senders, Stats, WebhookSender
+from observatory.simulator.transport import EventSender, Senders, Stats, WebhookSender
 from tests.simulator.test_model import fingerprint
 
 START = datetime(2026, 3, 11, 15, 30, tzinfo=UTC)
@@ -254,3 +258,31 @@ def test_export_batching_reaches_the_senders(
         assert senders.events.linger_s == events
     finally:
         senders.close(1.0)
+
+
+def test_senders_stop_retrying_at_the_close_deadline() -> None:
+    """Ctrl-C under make run stops the server too: a delivery retrying against it gives up
+    at the close's deadline instead of keeping its pool thread, and so the process, alive
+    through its backoff (honcho SIGKILLs what is still running after 5 s; docs/scaling.md,
+    "Stopping"). What was not delivered is counted."""
+    with socket.socket() as s:  # a port nothing listens on: every connection is refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    _, steps = run(telemetry=Telemetry.off(), until=START + timedelta(days=1))
+    stamp = TimeMap(START).stamp
+    stats = Stats()
+    events = EventSender(dead, "tok", stats, linger_s=0)
+    hooks = WebhookSender(dead, "tok", "shh", stats, workers=1)
+    events.send(next(s for s in steps if s.via == EVENT), stamp)
+    events.tick()
+    hooks.send(next(s for s in steps if s.via == WEBHOOK), stamp)
+    time.sleep(0.5)  # both refused, and waiting for their next try
+    assert events.backlog() and hooks.backlog()
+    closed = time.monotonic()
+    events.close(0.2)
+    hooks.close(0.2)
+    while (events.backlog() or hooks.backlog()) and time.monotonic() - closed < 10:
+        time.sleep(0.02)
+    # without the deadline: five or six tries, backing off for seconds
+    assert time.monotonic() - closed < 1.5
+    assert stats.failed["events"] == 1 and stats.failed["webhooks"] == 1

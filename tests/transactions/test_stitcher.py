@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from observatory.hops.models import Hop, Waiting
 from observatory.hops.store import queue_for_stitching
+from observatory.lib import shutdown
 from observatory.transactions.actions import do_stitch
 from observatory.transactions.models import (
     Conflict,
@@ -321,6 +324,33 @@ def test_rerun_changes_nothing(ingest_client: Client) -> None:
     assert again.hops == Hop.objects.count()
     assert (again.transactions_created, again.merged, again.touched) == (0, 0, 0)
     assert snapshot() == before
+
+
+def test_a_stop_request_ends_the_pass_after_its_chunk(ingest_client: Client) -> None:
+    """The worker's warm shutdown (docs/scaling.md, "Stopping"): the chunk in progress
+    commits (on PostgreSQL, one that comes to the write lock after the request rolls
+    back), no other starts, and the next pass stitches the rest as if never stopped."""
+    post_events(ingest_client, *mixed_traffic(12))
+    hops = Hop.objects.count()
+
+    def clock() -> datetime:
+        shutdown.request()  # asked while the first chunk is at work
+        return timezone.now()
+
+    try:
+        stopped = do_stitch(limit_chunk=7, clock=clock)
+    finally:
+        shutdown.clear()
+    if connection.vendor == "postgresql":
+        # it came to the stitcher's lock after the request: rolled back, nothing written
+        assert stopped.chunks == 0 and Waiting.objects.count() == hops
+    else:
+        assert stopped.chunks == 1 and 7 <= stopped.hops < hops
+        assert Waiting.objects.count() == hops - stopped.hops
+    assert do_stitch(limit_chunk=7).hops == hops - stopped.hops
+    assert not Waiting.objects.exists()
+    assert partition() == resolve(hop_inputs()).partition()
+    assert_consistent()
 
 
 def test_chunk_cost_does_not_grow_with_hops(ingest_client: Client) -> None:

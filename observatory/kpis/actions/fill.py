@@ -15,15 +15,19 @@ from django.db.models import Max
 
 from observatory.kpis import compute, queries
 from observatory.kpis.actions.collect import collect
-from observatory.kpis.actions.rollups import work_chunk
+from observatory.kpis.actions.rollups import chunk_hours, work_chunk
 from observatory.kpis.models import HOPS, ORDERS, BacklogSample, DirtyHour
 from observatory.lib import bulk, live, shutdown
 from observatory.lib.clock import now
+from observatory.lib.pace import Pacer
 
 log = logging.getLogger(__name__)
 
 LIVE_TOPIC = "kpis.changed"
 _LOCK_ID = 0x6B_7069_6673  # "kpifs"
+#: Hour buckets per chunk, learnt per process from the chunks' times (``lib.pace``),
+#: never more than ``KPIS_FILL_CHUNK_HOURS``.
+_PACE = Pacer(first=12, least=1)
 
 
 @dataclass
@@ -46,7 +50,8 @@ def do_fill_rollups(
     """Bring the rollups up to date with the source rows (see the package docstring).
 
     ``full`` requeues every hour. ``max_chunks`` bounds the work of one call (the rest
-    stays queued). ``at`` is "now" for retention and the backlog gauge (default: the
+    stays queued); each chunk takes as many hours as fit in ``PIPELINE_CHUNK_S``
+    (``lib.pace``), and none starts once the worker's shutdown has (``lib.shutdown``). ``at`` is "now" for retention and the backlog gauge (default: the
     clock); change detection always runs on the wall clock, as the stitcher stamps.
     """
     result = FillResult(full=full)
@@ -54,9 +59,13 @@ def do_fill_rollups(
         _lock()
         collect(full, result)
     while (max_chunks is None or result.chunks < max_chunks) and not shutdown.requested():
-        with transaction.atomic():
+        # timed inside the transaction: on SQLite its BEGIN waits for the write lock
+        with transaction.atomic(), _PACE.chunk(chunk_hours()) as paced:
             _lock()
-            if not work_chunk(at or now(), result):
+            if shutdown.requested():  # it began while this chunk waited for the lock
+                break
+            paced.got = work_chunk(at or now(), result, paced.size)
+            if not paced.got:
                 break
         result.chunks += 1
     result.remaining = DirtyHour.objects.count()

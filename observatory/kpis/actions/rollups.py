@@ -30,12 +30,14 @@ def chunk_hours() -> int:
     return int(settings.KPIS_FILL_CHUNK_HOURS)
 
 
-def work_chunk(at: datetime, result: FillResult) -> bool:
+def work_chunk(at: datetime, result: FillResult, hours: int | None = None) -> int:
+    """Recompute up to ``hours`` queued hour buckets (default ``KPIS_FILL_CHUNK_HOURS``);
+    how many it took (0: none were queued)."""
     # concurrent fills skip each other's rows (PostgreSQL; SQLite runs them one at a time)
     claim = DirtyHour.objects.order_by("family", "hour").select_for_update(skip_locked=True)
-    rows = list(claim.values_list("id", "family", "hour")[: chunk_hours()])
+    rows = list(claim.values_list("id", "family", "hour")[: hours or chunk_hours()])
     if not rows:
-        return False
+        return 0
     by_family: dict[str, list[datetime]] = defaultdict(list)
     for _, family, hour in rows:
         by_family[family].append(hour)
@@ -47,7 +49,7 @@ def work_chunk(at: datetime, result: FillResult) -> bool:
         recompute_hop_hours(by_family[HOPS], cutoff)
         result.recomputed[HOPS] += len(by_family[HOPS])
     DirtyHour.objects.filter(id__in=[r[0] for r in rows]).delete()
-    return True
+    return len(rows)
 
 
 def _hour_ranges(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:

@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta
 
 from django.db import transaction
 
-from observatory.lib import bulk, live
+from observatory.lib import bulk, live, shutdown
 from observatory.lib.clock import Clock, now
 from observatory.reconciliation.actions import days as days_
 from observatory.reconciliation.actions import issues
@@ -109,6 +109,8 @@ def do_reconcile(
     if only is not None:
         rules = rules.filter(name=only)
     for rule in rules:
+        if shutdown.requested():  # the worker is stopping: the rules left stay due, queued
+            break
         if not (force or full or only or _due(rule, walled)):
             continue
         with transaction.atomic():

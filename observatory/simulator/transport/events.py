@@ -4,6 +4,9 @@
 batches from a small thread pool, at most ``max_in_flight`` batches at once: when a
 source has ``batch_size`` events waiting, and at least every ``linger_s`` wall seconds
 (:meth:`EventSender.tick`; the export batching of :mod:`observatory.simulator.telemetry`).
+Past :meth:`EventSender.close`'s deadline a batch is not retried again (a waiting retry
+wakes and gives up), so the process exits without a pool thread still retrying against a
+server that stopped too (docs/scaling.md, "Stopping").
 What the server accepted, took as duplicates or rejected is counted in
 :class:`~.shared.Stats` (``events``), never raised.
 """
@@ -53,13 +56,20 @@ class EventSender:
         #: ids of the inventory snapshots sent: the server accepts them, but they are no hops
         self._snapshot_ids: set[str] = set()
         self._in_flight = 0
+        #: set at the close's deadline: the emitters' waiting retries wake at once
+        self._closing = threading.Event()
 
     def _emitter(self, source: str) -> EventEmitter:
         emitter = self._emitters.get(source)
         if emitter is None:
             # batch_size: never post from emit(); this sender decides when to flush
             emitter = EventEmitter(
-                self.url, self.token, source, batch_size=10**9, timeout=self.timeout
+                self.url,
+                self.token,
+                source,
+                batch_size=10**9,
+                timeout=self.timeout,
+                sleep=self._closing.wait,
             )
             self._emitters[source] = emitter
             self._last_flush[source] = time.monotonic()
@@ -159,6 +169,11 @@ class EventSender:
         deadline = time.monotonic() + timeout
         while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.05)
+        # a batch still retrying (the server stopped too) tries once more and gives up:
+        # its events count as not delivered, and no pool thread outlives the run
+        for emitter in self._emitters.values():
+            emitter.max_retries = 0
+        self._closing.set()
         self._pool.shutdown(wait=not self._in_flight, cancel_futures=True)
         for emitter in self._emitters.values():
             lost = emitter.pending

@@ -6,8 +6,11 @@ raw body, :func:`sign`) and posts it with Shopify's headers to
 ``{url}/webhooks/shopify?token=...`` from a thread pool on keep-alive sessions, at most
 ``max_in_flight`` at once. Answers in :data:`RETRY_STATUSES` (and connection errors) are
 retried after ``Retry-After`` or a jittered backoff, never waiting more than
-:data:`MAX_RETRY_WAIT_S`, up to ``max_retries`` times; anything else is final. Outcomes
-are counted in :class:`~.shared.Stats` (``webhooks``), never raised.
+:data:`MAX_RETRY_WAIT_S`, up to ``max_retries`` times; anything else is final. Past
+:meth:`WebhookSender.close`'s deadline a delivery is not retried again (a waiting retry
+wakes and gives up), so the process exits without a pool thread still retrying against a
+server that stopped too (docs/scaling.md, "Stopping"). Outcomes are counted in
+:class:`~.shared.Stats` (``webhooks``), never raised.
 """
 
 from __future__ import annotations
@@ -77,14 +80,16 @@ class WebhookSender:
         max_in_flight: int = 64,
         timeout: float = 15.0,
         max_retries: int = 6,
-        sleep: Callable[[float], object] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.endpoint = url.rstrip("/") + "/webhooks/shopify?token=" + quote(token, safe="")
         self.secret = secret
         self.stats = stats
         self.timeout = timeout
         self.max_retries = max_retries
-        self._sleep = sleep
+        #: set at the close's deadline: no more retries, and waiting ones wake at once
+        self._closing = threading.Event()
+        self._sleep = sleep if sleep is not None else self._closing.wait
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sim-webhook")
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._local = threading.local()
@@ -168,16 +173,20 @@ class WebhookSender:
                     return
                 wait = retry_after(response.headers.get("Retry-After"))
                 log.info("webhook answered %s, will retry: %.200s", reason, response.text)
-            if attempt >= self.max_retries:
+            if attempt >= self.max_retries or self._closing.is_set():
                 self.stats.error("webhooks", 1, f"{reason} (gave up after {attempt + 1} tries)")
                 return
             self._sleep(min(MAX_RETRY_WAIT_S, wait if wait is not None else backoff(attempt)))
+            if self._closing.is_set():
+                self.stats.error("webhooks", 1, f"{reason} (not retried before the end)")
+                return
             attempt += 1
 
     def close(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.05)
+        self._closing.set()  # a delivery still retrying gives up now (no retry at exit)
         self._pool.shutdown(wait=not self._in_flight, cancel_futures=True)
         with self._sessions_lock:
             for session in self._sessions:
