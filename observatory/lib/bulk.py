@@ -19,8 +19,8 @@ and ``docs/performance.md`` say what each costs and why:
   ``IMMEDIATE`` and hold the write lock (settings);
 * :func:`prune`: deletion by age in bounded chunks, for retention;
 * expressions the two spell differently (:func:`greatest`, :func:`true`, :func:`false`,
-  :func:`utc_date`, :func:`day_in_zone`: the calendar day of a time in an IANA zone,
-  ``AT TIME ZONE`` on PostgreSQL and a function registered on every SQLite connection,
+  :func:`day_in_zone`: the calendar day of a time in an IANA zone, ``AT TIME ZONE`` on
+  PostgreSQL and a function registered on every SQLite connection,
   :func:`register_sqlite_functions`, that uses ``zoneinfo``).
 
 Every statement goes through Django's connection and its cursor wrappers, so query logs
@@ -452,15 +452,6 @@ def true() -> str:
 
 def false() -> str:
     return "FALSE" if postgresql() else "0"
-
-
-def utc_date(moment: str) -> str:
-    """SQL for the UTC calendar date of ``moment`` (a timestamptz column or expression),
-    comparable with a date bound through :func:`bind`: on SQLite the date part of the UTC
-    text Django stores, with no function call per row."""
-    if postgresql():
-        return f"(({moment}) AT TIME ZONE 'UTC')::date"
-    return f"substr({moment}, 1, 10)"
 
 
 #: the SQLite function :func:`day_in_zone` calls

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('kpis', '0007_retired_totals'),
+        ("kpis", "0007_retired_totals"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='orderrollup',
-            name='posting',
+            model_name="orderrollup",
+            name="posting",
             field=models.JSONField(default=dict),
         ),
     ]

@@ -15,7 +15,6 @@ from observatory.reconciliation.actions.sql import (
     STAGES,
     TXHOPS,
     as_date,
-    bind,
     chunked,
     execute,
     literal,
@@ -163,13 +162,13 @@ SELECT %s, day, currency, ch, st, SUM(sc), ROUND(SUM(stot), 2), SUM(tc), ROUND(S
        ROUND(SUM(var), 2), %s
 FROM ({rows}) x
 GROUP BY day, currency, ch, st"""
-    stamp = bind(at)
+    stamp = bulk.bind(at)
     if days is None:
         write(f"DELETE FROM {RESULTS} WHERE rule_id = %s", [rule.id])
         return write(insert.format(where=""), [rule.id, stamp, rule.id, rule.id])
     written = 0
     for chunk in chunked(days):
-        values = [bind(d) for d in chunk]
+        values = [bulk.bind(d) for d in chunk]
         where = f" AND day IN ({marks(len(chunk))})"
         write(f"DELETE FROM {RESULTS} WHERE rule_id = %s{where}", [rule.id, *values])
         params: list[Any] = [rule.id, stamp, rule.id, *values, rule.id, *values]

@@ -36,7 +36,6 @@ from observatory.reconciliation.actions.sql import (
     TXHOPS,
     TXS,
     ZONES,
-    bind,
     literal,
     write,
 )
@@ -119,7 +118,7 @@ def insert_items(rule: Rule, *, queued_only: bool, at: datetime) -> int:
         "rule": rule.id,
         "zone": rule.zone,
         # a missing side counts once its other side is this old
-        "cutoff": bind(at - timedelta(seconds=rule.grace_s)),
+        "cutoff": bulk.bind(at - timedelta(seconds=rule.grace_s)),
     }
     where = ["t.merged_into_id IS NULL"]
     if rule.transaction_kind:

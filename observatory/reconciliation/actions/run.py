@@ -41,7 +41,6 @@ from observatory.reconciliation.actions.sql import (
     ITEMS,
     QUEUED,
     as_date,
-    bind,
     execute,
     write,
 )
@@ -230,7 +229,7 @@ def _days(sql: str, rule: Rule) -> set[date]:
 def _count_due(rule: Rule, at: datetime, touched_days: set[date]) -> set[int]:
     """Count the gaps whose grace period has passed by ``at``; their transactions (their
     days join ``touched_days``)."""
-    cutoff = bind(at - timedelta(seconds=rule.grace_s))
+    cutoff = bulk.bind(at - timedelta(seconds=rule.grace_s))
     waiting = "rule_id = %s AND NOT counted AND waiting_since <= %s"
     rows = execute(f"SELECT transaction_id, day FROM {ITEMS} WHERE {waiting}", [rule.id, cutoff])
     if not rows:

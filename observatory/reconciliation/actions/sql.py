@@ -44,11 +44,6 @@ def write(sql: str, params: dict[str, Any] | Sequence[Any] = ()) -> int:
         return int(cur.rowcount)
 
 
-def bind(value: Any) -> Any:
-    """A value as a parameter: dates and times as SQLite stores them (text)."""
-    return value if bulk.postgresql() else bulk.adapt(value)
-
-
 def literal(value: Decimal) -> str:
     """A decimal as an SQL number literal (on SQLite a bound decimal is text, and text
     compares greater than any number)."""
