@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from observatory.hops import streams
 from observatory.hops.models import DroppedLogRecords, InventorySnapshot, Stream, StreamLag
@@ -72,6 +72,16 @@ def do_store_hops(
     received_at = received_at or now()
     if not masked:
         mask_hops(records)
+    if bulk.postgresql() and not transaction.get_connection().in_atomic_block:
+        # New hops are the common case: their receipts go in without ON CONFLICT, which
+        # costs the database a quarter less (docs/performance.md). If one was stored
+        # already, that statement fails, the transaction rolls back and the batch goes in
+        # again with the stored ones skipped.
+        try:
+            with transaction.atomic():
+                return store_records(records, received_at, expect_new=True)
+        except IntegrityError:
+            pass
     with transaction.atomic():
         return store_records(records, received_at)
 

@@ -7,7 +7,9 @@ places in the stitcher's queue (binary ``COPY`` on PostgreSQL, ``executemany`` o
 New hops are the common case, so nothing is looked up first: the receipts' unique uid
 index is the check. On PostgreSQL one statement takes the ids, inserts the receipts with
 ``ON CONFLICT (uid) DO NOTHING`` and queues the hops that went in for the stitcher
-(``lib.bulk.insert_new_taking_ids``: one round trip); on SQLite the receipts go in inside a savepoint, and if any uid is stored, the
+(``lib.bulk.insert_new_taking_ids``: one round trip); a request's own transaction first
+tries it without ``ON CONFLICT`` and, if a uid was stored, starts again with it
+(``hops.actions.do_store_hops``). On SQLite the receipts go in inside a savepoint, and if any uid is stored, the
 savepoint is rolled back and they go in through ``INSERT ... ON CONFLICT (uid) DO NOTHING
 RETURNING``. A hop stored before (a re-sent batch, a day or a month later: receipts are
 one table across the hop table's day partitions) or by a concurrent request is skipped:
@@ -122,11 +124,15 @@ def _key_rows(pairs: Iterable[tuple[int, HopRecord]]) -> list[tuple[Any, ...]]:
     return [(hop_id, kind, value, fanout) for hop_id, r in pairs for kind, value, fanout in r.keys]
 
 
-def store_records(records: Sequence[HopRecord], received_at: datetime) -> StoreResult:
+def store_records(
+    records: Sequence[HopRecord], received_at: datetime, *, expect_new: bool = False
+) -> StoreResult:
     """Store what is new among ``records``; report the rest as duplicates.
 
     Must run inside ``transaction.atomic()``: the caller commits, and a 200 answer is
-    sent only after that commit.
+    sent only after that commit. With ``expect_new`` (PostgreSQL), a record whose uid is
+    stored already fails the transaction with ``IntegrityError`` instead (the caller
+    starts again without it): the receipts then go in without ``ON CONFLICT``.
     """
     result = StoreResult()
     unique: dict[str, HopRecord] = {}
@@ -138,7 +144,7 @@ def store_records(records: Sequence[HopRecord], received_at: datetime) -> StoreR
             unique[r.uid] = r
     if not unique:
         return result
-    result.stored = _insert(list(unique.values()), received_at)
+    result.stored = _insert(list(unique.values()), received_at, expect_new)
     existing = existing_ids([uid for uid in unique if uid not in result.stored])
     ids = {**existing, **result.stored}
     result.duplicates = [uid for uid in unique if uid in existing] + repeats
@@ -160,7 +166,7 @@ def existing_ids(uids: list[str]) -> dict[str, int]:
     return dict(bulk.select_in(RECEIPTS.name, "uid, hop_id", "uid", uids))
 
 
-def _insert(new: list[HopRecord], received_at: datetime) -> dict[str, int]:
+def _insert(new: list[HopRecord], received_at: datetime, expect_new: bool) -> dict[str, int]:
     """Write the hops of ``new`` whose uid has no receipt yet; uid -> id of those."""
     # the partitions the database's clock can give ids in now (the worker makes them
     # days ahead: this is a catalog lookup once a day per process)
@@ -169,9 +175,9 @@ def _insert(new: list[HopRecord], received_at: datetime) -> dict[str, int]:
     queued = bulk.postgresql()
     if queued:
         # ids, receipts and the places in the stitcher's queue in one statement, the stored
-        # uids skipped by ON CONFLICT
+        # uids skipped by ON CONFLICT (unless they are not expected at all)
         ids, inserted = bulk.insert_new_taking_ids(
-            HOP_TABLE, RECEIPTS, [r.uid for r in new], queue=WAITING
+            HOP_TABLE, RECEIPTS, [r.uid for r in new], queue=WAITING, skip_stored=not expect_new
         )
         pairs = list(zip(ids, new, strict=True))
         if inserted < len(pairs):  # some of these uids are stored already: which went in

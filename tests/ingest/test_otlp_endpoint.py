@@ -23,7 +23,7 @@ from opentelemetry.trace import Link, Status, StatusCode
 
 from observatory.access.actions import do_create_api_token, do_revoke_token
 from observatory.access.models import IngestToken
-from observatory.hops.models import DuplicateDelivery, Hop, HopKey
+from observatory.hops.models import DuplicateDelivery, Hop, HopKey, Receipt, Waiting
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -117,6 +117,28 @@ def test_resending_the_same_spans_stores_nothing_new(exporter: OTLPSpanExporter)
     assert Hop.objects.count() == 3
     assert HopKey.objects.count() == keys_before
     assert DuplicateDelivery.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_partly_stored_before_stores_the_new_spans_once(
+    exporter: OTLPSpanExporter,
+) -> None:
+    # New hops are tried first without ON CONFLICT on PostgreSQL: a batch with one span
+    # stored already rolls that back and goes in again, the stored one skipped.
+    spans = make_spans()
+    assert exporter.export(spans[:1]) == SpanExportResult.SUCCESS
+    first = Hop.objects.get()
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    hops = dict(Hop.objects.values_list("span_id", "id"))
+    assert len(hops) == 3 and hops[first.span_id] == first.id
+    assert dict(Receipt.objects.values_list("uid", "hop_id")) == {
+        f"otlp:{h.trace_id}:{h.span_id}": h.id for h in Hop.objects.all()
+    }
+    assert list(DuplicateDelivery.objects.values_list("hop_id", flat=True)) == [first.id]
+    # each new hop is queued for the stitcher once, the rolled-back attempt left nothing
+    assert sorted(Waiting.objects.values_list("hop_id", flat=True)) == sorted(hops.values())
+    assert HopKey.objects.filter(hop_id=first.id).count() == first.keys.count() > 0
+    assert HopKey.objects.values("hop_id").distinct().count() == 3
 
 
 def otlp_json(spans: list[dict[str, Any]], service: str = "middleware") -> dict[str, Any]:
