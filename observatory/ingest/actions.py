@@ -92,7 +92,7 @@ def do_ingest(decoded: DecodeResult, token: IngestToken) -> Ingested:
     result = do_store_hops(records, received_at=received, masked=True)
     if result.stored:
         systems = Counter(r.system for _, r in placed if r.uid in result.stored)
-        live.publish_on_commit("hops.stored", {"systems": dict(systems)})
+        live.publish_on_commit("hops.stored", {"systems": dict(systems)}, coalesce=True)
         transaction.on_commit(nudge_stitcher)
     seen: set[str] = set()
     for i, r in placed:

@@ -8,6 +8,8 @@ dashboard that misses an event catches up on its next refresh.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -18,6 +20,9 @@ log = logging.getLogger(__name__)
 
 #: The channel-layer group every live dashboard joins.
 GROUP = "observatory.live"
+#: A coalesced topic is published at most once per this many seconds by a process (a
+#: dashboard takes several events in 0.2 s as one refresh anyway).
+COALESCE_S = 0.2
 
 
 def publish(topic: str, payload: dict[str, Any]) -> None:
@@ -33,6 +38,52 @@ def publish(topic: str, payload: dict[str, Any]) -> None:
         log.warning("live publish of %s failed", topic, exc_info=True)
 
 
-def publish_on_commit(topic: str, payload: dict[str, Any]) -> None:
-    """Publish once the surrounding transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: publish(topic, payload))
+def publish_on_commit(topic: str, payload: dict[str, Any], *, coalesce: bool = False) -> None:
+    """Publish once the surrounding transaction commits (at once outside one).
+
+    ``coalesce`` is for a topic that may come many times a second (every ingest request):
+    a process then publishes it at most once per :data:`COALESCE_S`. One that comes sooner
+    is held and sent when that time is up, with the latest payload of those held (a
+    dashboard reads an event as "something changed", not as a count).
+    """
+    if coalesce:
+        transaction.on_commit(lambda: _coalesced.publish(topic, payload))
+    else:
+        transaction.on_commit(lambda: publish(topic, payload))
+
+
+class _Coalescer:
+    """Publishes each topic at most once per :data:`COALESCE_S` in this process: at once
+    when the last one is that old, else once when it is (a timer thread), so the last
+    change of a burst is never left unpublished."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sent: dict[str, float] = {}
+        #: topic -> the payload held for the timer that is on its way
+        self.held: dict[str, dict[str, Any]] = {}
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        t = time.monotonic()
+        with self.lock:
+            if topic in self.held:  # a timer is on its way: it sends this payload
+                self.held[topic] = payload
+                return
+            wait = self.sent.get(topic, -COALESCE_S) + COALESCE_S - t
+            if wait > 0:
+                self.held[topic] = payload
+                timer = threading.Timer(wait, self.flush, (topic,))
+                timer.daemon = True
+                timer.start()
+                return
+            self.sent[topic] = t
+        publish(topic, payload)
+
+    def flush(self, topic: str) -> None:
+        with self.lock:
+            payload = self.held.pop(topic)
+            self.sent[topic] = time.monotonic()
+        publish(topic, payload)
+
+
+_coalesced = _Coalescer()
