@@ -7,12 +7,14 @@ dashboard that misses an event catches up on its next refresh.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import threading
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -25,17 +27,34 @@ GROUP = "observatory.live"
 COALESCE_S = 0.2
 
 
-def publish(topic: str, payload: dict[str, Any]) -> None:
-    """Send ``payload`` to every open dashboard now (call only outside a transaction)."""
+def publish(
+    topic: str, payload: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None
+) -> None:
+    """Send ``payload`` to every open dashboard now (call only outside a transaction).
+
+    ``loop``: the ASGI server's event loop, to send on from another thread (the in-memory
+    layer's queues belong to that loop); by default the caller's (asgiref's rules).
+    """
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "live.event", "topic": topic, "payload": payload}
     try:
-        async_to_sync(layer.group_send)(
-            GROUP, {"type": "live.event", "topic": topic, "payload": payload}
-        )
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), loop).result(5)
+        else:
+            async_to_sync(layer.group_send)(GROUP, message)
     except Exception:  # a full or unreachable layer must not fail the write that called us
         log.warning("live publish of %s failed", topic, exc_info=True)
+
+
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    """The ASGI server's event loop when this thread runs a sync view for it (asgiref
+    records it for the thread), else None (WSGI, Celery, a command)."""
+    local = SyncToAsync.threadlocal
+    if getattr(local, "main_event_loop_pid", None) != os.getpid():
+        return None
+    return getattr(local, "main_event_loop", None)
 
 
 def publish_on_commit(topic: str, payload: dict[str, Any], *, coalesce: bool = False) -> None:
@@ -54,24 +73,25 @@ def publish_on_commit(topic: str, payload: dict[str, Any], *, coalesce: bool = F
 
 class _Coalescer:
     """Publishes each topic at most once per :data:`COALESCE_S` in this process: at once
-    when the last one is that old, else once when it is (a timer thread), so the last
-    change of a burst is never left unpublished."""
+    when the last one is that old, else once when it is (a timer thread, which sends on
+    the ASGI server's loop where the held publish came from one), so the last change of
+    a burst is never left unpublished."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.sent: dict[str, float] = {}
-        #: topic -> the payload held for the timer that is on its way
-        self.held: dict[str, dict[str, Any]] = {}
+        #: topic -> the payload held for the timer that is on its way, and its loop
+        self.held: dict[str, tuple[dict[str, Any], asyncio.AbstractEventLoop | None]] = {}
 
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
         t = time.monotonic()
         with self.lock:
             if topic in self.held:  # a timer is on its way: it sends this payload
-                self.held[topic] = payload
+                self.held[topic] = (payload, _server_loop())
                 return
             wait = self.sent.get(topic, -COALESCE_S) + COALESCE_S - t
             if wait > 0:
-                self.held[topic] = payload
+                self.held[topic] = (payload, _server_loop())
                 timer = threading.Timer(wait, self.flush, (topic,))
                 timer.daemon = True
                 timer.start()
@@ -81,9 +101,9 @@ class _Coalescer:
 
     def flush(self, topic: str) -> None:
         with self.lock:
-            payload = self.held.pop(topic)
+            payload, loop = self.held.pop(topic)
             self.sent[topic] = time.monotonic()
-        publish(topic, payload)
+        publish(topic, payload, loop)
 
 
 _coalesced = _Coalescer()

@@ -74,3 +74,33 @@ def test_other_topics_are_each_published(channel: str) -> None:
         live.publish_on_commit("alerts", {"n": n})
     got = received(channel, 0.5)
     assert [m["payload"] for _, m in got] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_under_an_asgi_loop_the_held_publish_is_sent_on_that_loop(channel: str) -> None:
+    # An ASGI server runs a sync view in a thread of its own (sync_to_async) and the
+    # dashboards' channels wait on the server's loop: the timer's publish must reach them
+    # there, whatever the layer (the in-memory one's queues belong to that loop).
+    from asgiref.sync import sync_to_async
+
+    layer = get_channel_layer()
+
+    async def server() -> tuple[list[dict[str, Any]], float]:
+        def view(n: int) -> None:  # a request's after-commit publish
+            live.publish_on_commit("hops.stored", {"n": n}, coalesce=True)
+
+        began = time.monotonic()
+        for n in range(3):
+            await sync_to_async(view, thread_sensitive=False)(n)
+        got = []
+        for _ in range(2):
+            got.append(await asyncio.wait_for(layer.receive(channel), timeout=3))
+        took = time.monotonic() - began
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(channel), timeout=live.COALESCE_S * 2)
+        return got, took
+
+    got, took = asyncio.run(server())
+    assert [m["payload"] for m in got] == [{"n": 0}, {"n": 2}]
+    # sent from the timer's own loop, the loop here would not wake for it until the wait's
+    # timeout
+    assert took < 1.0
