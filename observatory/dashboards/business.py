@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from observatory.dashboards.executive_charts import period_start
-from observatory.kpis import registry
+from observatory.kpis import compute, registry
 from observatory.kpis.queries.cancellations import cancellation_success
 from observatory.kpis.queries.exceptions import value_at_risk
 from observatory.kpis.queries.inventory import inventory_drift
@@ -23,6 +23,7 @@ from observatory.kpis.queries.shipments import reroute_rate
 
 if TYPE_CHECKING:
     from observatory.dashboards.executive import Filters
+    from observatory.dashboards.slo import Totals
 
 #: the business KPIs shown, in order
 KPIS = (
@@ -79,11 +80,18 @@ def _change(now_v: float | None, then_v: float | None) -> float | None:
     return (now_v - then_v) / abs(then_v)
 
 
-def _period(f: Filters, since: datetime, until: datetime, at: datetime) -> dict[str, Any]:
+def _period(
+    f: Filters, since: datetime, until: datetime, at: datetime, totals: Totals | None
+) -> dict[str, Any]:
     ch, st = f.channel or None, f.store or None
     return {
         "value_at_risk": value_at_risk(until, channel=ch, store=st, at=at),
-        "posting_completeness": posting_completeness(since, until, channel=ch, store=st, at=at),
+        # from the page's order totals when it has them: the cards read the same period's
+        "posting_completeness": (
+            compute.posting_figures(totals(since, until, ch, st).posting, at)
+            if totals is not None
+            else posting_completeness(since, until, channel=ch, store=st, at=at)
+        ),
         "cancellation_success": cancellation_success(since, until, channel=ch, store=st),
         "refund_reconciliation": refund_reconciliation(since, until, channel=ch, store=st, at=at),
         "reroute_rate": reroute_rate(since, until, channel=ch, store=st),
@@ -106,12 +114,13 @@ _NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def outcomes(f: Filters, at: datetime) -> list[Outcome]:
+def outcomes(f: Filters, at: datetime, totals: Totals | None = None) -> list[Outcome]:
     """The business KPIs of the period, each against the period before (one small
-    indexed statement per KPI and period)."""
+    indexed statement per KPI and period; posting completeness from ``totals``, the
+    page's remembered order totals, when given)."""
     since = period_start(f, at)
     prev = since - (at - since)
-    now_v, then_v = _period(f, since, at, at), _period(f, prev, since, at)
+    now_v, then_v = _period(f, since, at, at, totals), _period(f, prev, since, at, totals)
     out = []
     for key in KPIS:
         kpi = registry.get(key)

@@ -372,7 +372,7 @@ def page(request: HttpRequest) -> HttpResponse:
             "slo_target": SLO_TARGET,
             "slo_budget": 1 - SLO_TARGET,
             "service_levels": service_levels(f, at, totals),
-            "outcomes": business.outcomes(f, at),
+            "outcomes": business.outcomes(f, at, totals),
         },
     )
 
@@ -386,7 +386,11 @@ def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
     if chart == "summary":
         # numbers only, their unit in a column of its own (count, s, ratio): a spreadsheet
         # reads them as numbers, where "1,928" and "14 min" were text
-        shown: list[Card | business.Outcome] = [*cards(f, at), *business.outcomes(f, at)]
+        totals = order_totals(at)
+        shown: list[Card | business.Outcome] = [
+            *cards(f, at, totals),
+            *business.outcomes(f, at, totals),
+        ]
         rows = [
             {
                 "kpi": c.key,

@@ -221,3 +221,26 @@ def test_business_outcomes_show_with_their_definitions_and_in_the_csv(
     assert summary["reroute_rate"]["unit"] == "ratio"
     assert summary["posting_completeness"]["unit"] == "ratio"
     assert set(keys) <= set(summary)
+
+
+def test_posting_completeness_from_the_pages_order_totals_is_the_kpis_own(
+    filled: datetime,
+) -> None:
+    # The page reads posting completeness from the order totals its cards read; the
+    # figures must be those of the KPI's own query, for the period and the one before.
+    from observatory.dashboards import business, executive
+    from observatory.lib.clock import now
+
+    at = now()
+    for params in ({}, {"window": "7", "channel": "web"}):
+        f = executive.Filters.from_params(params)
+        shared = business.outcomes(f, at, executive.order_totals(at))
+        alone = business.outcomes(f, at)
+        [posting] = [o for o in shared if o.key == "posting_completeness"]
+        [own] = [o for o in alone if o.key == "posting_completeness"]
+        assert (posting.raw, posting.raw_previous, posting.note) == (
+            own.raw,
+            own.raw_previous,
+            own.note,
+        )
+        assert posting.note == "1 of 1 orders; posted USD 599"  # the seeded web order
