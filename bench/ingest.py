@@ -19,6 +19,9 @@ migrates it, starts the server on a free loopback port, and then, ``--repeat`` t
    are; empty, which made no difference to the COPY's cost when tried), one transaction
    per request as the server commits, and only that is timed.
 
+Every round starts from empty tables on both sides: the tables a request writes are
+emptied before its end to end (the clones are made anew before its bare COPY).
+
 It prints both rates in spans/s and their ratio. The server's extra work per request is
 what the ratio shows: HTTP, authentication, decoding, masking, row building, the receipt
 savepoint, taking ids. Run it on an otherwise idle machine, or compare ratios within a run.
@@ -305,6 +308,20 @@ def copy_writer(
     q.put((spans, begun, ended, client_cpu, db_cpu))
 
 
+def empty_tables(db_url: str) -> None:
+    """Empty the tables a request writes (and what refers to them), so that every round's
+    end to end starts from empty tables as its bare COPY does: a round then does not pay
+    for the millions of rows the rounds before it left (their indexes grow past the
+    database's buffers, and its CPU a span with them)."""
+    import django
+    import psycopg
+
+    django.setup()
+    with psycopg.connect(db_url.replace("postgres://", "postgresql://", 1), autocommit=True) as c:
+        names = ", ".join(t.name for t in _tables())
+        c.execute(f"TRUNCATE {names} CASCADE")
+
+
 def make_clones(db_url: str) -> None:
     import django
     import psycopg
@@ -475,6 +492,7 @@ def main() -> None:
     rates: list[tuple[float, float]] = []
     try:
         for round_ in range(1, args.repeat + 1):
+            empty_tables(db_url)
             e2e = end_to_end(server, db_url, port, token, template, placeholder, args)
             copied = bare_copy(
                 db_url, template, placeholder,

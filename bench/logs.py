@@ -13,7 +13,8 @@ processes post the same records as log records to ``/v1/logs`` for as long. A sp
 log record carry the same attributes (four business keys, the system, the platform status,
 the channel, a status code), the same resource and times; the log record's body is a short
 line and its severity INFO. Every request is new (a fresh trace id, which the log records
-carry too, so their delivery identities are new as well).
+carry too, so their delivery identities are new as well). Each run starts from empty
+tables (``bench/ingest.py``'s ``empty_tables``).
 
 Prints each round's rates in records/s, and the medians and the median ratio logs/traces.
 ``--decode-only`` times the two decoders alone on the same bodies (no server, no database).
@@ -182,7 +183,7 @@ def main() -> None:
         decode_only(traces, logs, args)
         return
 
-    from ingest import free_port, prepare, start_server
+    from ingest import empty_tables, free_port, prepare, start_server
     from scratch import drop_database
 
     base, db_url, env, token = prepare(args.db, "observatory-bench-logs-")
@@ -198,13 +199,18 @@ def main() -> None:
     cpus: list[tuple[float, float]] = []
     try:
         for round_ in range(1, args.repeat + 1):
-            # every other round logs go first: the tables grow, and a shared machine's load
-            # drifts, which would always weigh on the second of the two
+            # every other round logs go first: a shared machine's load drifts, which would
+            # always weigh on the second of the two; and each run starts from empty tables,
+            # so neither pays for the rows the runs before it left
             if round_ % 2:
+                empty_tables(db_url)
                 t, t_cpu = run(port, token, "/v1/traces", traces, args, pids)
+                empty_tables(db_url)
                 g, g_cpu = run(port, token, "/v1/logs", logs, args, pids)
             else:
+                empty_tables(db_url)
                 g, g_cpu = run(port, token, "/v1/logs", logs, args, pids)
+                empty_tables(db_url)
                 t, t_cpu = run(port, token, "/v1/traces", traces, args, pids)
             pairs.append((t, g))
             cpus.append((t_cpu, g_cpu))
