@@ -17,7 +17,6 @@ from observatory.kpis import compute, registry
 from observatory.kpis.queries.cancellations import cancellation_success
 from observatory.kpis.queries.exceptions import value_at_risk
 from observatory.kpis.queries.inventory import inventory_drift
-from observatory.kpis.queries.posting import posting_completeness
 from observatory.kpis.queries.refunds import refund_reconciliation
 from observatory.kpis.queries.shipments import reroute_rate
 
@@ -81,17 +80,13 @@ def _change(now_v: float | None, then_v: float | None) -> float | None:
 
 
 def _period(
-    f: Filters, since: datetime, until: datetime, at: datetime, totals: Totals | None
+    f: Filters, since: datetime, until: datetime, at: datetime, totals: Totals
 ) -> dict[str, Any]:
     ch, st = f.channel or None, f.store or None
     return {
         "value_at_risk": value_at_risk(until, channel=ch, store=st, at=at),
-        # from the page's order totals when it has them: the cards read the same period's
-        "posting_completeness": (
-            compute.posting_figures(totals(since, until, ch, st).posting, at)
-            if totals is not None
-            else posting_completeness(since, until, channel=ch, store=st, at=at)
-        ),
+        # ``posting_completeness`` from the page's order totals (the cards read them too)
+        "posting_completeness": compute.posting_figures(totals(since, until, ch, st).posting, at),
         "cancellation_success": cancellation_success(since, until, channel=ch, store=st),
         "refund_reconciliation": refund_reconciliation(since, until, channel=ch, store=st, at=at),
         "reroute_rate": reroute_rate(since, until, channel=ch, store=st),
@@ -114,10 +109,10 @@ _NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def outcomes(f: Filters, at: datetime, totals: Totals | None = None) -> list[Outcome]:
+def outcomes(f: Filters, at: datetime, totals: Totals) -> list[Outcome]:
     """The business KPIs of the period, each against the period before (one small
     indexed statement per KPI and period; posting completeness from ``totals``, the
-    page's remembered order totals, when given)."""
+    page's remembered order totals)."""
     since = period_start(f, at)
     prev = since - (at - since)
     now_v, then_v = _period(f, since, at, at, totals), _period(f, prev, since, at, totals)
