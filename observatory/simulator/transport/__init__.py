@@ -27,10 +27,10 @@ Failures are counted in :class:`Stats`, never raised: a simulator that dies on t
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -105,28 +105,11 @@ class Senders:
         the same deadline, so an interrupted run's close takes ``timeout`` at most, not the
         sum of three (one after the other, each given a second at least, it took up to 4 s
         of honcho's 5 s grace under make run: docs/scaling.md, "Stopping")."""
-        errors: list[BaseException] = []
-
-        def close(sender: EventSender | WebhookSender | SpanSender) -> None:
-            try:
-                sender.close(timeout)
-            except BaseException as exc:  # raised below, in the caller's thread
-                errors.append(exc)
-
-        closing = [
-            threading.Thread(target=close, args=(sender,), name=f"sim-close-{name}", daemon=True)
-            for name, sender in (
-                ("events", self.events),
-                ("webhooks", self.webhooks),
-                ("spans", self.spans),
-            )
-        ]
-        for thread in closing:
-            thread.start()
-        for thread in closing:
-            thread.join()
-        if errors:
-            raise errors[0]
+        senders = (self.events, self.webhooks, self.spans)
+        with ThreadPoolExecutor(len(senders), thread_name_prefix="sim-close") as pool:
+            closing = [pool.submit(sender.close, timeout) for sender in senders]
+        for done in closing:
+            done.result()  # a close that failed raises here, in the caller's thread
 
 
 def wait_for_server(
