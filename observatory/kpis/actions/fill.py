@@ -51,8 +51,9 @@ def do_fill_rollups(
 
     ``full`` requeues every hour. ``max_chunks`` bounds the work of one call (the rest
     stays queued); each chunk takes as many hours as fit in ``PIPELINE_CHUNK_S``
-    (``lib.pace``), and none starts once the worker's shutdown has (``lib.shutdown``). ``at`` is "now" for retention and the backlog gauge (default: the
-    clock); change detection always runs on the wall clock, as the stitcher stamps.
+    (``lib.pace``), and none starts once the worker's shutdown has (``lib.shutdown``).
+    ``at`` is "now" for retention and the backlog gauge (default: the clock); change
+    detection always runs on the wall clock, as the stitcher stamps.
     """
     result = FillResult(full=full)
     with transaction.atomic():
