@@ -113,9 +113,9 @@ def make_bodies(records: int) -> tuple[bytes, bytes]:
 
 def run(
     port: int, token: str, path: str, body: bytes, args: argparse.Namespace, pids: Any
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """One timed round on ``path``: records stored per second (all clients), and the CPU
-    time the server's workers and the database spent per record, in µs."""
+    time the server's workers and the database each spent per record, in µs."""
     from ingest import WARMUP, backends, children, client, cpu_seconds, spent
 
     workers = children(pids.server)
@@ -134,12 +134,11 @@ def run(
     if failures:
         print(f"  {path}: {failures} requests failed", flush=True)
     elapsed = max(r[3] for r in results) - min(r[2] for r in results)
-    cpu = spent(before[0], cpu_seconds(workers)) + spent(
-        before[1], cpu_seconds(backends(pids.db_url))
-    )
+    server_cpu = spent(before[0], cpu_seconds(workers))
+    db_cpu = spent(before[1], cpu_seconds(backends(pids.db_url)))
     ok = sum(len(r[0]) for r in results)  # (ingest.client reports each one's latency)
     served = (ok + failures + WARMUP * args.clients) * args.records
-    return ok * args.records / elapsed, cpu / served * 1e6
+    return ok * args.records / elapsed, server_cpu / served * 1e6, db_cpu / served * 1e6
 
 
 def decode_only(traces: bytes, logs: bytes, args: argparse.Namespace) -> None:
@@ -197,6 +196,7 @@ def main() -> None:
     pids = argparse.Namespace(server=server.pid, db_url=db_url)
     pairs: list[tuple[float, float]] = []
     cpus: list[tuple[float, float]] = []
+    splits: list[tuple[float, float, float, float]] = []
     try:
         for round_ in range(1, args.repeat + 1):
             # every other round logs go first: a shared machine's load drifts, which would
@@ -204,19 +204,22 @@ def main() -> None:
             # so neither pays for the rows the runs before it left
             if round_ % 2:
                 empty_tables(db_url)
-                t, t_cpu = run(port, token, "/v1/traces", traces, args, pids)
+                t, t_server, t_db = run(port, token, "/v1/traces", traces, args, pids)
                 empty_tables(db_url)
-                g, g_cpu = run(port, token, "/v1/logs", logs, args, pids)
+                g, g_server, g_db = run(port, token, "/v1/logs", logs, args, pids)
             else:
                 empty_tables(db_url)
-                g, g_cpu = run(port, token, "/v1/logs", logs, args, pids)
+                g, g_server, g_db = run(port, token, "/v1/logs", logs, args, pids)
                 empty_tables(db_url)
-                t, t_cpu = run(port, token, "/v1/traces", traces, args, pids)
+                t, t_server, t_db = run(port, token, "/v1/traces", traces, args, pids)
             pairs.append((t, g))
-            cpus.append((t_cpu, g_cpu))
+            cpus.append((t_server + t_db, g_server + g_db))
+            splits.append((t_server, t_db, g_server, g_db))
             print(
-                f"round {round_}: /v1/traces {t:,.0f} spans/s ({t_cpu:.0f} µs CPU a span), "
-                f"/v1/logs {g:,.0f} records/s ({g_cpu:.0f} µs CPU a record); ratio {g / t:.0%}",
+                f"round {round_}: /v1/traces {t:,.0f} spans/s ({t_server + t_db:.0f} µs CPU a "
+                f"span: server {t_server:.0f}, database {t_db:.0f}), /v1/logs {g:,.0f} "
+                f"records/s ({g_server + g_db:.0f} µs CPU a record: server {g_server:.0f}, "
+                f"database {g_db:.0f}); ratio {g / t:.0%}",
                 flush=True,
             )
     finally:
@@ -237,6 +240,11 @@ def main() -> None:
         f"{statistics.median(g for _, g in cpus):.0f} µs; logs' rate by CPU "
         f"{statistics.median(cpu_ratios):.0%} of traces' "
         f"(min {min(cpu_ratios):.0%}, max {max(cpu_ratios):.0%})"
+    )
+    t_server, t_db, g_server, g_db = (statistics.median(s[i] for s in splits) for i in range(4))
+    print(
+        f"  of which server / database: /v1/traces {t_server:.0f} / {t_db:.0f} µs, "
+        f"/v1/logs {g_server:.0f} / {g_db:.0f} µs"
     )
 
 
