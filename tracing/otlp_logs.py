@@ -2,8 +2,8 @@
 
 A log record that carries business keys (``retail.key.*`` on the record, its scope or its
 resource, or an attribute named by the key rules) is one hop, read exactly as a span is:
-``tracing.otlp._hop`` builds it, from the same attributes, so the two signals cannot drift
-apart. What a span says with its fields a log record says with its own:
+``tracing.otlp_common.hop_record`` builds it, from the same attributes, so the two signals
+cannot drift apart. What a span says with its fields a log record says with its own:
 
 * the outcome: ``severity_number`` ERROR (17) or above is an error (when the number is
   unspecified, a ``severity_text`` such as ``ERROR`` or ``FATAL``);
@@ -36,25 +36,25 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 
 from tracing import conventions, limits
 from tracing.keys import DEFAULT_RULES, KeyRules
-from tracing.otlp import (
-    _NONE,
+from tracing.otlp_common import (
+    NO_ITEMS,
     STATUS_CODE_ERROR,
-    _count_truncated,
-    _hop,
-    _j_attrs,
-    _j_enum,
-    _j_str,
-    _j_uint64,
-    _pb_attrs,
-    _pb_split,
-    _pb_value,
-    _Resource,
-    _resource,
-    _scope_name,
-    _scoped,
-    _split,
-    _text,
+    Resource,
+    as_text,
+    count_truncated,
+    hop_record,
+    j_attrs,
+    j_enum,
+    j_str,
+    j_uint64,
     json_items,
+    pb_attrs,
+    pb_split,
+    pb_value,
+    read_resource,
+    scope_name,
+    scoped,
+    split_attrs,
 )
 from tracing.records import DecodeError, DecodeResult, Rejection
 
@@ -88,7 +88,7 @@ _SEVERITIES = {
 }
 
 
-def _resource_id(res: _Resource) -> bytes:
+def _resource_id(res: Resource) -> bytes:
     """What the digest of each record of ``res`` starts from (the resource's attributes)."""
     return _sha256(orjson.dumps(res.attrs, option=orjson.OPT_SORT_KEYS, default=str)).digest()[:16]
 
@@ -98,7 +98,7 @@ def _body_text(body: Any) -> str:
         return body.strip()
     if isinstance(body, dict | list):
         return orjson.dumps(body, default=str).decode()
-    return _text(body)
+    return as_text(body)
 
 
 def _is_error(severity_number: int, severity_text: str) -> bool:
@@ -107,7 +107,7 @@ def _is_error(severity_number: int, severity_text: str) -> bool:
     return severity_text.strip().upper() in ERROR_TEXTS
 
 
-def _keyless(res: _Resource, free: dict[str, Any], hop: dict[str, Any], rules: KeyRules) -> bool:
+def _keyless(res: Resource, free: dict[str, Any], hop: dict[str, Any], rules: KeyRules) -> bool:
     """True when no layer can give the record a key: it is dropped without building a hop."""
     if res.keys or res.key_error:
         return False
@@ -117,10 +117,10 @@ def _keyless(res: _Resource, free: dict[str, Any], hop: dict[str, Any], rules: K
     return True
 
 
-def _system_of(res: _Resource, hop: dict[str, Any]) -> str:
+def _system_of(res: Resource, hop: dict[str, Any]) -> str:
     """The system a dropped record is counted under (``unknown`` for no system name)."""
     value = hop.get(_SYSTEM)
-    system = (_text(value).lower() if value is not None else "") or res.system
+    system = (as_text(value).lower() if value is not None else "") or res.system
     return system if _SYSTEM_RE.fullmatch(system) else "unknown"
 
 
@@ -144,7 +144,7 @@ class _Reader:
 
     def record(
         self,
-        res: _Resource,
+        res: Resource,
         res_id: bytes,
         scope: str,
         trace_hex: str,
@@ -167,7 +167,7 @@ class _Reader:
         at = time_ns or observed_ns
         name = event_name or free.get(EVENT_NAME) or scope or DEFAULT_OPERATION
         if type(name) is not str:
-            name = _text(name) or DEFAULT_OPERATION
+            name = as_text(name) or DEFAULT_OPERATION
         if len(name) > limits.OPERATION:  # the column's size: cut, as any free text
             name = limits.fit(name, limits.OPERATION)
         # The identity: everything the record says, in a form both encodings give alike
@@ -185,7 +185,7 @@ class _Reader:
         # less than MD5 or BLAKE2 here (docs/performance.md).
         uid = f"log:{trace_hex}:{at:x}:{_sha256(res_id + text).hexdigest()[:32]}"
         try:
-            record = _hop(
+            record = hop_record(
                 res,
                 scope,
                 trace_hex,
@@ -194,7 +194,7 @@ class _Reader:
                 name,
                 0,  # span kind
                 at,
-                at,
+                0,  # no end time: the hop ends as it starts (one datetime, not two alike)
                 STATUS_CODE_ERROR
                 if severity_number >= SEVERITY_ERROR
                 or (not severity_number and _is_error(0, severity_text))
@@ -203,8 +203,8 @@ class _Reader:
                 free,
                 hop,
                 key_attrs,
-                _NONE,
-                _NONE,
+                NO_ITEMS,
+                NO_ITEMS,
                 self.rules,
                 self.received_at,
                 uid,
@@ -256,11 +256,11 @@ def decode_protobuf(
         raise DecodeError(f"body is not an OTLP ExportLogsServiceRequest: {exc}") from None
     reader = _Reader(rules, received_at)
     for resource_logs in request.resource_logs:
-        attrs = _pb_attrs(resource_logs.resource.attributes)
-        base = _resource(attrs, rules)
+        attrs = pb_attrs(resource_logs.resource.attributes)
+        base = read_resource(attrs, rules)
         for scope_logs in resource_logs.scope_logs:
-            scope = _scope_name(scope_logs.scope.name)
-            res = _scoped(base, attrs, _pb_attrs(scope_logs.scope.attributes), rules)
+            scope = scope_name(scope_logs.scope.name)
+            res = scoped(base, attrs, pb_attrs(scope_logs.scope.attributes), rules)
             res_id = _resource_id(res)
             for log in scope_logs.log_records:
                 reader.index += 1
@@ -282,11 +282,11 @@ def decode_protobuf(
                     log.severity_number,
                     log.severity_text,
                     # a string body answers without the WhichOneof call (as attributes do)
-                    value.string_value or _pb_value(value),
-                    _pb_split(log.attributes),
+                    value.string_value or pb_value(value),
+                    pb_split(log.attributes),
                 )
     result = reader.result
-    result.truncated = _count_truncated(result.records)
+    result.truncated = count_truncated(result.records)
     return result
 
 
@@ -307,7 +307,7 @@ def _j_log_id(value: Any, size: int, what: str) -> str:
     raise ValueError(f"{what} must be {2 * size} hex characters ({size} bytes) or empty")
 
 
-def _j_record(reader: _Reader, log: Any, res: _Resource, res_id: bytes, scope: str) -> None:
+def _j_record(reader: _Reader, log: Any, res: Resource, res_id: bytes, scope: str) -> None:
     if not isinstance(log, dict):
         raise ValueError("log record must be an object")
     body = log.get("body")
@@ -317,13 +317,13 @@ def _j_record(reader: _Reader, log: Any, res: _Resource, res_id: bytes, scope: s
         scope,
         _j_log_id(log.get("traceId"), 16, "traceId"),
         _j_log_id(log.get("spanId"), 8, "spanId"),
-        _j_str(log.get("eventName"), "eventName"),
-        _j_uint64(log.get("timeUnixNano"), "timeUnixNano"),
-        _j_uint64(log.get("observedTimeUnixNano"), "observedTimeUnixNano"),
-        _j_enum(log.get("severityNumber"), _SEVERITIES, "severityNumber"),
-        _j_str(log.get("severityText"), "severityText"),
-        None if body is None else _j_attrs([{"key": "body", "value": body}])["body"],
-        _split(_j_attrs(log.get("attributes"))),
+        j_str(log.get("eventName"), "eventName"),
+        j_uint64(log.get("timeUnixNano"), "timeUnixNano"),
+        j_uint64(log.get("observedTimeUnixNano"), "observedTimeUnixNano"),
+        j_enum(log.get("severityNumber"), _SEVERITIES, "severityNumber"),
+        j_str(log.get("severityText"), "severityText"),
+        None if body is None else j_attrs([{"key": "body", "value": body}])["body"],
+        split_attrs(j_attrs(log.get("attributes"))),
     )
 
 
@@ -337,7 +337,7 @@ def decode_json(
     is wrong; a record that is malformed in itself is refused alone.
     """
     reader = _Reader(rules, received_at)
-    seen: _Resource | None = None
+    seen: Resource | None = None
     res_id = b""
     for scope, res, log in json_items(
         body, "ExportLogsServiceRequest", "Logs", "logRecords", rules
@@ -350,7 +350,7 @@ def decode_json(
         except (ValueError, TypeError, AttributeError, RecursionError) as exc:
             reader.reject(str(exc))
     result = reader.result
-    result.truncated = _count_truncated(result.records)
+    result.truncated = count_truncated(result.records)
     return result
 
 

@@ -26,7 +26,7 @@ SYSTEMS = ("shopify", "middleware", "erp")
 
 
 def uid(span: ReadableSpan) -> str:
-    """The hop store's delivery identity of an OTLP span (tracing/otlp.py)."""
+    """The hop store's delivery identity of an OTLP span (tracing/otlp_common.py)."""
     ctx = span.get_span_context()
     assert ctx is not None
     return f"otlp:{ctx.trace_id:032x}:{ctx.span_id:016x}"

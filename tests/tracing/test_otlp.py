@@ -434,7 +434,8 @@ def test_nanoseconds_are_truncated_to_microseconds() -> None:
 
 
 def test_hop_record_field_order_is_what_the_decoder_passes() -> None:
-    # otlp._hop builds HopRecord positionally for speed: a reordered records.py must fail here.
+    # otlp_common.hop_record builds HopRecord positionally for speed: a reordered
+    # records.py must fail here.
     assert [f.name for f in dataclasses.fields(HopRecord)] == [
         "uid", "via", "system", "operation", "start_time", "end_time", "outcome",
         "status_message", "trace_id", "span_id", "parent_span_id", "retry_attempt", "replay",
