@@ -17,12 +17,13 @@ Status events, for code without a tracer (batch jobs, ERP callbacks)
     :class:`EventEmitter` buffers CloudEvents 1.0 and posts them in batches to
     ``POST {url}/api/v1/events`` with retries and idempotent, deterministic ids.
 
-Baggage gotcha (formats.md 4.4): Python's ``W3CBaggagePropagator`` encodes a space as ``+``
-while the W3C grammar (and Java, Go, .NET, JS) reads ``+`` literally, so a key value with a
-space reaches a non-Python consumer altered. :func:`inject` rewrites that ``+`` as ``%20``
-(which every decoder, Python's too, reads as a space), but headers written by other code
-(HTTP auto-instrumentation calling ``propagate.inject``) still carry ``+``: keep key values
-free of spaces. ``#``, ``=``, ``/`` and non-ASCII are percent-encoded and survive intact.
+Baggage gotcha (docs/instrumenting.md, "Keys travel in baggage"): Python's
+``W3CBaggagePropagator`` encodes a space as ``+`` while the W3C grammar (and Java, Go, .NET,
+JS) reads ``+`` literally, so a key value with a space reaches a non-Python consumer altered.
+:func:`inject` rewrites that ``+`` as ``%20`` (which every decoder, Python's too, reads as a
+space), but headers written by other code (HTTP auto-instrumentation calling
+``propagate.inject``) still carry ``+``: keep key values free of spaces. ``#``, ``=``, ``/``
+and non-ASCII are percent-encoded and survive intact.
 """
 
 from __future__ import annotations

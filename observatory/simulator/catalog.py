@@ -144,8 +144,8 @@ CARRIERS: Final = (
     Carrier("USPS", 2, "easypost", "https://tools.usps.com/go/TrackConfirmAction?tLabels={}"),
 )
 
-#: Carrier tracking vocabularies (formats.md section 2): label, first scan, out for
-#: delivery, delivered, failed attempt.
+#: Carrier tracking vocabularies (docs/stages.md, "Status maps"): label, first scan, out
+#: for delivery, delivered, failed attempt.
 TRACKING_WORDS: Final = {
     "easypost": {
         "label": "pre_transit",
@@ -163,7 +163,7 @@ TRACKING_WORDS: Final = {
     },
 }
 
-#: NetSuite sales-order statuses (formats.md section 3) the ERP reports.
+#: NetSuite sales-order statuses (docs/stages.md, "Status maps") the ERP reports.
 NETSUITE_PENDING_FULFILLMENT: Final = "Pending Fulfillment"
 NETSUITE_BILLED: Final = "Billed"
 NETSUITE_CANCELLED: Final = "Cancelled"
