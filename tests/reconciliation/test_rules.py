@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
-from observatory.reconciliation.models import Result
-from observatory.triage.models import MISMATCH, RESOLVED, UNRESOLVED, Issue
+from observatory.reconciliation.models import Result, Rule
+from observatory.triage.models import MISMATCH, RESOLVED, UNRESOLVED, WITHDRAWN, Issue
 from tests.reconciliation.helpers import (
     DAY0,
     KITS,
@@ -166,16 +166,83 @@ def test_late_data_reopens_only_the_day_it_touches(
     row = one_day(api_client, rule)
     assert (row["missing_in_target"], row["missing_in_source"]) == (0, 0)
     assert row["matched"] == (5 if batch else 4)
-    # their exceptions resolved by themselves; the others stay
+    # their exceptions closed by themselves (withdrawn: the sides' business times were
+    # inside the grace period, only their telemetry was late); the others stay
     assert len(mismatches(rule)) == 2 * gaps - (3 if batch else 2)
     closed = Issue.objects.filter(kind=MISMATCH, state=RESOLVED)
-    assert sorted(closed.values_list("resolution", flat=True)) == sorted(
-        ["the source caught up", "the target caught up"]
-        + (["the batch posting adds up now (or names other transactions)"] if batch else [])
+    assert list(closed.values_list("resolution", flat=True)) == (
+        ["the batch posting adds up now (or names other transactions)"] if batch else []
+    )
+    assert Issue.objects.filter(kind=MISMATCH, state=WITHDRAWN).count() == 2
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_a_side_whose_telemetry_came_late_withdraws_its_exception(
+    rule: str, ingest_client: Client, api_client: Client
+) -> None:
+    """A missing side that arrives after its gap was counted, with a business time inside
+    the grace period, was never missing: only its telemetry was late. Its exception is
+    withdrawn (the exception rate does not count it), as a stuck one is."""
+    kit = KITS[rule]
+    send_cases(ingest_client, kit)
+    run(T0 + kit.grace + 10 * M)
+    subkinds = set(mismatches(rule).values())
+    assert {"missing_in_target", "missing_in_source"} <= subkinds
+    # both sides happened minutes after the other one: their telemetry comes hours late
+    send(
+        ingest_client,
+        *kit.target(NO_TARGET, T0 + 5 * M, "100.00", "USD", ""),
+        *kit.source(NO_SOURCE, T0, "100.00", "USD"),
+    )
+    run(T0 + kit.grace + 2 * H)
+    row = one_day(api_client, rule)
+    assert (row["missing_in_target"], row["missing_in_source"]) == (0, 0)
+    withdrawn = Issue.objects.filter(kind=MISMATCH, state=WITHDRAWN)
+    assert sorted(withdrawn.values_list("detail__subkind", "resolution")) == [
+        ("missing_in_source", f"{_label(kit, 'source')} in time (its telemetry came late)"),
+        ("missing_in_target", f"{_label(kit, 'target')} in time (its telemetry came late)"),
+    ]
+    # the queue no longer shows them; the other gaps stay
+    assert set(mismatches(rule).values()) == subkinds - {"missing_in_target", "missing_in_source"}
+    assert not Issue.objects.filter(kind=MISMATCH, state=RESOLVED).exclude(
+        resolution__startswith="the batch posting"
     )
 
 
+def test_a_side_that_came_after_the_grace_period_resolves_its_exception(
+    ingest_client: Client,
+) -> None:
+    """The same sides, with business times past the grace period: the gaps were real."""
+    kit = KITS["shopify-orders"]
+    send(
+        ingest_client,
+        *kit.source(1, T0, "100.00", "USD"),
+        *kit.target(2, T0, "100.00", "USD", ""),
+    )
+    run(T0 + kit.grace + 10 * M)
+    assert sorted(mismatches("shopify-orders").values()) == [
+        "missing_in_source",
+        "missing_in_target",
+    ]
+    send(
+        ingest_client,
+        *kit.target(1, T0 + kit.grace + 5 * M, "100.00", "USD", ""),
+        *kit.source(2, T0 + kit.grace + 5 * M, "100.00", "USD"),
+    )
+    run(T0 + kit.grace + 2 * H)
+    closed = Issue.objects.filter(kind=MISMATCH).values_list("state", "resolution")
+    assert sorted(closed) == [
+        (RESOLVED, "the source caught up"),
+        (RESOLVED, "the target caught up"),
+    ]
+
+
 H = timedelta(hours=1)
+
+
+def _label(kit: Kit, side: str) -> str:
+    rule = Rule.objects.get(name=kit.rule)
+    return rule.source_label() if side == "source" else rule.target_label()
 
 
 def test_an_order_posted_late_with_another_amount_turns_into_an_amount_mismatch(
@@ -299,4 +366,10 @@ def test_a_fragment_merging_into_its_order_reconciles_it(
     row = one_day(api_client, "shopify-orders")
     assert (row["matched"], row["missing_in_target"], row["missing_in_source"]) == (1, 0, 0)
     assert mismatches("shopify-orders") == {}
-    assert Issue.objects.filter(kind=MISMATCH, state=RESOLVED).count() == 2
+    # posted a minute after its capture: neither gap was real, only the hop linking the
+    # two came late; both exceptions are withdrawn (the fragment's through its order)
+    closed = Issue.objects.filter(kind=MISMATCH).values_list("state", "resolution")
+    assert sorted(closed) == [
+        (WITHDRAWN, "captured by shopify in time (its telemetry came late)"),
+        (WITHDRAWN, "posted by erp in time (its telemetry came late)"),
+    ]

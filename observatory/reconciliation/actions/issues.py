@@ -1,7 +1,9 @@
 """Mismatch exceptions: every counted gap of a rule is one ``mismatch`` exception in
 triage's queue (``detail.subkind`` says which gap), owned by the team of the system
 expected to act; it resolves by itself when the gap closes (the target caught up, the
-amounts agree) or becomes another gap (then that one opens)."""
+amounts agree) or becomes another gap (then that one opens). A missing side that comes
+with a business time before the gap began was never missing, only its telemetry was late:
+its exception is withdrawn, as a ``stuck`` one is (docs/reconciliation.md)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,15 @@ from observatory.reconciliation.models import (
     Rule,
 )
 from observatory.triage import queries as triage_queries
-from observatory.triage.models import MISMATCH, RESOLVED, SYSTEM_ACTOR, UNRESOLVED, Issue
+from observatory.triage.deadlines import final_winners
+from observatory.triage.models import (
+    MISMATCH,
+    RESOLVED,
+    SYSTEM_ACTOR,
+    UNRESOLVED,
+    WITHDRAWN,
+    Issue,
+)
 from tracing.conventions import BATCH_ID
 
 _BATCH = 1000
@@ -41,6 +51,8 @@ CLOSED_BECAUSE = {
     AMOUNT_MISMATCH: "the amounts agree now",
     POSTED_TWICE: "the target holds one document now",
 }
+#: why an exception of a missing side is withdrawn: the side came in time after all
+IN_TIME = "{side} in time (its telemetry came late)"
 WAITING = "waiting again for the other side (a new document: the grace period runs anew)"
 BATCH_CLOSED = "the batch posting adds up now (or names other transactions)"
 GONE = "no longer under this rule (merged into another transaction, or out of its scope)"
@@ -173,13 +185,13 @@ def _sync_items(
     # an exception moved onto the transaction its own was merged into keeps its key
     held_q = Issue.objects.filter(
         kind=MISMATCH, state__in=UNRESOLVED, dedupe_key__startswith=f"{MISMATCH}:{rule.id}:tx:"
-    ).only("id", "dedupe_key", "detail")
+    ).only("id", "dedupe_key", "detail", "opened_at")
     if scope is not None:
         gaps = gaps.filter(scope.where())
         held_q = held_q.filter(scope.where())
     wanted = {dedupe_key(rule.id, i.transaction_id): i for i in gaps}
     held = list(held_q)
-    closing: dict[str, list[int]] = defaultdict(list)
+    closing: dict[tuple[str, str], list[int]] = defaultdict(list)
     kept: set[str] = set()
     gone: list[Issue] = []
     for issue in held:
@@ -188,22 +200,35 @@ def _sync_items(
             gone.append(issue)
         elif now_gap.status == issue.detail.get("subkind"):
             kept.add(issue.dedupe_key)
+        elif _came_in_time(issue, now_gap):
+            closing[WITHDRAWN, _in_time_why(rule, issue)].append(issue.id)
         else:
-            closing[f"now {now_gap.status.replace('_', ' ')}"].append(issue.id)
-    now_ = _statuses(rule, (_tx_of(i) for i in gone))
+            closing[RESOLVED, f"now {now_gap.status.replace('_', ' ')}"].append(issue.id)
+    now_ = _items(rule, (_tx_of(i) for i in gone))
+    # a fragment merged into its order: the order's item says whether the side came in time
+    winners = final_winners({_tx_of(i) for i in gone if _tx_of(i) not in now_})
+    into = _items(rule, {w for t, w in winners.items() if w != t})
     for issue in gone:
-        status = now_.get(_tx_of(issue))
-        if status == MATCHED:
-            closing[CLOSED_BECAUSE.get(issue.detail.get("subkind", ""), GONE)].append(issue.id)
-        elif status is not None:  # a gap again, waited for: the grace period runs anew
-            closing[WAITING].append(issue.id)
-        else:
-            closing[GONE].append(issue.id)
+        item = now_.get(_tx_of(issue))
+        if item is None:
+            merged = into.get(winners.get(_tx_of(issue), 0))
+            if merged is not None and _came_in_time(issue, merged):
+                closing[WITHDRAWN, _in_time_why(rule, issue)].append(issue.id)
+            else:
+                closing[RESOLVED, GONE].append(issue.id)
+        elif item.status == MATCHED:
+            if _came_in_time(issue, item):
+                closing[WITHDRAWN, _in_time_why(rule, issue)].append(issue.id)
+            else:
+                why = CLOSED_BECAUSE.get(issue.detail.get("subkind", ""), GONE)
+                closing[RESOLVED, why].append(issue.id)
+        else:  # a gap again, waited for: the grace period runs anew
+            closing[RESOLVED, WAITING].append(issue.id)
     resolved = 0
-    for why, ids in closing.items():
+    for (state, why), ids in closing.items():
         for i in range(0, len(ids), _BATCH):
             resolved += Issue.objects.filter(id__in=ids[i : i + _BATCH]).update(
-                state=RESOLVED, resolved_at=at, resolved_by=SYSTEM_ACTOR, resolution=why[:255]
+                state=state, resolved_at=at, resolved_by=SYSTEM_ACTOR, resolution=why[:255]
             )
     fresh = [item for key, item in wanted.items() if key not in kept]
     labels = triage_queries.transaction_labels(i.transaction_id for i in fresh)
@@ -235,13 +260,34 @@ def _tx_of(issue: Issue) -> int:
     return int(issue.dedupe_key.rsplit(":", 1)[1])
 
 
-def _statuses(rule: Rule, tx_ids: Iterable[int]) -> dict[int, str]:
-    """tx id -> the status of its item under the rule, for those that have one."""
-    out: dict[int, str] = {}
+def _items(rule: Rule, tx_ids: Iterable[int]) -> dict[int, Item]:
+    """tx id -> its item under the rule (status and side times), for those that have one."""
+    out: dict[int, Item] = {}
     for chunk in chunked(tx_ids):
-        rows = Item.objects.filter(rule=rule, transaction_id__in=chunk)
-        out.update(rows.values_list("transaction_id", "status"))
+        rows = Item.objects.filter(rule=rule, transaction_id__in=chunk).only(
+            "transaction_id", "status", "source_at", "target_last_at"
+        )
+        out.update((i.transaction_id, i) for i in rows)
     return out
+
+
+def _came_in_time(issue: Issue, item: Item) -> bool:
+    """Whether the side a missing-side exception waited for is there now with a business
+    time no later than the gap's start (the exception's opening: the end of the grace
+    period): then the side was never missing, only its telemetry came late."""
+    subkind = issue.detail.get("subkind")
+    if subkind == MISSING_IN_SOURCE:
+        came = item.source_at
+    elif subkind == MISSING_IN_TARGET:
+        came = item.target_last_at  # (fewer target documents: the last one that came)
+    else:
+        return False
+    return came is not None and came <= issue.opened_at
+
+
+def _in_time_why(rule: Rule, issue: Issue) -> str:
+    source = issue.detail.get("subkind") == MISSING_IN_SOURCE
+    return IN_TIME.format(side=rule.source_label() if source else rule.target_label())
 
 
 def _sync_batches(
