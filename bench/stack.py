@@ -4,7 +4,7 @@
         stack.manage("simulate", ...)
 
 ``BENCH_DATABASE_URL`` names a PostgreSQL database to use instead (it must be empty: see
-``scratch.create_database``), ``BENCH_BROKER_URL`` a Redis broker (kombu's filesystem transport can crash the
+``scratch.create_database``; ``Stack(database_url="")`` keeps SQLite), ``BENCH_BROKER_URL`` a Redis broker (kombu's filesystem transport can crash the
 worker when ingest publishes while it reads, celery/kombu#1551). On loopback ports it
 starts the web server (uvicorn, as in ``make run``), the Celery worker with beat (as in the
 Procfile), and a Slack stand-in that records every webhook request; one Slack webhook
@@ -115,7 +115,8 @@ class Stack:
             self.env["CELERY_BROKER_URL"] = broker
         else:
             self.env.pop("CELERY_BROKER_URL", None)
-        database_url = database_url or os.environ.get("BENCH_DATABASE_URL")
+        if database_url is None:  # ("": SQLite, whatever the environment says)
+            database_url = os.environ.get("BENCH_DATABASE_URL")
         if database_url:
             self.env["DATABASE_URL"] = database_url
             # a deployment-like run: the settings want a key of its own

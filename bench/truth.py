@@ -382,7 +382,8 @@ def run_scenario(scenario: str, args: argparse.Namespace, database: str) -> dict
         create_database(server, name)
         db = scratch_url(server, name)
     env = {"PIPELINE_TICK_S": "5"}
-    with Stack(database_url=db, env=env) as stack:
+    # (BENCH_DATABASE_URL names the server of the scratch databases here, not one to use)
+    with Stack(database_url=db or "", env=env) as stack:
         truth_file = stack.tmp / "truth.json"
         started = time.time()
         result = subprocess.run(
