@@ -1,7 +1,7 @@
 """Slack: incoming webhooks, and bot token mode (``chat.postMessage``, then ``chat.update``
 of the same message when the alert is acknowledged, updated or resolved).
 
-Messages are Block Kit within Slack's limits (reference formats 6.1): at most 50 blocks,
+Messages are Block Kit within Slack's limits (api.slack.com/reference/block-kit): at most 50 blocks,
 a header of at most 150 characters of plain text, section texts of at most 3000, at most
 10 fields of 2000, button texts of 75, and a fallback ``text`` always set (it is what
 notifications and old clients show).
