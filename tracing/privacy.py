@@ -112,12 +112,17 @@ DEFAULT_VALUE_PATTERNS: Final = (
 )
 
 #: What a default pattern needs in a string to match at all: a string without it is not
-#: searched (most strings have no "@", no "+", many no digit).
+#: searched (most strings have no "@", no "+", many no digit, many no capitalised word).
 _DIGIT = "0123456789"
+#: the name pattern's need: a capitalised word's first letters ("Ja" of "Jane", "O'B" of
+#: "O'Brien"; its cue words may be in any case, the name may not). The costliest pattern
+#: (1.5 µs on a short line, every line): a lowercase log line now skips it.
+_NAME = "a capitalised word"
+_NAME_START = re.compile(rf"[{_UPPER}](?:[a-zß-öø-ÿ]|['\u2019][{_UPPER}])").search
 _NEEDS: Final = dict(
     zip(
         DEFAULT_VALUE_PATTERNS,
-        ("@", "+", _DIGIT, _DIGIT, _DIGIT, _DIGIT, _DIGIT, ""),
+        ("@", "+", _DIGIT, _DIGIT, _DIGIT, _DIGIT, _DIGIT, _NAME),
         strict=True,
     )
 )
@@ -238,6 +243,9 @@ class MaskPolicy:
                     if digits is None:
                         digits = _HAS_DIGIT(text) is not None
                     if not digits:
+                        continue
+                elif needs is _NAME:
+                    if _NAME_START(text) is None:
                         continue
                 elif needs not in text:
                     continue
