@@ -67,8 +67,10 @@ DEFAULT_SPARE_KEY_PATTERNS: Final = (
 _WORD: Final = r"A-Za-z0-9_"
 _UPPER: Final = r"A-ZÀ-ÖØ-Þ"
 _LETTER: Final = r"A-Za-zÀ-ÖØ-öø-ÿ"
+#: How a capitalised name word starts: "Ja" of "Jane", "O'B" of "O'Brien" (not "ID").
+_NAME_HEAD: Final = rf"[{_UPPER}](?:[a-zß-öø-ÿ]|['\u2019][{_UPPER}])"
 #: A capitalised name word: "Jane", "McDonald", "O'Brien", "Núñez" (not "ID" or "SKU").
-_NAME_WORD: Final = rf"[{_UPPER}](?:[a-zß-öø-ÿ]|['\u2019][{_UPPER}])[{_LETTER}'\u2019\-]*+"
+_NAME_WORD: Final = rf"{_NAME_HEAD}[{_LETTER}'\u2019\-]*+"
 _STREET_SUFFIX: Final = (
     r"street|st|road|rd|avenue|ave|boulevard|blvd|lane|ln|drive|dr|court|ct|place|pl|square"
     r"|sq|terrace|way|parkway|pkwy|highway|hwy|close|crescent|gardens|row|mews|walk|circle"
@@ -114,11 +116,11 @@ DEFAULT_VALUE_PATTERNS: Final = (
 #: What a default pattern needs in a string to match at all: a string without it is not
 #: searched (most strings have no "@", no "+", many no digit, many no capitalised word).
 _DIGIT = "0123456789"
-#: the name pattern's need: a capitalised word's first letters ("Ja" of "Jane", "O'B" of
-#: "O'Brien"; its cue words may be in any case, the name may not). The costliest pattern
-#: (1.5 µs on a short line, every line): a lowercase log line now skips it.
+#: the name pattern's need: the start of a capitalised word (its cue words may be in any
+#: case, the name may not). The costliest pattern (1.5 µs on a short line, every line): a
+#: lowercase log line now skips it.
 _NAME = "a capitalised word"
-_NAME_START = re.compile(rf"[{_UPPER}](?:[a-zß-öø-ÿ]|['\u2019][{_UPPER}])").search
+_NAME_START = re.compile(_NAME_HEAD).search
 _NEEDS: Final = dict(
     zip(
         DEFAULT_VALUE_PATTERNS,
