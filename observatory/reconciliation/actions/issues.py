@@ -200,10 +200,9 @@ def _sync_items(
             gone.append(issue)
         elif now_gap.status == issue.detail.get("subkind"):
             kept.add(issue.dedupe_key)
-        elif _came_in_time(issue, now_gap):
-            closing[WITHDRAWN, _in_time_why(rule, issue)].append(issue.id)
         else:
-            closing[RESOLVED, f"now {now_gap.status.replace('_', ' ')}"].append(issue.id)
+            why = f"now {now_gap.status.replace('_', ' ')}"
+            closing[_closed(rule, issue, now_gap, why)].append(issue.id)
     now_ = _items(rule, (_tx_of(i) for i in gone))
     # a fragment merged into its order: the order's item says whether the side came in time
     winners = final_winners({_tx_of(i) for i in gone if _tx_of(i) not in now_})
@@ -212,16 +211,10 @@ def _sync_items(
         item = now_.get(_tx_of(issue))
         if item is None:
             merged = into.get(winners.get(_tx_of(issue), 0))
-            if merged is not None and _came_in_time(issue, merged):
-                closing[WITHDRAWN, _in_time_why(rule, issue)].append(issue.id)
-            else:
-                closing[RESOLVED, GONE].append(issue.id)
+            closing[_closed(rule, issue, merged, GONE)].append(issue.id)
         elif item.status == MATCHED:
-            if _came_in_time(issue, item):
-                closing[WITHDRAWN, _in_time_why(rule, issue)].append(issue.id)
-            else:
-                why = CLOSED_BECAUSE.get(issue.detail.get("subkind", ""), GONE)
-                closing[RESOLVED, why].append(issue.id)
+            why = CLOSED_BECAUSE.get(issue.detail.get("subkind", ""), GONE)
+            closing[_closed(rule, issue, item, why)].append(issue.id)
         else:  # a gap again, waited for: the grace period runs anew
             closing[RESOLVED, WAITING].append(issue.id)
     resolved = 0
@@ -271,23 +264,21 @@ def _items(rule: Rule, tx_ids: Iterable[int]) -> dict[int, Item]:
     return out
 
 
-def _came_in_time(issue: Issue, item: Item) -> bool:
-    """Whether the side a missing-side exception waited for is there now with a business
+def _closed(rule: Rule, issue: Issue, item: Item | None, why: str) -> tuple[str, str]:
+    """(state, reason) of an exception whose gap is gone or changed, ``item`` its
+    transaction's item now: withdrawn when the side it waited for is there with a business
     time no later than the gap's start (the exception's opening: the end of the grace
-    period): then the side was never missing, only its telemetry came late."""
+    period), since the side was never missing, only its telemetry came late; else resolved,
+    for ``why``."""
     subkind = issue.detail.get("subkind")
-    if subkind == MISSING_IN_SOURCE:
-        came = item.source_at
-    elif subkind == MISSING_IN_TARGET:
-        came = item.target_last_at  # (fewer target documents: the last one that came)
-    else:
-        return False
-    return came is not None and came <= issue.opened_at
-
-
-def _in_time_why(rule: Rule, issue: Issue) -> str:
-    source = issue.detail.get("subkind") == MISSING_IN_SOURCE
-    return IN_TIME.format(side=rule.source_label() if source else rule.target_label())
+    if item is not None and subkind in (MISSING_IN_SOURCE, MISSING_IN_TARGET):
+        source = subkind == MISSING_IN_SOURCE
+        # (fewer target documents than source ones: the last target document to come)
+        came = item.source_at if source else item.target_last_at
+        if came is not None and came <= issue.opened_at:
+            side = rule.source_label() if source else rule.target_label()
+            return WITHDRAWN, IN_TIME.format(side=side)
+    return RESOLVED, why
 
 
 def _sync_batches(
