@@ -4,8 +4,9 @@
         stack.manage("simulate", ...)
 
 ``BENCH_DATABASE_URL`` names a PostgreSQL database to use instead (it must be empty: see
-``scratch.create_database``; ``Stack(database_url="")`` keeps SQLite), ``BENCH_BROKER_URL`` a Redis broker (kombu's filesystem transport can crash the
-worker when ingest publishes while it reads, celery/kombu#1551). On loopback ports it
+``scratch.create_database``; ``Stack(database_url="")`` keeps SQLite), ``BENCH_BROKER_URL``
+a Redis broker (kombu's filesystem transport can crash the worker when ingest publishes
+while it reads, celery/kombu#1551). On loopback ports it
 starts the web server (uvicorn, as in ``make run``), the Celery worker with beat (as in the
 Procfile), and a Slack stand-in that records every webhook request; one Slack webhook
 channel points at it (ALERTS_ALLOW_PRIVATE_URLS=1), so every alert the shipped rules send

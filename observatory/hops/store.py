@@ -11,10 +11,10 @@ index is the check. On PostgreSQL one statement takes the ids, inserts the recei
 tries it without ``ON CONFLICT`` and, if a uid was stored, starts again with it
 (``hops.actions.do_store_hops``). On SQLite the receipts go in inside a savepoint, and if
 any uid is stored, the savepoint is rolled back and they go in through ``INSERT ... ON
-CONFLICT (uid) DO NOTHING RETURNING``. A hop stored before (a re-sent batch, a day or a month later: receipts are
-one table across the hop table's day partitions) or by a concurrent request is skipped:
-only the hops whose receipt went in are written, and the ids of the others are looked
-up. ``lib.bulk`` is where the two databases differ.
+CONFLICT (uid) DO NOTHING RETURNING``. A hop stored before (a re-sent batch, a day or a
+month later: receipts are one table across the hop table's day partitions) or by a
+concurrent request is skipped: only the hops whose receipt went in are written, and the
+ids of the others are looked up. ``lib.bulk`` is where the two databases differ.
 
 Callers own the transaction (``hops.actions.do_store_hops``).
 """

@@ -1,10 +1,10 @@
 """Slack: incoming webhooks, and bot token mode (``chat.postMessage``, then ``chat.update``
 of the same message when the alert is acknowledged, updated or resolved).
 
-Messages are Block Kit within Slack's limits (api.slack.com/reference/block-kit): at most 50 blocks,
-a header of at most 150 characters of plain text, section texts of at most 3000, at most
-10 fields of 2000, button texts of 75, and a fallback ``text`` always set (it is what
-notifications and old clients show).
+Messages are Block Kit within Slack's limits (api.slack.com/reference/block-kit): at most
+50 blocks, a header of at most 150 characters of plain text, section texts of at most 3000,
+at most 10 fields of 2000, button texts of 75, and a fallback ``text`` always set (it is
+what notifications and old clients show).
 
 Errors: 429 carries ``Retry-After``; a 404 or 410 webhook, ``invalid_token``,
 ``channel_not_found`` and the other "this will never work" answers mark the channel
