@@ -13,8 +13,10 @@ processes post the same records as log records to ``/v1/logs`` for as long. A sp
 log record carry the same attributes (four business keys, the system, the platform status,
 the channel, a status code), the same resource and times; the log record's body is a short
 line and its severity INFO. Every request is new (a fresh trace id, which the log records
-carry too, so their delivery identities are new as well). Each run starts from empty
-tables (``bench/ingest.py``'s ``empty_tables``).
+carry too, so their delivery identities are new as well); the bodies repeat from request
+to request, so masking them is mostly the memo's work, as for the spans' repeated attribute
+values (a unique log line costs more to mask: docs/performance.md). Each run starts from
+empty tables (``bench/ingest.py``'s ``empty_tables``).
 
 Prints each round's rates in records/s, and the medians and the median ratio logs/traces.
 ``--decode-only`` times the two decoders alone on the same bodies (no server, no database).

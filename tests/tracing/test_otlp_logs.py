@@ -75,7 +75,32 @@ def test_times_body_and_operation() -> None:
     assert (third.status_message, third.operation) == ("padded", "named")
     assert first.system == "order-svc"  # from service.name, as for spans
     assert first.via == "log"
-    assert first.uid.startswith(f"log::{T:x}:")
+    # no trace id: led by its time, then 128 bits of digest
+    assert re.fullmatch(rf"log:{T:x}:[0-9a-f]{{32}}", first.uid)
+
+
+@pytest.mark.parametrize("trace", ["", "0af7651916cd43dd8448eb211c80319c"])
+def test_the_identity_is_all_the_record_says(trace: str) -> None:
+    """The same record gives the same identity, in a request of its own; a record that
+    differs in anything it says (time, body, severity, an attribute, its resource) is
+    another delivery, with a trace id or without."""
+    log = {"traceId": trace, "timeUnixNano": str(T), "body": {"stringValue": "posted"},
+           "severityNumber": 9, "attributes": [KEY, attr("rows", 3)]}  # fmt: skip
+
+    def uid(record: dict[str, Any], resource: list[dict[str, Any]] | None = None) -> str:
+        (decoded,) = otlp_logs.decode_json(body([record], resource)).records
+        return decoded.uid
+
+    first = uid(log)
+    assert uid(dict(log)) == first
+    others = [
+        uid({**log, "timeUnixNano": str(T + 1)}),
+        uid({**log, "body": {"stringValue": "posted again"}}),
+        uid({**log, "severityNumber": 13}),
+        uid({**log, "attributes": [KEY, attr("rows", 4)]}),
+        uid(log, [attr("service.name", "Another Svc")]),
+    ]
+    assert len({first, *others}) == 1 + len(others)
 
 
 def test_keys_from_scope_and_resource_and_rules() -> None:
@@ -166,7 +191,8 @@ def test_protobuf_twin_gives_the_same_records() -> None:
         )
     )
     assert pb.records == js.records
-    assert pb.records[0].uid.startswith(f"log:{trace.hex()}:{T:x}:")
+    # led by the trace id, then 64 bits of digest (the time is in the digest)
+    assert re.fullmatch(rf"log:{trace.hex()}:[0-9a-f]{{16}}", pb.records[0].uid)
     assert [r.reason for r in pb.rejected] == [
         "log record 1: traceId must be 16 bytes or empty, got 2"
     ]
