@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
         python bench/logs.py [--seconds 10] [--clients 4] [--records 512] [--repeat 5]
                              [--server gunicorn] [--workers 2] [--db observatory_bench_logs]
-                             [--decode-only]
+                             [--decode-only] [--no-body]
 
 Creates the scratch database ``--db`` on the PostgreSQL server of ``DATABASE_URL``, starts
 the server as ``bench/ingest.py`` does, and then, ``--repeat`` times and back to back (so a
@@ -20,6 +20,8 @@ empty tables (``bench/ingest.py``'s ``empty_tables``).
 
 Prints each round's rates in records/s, and the medians and the median ratio logs/traces.
 ``--decode-only`` times the two decoders alone on the same bodies (no server, no database).
+``--no-body`` sends log records without a body: an event (its name and attributes), which
+says what the span says and nothing more.
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ def _attributes(i: int) -> list[Any]:
     ]
 
 
-def make_bodies(records: int) -> tuple[bytes, bytes]:
+def make_bodies(records: int, body: bool = True) -> tuple[bytes, bytes]:
     """(ExportTraceServiceRequest, ExportLogsServiceRequest) of the same ``records``, each
-    with ``PLACEHOLDER`` where a request's fresh trace id goes."""
+    with ``PLACEHOLDER`` where a request's fresh trace id goes; the log records with a body
+    unless ``body`` is false."""
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
@@ -100,7 +103,7 @@ def make_bodies(records: int) -> tuple[bytes, bytes]:
                 observed_time_unix_nano=start + 35_000_000,
                 severity_number=9,
                 severity_text="INFO",
-                body=AnyValue(string_value=f"sales order SO-{100000 + i} posted"),
+                body=AnyValue(string_value=f"sales order SO-{100000 + i} posted") if body else None,
                 attributes=_attributes(i),
             )
         )
@@ -178,8 +181,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--db", default="observatory_bench_logs", help="scratch database")
     parser.add_argument("--decode-only", action="store_true", help="the decoders alone")
+    parser.add_argument(
+        "--no-body", action="store_true", help="log records without a body (events)"
+    )
     args = parser.parse_args()
-    traces, logs = make_bodies(args.records)
+    traces, logs = make_bodies(args.records, body=not args.no_body)
     if args.decode_only:
         decode_only(traces, logs, args)
         return
