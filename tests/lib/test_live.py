@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django import db
 
 from observatory.lib import live
 
@@ -86,7 +87,12 @@ def test_under_an_asgi_loop_the_held_publish_is_sent_on_that_loop(channel: str) 
 
     async def server() -> tuple[list[dict[str, Any]], float]:
         def view(n: int) -> None:  # a request's after-commit publish
-            live.publish_on_commit("hops.stored", {"n": n}, coalesce=True)
+            try:
+                live.publish_on_commit("hops.stored", {"n": n}, coalesce=True)
+            finally:  # as Django does when a request ends: else the thread keeps the
+                # connection (on PostgreSQL, out of the pool until the test database is
+                # dropped, which it then stops)
+                db.connection.close()
 
         began = time.monotonic()
         for n in range(3):
