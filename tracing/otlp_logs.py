@@ -165,7 +165,7 @@ class _Reader:
             self.drop(_system_of(res, hop))
             return
         # (the common cases inline: this runs for every record)
-        message = body.strip() if type(body) is str else _body_text(body)
+        message = body.strip() if type(body) is str else "" if body is None else _body_text(body)
         at = time_ns or observed_ns
         name = event_name or free.get(EVENT_NAME) or scope or DEFAULT_OPERATION
         if type(name) is not str:
@@ -287,8 +287,9 @@ def decode_protobuf(
                     log.observed_time_unix_nano,
                     log.severity_number,
                     log.severity_text,
-                    # a string body answers without the WhichOneof call (as attributes do)
-                    value.string_value or pb_value(value),
+                    # a string body answers without the WhichOneof call (as attributes do),
+                    # an absent one (an event's) without a call into Python
+                    value.string_value or (pb_value(value) if log.HasField("body") else None),
                     pb_split(log.attributes),
                 )
     result = reader.result

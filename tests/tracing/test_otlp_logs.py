@@ -167,6 +167,16 @@ def test_protobuf_twin_gives_the_same_records() -> None:
                                 attributes=[kv("retail.key.order_number", "#1001")],
                             ),
                             LogRecord(trace_id=b"\x01\x02"),
+                            # no body (an event), and a body of 0 (set, but all zeros)
+                            LogRecord(
+                                time_unix_nano=T,
+                                attributes=[kv("retail.key.order_number", "#1002")],
+                            ),
+                            LogRecord(
+                                time_unix_nano=T,
+                                body=AnyValue(int_value=0),
+                                attributes=[kv("retail.key.order_number", "#1003")],
+                            ),
                         ]
                     )
                 ],
@@ -187,10 +197,17 @@ def test_protobuf_twin_gives_the_same_records() -> None:
                     "attributes": [KEY],
                 },
                 {"traceId": "0102"},
+                {"timeUnixNano": str(T), "attributes": [attr("retail.key.order_number", "#1002")]},
+                {
+                    "timeUnixNano": str(T),
+                    "body": {"intValue": "0"},
+                    "attributes": [attr("retail.key.order_number", "#1003")],
+                },
             ]
         )
     )
     assert pb.records == js.records
+    assert [r.status_message for r in pb.records] == ["failed", "", "0"]
     # led by the trace id, then 64 bits of digest (the time is in the digest)
     assert re.fullmatch(rf"log:{trace.hex()}:[0-9a-f]{{16}}", pb.records[0].uid)
     assert [r.reason for r in pb.rejected] == [
