@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.test import Client
 from playwright.sync_api import sync_playwright
 
@@ -168,5 +169,10 @@ def test_drill_down_bulk_acknowledge_and_a_note(browser: Any, site: Site) -> Non
         assert errors == [], errors
     finally:
         context.close()
-    assert Issue.objects.filter(id__in=picked, state=ACKNOWLEDGED).count() == 3
-    assert IssueNote.objects.filter(issue_id=picked[0], kind="note", author="olivia").exists()
+    # Beside Playwright's event loop the ORM opens a connection of its own (Django's are per
+    # task there), which nothing would give back to the pool: closed once read.
+    try:
+        assert Issue.objects.filter(id__in=picked, state=ACKNOWLEDGED).count() == 3
+        assert IssueNote.objects.filter(issue_id=picked[0], kind="note", author="olivia").exists()
+    finally:
+        connections.close_all()
