@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/observatory \\
         python bench/logs.py [--seconds 10] [--clients 4] [--records 512] [--repeat 5]
                              [--server gunicorn] [--workers 2] [--db observatory_bench_logs]
-                             [--decode-only] [--no-body]
+                             [--decode-only] [--in-process] [--no-body]
 
 Creates the scratch database ``--db`` on the PostgreSQL server of ``DATABASE_URL``, starts
 the server as ``bench/ingest.py`` does, and then, ``--repeat`` times and back to back (so a
@@ -20,6 +20,11 @@ empty tables (``bench/ingest.py``'s ``empty_tables``).
 
 Prints each round's rates in records/s, and the medians and the median ratio logs/traces.
 ``--decode-only`` times the two decoders alone on the same bodies (no server, no database).
+``--in-process`` calls the two endpoints' views in this process instead (Django's
+``RequestFactory``, no HTTP server, no other client), ``--repeat`` rounds of 30 requests each
+from empty tables, and prints the CPU a record of this process (the view: decoding,
+masking, the store's statements) and of its database backend: the least noisy split of the
+two endpoints' costs.
 ``--no-body`` sends log records without a body: an event (its name and attributes), which
 says what the span says and nothing more.
 """
@@ -171,6 +176,75 @@ def decode_only(traces: bytes, logs: bytes, args: argparse.Namespace) -> None:
     )
 
 
+def in_process(traces: bytes, logs: bytes, args: argparse.Namespace) -> None:
+    from ingest import cpu_seconds, empty_tables, prepare, spent
+
+    base, db_url, _, token = prepare(args.db, "observatory-bench-logs-")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import RequestFactory
+    from scratch import drop_database
+
+    from observatory.ingest import views
+
+    factory = RequestFactory()
+    endpoints = {
+        "/v1/traces": (views.otlp_traces, traces),
+        "/v1/logs": (views.otlp_logs_view, logs),
+    }
+
+    def round_(path: str, requests: int = 30) -> tuple[float, float]:
+        view, body = endpoints[path]
+        made = [
+            factory.post(
+                path,
+                data=body.replace(PLACEHOLDER, secrets.token_bytes(16)),
+                content_type="application/x-protobuf",
+                HTTP_AUTHORIZATION=f"Bearer {token}",
+            )
+            for _ in range(requests)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = [cursor.fetchone()[0]]
+        db_before, begun = cpu_seconds(backend), time.process_time()
+        for request in made:
+            answer = view(request)
+            if answer.status_code != 200:
+                sys.exit(f"{path} answered {answer.status_code}: {answer.content[:200]!r}")
+        server = time.process_time() - begun
+        records = requests * args.records
+        return server / records * 1e6, spent(db_before, cpu_seconds(backend)) / records * 1e6
+
+    print(f"in process: {args.records} records a request, 30 requests a round", flush=True)
+    costs: dict[str, list[tuple[float, float]]] = {path: [] for path in endpoints}
+    try:
+        round_("/v1/traces", 2), round_("/v1/logs", 2)  # imports, caches and the connection
+        for n in range(1, args.repeat + 1):
+            for path in endpoints if n % 2 else reversed(endpoints):  # each goes first in turn
+                empty_tables(db_url)
+                costs[path].append(round_(path))
+            (ts, td), (gs, gd) = costs["/v1/traces"][-1], costs["/v1/logs"][-1]
+            print(
+                f"round {n}: µs CPU a record, server / database: /v1/traces {ts:.2f} / "
+                f"{td:.2f}, /v1/logs {gs:.2f} / {gd:.2f}",
+                flush=True,
+            )
+    finally:
+        connection.close()
+        drop_database(base, args.db)
+    (ts, td), (gs, gd) = (
+        tuple(statistics.median(c[i] for c in costs[path]) for i in (0, 1)) for path in endpoints
+    )
+    print(
+        f"medians of {args.repeat}, µs CPU a record: /v1/traces server {ts:.2f}, database "
+        f"{td:.2f} (total {ts + td:.2f}); /v1/logs server {gs:.2f}, database {gd:.2f} (total "
+        f"{gs + gd:.2f}); logs' rate by CPU {(ts + td) / (gs + gd):.0%} of traces'"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -182,12 +256,18 @@ def main() -> None:
     parser.add_argument("--db", default="observatory_bench_logs", help="scratch database")
     parser.add_argument("--decode-only", action="store_true", help="the decoders alone")
     parser.add_argument(
+        "--in-process", action="store_true", help="the views called in this process"
+    )
+    parser.add_argument(
         "--no-body", action="store_true", help="log records without a body (events)"
     )
     args = parser.parse_args()
     traces, logs = make_bodies(args.records, body=not args.no_body)
     if args.decode_only:
         decode_only(traces, logs, args)
+        return
+    if args.in_process:
+        in_process(traces, logs, args)
         return
 
     from ingest import empty_tables, free_port, prepare, start_server
