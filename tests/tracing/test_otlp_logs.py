@@ -75,8 +75,9 @@ def test_times_body_and_operation() -> None:
     assert (third.status_message, third.operation) == ("padded", "named")
     assert first.system == "order-svc"  # from service.name, as for spans
     assert first.via == "log"
-    # no trace id: led by its time, then 128 bits of digest
+    # no trace id: led by its time, then 128 bits of digest (two digests, not one twice)
     assert re.fullmatch(rf"log:{T:x}:[0-9a-f]{{32}}", first.uid)
+    assert first.uid[-32:-16] != first.uid[-16:]
 
 
 @pytest.mark.parametrize("trace", ["", "0af7651916cd43dd8448eb211c80319c"])
