@@ -27,6 +27,7 @@ from observatory.dashboards.kpi_figures import to_json as figure_json
 from observatory.kpis import queries
 from observatory.kpis.compute import ALL, rate
 from observatory.kpis.models import BacklogSample
+from observatory.lib import memo
 from observatory.lib.clock import now
 from observatory.lib.download import attach, csv_text
 from observatory.lib.timerange import range_or_default
@@ -343,6 +344,7 @@ def _pct(value: float | None) -> str:
 
 @require_GET
 @login_required
+@memo.per_page
 def page(request: HttpRequest) -> HttpResponse:
     """KPI cards and trend charts, filtered by window, channel and store."""
     f = Filters.from_params(request.GET)
@@ -379,6 +381,7 @@ def page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
+@memo.per_page
 def csv_download(request: HttpRequest, chart: str) -> HttpResponse:
     """The data behind one chart (or the cards: ``summary``), as CSV."""
     f = Filters.from_params(request.GET)

@@ -10,6 +10,7 @@ from ninja import Query, Router
 
 from observatory.kpis import queries
 from observatory.kpis.schema import KpiAnswerOut, KpiFilters
+from observatory.lib import memo
 from observatory.lib.answers import answers
 from observatory.lib.clock import now
 from observatory.triage.queries import BadRequest
@@ -44,12 +45,13 @@ def window(
 def kpis(request: HttpRequest, filters: Query[KpiFilters]) -> dict[str, Any]:
     at = now()
     since, until = window(filters.since, filters.until, at)
-    values = queries.kpi_values(
-        since,
-        until,
-        channel=filters.channel.strip() or None,
-        system=filters.system.strip() or None,
-        store=filters.store.strip() or None,
-        at=at,
-    )
+    with memo.reads_once():
+        values = queries.kpi_values(
+            since,
+            until,
+            channel=filters.channel.strip() or None,
+            system=filters.system.strip() or None,
+            store=filters.store.strip() or None,
+            at=at,
+        )
     return {"since": since, "until": until, "kpis": values}

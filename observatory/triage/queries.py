@@ -33,6 +33,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from observatory.hops.models import DuplicateDelivery, Hop, HopKey
+from observatory.lib import memo
 from observatory.lib.rows import column_of, fetch
 from observatory.transactions.models import (
     SlaPolicy,
@@ -153,12 +154,17 @@ _POLICIES_SQL = "SELECT {} FROM {} WHERE {} = %s ORDER BY {}".format(
 def policies() -> list[sla.Policy]:
     """The active SLA policies, as plain values for ``sla``.
 
-    Read afresh every time, so an edit in the admin counts at once; as plain SQL because
-    every order lookup reads them, and building the ORM query cost more than running it.
+    Read afresh every time, so an edit in the admin counts at once (once per page inside
+    ``memo.reads_once()``); as plain SQL because every order lookup reads them, and
+    building the ORM query cost more than running it.
     """
+    return list(memo.once("sla_policies", _read_policies))
+
+
+def _read_policies() -> tuple[sla.Policy, ...]:
     with connection.cursor() as cur:
         cur.execute(_POLICIES_SQL, [True])
-        return [sla.Policy(*row) for row in cur.fetchall()]
+        return tuple(sla.Policy(*row) for row in cur.fetchall())
 
 
 # --- paging ---------------------------------------------------------------------------------

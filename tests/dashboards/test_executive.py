@@ -14,10 +14,13 @@ import orjson
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from observatory.dashboards import tasks
 from observatory.kpis import actions
+from observatory.transactions.models import SlaPolicy
 from tests.dashboards.conftest import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
@@ -248,3 +251,26 @@ def test_posting_completeness_from_the_pages_order_totals_is_the_kpis_own(
             f"{own['posted']:,} of {own['orders']:,} orders; posted USD 599",
         )
         assert posting.note == "1 of 1 orders; posted USD 599"  # the seeded web order
+
+
+POSTING_STAGES = {"transaction_kind": "order", "from_stage": "captured", "to_stage": "posted"}
+
+
+def test_the_executive_page_reads_them_once_and_an_edit_counts_at_the_next(
+    exec_client: Client, filled: datetime
+) -> None:
+    """Each figure reads the active SLA policies, the store zones and the raw facts of the
+    hour not yet rolled up; within one page those rows are the same, so they are read once
+    (``lib.memo``), and an edit in the admin counts at the next page."""
+    exec_client.get("/executive/", {"window": "7"})  # the process's own caches, warm
+    with CaptureQueriesContext(connection) as page:
+        html = exec_client.get("/executive/", {"window": "7"}).content.decode()
+    sqls = [q["sql"] for q in page.captured_queries]
+    assert sum("transactions_slapolicy" in s for s in sqls) == 1
+    assert sum("reconciliation_storezone" in s for s in sqls) == 1
+    raw = [s for s in sqls if s.startswith('SELECT "transactions_transaction"."kind"')]
+    assert len(raw) == len(set(raw)), "the same raw facts read twice"
+    assert "within 1 min" in html
+
+    SlaPolicy.objects.filter(**POSTING_STAGES, channel="web", active=True).update(deadline_s=120)
+    assert "within 2 min" in exec_client.get("/executive/", {"window": "7"}).content.decode()

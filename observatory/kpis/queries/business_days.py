@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
+from observatory.lib import memo
 from observatory.reconciliation.models import StoreZone
+
+
+def _zones() -> tuple[tuple[str, str], ...]:
+    """(store, time zone name) of every store with a zone of its own."""
+    return tuple(StoreZone.objects.values_list("store_id", "time_zone"))
 
 
 class BusinessDays:
@@ -25,10 +31,7 @@ class BusinessDays:
 
     def __init__(self) -> None:
         self.default = ZoneInfo(settings.RECONCILIATION_TIME_ZONE)
-        self.zones = {
-            store: ZoneInfo(zone)
-            for store, zone in StoreZone.objects.values_list("store_id", "time_zone")
-        }
+        self.zones = {store: ZoneInfo(zone) for store, zone in memo.once("store_zones", _zones)}
         self._ends: dict[tuple[ZoneInfo, date], datetime] = {}
 
     def day_end(self, captured: datetime, store: str) -> datetime:
@@ -65,6 +68,6 @@ def cents(amount: Decimal | float | None) -> int | None:
 def zones_digest() -> str:
     """What the business days depend on, for the fill to judge every order again when it
     changes: the default zone and every store's."""
-    pairs = sorted(StoreZone.objects.values_list("store_id", "time_zone"))
+    pairs = sorted(memo.once("store_zones", _zones))
     raw = repr((settings.RECONCILIATION_TIME_ZONE, pairs)).encode()
     return hashlib.sha256(raw).hexdigest()[:16]

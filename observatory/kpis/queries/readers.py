@@ -15,6 +15,7 @@ from observatory.hops.models import DuplicateDelivery, Hop
 from observatory.kpis import compute
 from observatory.kpis.compute import HopFact, OrderFact
 from observatory.kpis.queries.business_days import BusinessDays, cents
+from observatory.lib import memo
 from observatory.lib.clock import now as clock_now
 from observatory.transactions.models import StageReached, Transaction, TransactionHop
 from observatory.triage import queries as triage_queries
@@ -90,7 +91,13 @@ def order_facts(ranges: Sequence[Range], deadlines: Deadlines | None = None) -> 
     """
     if not ranges:
         return []
-    deadlines = deadlines or Deadlines()
+    if deadlines is None:  # the active policies' deadlines: once per page (lib.memo)
+        key = ("order_facts", tuple(ranges))
+        return list(memo.once(key, lambda: tuple(_order_facts(ranges, Deadlines()))))
+    return _order_facts(ranges, deadlines)
+
+
+def _order_facts(ranges: Sequence[Range], deadlines: Deadlines) -> list[OrderFact]:
     days = BusinessDays()
     # withdrawn exceptions were never a problem
     on_tx = Issue.objects.filter(transaction_id=OuterRef("pk"), state__in=REAL)
