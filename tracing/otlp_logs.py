@@ -58,7 +58,14 @@ from tracing.otlp_common import (
 )
 from tracing.records import DecodeError, DecodeResult, Rejection
 
-__all__ = ["SEVERITY_ERROR", "decode_json", "decode_protobuf", "dropped_message", "encode_response"]
+__all__ = [
+    "SEVERITY_ERROR",
+    "decode_json",
+    "decode_protobuf",
+    "dropped_message",
+    "encode_response",
+    "severity_name",
+]
 
 #: ``SEVERITY_NUMBER_ERROR``: this and above (ERROR2.., FATAL..) make the hop a failure.
 SEVERITY_ERROR: Final = 17
@@ -86,6 +93,15 @@ _SEVERITIES = {
         ["UNSPECIFIED", *(f"{level}{n}" for level in _LEVELS for n in ("", "2", "3", "4"))]
     )
 }
+
+
+def severity_name(number: int) -> str:
+    """The short name of a severity number (9 ``INFO``, 10 ``INFO2``, 17 ``ERROR``), or ""
+    outside 1..24."""
+    if not 1 <= number <= 24:
+        return ""
+    level, step = divmod(number - 1, 4)
+    return _LEVELS[level] + (str(step + 1) if step else "")
 
 
 def _resource_id(res: Resource) -> int:

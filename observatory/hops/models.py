@@ -17,6 +17,7 @@ from django.db.models import Q
 
 from observatory.lib.indexes import TimeIndex
 from tracing import conventions, limits
+from tracing.otlp_logs import severity_name
 
 
 def exception_events(extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -99,6 +100,15 @@ class Hop(models.Model):
         if said and any(e["message"] == said for e in self.exception_events()):
             return ""
         return said
+
+    def severity(self) -> str:
+        """A log record's severity: its text, else its number's name (docs/ingest.md), or ""."""
+        extra = self.extra if isinstance(self.extra, dict) else {}
+        text = extra.get("severity_text")
+        if text:
+            return str(text)
+        number = extra.get("severity_number")
+        return severity_name(number) if type(number) is int else ""
 
 
 class HopKey(models.Model):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from observatory.access.actions import do_create_ingest_token
 from observatory.hops.models import DroppedLogRecords, DuplicateDelivery, Hop
+from observatory.transactions.models import TransactionKey
+from tests.dashboards.conftest import make_user
 from tests.pipeline import tick
 from tests.serving import serve_in_thread
 
@@ -149,6 +152,23 @@ def test_sdk_log_exporter_keyed_records_join_the_order_of_the_spans(server: str)
     }
     keys = {(k["kind"], k["value"]) for k in order["keys"]}
     assert ("erp_sales_order", "SO-5001") in keys
+
+    # the order page: the severity beside each body, red only for the failed record (the
+    # API record emitted with a number and no text is named by its number)
+    page = Client()
+    page.force_login(make_user("olivia", "ops"))
+    tx = TransactionKey.objects.get(kind="order_number", value="#5001").transaction_id
+    html = page.get(f"/orders/{tx}/").content.decode()
+    assert re.search(
+        r'<p class="error-text" data-testid="hop-status"><span class="badge red"[^>]*>ERROR</span> '
+        r"posting failed for \[masked\]: ERP answered 503</p>",
+        html,
+    ), html
+    assert re.search(
+        r'<p class="status-text" data-testid="hop-status"><span class="badge outline"[^>]*>INFO'
+        r"</span> posted</p>",
+        html,
+    ), html
 
 
 @pytest.mark.django_db(transaction=True)

@@ -80,6 +80,14 @@ def test_times_body_and_operation() -> None:
     assert first.uid[-32:-16] != first.uid[-16:]
 
 
+def test_severity_names() -> None:
+    names = [otlp_logs.severity_name(n) for n in (0, 1, 4, 5, 9, 10, 13, 17, 20, 21, 24, 25)]
+    assert names == [
+        "", "TRACE", "TRACE4", "DEBUG", "INFO", "INFO2", "WARN", "ERROR", "ERROR4", "FATAL",
+        "FATAL4", "",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("trace", ["", "0af7651916cd43dd8448eb211c80319c"])
 def test_the_identity_is_all_the_record_says(trace: str) -> None:
     """The same record gives the same identity, in a request of its own; a record that
