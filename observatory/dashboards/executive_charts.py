@@ -144,7 +144,8 @@ def chart_builders(f: Filters, at: datetime) -> dict[str, Callable[[], Chart]]:
         )
 
     def inventory() -> Chart:
-        total, rows = series.inventory_lag(period_start(f, at), at, channel=ch, store=st)
+        # at the page's own time: the same total as the cards' (one read, lib.memo)
+        total, rows = series.inventory_lag(period_start(f, at), at, channel=ch, store=st, at=at)
         return Chart(
             "inventory",
             "How long stock updates took to reach the shop",

@@ -179,9 +179,14 @@ def lag_distribution(sketch: Sketch) -> list[dict[str, Any]]:
 
 
 def inventory_lag(
-    since: datetime, until: datetime, *, channel: str | None = None, store: str | None = None
+    since: datetime,
+    until: datetime,
+    *,
+    channel: str | None = None,
+    store: str | None = None,
+    at: datetime | None = None,
 ) -> tuple[queries.OrderTotal, list[dict[str, Any]]]:
-    total = queries.order_total(since, until, channel=channel, store=store)
+    total = queries.order_total(since, until, channel=channel, store=store, at=at)
     return total, lag_distribution(total.inv.sketch)
 
 

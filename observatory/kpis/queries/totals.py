@@ -20,6 +20,7 @@ from observatory.kpis import compute
 from observatory.kpis.compute import ALL, HopFact, OrderFact, Sketch
 from observatory.kpis.models import HopRollup, OrderRollup
 from observatory.kpis.queries.readers import Range, hop_facts, minutes_from, order_facts
+from observatory.lib import memo
 from observatory.lib.clock import now as clock_now
 
 
@@ -257,8 +258,17 @@ def order_total(
     store: str | None = None,
     at: datetime | None = None,
 ) -> OrderTotal:
-    """The orders rollup figures of ``[since, until)`` for one channel/store grouping."""
-    at = at or clock_now()
+    """The orders rollup figures of ``[since, until)`` for one channel/store grouping
+    (read once per answer for the same arguments, ``lib.memo``: callers only read it)."""
+    if at is None:
+        return _order_total(since, until, channel, store, clock_now())
+    key = ("order_total", since, until, channel, store, at)
+    return memo.once(key, lambda: _order_total(since, until, channel, store, at))
+
+
+def _order_total(
+    since: datetime, until: datetime, channel: str | None, store: str | None, at: datetime
+) -> OrderTotal:
     first = minutes_from(at)
     plan = compute.plan_window(since, until, first)
     recent, old = split_raw(plan.raw, first)
