@@ -95,13 +95,15 @@ _SEVERITIES = {
 }
 
 
+#: Severity number -> its short name (9 ``INFO``, 10 ``INFO2``, 17 ``ERROR``).
+_SEVERITY_NAMES = {
+    number: name.removeprefix("SEVERITY_NUMBER_") for name, number in _SEVERITIES.items() if number
+}
+
+
 def severity_name(number: int) -> str:
-    """The short name of a severity number (9 ``INFO``, 10 ``INFO2``, 17 ``ERROR``), or ""
-    outside 1..24."""
-    if not 1 <= number <= 24:
-        return ""
-    level, step = divmod(number - 1, 4)
-    return _LEVELS[level] + (str(step + 1) if step else "")
+    """The short name of a severity number, or "" outside 1..24."""
+    return _SEVERITY_NAMES.get(number, "")
 
 
 def _resource_id(res: Resource) -> int:
@@ -197,7 +199,7 @@ class _Reader:
             text = orjson.dumps(said, default=str)
         # The digest tells deliveries apart, nothing more: XXH64, scalar code (the xxhash
         # package's XXH3 runs AVX-512 on inputs over 240 bytes where the CPU has it, which
-        # cost 1.4 µs a record in the server: docs/performance.md). Led by the trace id, as
+        # cost 1.6 µs a record in the server: docs/performance.md). Led by the trace id, as
         # a span's identity is (the receipts' unique index then takes a request's records
         # in a few places, not one a record), 64 bits tell the records of one trace apart;
         # a record without a trace is led by its time, and told apart from the records of

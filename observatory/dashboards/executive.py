@@ -141,17 +141,13 @@ def posting_deadlines() -> dict[str, int]:
 
 
 def order_totals(at: datetime) -> slo.Totals:
-    """``queries.order_total`` remembered per period and grouping: the cards, the service
-    levels and the weekly summary read the same totals once."""
-    memo: dict[tuple[Any, ...], queries.OrderTotal] = {}
+    """``queries.order_total`` at ``at``: the cards, the service levels and the weekly
+    summary read the same totals, once per page (``lib.memo``)."""
 
     def total(
         since: datetime, until: datetime, channel: str | None, store: str | None
     ) -> queries.OrderTotal:
-        key = (since, until, channel, store)
-        if key not in memo:
-            memo[key] = queries.order_total(since, until, channel=channel, store=store, at=at)
-        return memo[key]
+        return queries.order_total(since, until, channel=channel, store=store, at=at)
 
     return total
 

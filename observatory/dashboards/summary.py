@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 
 from observatory.dashboards import executive, slo
 from observatory.dashboards.executive_charts import period_start
+from observatory.lib import memo
 from observatory.lib.clock import now
 
 #: the summary covers the last seven days, as the executive page's 7-day period
@@ -40,13 +41,14 @@ def weekly_summary(at: datetime | None = None) -> Summary:
     f = executive.Filters(days=DAYS)
     totals = executive.order_totals(at)
     base = str(settings.OBSERVATORY_BASE_URL).rstrip("/")
-    return Summary(
-        at=at,
-        since=period_start(f, at),
-        cards=executive.cards(f, at, totals),
-        service_levels=executive.service_levels(f, at, totals),
-        url=f"{base}/executive/?{f.query()}",
-    )
+    with memo.reads_once():  # the page's reads, once each as on the page
+        return Summary(
+            at=at,
+            since=period_start(f, at),
+            cards=executive.cards(f, at, totals),
+            service_levels=executive.service_levels(f, at, totals),
+            url=f"{base}/executive/?{f.query()}",
+        )
 
 
 def message(summary: Summary, to: list[str]) -> EmailMultiAlternatives:

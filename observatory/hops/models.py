@@ -103,11 +103,10 @@ class Hop(models.Model):
 
     def severity(self) -> str:
         """A log record's severity: its text, else its number's name (docs/ingest.md), or ""."""
-        extra = self.extra if isinstance(self.extra, dict) else {}
-        text = extra.get("severity_text")
+        text = self.extra.get("severity_text")
         if text:
             return str(text)
-        number = extra.get("severity_number")
+        number = self.extra.get("severity_number")
         return severity_name(number) if type(number) is int else ""
 
 
